@@ -1,0 +1,146 @@
+"""Checks on the composed config, run before any data is touched.
+
+Hydra already rejects unknown keys and unknown group options; these checks catch bad
+values, each with a one-line message naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig
+
+from flowers_sweep.data import DATASETS
+from flowers_sweep.models import ARCHS
+from flowers_sweep.models.activations import ACTIVATIONS
+from flowers_sweep.models.resnet import BLOCKS
+from flowers_sweep.optim import OPTIMIZERS, SCHEDULERS
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message is meant for the user as is."""
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"{key}={value!r} is invalid: {allowed}")
+
+
+def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...] | list[str]) -> None:
+    value = cfg.get(key.split(".")[-1])
+    if value not in choices:
+        _fail(key, value, f"allowed values are {', '.join(choices)}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check(key: str, value: Any, ok: Callable[[Any], bool], allowed: str) -> None:
+    if not ok(value):
+        _fail(key, value, allowed)
+
+
+def validate_model(m: DictConfig) -> None:
+    _choice(m, "model.arch", ARCHS)
+    _choice(m, "model.activation", list(ACTIVATIONS))
+    if m.arch == "resnet":
+        _choice(m, "model.block", list(BLOCKS))
+        layers = list(m.layers) if m.get("layers") is not None else None
+        _check(
+            "model.layers",
+            layers,
+            lambda v: v is not None and len(v) == 4 and all(_is_int(x) and x >= 1 for x in v),
+            "must be four block counts >= 1, e.g. [2, 2, 2, 2]",
+        )
+
+
+def validate_trainer(t: DictConfig) -> None:
+    _check("trainer.epochs", t.epochs, lambda v: _is_int(v) and v >= 1, "must be an integer >= 1")
+    _check(
+        "trainer.batch_size",
+        t.batch_size,
+        lambda v: _is_int(v) and v >= 1,
+        "must be an integer >= 1",
+    )
+    _check(
+        "trainer.num_workers",
+        t.num_workers,
+        lambda v: _is_int(v) and v >= 0,
+        "must be an integer >= 0",
+    )
+    _check(
+        "trainer.device",
+        t.device,
+        lambda v: isinstance(v, str) and DEVICE_PATTERN.match(v),
+        "allowed values are auto, cpu, cuda, cuda:N, mps",
+    )
+    _check(
+        "trainer.deterministic",
+        t.deterministic,
+        lambda v: isinstance(v, bool),
+        "must be true or false",
+    )
+
+
+def validate_optim(o: DictConfig, s: DictConfig) -> None:
+    _choice(o, "optimizer.name", OPTIMIZERS)
+    _check("optimizer.lr", o.lr, lambda v: _is_number(v) and v > 0, "must be a number > 0")
+    _choice(s, "scheduler.name", SCHEDULERS)
+    if s.name == "multistep":
+        ms = list(s.milestones) if s.get("milestones") is not None else None
+        _check(
+            "scheduler.milestones",
+            ms,
+            lambda v: (
+                v is not None
+                and all(_is_int(x) and x >= 1 for x in v)
+                and all(a < b for a, b in itertools.pairwise(v))
+            ),
+            "must be strictly increasing epochs >= 1, e.g. [40, 70]",
+        )
+        _check(
+            "scheduler.gamma",
+            s.gamma,
+            lambda v: _is_number(v) and 0 < v <= 1,
+            "must be in (0, 1]",
+        )
+
+
+def validate_data(d: DictConfig, a: DictConfig) -> None:
+    _choice(d, "dataset.name", DATASETS)
+    _check(
+        "dataset.image_size",
+        d.image_size,
+        lambda v: _is_int(v) and v >= 16,
+        "must be an integer >= 16",
+    )
+    _check(
+        "augment.vflip_p",
+        a.vflip_p,
+        lambda v: _is_number(v) and 0 <= v <= 1,
+        "must be in [0, 1]",
+    )
+    _check(
+        "augment.rotation",
+        a.rotation,
+        lambda v: _is_number(v) and 0 <= v <= 180,
+        "must be degrees in [0, 180]",
+    )
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError on the first bad value."""
+    validate_model(cfg.model)
+    validate_trainer(cfg.trainer)
+    validate_optim(cfg.optimizer, cfg.scheduler)
+    validate_data(cfg.dataset, cfg.augment)
+    _check("seed", cfg.seed, _is_int, "must be an integer")

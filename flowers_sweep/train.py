@@ -1,0 +1,205 @@
+"""One training run: the loop a reader can hold in their head.
+
+Knows nothing about sweeps: Hydra calls `run` once per job, and everything a later
+step needs is written to the run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from flowers_sweep.data import Split, load_splits
+from flowers_sweep.data.augment import BatchAugment, normalize
+from flowers_sweep.models import build_model, count_parameters
+from flowers_sweep.optim import build_optimizer, build_scheduler
+from flowers_sweep.runfolder import (
+    METRICS_FILE,
+    RESULT_FILE,
+    WEIGHTS_FILE,
+    save_torch,
+    write_json,
+    write_metrics,
+)
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"trainer.device={name!r} but CUDA is not available here")
+    return device
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def batches(
+    split: Split, batch_size: int, order: torch.Tensor | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Slices of the in-memory split, in `order` when given (a shuffle)."""
+    n = len(split)
+    for lo in range(0, n, batch_size):
+        if order is None:
+            yield split.images[lo : lo + batch_size], split.labels[lo : lo + batch_size]
+        else:
+            idx = order[lo : lo + batch_size]
+            yield split.images[idx], split.labels[idx]
+
+
+def progress(it, total: int, desc: str):
+    """A bar on a terminal; silent otherwise (an epoch line is logged instead)."""
+    return tqdm(it, total=total, desc=desc, leave=False, disable=not sys.stderr.isatty())
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    split: Split,
+    batch_size: int,
+    prepare: Callable[[torch.Tensor], torch.Tensor],
+    gen: torch.Generator,
+    device: torch.device,
+    desc: str = "train",
+) -> tuple[float, float]:
+    model.train()
+    order = torch.randperm(len(split), generator=gen)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    n_batches = (len(split) + batch_size - 1) // batch_size
+    seen = 0
+    for images, labels in progress(batches(split, batch_size, order), n_batches, desc):
+        if len(labels) == 1 and n_batches > 1:
+            continue  # a trailing single image: batch norm cannot train on it
+        x, y = prepare(images.to(device)), labels.to(device)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+    return loss_sum.item() / seen, correct.item() / seen
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    split: Split,
+    batch_size: int,
+    prepare: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device,
+) -> tuple[float, float]:
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for images, labels in batches(split, batch_size):
+        x, y = prepare(images.to(device)), labels.to(device)
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    return loss_sum.item() / len(split), correct.item() / len(split)
+
+
+def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str, Any]:
+    """Train, validate each epoch, test once; write metrics, weights and result."""
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    t = cfg.trainer
+    device = resolve_device(t.device)
+    seed_everything(cfg.seed, t.deterministic)
+
+    data = load_splits(cfg.dataset)
+    for split, n in data.sizes().items():
+        log.info("%sset size: %d", split, n)
+    model = build_model(cfg.model, data.num_classes, cfg.dataset.image_size).to(device)
+    params = count_parameters(model)
+    log.info("%s (%s), %d parameters, on %s", model_name, cfg.model.activation, params, device)
+    optimizer = build_optimizer(model.parameters(), cfg.optimizer)
+    scheduler = build_scheduler(optimizer, cfg.scheduler)
+
+    augment = BatchAugment(cfg.augment.vflip_p, cfg.augment.rotation)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    mean, std = list(cfg.dataset.mean), list(cfg.dataset.std)
+
+    def train_view(images: torch.Tensor) -> torch.Tensor:
+        return normalize(augment(images, gen), mean, std)
+
+    def eval_view(images: torch.Tensor) -> torch.Tensor:
+        return normalize(images, mean, std)
+
+    rows: list[dict[str, Any]] = []
+    best_val = 0.0
+    for epoch in range(1, t.epochs + 1):
+        t0 = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        desc = f"epoch {epoch}/{t.epochs}"
+        train_loss, train_acc = train_epoch(
+            model, optimizer, data.train, t.batch_size, train_view, gen, device, desc
+        )
+        val_loss, val_acc = evaluate(model, data.val, 2 * t.batch_size, eval_view, device)
+        scheduler.step()
+        best_val = max(best_val, val_acc)
+        row = dict(
+            epoch=epoch,
+            train_loss=train_loss,
+            train_acc=train_acc,
+            val_loss=val_loss,
+            val_acc=val_acc,
+            lr=lr,
+            epoch_s=round(time.perf_counter() - t0, 3),
+        )
+        rows.append(row)
+        write_metrics(run_dir / METRICS_FILE, rows)
+        log.info(
+            "epoch %d/%d  train loss %.4f acc %.3f  val loss %.4f acc %.3f  lr %.2g  %.1fs",
+            epoch, t.epochs, train_loss, train_acc, val_loss, val_acc, lr, row["epoch_s"],
+        )  # fmt: skip
+
+    test_loss, test_acc = evaluate(model, data.test, 2 * t.batch_size, eval_view, device)
+    log.info("test loss %.4f acc %.3f", test_loss, test_acc)
+    save_torch(run_dir / WEIGHTS_FILE, model.state_dict())
+    sizes = data.sizes()
+    result = {
+        "status": "completed",
+        "case": case,
+        "model": model_name,
+        "activation": cfg.model.activation,
+        "epochs": t.epochs,
+        "seed": cfg.seed,
+        "test_acc": test_acc,
+        "test_loss": test_loss,
+        "best_val_acc": best_val,
+        "params": params,
+        "num_classes": data.num_classes,
+        "train_size": sizes["train"],
+        "val_size": sizes["val"],
+        "test_size": sizes["test"],
+        "wall_s": round(time.perf_counter() - started, 3),
+        "device": str(device),
+    }
+    write_json(run_dir / RESULT_FILE, result)
+    return result

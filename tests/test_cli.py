@@ -1,0 +1,94 @@
+"""End to end: the real `python -m flowers_sweep` in a subprocess, tiny settings."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from flowers_sweep.runfolder import METRIC_COLUMNS
+
+from .conftest import TINY, run_cli
+
+pytestmark = pytest.mark.e2e
+RESULT_KEYS = {
+    "status", "case", "model", "activation", "epochs", "seed", "test_acc", "test_loss",
+    "best_val_acc", "params", "num_classes", "train_size", "val_size", "test_size",
+    "wall_s", "device",
+}  # fmt: skip
+
+
+def job_dirs(sweep_dir):
+    return sorted((p for p in sweep_dir.iterdir() if p.is_dir()), key=lambda p: int(p.name))
+
+
+def test_report_cases_multirun(tmp_path, cache_dir):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "-m", "case=relu,sigmoid,leaky_relu,baseline_cnn", *TINY,
+        f"hydra.sweep.dir={sweep}", cache=cache_dir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = []
+    for job in job_dirs(sweep):
+        result = json.loads((job / "result.json").read_text())
+        assert set(result) == RESULT_KEYS
+        assert result["status"] == "completed"
+        assert (result["train_size"], result["val_size"], result["test_size"]) == (48, 20, 20)
+        rows = list(csv.DictReader((job / "metrics.csv").read_text().splitlines()))
+        assert list(rows[0]) == list(METRIC_COLUMNS) and len(rows) == 1
+        state = torch.load(job / "model.pt", weights_only=True)
+        weights = [v for k, v in state.items() if k.endswith("weight")]
+        assert weights[-1].shape[0] == result["num_classes"]  # the classifier's rows
+        assert "trainset size: 48" in (job / "flowers_sweep.log").read_text()
+        results.append(result)
+    assert [(r["case"], r["model"], r["activation"]) for r in results] == [
+        ("relu", "resnet18", "relu"),
+        ("sigmoid", "resnet18", "sigmoid"),
+        ("leaky_relu", "resnet18", "leaky_relu"),
+        ("baseline_cnn", "baseline_cnn", "relu"),
+    ]
+
+
+def test_activation_sweep_with_epochs_and_size_overrides(tmp_path, cache_dir):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "-m", "model.activation=relu,sigmoid,leaky_relu", *TINY, "trainer.epochs=2",
+        "dataset.image_size=40", f"hydra.sweep.dir={sweep}", cache=cache_dir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = job_dirs(sweep)
+    assert [json.loads((j / "result.json").read_text())["activation"] for j in jobs] == [
+        "relu", "sigmoid", "leaky_relu",
+    ]  # fmt: skip
+    for job in jobs:
+        rows = list(csv.DictReader((job / "metrics.csv").read_text().splitlines()))
+        assert [int(r["epoch"]) for r in rows] == [1, 2]
+        assert all(float(r["lr"]) == pytest.approx(0.001) for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.activation=tanhh", ["'tanhh'", "relu, leaky_relu, sigmoid"]),
+        ("trainer.epochs=-1", ["trainer.epochs=-1", ">= 1"]),
+    ],
+)
+def test_bad_value_exits_nonzero_before_training(tmp_path, cache_dir, override, expected):
+    run_dir = tmp_path / "run"
+    proc = run_cli(*TINY, override, f"hydra.run.dir={run_dir}", cache=cache_dir)
+    assert proc.returncode != 0
+    for text in expected:
+        assert text in proc.stderr
+    assert not (run_dir / "metrics.csv").exists()
+    assert not (run_dir / "result.json").exists()
+
+
+def test_default_settings_learn(tmp_path, cache_dir):
+    """The README's demo scale: ReLU ResNet-18 must beat chance (10%) at least twice."""
+    run_dir = tmp_path / "run"
+    proc = run_cli(f"hydra.run.dir={run_dir}", cache=cache_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["num_classes"] == 10
+    assert result["test_acc"] >= 2 * (1 / result["num_classes"])

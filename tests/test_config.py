@@ -1,0 +1,56 @@
+import pytest
+
+from flowers_sweep.config import ConfigError, validate
+
+from .conftest import make_cfg
+
+
+def test_defaults_are_valid_and_report_like():
+    cfg = make_cfg()
+    validate(cfg)
+    assert cfg.model.block == "basic" and list(cfg.model.layers) == [2, 2, 2, 2]
+    assert cfg.optimizer.name == "adam" and cfg.optimizer.lr == 0.001
+    assert list(cfg.scheduler.milestones) == [40, 70] and cfg.scheduler.gamma == 0.2
+    assert cfg.augment.vflip_p == 0.5 and cfg.augment.rotation == 10
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.activation=tanhh", r"model.activation='tanhh'.*relu, leaky_relu, sigmoid"),
+        ("trainer.epochs=-1", r"trainer.epochs=-1.*>= 1"),
+        ("trainer.epochs=0", r"trainer.epochs=0"),
+        ("trainer.batch_size=0", r"trainer.batch_size=0.*>= 1"),
+        ("optimizer.lr=0", r"optimizer.lr=0.*> 0"),
+        ("optimizer.lr=-0.1", r"optimizer.lr=-0.1"),
+        ("scheduler.milestones=[70,40]", r"scheduler.milestones=\[70, 40\].*increasing"),
+        ("scheduler.milestones=[40,40]", r"scheduler.milestones"),
+        ("scheduler.gamma=0", r"scheduler.gamma=0.*\(0, 1\]"),
+        ("scheduler.gamma=1.5", r"scheduler.gamma=1.5"),
+        ("model.block=huge", r"model.block='huge'.*basic, bottleneck"),
+        ("model.layers=[2,2,2]", r"model.layers=\[2, 2, 2\]"),
+        ("trainer.device=tpu", r"trainer.device='tpu'.*auto, cpu, cuda"),
+        ("dataset.image_size=4", r"dataset.image_size=4"),
+        ("augment.vflip_p=2", r"augment.vflip_p=2"),
+        ("optimizer.name=adamw", r"optimizer.name='adamw'.*adam, sgd"),
+    ],
+)
+def test_bad_values_are_named(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(make_cfg(override))
+
+
+@pytest.mark.parametrize("case", ["relu", "sigmoid", "leaky_relu"])
+def test_cases_are_resnet18_with_their_activation(case):
+    cfg = make_cfg(f"case={case}")
+    assert cfg.model.arch == "resnet" and list(cfg.model.layers) == [2, 2, 2, 2]
+    assert cfg.model.activation == case
+
+
+def test_baseline_case():
+    cfg = make_cfg("case=baseline_cnn")
+    assert cfg.model.arch == "baseline_cnn" and cfg.model.activation == "relu"
+
+
+def test_command_line_beats_case():
+    assert make_cfg("case=relu", "model.activation=sigmoid").model.activation == "sigmoid"

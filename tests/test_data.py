@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+import torch
+from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms.v2 import functional as TF
+
+from flowers_sweep.data import load_splits
+from flowers_sweep.data.augment import BatchAugment, normalize, rotate, rotate_by, vertical_flip
+from flowers_sweep.data.synthetic import flower_classes, generate_split
+
+from .conftest import make_cfg
+
+
+def test_synthetic_is_deterministic_per_seed():
+    a = generate_split(40, 10, 32, seed=3, split="train")
+    b = generate_split(40, 10, 32, seed=3, split="train")
+    c = generate_split(40, 10, 32, seed=4, split="train")
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_splits_differ_and_labels_are_balanced():
+    train, train_y = generate_split(100, 10, 32, seed=0, split="train")
+    val, _ = generate_split(100, 10, 32, seed=0, split="val")
+    assert train.shape == (100, 3, 32, 32) and train.dtype == np.uint8
+    assert not np.array_equal(train, val)
+    assert np.bincount(train_y, minlength=10).tolist() == [10] * 10
+
+
+def test_classes_share_attributes_but_are_unique():
+    classes = flower_classes(10)
+    assert len({c.name for c in classes}) == 10
+    assert len({c.colour for c in classes}) < 10
+    assert len({c.petals for c in classes}) < 10
+    with pytest.raises(ValueError, match="num_classes=1"):
+        flower_classes(1)
+
+
+def test_load_splits_uses_cache(cache_dir):
+    cfg = make_cfg("dataset.train_size=30", "dataset.val_size=10", "dataset.test_size=10")
+    first = load_splits(cfg.dataset)
+    files = list(cache_dir.glob("synthetic-*.pt"))
+    assert files
+    again = load_splits(cfg.dataset)
+    assert torch.equal(first.train.images, again.train.images)
+    assert first.sizes() == {"train": 30, "val": 10, "test": 10}
+    assert first.num_classes == 10 and len(first.class_names) == 10
+
+
+def test_vertical_flip_all_or_nothing():
+    batch = torch.randint(0, 255, (4, 3, 8, 8), dtype=torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(vertical_flip(batch, 1.0, g), batch.flip(-2))
+    assert torch.equal(vertical_flip(batch, 0.0, g), batch)
+
+
+def test_rotation_zero_is_identity_and_keeps_dtype():
+    batch = torch.randint(0, 255, (4, 3, 16, 16), dtype=torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    out = rotate(batch, 10, g)
+    assert out.dtype == torch.uint8 and out.shape == batch.shape
+    assert torch.equal(rotate(batch, 0, g), batch)
+
+
+@pytest.mark.parametrize("angle", [10.0, -7.5, 30.0, 90.0])
+def test_rotation_matches_torchvision_nearest(angle):
+    img = torch.randint(0, 255, (1, 3, 48, 40), dtype=torch.uint8)
+    reference = TF.rotate(img, angle, interpolation=InterpolationMode.NEAREST)
+    assert torch.equal(rotate_by(img, torch.tensor([angle])), reference)
+
+
+def test_normalize_matches_torchvision():
+    mean, std = [0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]
+    batch = torch.randint(0, 255, (2, 3, 8, 8), dtype=torch.uint8)
+    reference = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    assert torch.allclose(normalize(batch, mean, std), reference(batch), atol=1e-5)
+
+
+def test_augment_is_seeded():
+    batch = torch.randint(0, 255, (8, 3, 16, 16), dtype=torch.uint8)
+    aug = BatchAugment(0.5, 10)
+    a = aug(batch, torch.Generator().manual_seed(1))
+    b = aug(batch, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)

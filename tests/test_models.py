@@ -1,0 +1,74 @@
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from flowers_sweep.models import BaselineCNN, ResNet, build_model, count_parameters
+from flowers_sweep.models.activations import ACTIVATIONS, make_activation
+
+from .conftest import make_cfg
+
+RESNETS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+
+
+@pytest.mark.parametrize("name", RESNETS)
+@pytest.mark.parametrize("num_classes", [102, 10])
+def test_parameter_count_equals_torchvision(name, num_classes):
+    cfg = make_cfg(f"model={name}")
+    ours = build_model(cfg.model, num_classes, 224)
+    theirs = getattr(torchvision.models, name)(num_classes=num_classes)
+    assert count_parameters(ours) == count_parameters(theirs)
+
+
+def test_resnet_layer_shapes_match_torchvision_tensor_for_tensor():
+    ours = ResNet("bottleneck", [3, 4, 6, 3], 102)
+    theirs = torchvision.models.resnet50(num_classes=102)
+    assert sorted(p.shape for p in ours.parameters()) == sorted(
+        p.shape for p in theirs.parameters()
+    )
+
+
+@pytest.mark.parametrize("name", [*RESNETS, "baseline_cnn"])
+@pytest.mark.parametrize("size", [32, 64, 224])
+def test_output_shape_at_each_size(name, size):
+    cfg = make_cfg(f"model={name}")
+    model = build_model(cfg.model, 7, size).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, size, size))
+    assert out.shape == (2, 7)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "baseline_cnn"])
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_activation_swap_reaches_every_activation(name, activation):
+    relu_model = build_model(make_cfg(f"model={name}").model, 10, 32)
+    model = build_model(make_cfg(f"model={name}", f"model.activation={activation}").model, 10, 32)
+    expected = type(make_activation(activation))
+    n_relu = sum(isinstance(m, nn.ReLU) for m in relu_model.modules())
+    acts = [m for m in model.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.Sigmoid))]
+    assert n_relu > 0
+    assert len(acts) == n_relu
+    assert all(type(m) is expected for m in acts)
+
+
+def test_activation_modules_are_not_shared():
+    model = ResNet("basic", [2, 2, 2, 2], 10, "sigmoid")
+    acts = [m for m in model.modules() if isinstance(m, nn.Sigmoid)]
+    assert len({id(m) for m in acts}) == len(acts)
+
+
+def test_unknown_activation_names_the_choices():
+    with pytest.raises(ValueError, match=r"'tanhh'.*relu, leaky_relu, sigmoid"):
+        make_activation("tanhh")
+
+
+def test_baseline_cnn_too_small_input_fails_clearly():
+    with pytest.raises(ValueError, match="image_size=8"):
+        BaselineCNN(num_classes=10, image_size=8)
+
+
+def test_new_depth_is_yaml_only():
+    cfg = make_cfg("model=resnet18", "model.layers=[1,1,1,1]")
+    model = build_model(cfg.model, 10, 32).eval()
+    assert count_parameters(model) < count_parameters(build_model(make_cfg().model, 10, 32))
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
