@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from flowers_sweep.data import DATASETS
+from flowers_sweep.data import DATASETS, PIPELINES, ROLES
 from flowers_sweep.models import ARCHS
 from flowers_sweep.models.activations import ACTIVATIONS
 from flowers_sweep.models.resnet import BLOCKS
@@ -74,8 +74,8 @@ def validate_trainer(t: DictConfig) -> None:
     _check(
         "trainer.num_workers",
         t.num_workers,
-        lambda v: _is_int(v) and v >= 0,
-        "must be an integer >= 0",
+        lambda v: v == "auto" or (_is_int(v) and v >= 0),
+        "must be auto or an integer >= 0",
     )
     _check(
         "trainer.device",
@@ -115,8 +115,22 @@ def validate_optim(o: DictConfig, s: DictConfig) -> None:
         )
 
 
+def validate_flowers102(d: DictConfig) -> None:
+    _choice(d, "dataset.pipeline", PIPELINES)
+    for role in ROLES:
+        _check(
+            f"dataset.splits.{role}",
+            d.splits.get(role),
+            lambda v: v in ROLES,
+            "must name an official split: train, val or test",
+        )
+    _check("dataset.root", d.root, lambda v: isinstance(v, str) and v != "", "must be a path")
+
+
 def validate_data(d: DictConfig, a: DictConfig) -> None:
     _choice(d, "dataset.name", DATASETS)
+    if d.name == "flowers102":
+        validate_flowers102(d)
     _check(
         "dataset.image_size",
         d.image_size,

@@ -11,7 +11,6 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from flowers_sweep.data import Split, load_splits
-from flowers_sweep.data.augment import BatchAugment, normalize
+from flowers_sweep.data import build_loaders
+from flowers_sweep.data.loaders import ReferenceBatches, TensorBatches
 from flowers_sweep.models import build_model, count_parameters
 from flowers_sweep.optim import build_optimizer, build_scheduler
 from flowers_sweep.runfolder import (
@@ -35,6 +34,7 @@ from flowers_sweep.runfolder import (
 )
 
 log = logging.getLogger(__name__)
+Batches = TensorBatches | ReferenceBatches
 
 
 def resolve_device(name: str) -> torch.device:
@@ -56,19 +56,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.backends.cudnn.benchmark = not deterministic
 
 
-def batches(
-    split: Split, batch_size: int, order: torch.Tensor | None = None
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Slices of the in-memory split, in `order` when given (a shuffle)."""
-    n = len(split)
-    for lo in range(0, n, batch_size):
-        if order is None:
-            yield split.images[lo : lo + batch_size], split.labels[lo : lo + batch_size]
-        else:
-            idx = order[lo : lo + batch_size]
-            yield split.images[idx], split.labels[idx]
-
-
 def progress(it, total: int, desc: str):
     """A bar on a terminal; silent otherwise (an epoch line is logged instead)."""
     return tqdm(it, total=total, desc=desc, leave=False, disable=not sys.stderr.isatty())
@@ -77,28 +64,25 @@ def progress(it, total: int, desc: str):
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    split: Split,
-    batch_size: int,
-    prepare: Callable[[torch.Tensor], torch.Tensor],
+    batches: Batches,
     gen: torch.Generator,
     device: torch.device,
     desc: str = "train",
 ) -> tuple[float, float]:
+    """One pass over the shuffled, augmented training split: mean loss and accuracy."""
     model.train()
-    order = torch.randperm(len(split), generator=gen)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    n_batches = (len(split) + batch_size - 1) // batch_size
     seen = 0
-    for images, labels in progress(batches(split, batch_size, order), n_batches, desc):
-        if len(labels) == 1 and n_batches > 1:
+    for x, y in progress(batches(gen), len(batches), desc):
+        if len(y) == 1 and len(batches) > 1:
             continue  # a trailing single image: batch norm cannot train on it
-        x, y = prepare(images.to(device)), labels.to(device)
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        # Summed on the device: no host sync per batch.
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
@@ -106,22 +90,15 @@ def train_epoch(
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    split: Split,
-    batch_size: int,
-    prepare: Callable[[torch.Tensor], torch.Tensor],
-    device: torch.device,
-) -> tuple[float, float]:
+def evaluate(model: nn.Module, batches: Batches, device: torch.device) -> tuple[float, float]:
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    for images, labels in batches(split, batch_size):
-        x, y = prepare(images.to(device)), labels.to(device)
+    for x, y in batches():
         logits = model(x)
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
-    return loss_sum.item() / len(split), correct.item() / len(split)
+    return loss_sum.item() / batches.num_samples, correct.item() / batches.num_samples
 
 
 def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str, Any]:
@@ -132,7 +109,7 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
     device = resolve_device(t.device)
     seed_everything(cfg.seed, t.deterministic)
 
-    data = load_splits(cfg.dataset)
+    data = build_loaders(cfg, device)
     for split, n in data.sizes().items():
         log.info("%sset size: %d", split, n)
     model = build_model(cfg.model, data.num_classes, cfg.dataset.image_size).to(device)
@@ -141,26 +118,15 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
     optimizer = build_optimizer(model.parameters(), cfg.optimizer)
     scheduler = build_scheduler(optimizer, cfg.scheduler)
 
-    augment = BatchAugment(cfg.augment.vflip_p, cfg.augment.rotation)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    mean, std = list(cfg.dataset.mean), list(cfg.dataset.std)
-
-    def train_view(images: torch.Tensor) -> torch.Tensor:
-        return normalize(augment(images, gen), mean, std)
-
-    def eval_view(images: torch.Tensor) -> torch.Tensor:
-        return normalize(images, mean, std)
-
+    gen = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation
     rows: list[dict[str, Any]] = []
     best_val = 0.0
     for epoch in range(1, t.epochs + 1):
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         desc = f"epoch {epoch}/{t.epochs}"
-        train_loss, train_acc = train_epoch(
-            model, optimizer, data.train, t.batch_size, train_view, gen, device, desc
-        )
-        val_loss, val_acc = evaluate(model, data.val, 2 * t.batch_size, eval_view, device)
+        train_loss, train_acc = train_epoch(model, optimizer, data.train, gen, device, desc)
+        val_loss, val_acc = evaluate(model, data.val, device)
         scheduler.step()
         best_val = max(best_val, val_acc)
         row = dict(
@@ -179,7 +145,7 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
             epoch, t.epochs, train_loss, train_acc, val_loss, val_acc, lr, row["epoch_s"],
         )  # fmt: skip
 
-    test_loss, test_acc = evaluate(model, data.test, 2 * t.batch_size, eval_view, device)
+    test_loss, test_acc = evaluate(model, data.test, device)
     log.info("test loss %.4f acc %.3f", test_loss, test_acc)
     save_torch(run_dir / WEIGHTS_FILE, model.state_dict())
     sizes = data.sizes()

@@ -5,7 +5,14 @@ from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as TF
 
 from flowers_sweep.data import load_splits
-from flowers_sweep.data.augment import BatchAugment, normalize, rotate, rotate_by, vertical_flip
+from flowers_sweep.data.augment import (
+    BatchAugment,
+    normalize,
+    rotate,
+    rotate_by,
+    to_grayscale,
+    vertical_flip,
+)
 from flowers_sweep.data.synthetic import flower_classes, generate_split
 
 from .conftest import make_cfg
@@ -78,7 +85,21 @@ def test_normalize_matches_torchvision():
 
 def test_augment_is_seeded():
     batch = torch.randint(0, 255, (8, 3, 16, 16), dtype=torch.uint8)
-    aug = BatchAugment(0.5, 10)
-    a = aug(batch, torch.Generator().manual_seed(1))
-    b = aug(batch, torch.Generator().manual_seed(1))
+    aug = BatchAugment([0.5] * 3, [0.25] * 3, vflip_p=0.5, rotation=10)
+    a = aug.train_view(batch, torch.Generator().manual_seed(1))
+    b = aug.train_view(batch, torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
+    assert not torch.equal(a, aug.eval_view(batch))
+
+
+def test_grayscale_matches_pil_and_applies_to_eval():
+    from PIL import Image
+
+    batch = torch.randint(0, 255, (2, 3, 8, 8), dtype=torch.uint8)
+    gray = to_grayscale(batch)
+    pil = np.asarray(Image.fromarray(batch[0].permute(1, 2, 0).numpy()).convert("L"))
+    assert torch.equal(gray[0, 0], torch.from_numpy(pil.copy()))
+    assert torch.equal(gray[:, 0], gray[:, 2])
+    aug = BatchAugment([0.5] * 3, [0.25] * 3, grayscale=True)
+    out = aug.eval_view(batch)
+    assert torch.allclose(out[:, 0], out[:, 1])

@@ -1,0 +1,66 @@
+"""Datasets, brought into the batches the training loop consumes (`Loaders`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flowers_sweep.data import flowers102
+from flowers_sweep.data.augment import BatchAugment
+from flowers_sweep.data.cache import default_cache_dir
+from flowers_sweep.data.loaders import Loaders, ReferenceBatches, TensorBatches
+from flowers_sweep.data.splits import Split, Splits
+from flowers_sweep.data.synthetic import load_synthetic
+
+DATASETS = ("synthetic", "flowers102")
+PIPELINES = ("cached", "reference")
+ROLES = ("train", "val", "test")
+
+
+def cache_dir_of(dataset_cfg: Any) -> Path:
+    path = dataset_cfg.get("cache_dir")
+    return Path(path).expanduser() if path else default_cache_dir()
+
+
+def load_splits(dataset_cfg: Any, workers: int = 1) -> Splits:
+    """The three splits as uint8 tensors, from the on-disk cache when possible."""
+    cache_dir = cache_dir_of(dataset_cfg)
+    if dataset_cfg.name == "synthetic":
+        return load_synthetic(dataset_cfg, cache_dir)
+    if dataset_cfg.name == "flowers102":
+        parts = [flowers102.load_split(dataset_cfg, r, workers, cache_dir) for r in ROLES]
+        return Splits(*parts, class_names=flowers102.class_names())
+    raise ValueError(f"dataset.name={dataset_cfg.name!r} is not one of: {', '.join(DATASETS)}")
+
+
+def reference_loaders(cfg: Any, device: torch.device, workers: int) -> Loaders:
+    """The report's per-image pipeline over the same files, for comparison."""
+    d, bs = cfg.dataset, cfg.trainer.batch_size
+    parts = []
+    for role in ROLES:
+        tf = flowers102.reference_transform(d, cfg.augment, train=role == "train")
+        dataset = flowers102.open_split(d, d.splits[role], transform=tf)
+        parts.append(ReferenceBatches(dataset, bs if role == "train" else 2 * bs, device, workers))
+    return Loaders(*parts, class_names=flowers102.class_names())
+
+
+def build_loaders(cfg: Any, device: torch.device) -> Loaders:
+    """Train, val and test batches for a composed run config."""
+    workers = flowers102.decode_workers(cfg.trainer.num_workers)
+    if cfg.dataset.get("pipeline", "cached") == "reference":
+        return reference_loaders(cfg, device, workers)
+    splits = load_splits(cfg.dataset, workers)
+    a = cfg.augment
+    aug = BatchAugment(cfg.dataset.mean, cfg.dataset.std, a.vflip_p, a.rotation, a.grayscale)
+    bs = cfg.trainer.batch_size
+    return Loaders(
+        TensorBatches(splits.train, bs, device, aug.train_view),
+        TensorBatches(splits.val, 2 * bs, device, aug.eval_view),
+        TensorBatches(splits.test, 2 * bs, device, aug.eval_view),
+        class_names=splits.class_names,
+    )
+
+
+__all__ = ["DATASETS", "PIPELINES", "Loaders", "Split", "Splits", "build_loaders", "load_splits"]

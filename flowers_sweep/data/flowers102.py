@@ -1,0 +1,138 @@
+"""Oxford Flowers102 through torchvision's loader, with the report's split swap.
+
+torchvision's `Flowers102` keeps the dataset's layout, integrity checks and download;
+on top of it we decode each image once into a uint8 cache (`pipeline=cached`), or keep
+the report's per-image transform pipeline (`pipeline=reference`) for comparison.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.datasets import Flowers102
+
+from flowers_sweep.data.cache import cached
+from flowers_sweep.data.images import load_resized, load_rgb
+from flowers_sweep.data.splits import Split
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1
+OFFICIAL_SPLITS = ("train", "val", "test")
+# One process can run many jobs of a sweep (Hydra's basic launcher): keep each decoded
+# split, one image size at a time, so later jobs skip even the disk read.
+_MEMORY: dict[tuple[str, str], tuple[tuple, Split]] = {}
+
+
+class DatasetNotFoundError(RuntimeError):
+    """The dataset is missing or incomplete; the message says where and how to fix it."""
+
+
+class CheckedFlowers102(Flowers102):
+    """torchvision's Flowers102, whose md5 checks can be switched off.
+
+    A tree with other label or split files (a test's miniature, a curated subset) then
+    loads as long as the files exist.
+    """
+
+    def __init__(self, *args: Any, verify_checksums: bool = True, **kwargs: Any) -> None:
+        self._verify_checksums = verify_checksums
+        super().__init__(*args, **kwargs)
+
+    def _check_integrity(self) -> bool:
+        if self._verify_checksums:
+            return super()._check_integrity()
+        files = [self._base_folder / name for name, _ in self._file_dict.values()][1:]
+        return self._images_folder.is_dir() and all(f.is_file() for f in files)
+
+
+def open_split(cfg: Any, official: str, **kwargs: Any) -> CheckedFlowers102:
+    """torchvision's dataset for one official split, or an error saying how to get it."""
+    root = Path(cfg.root).expanduser()
+    try:
+        return CheckedFlowers102(
+            root,
+            split=official,
+            download=cfg.download,
+            verify_checksums=cfg.verify_checksums,
+            loader=load_rgb,
+            **kwargs,
+        )
+    except RuntimeError as exc:
+        base = root / "flowers-102"
+        raise DatasetNotFoundError(
+            f"Flowers102 not found or incomplete at {base} (expected jpg/, imagelabels.mat, "
+            f"setid.mat; {exc}): run once with dataset.download=true, or put the files "
+            f"there, or point dataset.root at the folder that holds flowers-102/"
+        ) from exc
+
+
+def decode_all(files: list[Path], size: int, workers: int) -> torch.Tensor:
+    """Decode and resize every file once; PIL releases the GIL, so threads scale."""
+    out = np.empty((len(files), 3, size, size), dtype=np.uint8)
+
+    def work(i: int) -> None:
+        out[i] = load_resized(files[i], size)
+
+    if workers <= 1:
+        for i in range(len(files)):
+            work(i)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(work, range(len(files))))
+    return torch.from_numpy(out)
+
+
+def load_split(cfg: Any, role: str, workers: int, cache_dir: Path) -> Split:
+    """The cached uint8 form of the official split mapped to `role` (train/val/test)."""
+    official = cfg.splits[role]
+    dataset = open_split(cfg, official)
+    files = [Path(f) for f in dataset._image_files]
+    root = str(Path(cfg.root).expanduser().resolve())
+    key = (cfg.image_size, len(files))
+    held = _MEMORY.get((root, official))
+    if held is not None and held[0] == key:
+        return held[1]
+    spec = {"version": CACHE_VERSION, "root": root, "split": official, "size": cfg.image_size,
+            "files": len(files)}  # fmt: skip
+
+    def build() -> dict:
+        log.info("decoding %d images of split %r at %d px", len(files), official, cfg.image_size)
+        images = decode_all(files, cfg.image_size, workers)
+        return {"images": images, "labels": torch.tensor(dataset._labels, dtype=torch.int64)}
+
+    entry = cached(cache_dir, f"flowers102-{official}-{cfg.image_size}", spec, build)
+    split = Split(entry["images"], entry["labels"])
+    _MEMORY[(root, official)] = (key, split)
+    return split
+
+
+def class_names() -> list[str]:
+    return list(Flowers102.classes)
+
+
+def reference_transform(cfg: Any, augment: Any, train: bool) -> Any:
+    """The report's per-image pipeline, in its order: augment, ToTensor, Normalize, Resize."""
+    from torchvision import transforms as T
+
+    steps: list[Any] = [T.Grayscale(num_output_channels=3)] if augment.grayscale else []
+    if train:
+        steps += [T.RandomVerticalFlip(augment.vflip_p), T.RandomRotation(augment.rotation)]
+    steps += [
+        T.ToTensor(),
+        T.Normalize(list(cfg.mean), list(cfg.std)),
+        T.Resize((cfg.image_size, cfg.image_size)),
+    ]
+    return T.Compose(steps)
+
+
+def decode_workers(num_workers: int | str) -> int:
+    """`trainer.num_workers`: "auto" means one thread per CPU."""
+    if num_workers == "auto":
+        return os.cpu_count() or 1
+    return int(num_workers)

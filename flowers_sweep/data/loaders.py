@@ -1,0 +1,96 @@
+"""Batches ready for the model: what the training loop iterates, whatever the pipeline.
+
+`TensorBatches` serves a uint8 split held in memory (the cached pipeline): index a
+batch, augment it as a whole, normalise. `ReferenceBatches` wraps torchvision's
+per-image pipeline in a DataLoader, as the report ran it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+
+from flowers_sweep.data.splits import Split
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class TensorBatches:
+    """Batches of an in-memory split, shuffled by the caller's generator."""
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        device: torch.device,
+        prepare: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor],
+    ) -> None:
+        self.split, self.batch_size, self.device, self.prepare = split, batch_size, device, prepare
+
+    def __len__(self) -> int:
+        return (len(self.split) + self.batch_size - 1) // self.batch_size
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.split)
+
+    def __call__(self, gen: torch.Generator | None = None) -> Iterator[Batch]:
+        """One pass; shuffled and augmented when a generator is given, in order otherwise."""
+        n = len(self.split)
+        order = torch.randperm(n, generator=gen) if gen is not None else None
+        for lo in range(0, n, self.batch_size):
+            if order is None:
+                images = self.split.images[lo : lo + self.batch_size]
+                labels = self.split.labels[lo : lo + self.batch_size]
+            else:
+                idx = order[lo : lo + self.batch_size]
+                images, labels = self.split.images[idx], self.split.labels[idx]
+            x = self.prepare(images.to(self.device, non_blocking=True), gen)
+            yield x, labels.to(self.device, non_blocking=True)
+
+
+class ReferenceBatches:
+    """torchvision's per-image transforms in a DataLoader: the report's own pipeline."""
+
+    def __init__(
+        self, dataset: Dataset, batch_size: int, device: torch.device, num_workers: int
+    ) -> None:
+        self.dataset, self.batch_size, self.device = dataset, batch_size, device
+        self.num_workers = num_workers
+
+    def __len__(self) -> int:
+        return (len(self.dataset) + self.batch_size - 1) // self.batch_size
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.dataset)
+
+    def __call__(self, gen: torch.Generator | None = None) -> Iterator[Batch]:
+        sampler = RandomSampler(self.dataset, generator=gen) if gen is not None else None
+        loader = DataLoader(
+            self.dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+@dataclass
+class Loaders:
+    train: TensorBatches | ReferenceBatches
+    val: TensorBatches | ReferenceBatches
+    test: TensorBatches | ReferenceBatches
+    class_names: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def sizes(self) -> dict[str, int]:
+        return {s: getattr(self, s).num_samples for s in ("train", "val", "test")}
