@@ -14,16 +14,13 @@ from typing import Any
 from omegaconf import DictConfig
 
 from flowers_sweep.data import DATASETS, PIPELINES, ROLES
+from flowers_sweep.errors import ConfigError
 from flowers_sweep.models import ARCHS
 from flowers_sweep.models.activations import ACTIVATIONS
 from flowers_sweep.models.resnet import BLOCKS
 from flowers_sweep.optim import OPTIMIZERS, SCHEDULERS
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message is meant for the user as is."""
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:

@@ -36,9 +36,11 @@ def make_cfg(*overrides: str) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides))
 
 
-def run_cli(*args: str, cache: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cache: Path | None, timeout: float = 300) -> subprocess.CompletedProcess:
     """The real entry point in a fresh interpreter, as a user would run it."""
-    env = {**os.environ, "FLOWERS_SWEEP_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if cache is not None:
+        env["FLOWERS_SWEEP_CACHE"] = str(cache)
     return subprocess.run(
         [sys.executable, "-m", "flowers_sweep", *args],
         cwd=ROOT,
@@ -47,3 +49,26 @@ def run_cli(*args: str, cache: Path, timeout: float = 300) -> subprocess.Complet
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def flowers_tree(tmp_path_factory):
+    """A Flowers102 tree: the official label/split files when ../shared has them (real
+    split sizes over 8,189 generated JPEGs), else a miniature of our own."""
+    from flowers_sweep.data.fake_flowers102 import write_tree
+
+    root = tmp_path_factory.mktemp("flowers")
+    if (SHARED_FIXTURES / "setid.mat").is_file():
+        write_tree(root, official_mats=SHARED_FIXTURES, size=16)
+        return root, (6149, 1020, 1020), True
+    write_tree(root, per_split=12, size=16)
+    return root, (12, 12, 12), False
+
+
+@pytest.fixture()
+def mini_tree(tmp_path):
+    """A small tree of our own, for tests that damage it."""
+    from flowers_sweep.data.fake_flowers102 import write_tree
+
+    write_tree(tmp_path, per_split=6, size=40)
+    return tmp_path

@@ -1,6 +1,7 @@
 import pytest
 
-from flowers_sweep.config import ConfigError, validate
+from flowers_sweep.config import validate
+from flowers_sweep.errors import ConfigError
 
 from .conftest import make_cfg
 

@@ -7,6 +7,7 @@ from torchvision.transforms.v2 import functional as TF
 from flowers_sweep.data import load_splits
 from flowers_sweep.data.augment import (
     BatchAugment,
+    augment_planes,
     normalize,
     rotate,
     rotate_by,
@@ -103,3 +104,12 @@ def test_grayscale_matches_pil_and_applies_to_eval():
     aug = BatchAugment([0.5] * 3, [0.25] * 3, grayscale=True)
     out = aug.eval_view(batch)
     assert torch.allclose(out[:, 0], out[:, 1])
+
+
+def test_cpu_planes_path_matches_device_gather_path():
+    """Same seed, same draws: PIL per plane (CPU) and the gather (GPU) agree."""
+    batch = torch.randint(0, 255, (6, 3, 40, 32), dtype=torch.uint8)
+    pil = augment_planes(batch, 0.5, 10, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    gather = rotate(vertical_flip(batch, 0.5, g), 10, g)
+    assert (pil == gather).float().mean() > 0.99

@@ -1,9 +1,10 @@
 """Batch augmentation and normalisation of uint8 image batches.
 
 The report augments one PIL image at a time (vertical flip, then rotation within
-+-10 degrees, nearest neighbour, black fill). We do the same per-sample random draws on
-a whole batch: flips as an indexed reversal, rotations as one integer gather, both on
-uint8 pixels, so the CPU path stays cheap; floats appear only at normalisation.
++-10 degrees, nearest neighbour, black fill). We draw the same per-image randomness for
+a whole batch and stay in uint8 until normalisation. On the CPU each channel plane goes
+through PIL's C rotation (the report's own operation, thousands of images a second);
+on an accelerator one integer gather rotates the whole batch in place on the device.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+from PIL import Image
 
 
 def vertical_flip(batch: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
@@ -61,9 +64,34 @@ def normalize(
     batch: torch.Tensor, mean: Sequence[float], std: Sequence[float], dtype=torch.float32
 ) -> torch.Tensor:
     """uint8 (0..255) to float, then per-channel (x - mean) / std as ToTensor+Normalize."""
-    mean_t = torch.tensor(mean, device=batch.device, dtype=dtype).view(1, -1, 1, 1) * 255
-    std_t = torch.tensor(std, device=batch.device, dtype=dtype).view(1, -1, 1, 1) * 255
-    return (batch.to(dtype) - mean_t) / std_t
+    mean_t = torch.tensor(mean, device=batch.device, dtype=dtype).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=batch.device, dtype=dtype).view(1, -1, 1, 1)
+    # (x/255 - m) / s  ==  x * (1 / (255 s)) + (-m / s): two in-place passes, one buffer.
+    return batch.to(dtype).mul_(1 / (255 * std_t)).add_(-mean_t / std_t)
+
+
+def augment_planes(
+    batch: torch.Tensor, vflip_p: float, degrees: float, gen: torch.Generator
+) -> torch.Tensor:
+    """Flip and rotate a CPU uint8 batch image by image with PIL, as the report did.
+
+    Draws its random numbers exactly as `vertical_flip` then `rotate` do, so a seed
+    gives the same augmentation on CPU and GPU (up to rounding ties of the rotation).
+    """
+    n = len(batch)
+    flips = (torch.rand(n, generator=gen) < vflip_p).tolist() if vflip_p > 0 else [False] * n
+    angles = ((torch.rand(n, generator=gen) * 2 - 1) * degrees).tolist() if degrees > 0 else None
+    src = batch.numpy()
+    out = np.empty_like(src)
+    for i in range(n):
+        for c in range(src.shape[1]):
+            plane = Image.fromarray(src[i, c])
+            if flips[i]:
+                plane = plane.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+            if angles is not None:
+                plane = plane.rotate(angles[i], Image.Resampling.NEAREST)
+            out[i, c] = np.asarray(plane)
+    return torch.from_numpy(out)
 
 
 def to_grayscale(batch: torch.Tensor) -> torch.Tensor:
@@ -92,8 +120,11 @@ class BatchAugment:
         self.vflip_p, self.rotation, self.grayscale = vflip_p, rotation, grayscale
 
     def train_view(self, batch: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
-        if gen is not None:
-            batch = rotate(vertical_flip(batch, self.vflip_p, gen), self.rotation, gen)
+        if gen is not None and (self.vflip_p > 0 or self.rotation > 0):
+            if batch.device.type == "cpu":
+                batch = augment_planes(batch, self.vflip_p, self.rotation, gen)
+            else:
+                batch = rotate(vertical_flip(batch, self.vflip_p, gen), self.rotation, gen)
         return self.eval_view(batch, None)
 
     def eval_view(self, batch: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:

@@ -20,6 +20,7 @@ from torchvision.datasets import Flowers102
 from flowers_sweep.data.cache import cached
 from flowers_sweep.data.images import load_resized, load_rgb
 from flowers_sweep.data.splits import Split
+from flowers_sweep.errors import DatasetNotFoundError
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -27,10 +28,6 @@ OFFICIAL_SPLITS = ("train", "val", "test")
 # One process can run many jobs of a sweep (Hydra's basic launcher): keep each decoded
 # split, one image size at a time, so later jobs skip even the disk read.
 _MEMORY: dict[tuple[str, str], tuple[tuple, Split]] = {}
-
-
-class DatasetNotFoundError(RuntimeError):
-    """The dataset is missing or incomplete; the message says where and how to fix it."""
 
 
 class CheckedFlowers102(Flowers102):

@@ -11,9 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-
-class ImageDecodeError(RuntimeError):
-    """An image that could not be decoded; the message names the file."""
+from flowers_sweep.errors import ImageDecodeError
 
 
 def load_rgb(path: str | Path, draft_size: int | None = None) -> Image.Image:

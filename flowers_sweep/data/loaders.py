@@ -18,6 +18,13 @@ from flowers_sweep.data.splits import Split
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
+def take(images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows of a uint8 tensor; on the CPU numpy's take is several times faster."""
+    if images.device.type == "cpu":
+        return torch.from_numpy(images.numpy().take(idx.numpy(), axis=0))
+    return images[idx.to(images.device)]
+
+
 class TensorBatches:
     """Batches of an in-memory split, shuffled by the caller's generator."""
 
@@ -47,7 +54,7 @@ class TensorBatches:
                 labels = self.split.labels[lo : lo + self.batch_size]
             else:
                 idx = order[lo : lo + self.batch_size]
-                images, labels = self.split.images[idx], self.split.labels[idx]
+                images, labels = take(self.split.images, idx), self.split.labels[idx]
             x = self.prepare(images.to(self.device, non_blocking=True), gen)
             yield x, labels.to(self.device, non_blocking=True)
 

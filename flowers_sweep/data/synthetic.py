@@ -76,9 +76,10 @@ def _petal_profile(shape: str, u: np.ndarray) -> np.ndarray:
     return np.clip(1 - u**2, 0, 1) ** 4  # slender
 
 
-def _draw(
+def draw_flowers(
     labels: np.ndarray, classes: list[FlowerClass], size: int, noise: float, rng
 ) -> np.ndarray:
+    """(n, 3, size, size) uint8 images, one flower of class labels[i] each."""
     n = len(labels)
     grid = (np.arange(size) + 0.5) / size
     yy, xx = np.meshgrid(grid, grid, indexing="ij")
@@ -133,7 +134,7 @@ def generate_split(
     for i, chunk_seed in enumerate(root.spawn(n_chunks + 1)[1:]):
         lo, hi = i * CHUNK, min(n, (i + 1) * CHUNK)
         rng = np.random.default_rng(chunk_seed)
-        images[lo:hi] = _draw(labels[lo:hi], classes, size, noise, rng)
+        images[lo:hi] = draw_flowers(labels[lo:hi], classes, size, noise, rng)
     return images, labels
 
 

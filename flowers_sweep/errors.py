@@ -1,0 +1,17 @@
+"""Errors meant for the user: their message is the whole story, so no traceback."""
+
+
+class FlowersSweepError(Exception):
+    """Base of errors the CLI reports as one line and a non-zero exit."""
+
+
+class ConfigError(FlowersSweepError, ValueError):
+    """A config value that cannot work."""
+
+
+class DatasetNotFoundError(FlowersSweepError, RuntimeError):
+    """The dataset is missing or incomplete; the message says where and how to fix it."""
+
+
+class ImageDecodeError(FlowersSweepError, RuntimeError):
+    """An image that could not be decoded; the message names the file."""
