@@ -19,7 +19,8 @@ RESULT_KEYS = {
 
 
 def job_dirs(sweep_dir):
-    return sorted((p for p in sweep_dir.iterdir() if p.is_dir()), key=lambda p: int(p.name))
+    jobs = (p for p in sweep_dir.iterdir() if p.name.isdigit())
+    return sorted(jobs, key=lambda p: int(p.name))
 
 
 def test_report_cases_multirun(tmp_path, cache_dir):
@@ -54,9 +55,10 @@ def test_activation_sweep_with_epochs_and_size_overrides(tmp_path, cache_dir):
     sweep = tmp_path / "sweep"
     proc = run_cli(
         "-m", "model.activation=relu,sigmoid,leaky_relu", *TINY, "trainer.epochs=2",
-        "dataset.image_size=40", f"hydra.sweep.dir={sweep}", cache=cache_dir,
+        "dataset.image_size=40", "aggregate=false", f"hydra.sweep.dir={sweep}", cache=cache_dir,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (sweep / "report").exists()
     jobs = job_dirs(sweep)
     assert [json.loads((j / "result.json").read_text())["activation"] for j in jobs] == [
         "relu", "sigmoid", "leaky_relu",

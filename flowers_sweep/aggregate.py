@@ -1,0 +1,473 @@
+"""Run folders -> the report's accuracy table and figures, with honest statistics.
+
+    python -m flowers_sweep.aggregate SWEEP_DIR [SWEEP_DIR ...] [--out DIR]
+
+Reads only files (each run's result.json, metrics.csv and Hydra's .hydra/ folder), never
+the training code, so it is quick and works on folders copied from a cluster. Runs
+that differ only in their seed form one case; a case's accuracy is given as mean, std
+and a 95% confidence interval, and cases are compared pairwise with Welch's t-test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import logging
+import math
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from flowers_sweep.errors import FlowersSweepError
+from flowers_sweep.runfolder import atomic_write_bytes, atomic_write_text
+
+log = logging.getLogger(__name__)
+RUN_COLUMNS = [
+    "case", "model", "activation", "optimizer", "lr", "milestones", "gamma", "epochs",
+    "seed", "status", "test_acc", "best_val_acc", "params", "wall_s", "run_dir",
+]  # fmt: skip
+ALPHA = 0.05
+REPORT_DIRNAME = "report"
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
+
+
+class AggregateError(FlowersSweepError):
+    """Nothing to aggregate, or a folder that is not a sweep."""
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict[str, Any]  # flattened: "optimizer.lr" -> 0.001
+    result: dict[str, Any] | None
+    metrics: list[dict[str, str]] = field(default_factory=list)
+    _choices: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> str:
+        if self.result is None:
+            return "unfinished"
+        return str(self.result.get("status", "unknown"))
+
+    @property
+    def choices(self) -> dict[str, Any]:
+        """Hydra's group choices (case, model); parsed only for runs without a result,
+        since .hydra/hydra.yaml is the largest file of a run folder."""
+        if self._choices is None:
+            hydra_file = self.path / ".hydra" / "hydra.yaml"
+            tree = _yaml(hydra_file) if hydra_file.is_file() else None
+            self._choices = ((tree or {}).get("hydra", {}).get("runtime", {}).get("choices")) or {}
+        return self._choices
+
+    @property
+    def case(self) -> str | None:
+        if self.result and "case" in self.result:
+            return self.result["case"]
+        return self.choices.get("case")
+
+    @property
+    def model(self) -> str:
+        if self.result and self.result.get("model"):
+            return str(self.result["model"])
+        return str(self.choices.get("model") or self.config.get("model.arch", "model"))
+
+
+def _yaml(path: Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=_Loader)
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values (milestones are one setting)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(flatten(value, f"{prefix}{key}." if isinstance(value, dict) else prefix + key))
+    return out
+
+
+def find_run_dirs(roots: Sequence[Path]) -> list[Path]:
+    """Every folder under the roots that Hydra ran a job in (it has .hydra/config.yaml)."""
+    found = []
+    for root in roots:
+        if not Path(root).is_dir():
+            raise AggregateError(f"{root}: no such folder (expected a sweep or run folder)")
+        for cfg in Path(root).rglob(".hydra/config.yaml"):
+            run_dir = cfg.parent.parent
+            if REPORT_DIRNAME not in run_dir.relative_to(root).parts:
+                found.append(run_dir)
+    return sorted(set(found), key=_natural_key)
+
+
+def _natural_key(path: Path) -> list[Any]:
+    return [int(p) if p.isdigit() else p for p in path.parts]
+
+
+def read_run(path: Path) -> Run:
+    config = flatten(_yaml(path / ".hydra" / "config.yaml") or {})
+    result = None
+    if (path / "result.json").is_file():
+        try:
+            result = json.loads((path / "result.json").read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            log.warning("%s: unreadable result.json, counted as unfinished", path)
+    metrics = []
+    if (path / "metrics.csv").is_file():
+        with open(path / "metrics.csv", encoding="utf-8", newline="") as f:
+            metrics = list(csv.DictReader(f))
+    return Run(path, config, result, metrics)
+
+
+def load_runs(roots: Sequence[Path]) -> list[Run]:
+    dirs = find_run_dirs(roots)
+    if not dirs:
+        names = ", ".join(str(r) for r in roots)
+        raise AggregateError(f"{names}: no run folders found (none has .hydra/config.yaml)")
+    return [read_run(d) for d in dirs]
+
+
+def _short(key: str, keys: Sequence[str]) -> str:
+    """The last part of a dotted key, unless another varying key ends the same way."""
+    last = key.rsplit(".", 1)[-1]
+    return last if sum(k.rsplit(".", 1)[-1] == last for k in keys) == 1 else key
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(_fmt(v) for v in value) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def case_labels(runs: Sequence[Run]) -> list[str]:
+    """The run's `case`, else model-activation; plus whatever else varies but the seed.
+
+    Model keys that only follow the model's name (its block counts, say) are implied by
+    it and left out, so `model=resnet18,resnet34` labels as resnet18-relu, resnet34-relu.
+    """
+    keys = sorted({k for r in runs for k in r.config})
+    varying = [
+        k for k in keys
+        if k != "seed" and len({json.dumps(r.config.get(k), default=str) for r in runs}) > 1
+    ]  # fmt: skip
+
+    def implied(key: str) -> bool:
+        if key == "model.activation":
+            return True
+        if not key.startswith("model."):
+            return False
+        by_base: dict[str, set[str]] = {}
+        for r in runs:
+            base = r.case or r.model
+            by_base.setdefault(base, set()).add(json.dumps(r.config.get(key), default=str))
+        return all(len(v) == 1 for v in by_base.values())
+
+    extras = [k for k in varying if not implied(k)]
+    labels = []
+    for r in runs:
+        base = r.case or f"{r.model}-{r.config.get('model.activation')}"
+        parts = [f"{_short(k, extras)}={_fmt(r.config.get(k))}" for k in extras]
+        labels.append("-".join([str(base), *parts]))
+    return labels
+
+
+def runs_table(runs: Sequence[Run]) -> pd.DataFrame:
+    rows = []
+    for run, label in zip(runs, case_labels(runs), strict=True):
+        res, cfg = run.result or {}, run.config
+        milestones = cfg.get("scheduler.milestones")
+        rows.append(
+            {
+                "case": label,
+                "model": run.model,
+                "activation": cfg.get("model.activation"),
+                "optimizer": cfg.get("optimizer.name"),
+                "lr": cfg.get("optimizer.lr"),
+                "milestones": _fmt(milestones) if milestones is not None else "",
+                "gamma": cfg.get("scheduler.gamma"),
+                "epochs": cfg.get("trainer.epochs"),
+                "seed": cfg.get("seed"),
+                "status": run.status,
+                "test_acc": res.get("test_acc"),
+                "best_val_acc": res.get("best_val_acc"),
+                "params": res.get("params"),
+                "wall_s": res.get("wall_s"),
+                "run_dir": str(run.path),
+            }
+        )
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def t_interval(values: Sequence[float]) -> tuple[float, float]:
+    """Student-t 95% interval of the mean; needs at least two values."""
+    from scipy import stats
+
+    n = len(values)
+    mean = sum(values) / n
+    sd = pd.Series(values).std(ddof=1)
+    half = stats.t.ppf(1 - ALPHA / 2, n - 1) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def results_table(runs_df: pd.DataFrame) -> pd.DataFrame:
+    """One row per case from the completed runs: n, mean, std, and a CI when n > 1."""
+    done = runs_df[runs_df["status"] == "completed"]
+    rows = []
+    for label, group in done.groupby("case", sort=False):
+        accs = group["test_acc"].astype(float).tolist()
+        n = len(accs)
+        low, high = t_interval(accs) if n > 1 else (float("nan"), float("nan"))
+        rows.append(
+            {
+                "case": label,
+                "model": group["model"].iloc[0],
+                "activation": group["activation"].iloc[0],
+                "epochs": group["epochs"].iloc[0],
+                "n": n,
+                "test_acc_mean": sum(accs) / n,
+                "test_acc_std": pd.Series(accs).std(ddof=1) if n > 1 else float("nan"),
+                "ci95_low": low,
+                "ci95_high": high,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values: many pairs are compared at once."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def pairwise_tests(runs_df: pd.DataFrame) -> pd.DataFrame:
+    """Welch's t-test for every pair of cases that both have n > 1."""
+    from scipy import stats
+
+    done = runs_df[runs_df["status"] == "completed"]
+    groups = {k: g["test_acc"].astype(float).tolist() for k, g in done.groupby("case", sort=False)}
+    groups = {k: v for k, v in groups.items() if len(v) > 1}
+    rows = []
+    for a, b in itertools.combinations(groups, 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # zero variance: p is nan
+            p = float(stats.ttest_ind(groups[a], groups[b], equal_var=False).pvalue)
+        diff = sum(groups[a]) / len(groups[a]) - sum(groups[b]) / len(groups[b])
+        rows.append({"case_a": a, "case_b": b, "diff": diff, "p_value": p})
+    table = pd.DataFrame(rows, columns=["case_a", "case_b", "diff", "p_value"])
+    valid = table["p_value"].notna()
+    table["p_holm"] = float("nan")
+    if valid.any():
+        table.loc[valid, "p_holm"] = holm(table.loc[valid, "p_value"].tolist())
+    table["significant"] = table["p_holm"] < ALPHA
+    return table
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def results_markdown(results: pd.DataFrame, tests: pd.DataFrame, skipped: int) -> str:
+    multi = (results["n"] > 1).any() if len(results) else False
+    head = "| case | model | activation | epochs | accuracy |"
+    rule = "|---|---|---|---|---|"
+    if multi:
+        head, rule = head + " n | 95% CI |", rule + "---|---|"
+    lines = ["# Results", "", "Test accuracy per case.", "", head, rule]
+    for r in results.itertuples():
+        acc = _pct(r.test_acc_mean)
+        row = f"| {r.case} | {r.model} | {r.activation} | {r.epochs} |"
+        if r.n > 1:
+            acc += f" ± {100 * r.test_acc_std:.1f}"
+            row += f" {acc} | {r.n} | {_pct(r.ci95_low)} to {_pct(r.ci95_high)} |"
+        else:
+            row += f" {acc} |" + (f" {r.n} | |" if multi else "")
+        lines.append(row)
+    lines.append("")
+    if multi:
+        lines.append(
+            "Accuracy is mean ± std over seeds; the interval is Student's t for the mean."
+        )
+        lines.append("")
+    if len(tests):
+        lines += [
+            "## Pairwise comparisons",
+            "",
+            "Welch's t-test on test accuracy, p-values Holm-adjusted over all pairs "
+            f"(significant: adjusted p < {ALPHA}).",
+            "",
+            "| case A | case B | A - B | p | p (Holm) | verdict |",
+            "|---|---|---|---|---|---|",
+        ]
+        for t in tests.itertuples():
+            if math.isnan(t.p_value):
+                verdict = "untestable (no variance)"
+            else:
+                verdict = "significant" if t.significant else "not significant"
+            lines.append(
+                f"| {t.case_a} | {t.case_b} | {100 * t.diff:+.1f} pts | {t.p_value:.3g} "
+                f"| {t.p_holm:.3g} | {verdict} |"
+            )
+        not_sig = [f"{t.case_a} vs {t.case_b}" for t in tests.itertuples() if not t.significant]
+        lines += ["", "Not significant: " + (", ".join(not_sig) if not_sig else "none") + ".", ""]
+    if skipped:
+        lines += [f"{skipped} run(s) not completed are listed in runs.csv but left out here.", ""]
+    return "\n".join(lines)
+
+
+def curves_table(runs: Sequence[Run], runs_df: pd.DataFrame) -> pd.DataFrame:
+    """Long form of every run's metrics: one row per run, epoch and split."""
+    rows = []
+    for run, r in zip(runs, runs_df.itertuples(), strict=True):
+        if r.status != "completed":
+            continue
+        sched = f"{r.optimizer} lr {_fmt(r.lr)}, " + (
+            f"milestones {r.milestones} x{_fmt(r.gamma)}" if r.milestones else "constant"
+        )
+        for m in run.metrics:
+            epoch, lr = int(m["epoch"]), float(m["lr"])
+            for split in ("train", "val"):
+                loss = float(m[f"{split}_loss"])
+                rows.append((r.case, r.seed, epoch, split, loss, lr, sched))
+    return pd.DataFrame(rows, columns=["case", "seed", "epoch", "split", "loss", "lr", "schedule"])
+
+
+def _save(fig: Any, path: Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=150, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_loss_curves(curves: pd.DataFrame, path: Path) -> None:
+    import seaborn as sns
+
+    n = curves["case"].nunique()
+    grid = sns.relplot(
+        data=curves, x="epoch", y="loss", hue="split", col="case", col_wrap=min(n, 4),
+        kind="line", errorbar="sd", height=3.6, aspect=1.5, facet_kws={"sharey": True},
+    )  # fmt: skip
+    from matplotlib.ticker import MaxNLocator
+
+    grid.set_titles("{col_name}")
+    for ax in grid.axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    grid.set_axis_labels("epoch", "cross-entropy loss")
+    grid.figure.suptitle("Training and validation loss (band: std over seeds)", y=1.03)
+    _save(grid.figure, path)
+
+
+def plot_accuracy(runs_df: pd.DataFrame, path: Path) -> None:
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    done = runs_df[runs_df["status"] == "completed"].copy()
+    done["test accuracy (%)"] = 100 * done["test_acc"].astype(float)
+    n = done["case"].nunique()
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * n + 2), 4.5))
+    sns.barplot(data=done, x="case", y="test accuracy (%)", errorbar="sd", ax=ax,
+                color="#9ecae1", capsize=0.15)  # fmt: skip
+    sns.stripplot(data=done, x="case", y="test accuracy (%)", ax=ax, color="#08306b", size=5)
+    ax.set_title("Test accuracy per case (bar: mean, whisker: std, dots: seeds)")
+    ax.set_xlabel("case")
+    ax.tick_params(axis="x", rotation=20 if n > 4 else 0)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_lr_schedule(curves: pd.DataFrame, path: Path) -> None:
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    lr = curves[curves["split"] == "train"].drop_duplicates(["schedule", "epoch"])
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    sns.lineplot(data=lr, x="epoch", y="lr", hue="schedule", drawstyle="steps-post",
+                 marker="o" if lr["epoch"].max() <= 30 else None, ax=ax)  # fmt: skip
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("Learning rate per epoch, one line per distinct schedule")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate (log scale)")
+    _save(fig, path)
+    plt.close(fig)
+
+
+@dataclass
+class Report:
+    runs: pd.DataFrame
+    results: pd.DataFrame
+    tests: pd.DataFrame
+    markdown: str
+    out: Path
+
+
+def write_figures(curves: pd.DataFrame, runs_df: pd.DataFrame, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display needed or wanted
+    import matplotlib.pyplot as plt
+
+    if curves.empty:
+        log.warning("no completed run has metrics: figures skipped")
+        return
+    plot_loss_curves(curves, out / "loss_curves.png")
+    plt.close("all")
+    plot_accuracy(runs_df, out / "accuracy.png")
+    plot_lr_schedule(curves, out / "lr_schedule.png")
+
+
+def aggregate(roots: Sequence[Path], out: Path | None = None) -> Report:
+    """Read every run under the roots; write runs.csv, results.csv/.md and the figures."""
+    roots = [Path(r) for r in roots]
+    out = Path(out) if out is not None else roots[0] / REPORT_DIRNAME
+    runs = load_runs(roots)
+    runs_df = runs_table(runs)
+    skipped = runs_df[runs_df["status"] != "completed"]
+    for r in skipped.itertuples():
+        log.warning("%s: status %s, left out of the statistics", r.run_dir, r.status)
+    results = results_table(runs_df)
+    tests = pairwise_tests(runs_df)
+    markdown = results_markdown(results, tests, len(skipped))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "runs.csv", runs_df.to_csv(index=False))
+    atomic_write_text(out / "results.csv", results.to_csv(index=False))
+    atomic_write_text(out / "results.md", markdown)
+    write_figures(curves_table(runs, runs_df), runs_df, out)
+    return Report(runs_df, results, tests, markdown, out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m flowers_sweep.aggregate",
+        description="Collect a sweep's run folders into the accuracy table and figures.",
+    )
+    parser.add_argument("sweep_dirs", nargs="+", type=Path, metavar="SWEEP_DIR")
+    parser.add_argument("--out", type=Path, help="output folder (default SWEEP_DIR/report)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    try:
+        report = aggregate(args.sweep_dirs, args.out)
+    except FlowersSweepError as exc:
+        print(f"flowers_sweep.aggregate: error: {exc}", file=sys.stderr)
+        return 2
+    print(report.markdown)
+    print(f"wrote {report.out}/: runs.csv, results.csv, results.md and figures")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

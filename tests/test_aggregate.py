@@ -1,0 +1,154 @@
+import json
+import logging
+
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy import stats
+
+from flowers_sweep.aggregate import AggregateError, aggregate, holm, main
+
+from .conftest import TINY, run_cli
+from .runfolders import write_run
+
+FIGURES = ("loss_curves.png", "accuracy.png", "lr_schedule.png")
+
+
+def sweep_of(tmp_path, cases: dict[str, list[float]], **kwargs):
+    sweep = tmp_path / "sweep"
+    job = 0
+    for case, accs in cases.items():
+        for seed, acc in enumerate(accs):
+            write_run(sweep / str(job), case=case, seed=seed, test_acc=acc, **kwargs)
+            job += 1
+    return sweep
+
+
+def test_seeds_are_grouped_with_mean_std_and_ci(tmp_path):
+    sweep = sweep_of(tmp_path, {"relu": [0.70, 0.74, 0.72], "sigmoid": [0.40, 0.46, 0.43]})
+    report = aggregate([sweep])
+    assert len(report.runs) == 6
+    res = report.results.set_index("case")
+    assert res.loc["relu", "n"] == 3
+    assert res.loc["relu", "test_acc_mean"] == pytest.approx(0.72)
+    assert res.loc["relu", "test_acc_std"] == pytest.approx(0.02)
+    low, high = stats.t.interval(0.95, 2, loc=0.72, scale=0.02 / 3**0.5)
+    assert (res.loc["relu", "ci95_low"], res.loc["relu", "ci95_high"]) == pytest.approx(
+        (low, high)
+    )
+    for name in ("runs.csv", "results.csv", "results.md", *FIGURES):
+        assert (sweep / "report" / name).is_file()
+    assert pd.read_csv(sweep / "report" / "results.csv")["n"].tolist() == [3, 3]
+
+
+def test_significance_is_reported_both_ways(tmp_path):
+    sweep = sweep_of(
+        tmp_path,
+        {
+            "relu": [0.75, 0.74, 0.76],
+            "leaky_relu": [0.74, 0.76, 0.745],
+            "sigmoid": [0.46, 0.45, 0.47],
+        },
+    )
+    report = aggregate([sweep])
+    tests = report.tests.set_index(["case_a", "case_b"])
+    assert not tests.loc[("relu", "leaky_relu"), "significant"]
+    assert tests.loc[("relu", "sigmoid"), "significant"]
+    md = (sweep / "report" / "results.md").read_text()
+    assert "Not significant: relu vs leaky_relu." in md
+    assert "| relu | resnet18 | relu | 3 | 75.0% ± 1.0 | 3 |" in md
+
+
+def test_holm_adjustment():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_single_runs_have_no_interval_or_tests(tmp_path):
+    sweep = sweep_of(tmp_path, {"relu": [0.75], "sigmoid": [0.46]})
+    report = aggregate([sweep])
+    assert report.results["n"].tolist() == [1, 1]
+    assert report.results["ci95_low"].isna().all()
+    assert report.tests.empty
+    assert "| relu | resnet18 | relu | 3 | 75.0% |" in report.markdown
+
+
+def test_labels_from_varying_overrides_when_no_case(tmp_path):
+    sweep = tmp_path / "sweep"
+    write_run(sweep / "0", activation="relu", lr=0.001)
+    write_run(sweep / "1", activation="sigmoid", lr=0.001)
+    write_run(sweep / "2", activation="relu", lr=0.01)
+    write_run(sweep / "3", model="resnet34", activation="relu", lr=0.01)
+    labels = aggregate([sweep]).runs["case"].tolist()
+    assert labels == [
+        "resnet18-relu-lr=0.001",
+        "resnet18-sigmoid-lr=0.001",
+        "resnet18-relu-lr=0.01",
+        "resnet34-relu-lr=0.01",
+    ]
+
+
+def test_failed_and_unfinished_runs_are_listed_not_counted(tmp_path, caplog):
+    sweep = sweep_of(tmp_path, {"relu": [0.7, 0.72]})
+    write_run(sweep / "2", case="relu", seed=2, status="failed", test_acc=0.0)
+    write_run(sweep / "3", case="relu", seed=3, status=None)
+    with caplog.at_level(logging.WARNING):
+        report = aggregate([sweep])
+    assert report.runs["status"].tolist() == ["completed", "completed", "failed", "unfinished"]
+    assert report.results["n"].tolist() == [2]
+    assert report.results["test_acc_mean"].tolist() == pytest.approx([0.71])
+    assert "status failed" in caplog.text and "status unfinished" in caplog.text
+    assert "2 run(s) not completed" in report.markdown
+
+
+def test_figures_are_wide_enough(tmp_path):
+    sweep = sweep_of(tmp_path, {"relu": [0.7]})
+    aggregate([sweep], out=tmp_path / "out")
+    for name in FIGURES:
+        assert Image.open(tmp_path / "out" / name).size[0] >= 800, name
+
+
+def test_lr_schedules_one_line_each(tmp_path):
+    sweep = tmp_path / "sweep"
+    write_run(sweep / "0", case="relu", epochs=100, milestones=(40, 70), gamma=0.2)
+    write_run(sweep / "1", case="sigmoid", epochs=100, milestones=(60,), gamma=0.5)
+    report = aggregate([sweep])
+    assert sorted(report.runs["milestones"]) == ["[40,70]", "[60]"]
+    assert (sweep / "report" / "lr_schedule.png").is_file()
+
+
+@pytest.mark.parametrize("make", ["empty", "missing", "no_runs"])
+def test_empty_or_wrong_folder_fails_naming_it(tmp_path, capsys, make):
+    target = tmp_path / "target"
+    if make != "missing":
+        target.mkdir()
+    if make == "no_runs":
+        (target / "notes.txt").write_text("hello")
+    with pytest.raises(AggregateError, match=str(target)):
+        aggregate([target])
+    assert main([str(target)]) == 2
+    assert str(target) in capsys.readouterr().err
+    assert not (target / "report").exists()
+
+
+def test_real_sweep_end_to_end(tmp_path, cache_dir):
+    """The issue's acceptance sweep, tiny: the callback writes the report on its own."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "-m", "case=relu,sigmoid,leaky_relu,baseline_cnn", "seed=0,1", *TINY,
+        "trainer.epochs=2", f"hydra.sweep.dir={sweep}", cache=cache_dir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = sweep / "report"
+    runs = pd.read_csv(report / "runs.csv")
+    results = pd.read_csv(report / "results.csv")
+    assert len(runs) == 8 and (runs["status"] == "completed").all()
+    assert results["case"].tolist() == ["relu", "sigmoid", "leaky_relu", "baseline_cnn"]
+    assert results["n"].tolist() == [2, 2, 2, 2]
+    for name in FIGURES:
+        assert (report / name).is_file()
+    # The standalone CLI reads the same folders into another place.
+    assert main([str(sweep), "--out", str(tmp_path / "again")]) == 0
+    again = pd.read_csv(tmp_path / "again" / "results.csv")
+    assert again["test_acc_mean"].tolist() == pytest.approx(results["test_acc_mean"].tolist())
+    acc = json.loads((sweep / "0" / "result.json").read_text())["test_acc"]
+    assert runs.loc[0, "test_acc"] == pytest.approx(acc)
