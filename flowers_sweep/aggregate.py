@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 
 from flowers_sweep.errors import FlowersSweepError
-from flowers_sweep.runfolder import atomic_write_bytes, atomic_write_text
+from flowers_sweep.runfolder import atomic_write_bytes, atomic_write_text, flatten
 
 log = logging.getLogger(__name__)
 RUN_COLUMNS = [
@@ -83,16 +83,6 @@ class Run:
 def _yaml(path: Path) -> Any:
     with open(path, encoding="utf-8") as f:
         return yaml.load(f, Loader=_Loader)
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values (milestones are one setting)."""
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        out.update(flatten(value, f"{prefix}{key}." if isinstance(value, dict) else prefix + key))
-    return out
 
 
 def find_run_dirs(roots: Sequence[Path]) -> list[Path]:

@@ -1,12 +1,15 @@
-"""Hydra callbacks: the aggregator runs by itself when a multirun ends.
+"""Hydra callbacks: what happens when a multirun ends.
 
-It reads the sweep folder from disk, like the command-line aggregator, so it works the
-same whether the launcher ran the jobs in this process, in a joblib pool or on SLURM.
+They read the sweep folder from disk, like the command-line aggregator, so they work
+the same whether the launcher ran the jobs in this process, in a joblib pool or on
+SLURM.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +19,53 @@ from omegaconf import DictConfig
 log = logging.getLogger(__name__)
 
 
-class AggregateOnMultirunEnd(Callback):
-    """Write SWEEP_DIR/report/ after every multirun (`aggregate=false` turns it off)."""
+def unfinished_runs(sweep_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Job folders whose result says failed, diverged or interrupted, or has no result."""
+    bad = []
+    for job in sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()):
+        try:
+            result = json.loads((job / "result.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            result = {"status": "unfinished", "error": "no result.json"}
+        if result.get("status") != "completed":
+            bad.append((job, result))
+    return bad
 
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled
+
+class SweepEnd(Callback):
+    """Write SWEEP_DIR/report/ (unless `aggregate=false`), then fail if any run did.
+
+    The exit status is non-zero when a run failed, so scripts and CI notice; the
+    message lists each such run and why, after the report has been written.
+    """
+
+    def __init__(self, aggregate: bool = True) -> None:
+        self.aggregate = aggregate
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if not self.enabled:
-            return
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if self.aggregate:
+            self._aggregate(sweep_dir)
+        bad = unfinished_runs(sweep_dir) if sweep_dir.is_dir() else []
+        if bad:
+            lines = [f"flowers_sweep: {len(bad)} run(s) of the sweep did not complete:"]
+            for job, result in bad:
+                why = result.get("error", "")
+                kind = result.get("error_type")
+                lines.append(
+                    f"  {job}: {result.get('status')}: {f'{kind}: ' if kind else ''}{why}"
+                )
+            print("\n".join(lines), file=sys.stderr)
+            sys.exit(1)
+
+    @staticmethod
+    def _aggregate(sweep_dir: Path) -> None:
         from flowers_sweep.aggregate import aggregate
         from flowers_sweep.errors import FlowersSweepError
 
-        sweep_dir = Path(config.hydra.sweep.dir)
         try:
             report = aggregate([sweep_dir])
-        except FlowersSweepError as exc:  # a report is a bonus: never fail the sweep for it
+        except FlowersSweepError as exc:  # a report is a bonus: its absence is no failure
             log.warning("aggregation skipped: %s", exc)
             return
         log.info("results table and figures written to %s\n%s", report.out, report.markdown)

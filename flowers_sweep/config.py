@@ -88,6 +88,15 @@ def validate_trainer(t: DictConfig) -> None:
     )
 
 
+def validate_runtime(t: DictConfig, cfg: DictConfig) -> None:
+    _check(
+        "trainer.threads", t.threads, lambda v: v == "auto" or (_is_int(v) and v >= 1),
+        "must be auto or an integer >= 1",
+    )  # fmt: skip
+    for key, value in (("trainer.keep_checkpoint", t.keep_checkpoint), ("resume", cfg.resume)):
+        _check(key, value, lambda v: isinstance(v, bool), "must be true or false")
+
+
 def validate_optim(o: DictConfig, s: DictConfig) -> None:
     _choice(o, "optimizer.name", OPTIMIZERS)
     _check("optimizer.lr", o.lr, lambda v: _is_number(v) and v > 0, "must be a number > 0")
@@ -152,6 +161,7 @@ def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first bad value."""
     validate_model(cfg.model)
     validate_trainer(cfg.trainer)
+    validate_runtime(cfg.trainer, cfg)
     validate_optim(cfg.optimizer, cfg.scheduler)
     validate_data(cfg.dataset, cfg.augment)
     _check("seed", cfg.seed, _is_int, "must be an integer")

@@ -15,3 +15,11 @@ class DatasetNotFoundError(FlowersSweepError, RuntimeError):
 
 class ImageDecodeError(FlowersSweepError, RuntimeError):
     """An image that could not be decoded; the message names the file."""
+
+
+class DivergedError(FlowersSweepError, FloatingPointError):
+    """The training loss became NaN or infinite; training stopped at once."""
+
+
+class RunFolderMismatchError(FlowersSweepError):
+    """The run folder holds a run of another config: resuming would mix results."""

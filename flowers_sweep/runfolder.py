@@ -18,9 +18,20 @@ from typing import Any
 
 import torch
 
+from flowers_sweep.errors import RunFolderMismatchError
+
 METRICS_FILE = "metrics.csv"
 RESULT_FILE = "result.json"
 WEIGHTS_FILE = "model.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+TRACEBACK_FILE = "traceback.txt"
+RUN_CONFIG_FILE = "run_config.json"  # the config this folder's run was started with
+RUN_FILES = (METRICS_FILE, RESULT_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, TRACEBACK_FILE)
+# Settings that may change between a run and its resume without changing its results.
+RESUME_IGNORED = (
+    "aggregate", "resume", "trainer.num_workers", "trainer.threads", "trainer.device",
+    "trainer.keep_checkpoint", "dataset.cache_dir", "dataset.download",
+)  # fmt: skip
 METRIC_COLUMNS = (
     "epoch",
     "train_loss",
@@ -38,7 +49,7 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -46,7 +57,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from others
         os.replace(tmp, path)
     except BaseException:
@@ -76,7 +88,69 @@ def write_metrics(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def save_torch(path: Path, obj: Any) -> None:
+def save_torch(path: Path, obj: Any, fsync: bool = True) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), fsync=fsync)
+
+
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    if not Path(path).is_file():
+        return []
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values (milestones are one setting)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(flatten(value, f"{prefix}{key}." if isinstance(value, dict) else prefix + key))
+    return out
+
+
+def completed_result(run_dir: Path) -> dict[str, Any] | None:
+    """The folder's result when its run completed, else None (absent, failed, unreadable)."""
+    path = Path(run_dir) / RESULT_FILE
+    try:
+        result = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return result if result.get("status") == "completed" else None
+
+
+def claim(run_dir: Path, config: Mapping[str, Any], fresh: bool = False) -> None:
+    """Make sure the folder holds this config's run, or nothing yet.
+
+    The first start records the config (and Hydra's own files, which Hydra rewrites at
+    every launch). A later start with other settings restores Hydra's files and stops
+    rather than mix two runs in one folder; `fresh` (resume=false) clears it instead.
+    """
+    run_dir = Path(run_dir)
+    record = run_dir / RUN_CONFIG_FILE
+    identity = {k: v for k, v in flatten(dict(config)).items() if k not in RESUME_IGNORED}
+    if fresh:
+        for name in (*RUN_FILES, RUN_CONFIG_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+    if record.is_file():
+        old = read_json(record)
+        changed = [k for k in sorted(set(old["config"]) | set(identity))
+                   if old["config"].get(k) != identity.get(k)]  # fmt: skip
+        if changed:
+            for name, text in old["hydra_files"].items():
+                atomic_write_text(run_dir / ".hydra" / name, text)
+            shown = ", ".join(
+                f"{k}={old['config'].get(k)!r} (now {identity.get(k)!r})" for k in changed[:3]
+            )
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            raise RunFolderMismatchError(
+                f"{run_dir} holds a run with other settings: {shown}{more}; relaunch with "
+                f"its settings to resume it, add resume=false to start it over, or use a "
+                f"new hydra.sweep.dir (hydra.run.dir)"
+            )
+        return
+    hydra_dir = run_dir / ".hydra"
+    files = {p.name: p.read_text(encoding="utf-8") for p in sorted(hydra_dir.glob("*.yaml"))}
+    write_json(record, {"config": identity, "hydra_files": files})

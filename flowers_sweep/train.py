@@ -7,6 +7,7 @@ step needs is written to the run folder.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import sys
@@ -20,8 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from flowers_sweep.checkpoint import CHECKPOINT_FILE, Progress, load_checkpoint, save_checkpoint
 from flowers_sweep.data import build_loaders
 from flowers_sweep.data.loaders import ReferenceBatches, TensorBatches
+from flowers_sweep.errors import DivergedError
 from flowers_sweep.models import build_model, count_parameters
 from flowers_sweep.optim import build_optimizer, build_scheduler
 from flowers_sweep.runfolder import (
@@ -56,7 +59,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.backends.cudnn.benchmark = not deterministic
 
 
-def progress(it, total: int, desc: str):
+def progress_bar(it, total: int, desc: str):
     """A bar on a terminal; silent otherwise (an epoch line is logged instead)."""
     return tqdm(it, total=total, desc=desc, leave=False, disable=not sys.stderr.isatty())
 
@@ -74,11 +77,16 @@ def train_epoch(
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    for x, y in progress(batches(gen), len(batches), desc):
+    # A NaN must stop training at once; on an accelerator each check is a host sync,
+    # so there it looks every few batches (the sum carries a NaN forward anyway).
+    check_every = 1 if device.type == "cpu" else 25
+    for i, (x, y) in enumerate(progress_bar(batches(gen), len(batches), desc)):
         if len(y) == 1 and len(batches) > 1:
             continue  # a trailing single image: batch norm cannot train on it
         logits = model(x)
         loss = F.cross_entropy(logits, y)
+        if i % check_every == 0 and not torch.isfinite(loss):
+            raise DivergedError(f"training loss became {loss.item()} in {desc}, batch {i + 1}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -102,7 +110,11 @@ def evaluate(model: nn.Module, batches: Batches, device: torch.device) -> tuple[
 
 
 def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str, Any]:
-    """Train, validate each epoch, test once; write metrics, weights and result."""
+    """Train, validate each epoch, test once; write metrics, checkpoints, weights, result.
+
+    Resumes from the folder's checkpoint when there is one: the run then continues
+    exactly as if it had never stopped.
+    """
     started = time.perf_counter()
     run_dir = Path(run_dir)
     t = cfg.trainer
@@ -114,21 +126,29 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
         log.info("%sset size: %d", split, n)
     model = build_model(cfg.model, data.num_classes, cfg.dataset.image_size).to(device)
     params = count_parameters(model)
-    log.info("%s (%s), %d parameters, on %s", model_name, cfg.model.activation, params, device)
+    log.info(
+        "%s (%s), %d parameters, on %s, %d threads",
+        model_name, cfg.model.activation, params, device, torch.get_num_threads(),
+    )  # fmt: skip
     optimizer = build_optimizer(model.parameters(), cfg.optimizer)
     scheduler = build_scheduler(optimizer, cfg.scheduler)
-
     gen = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation
-    rows: list[dict[str, Any]] = []
-    best_val = 0.0
-    for epoch in range(1, t.epochs + 1):
+
+    ckpt = run_dir / CHECKPOINT_FILE
+    progress = Progress()
+    if ckpt.is_file():
+        progress = load_checkpoint(ckpt, model, optimizer, scheduler, gen, device)
+        write_metrics(run_dir / METRICS_FILE, progress.rows)  # drop rows past the checkpoint
+        log.info("resumed from %s after epoch %d", ckpt, progress.epoch)
+    for epoch in range(progress.epoch + 1, t.epochs + 1):
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         desc = f"epoch {epoch}/{t.epochs}"
         train_loss, train_acc = train_epoch(model, optimizer, data.train, gen, device, desc)
+        if not math.isfinite(train_loss):
+            raise DivergedError(f"training loss became {train_loss} in {desc}")
         val_loss, val_acc = evaluate(model, data.val, device)
         scheduler.step()
-        best_val = max(best_val, val_acc)
         row = dict(
             epoch=epoch,
             train_loss=train_loss,
@@ -138,8 +158,11 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
             lr=lr,
             epoch_s=round(time.perf_counter() - t0, 3),
         )
-        rows.append(row)
-        write_metrics(run_dir / METRICS_FILE, rows)
+        progress.rows.append(row)
+        progress.epoch, progress.best_val_acc = epoch, max(progress.best_val_acc, val_acc)
+        progress.elapsed_s += time.perf_counter() - t0
+        save_checkpoint(ckpt, model, optimizer, scheduler, gen, progress)
+        write_metrics(run_dir / METRICS_FILE, progress.rows)
         log.info(
             "epoch %d/%d  train loss %.4f acc %.3f  val loss %.4f acc %.3f  lr %.2g  %.1fs",
             epoch, t.epochs, train_loss, train_acc, val_loss, val_acc, lr, row["epoch_s"],
@@ -158,7 +181,7 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
         "seed": cfg.seed,
         "test_acc": test_acc,
         "test_loss": test_loss,
-        "best_val_acc": best_val,
+        "best_val_acc": progress.best_val_acc,
         "params": params,
         "num_classes": data.num_classes,
         "train_size": sizes["train"],
@@ -168,4 +191,6 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
         "device": str(device),
     }
     write_json(run_dir / RESULT_FILE, result)
+    if not t.keep_checkpoint:
+        ckpt.unlink(missing_ok=True)  # model.pt holds the weights; this was for resuming
     return result

@@ -82,8 +82,9 @@ def test_bad_value_exits_nonzero_before_training(tmp_path, cache_dir, override, 
     assert proc.returncode != 0
     for text in expected:
         assert text in proc.stderr
-    assert not (run_dir / "metrics.csv").exists()
-    assert not (run_dir / "result.json").exists()
+    assert not (run_dir / "metrics.csv").exists()  # failed before training
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["status"] == "failed" and result["error_type"] == "ConfigError"
 
 
 def test_default_settings_learn(tmp_path, cache_dir):

@@ -80,7 +80,8 @@ def test_truncated_jpeg_is_named(mini_tree, tmp_path, cache_dir):
     )  # fmt: skip
     assert proc.returncode != 0
     assert "image_00003.jpg" in proc.stderr.strip().splitlines()[-1]
-    assert not (tmp_path / "run" / "result.json").exists()
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["status"] == "failed" and "image_00003.jpg" in result["error"]
 
 
 def test_decode_error_wraps_pil(tmp_path):

@@ -1,0 +1,129 @@
+"""The Hydra task: one case in one run folder, whatever happens to it.
+
+A run that fails (a bad value, a NaN loss, out of memory, broken data) records why in
+its folder and lets the other runs of a sweep go on; a run interrupted or killed
+resumes from its last checkpoint when the same command is run again; a completed run
+is not run twice. The task lives in its own module, not `__main__`, so that launchers
+running jobs in other processes (joblib, submitit) can pickle it by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from flowers_sweep.config import validate
+from flowers_sweep.errors import DivergedError, FlowersSweepError, RunFolderMismatchError
+from flowers_sweep.runfolder import (
+    METRICS_FILE,
+    RESULT_FILE,
+    TRACEBACK_FILE,
+    atomic_write_text,
+    claim,
+    completed_result,
+    read_metrics,
+    write_json,
+)
+from flowers_sweep.train import run
+
+log = logging.getLogger("flowers_sweep")
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def available_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))  # honours SLURM's and taskset's limits
+    return os.cpu_count() or 1
+
+
+def thread_count(setting: Any, launcher: Any) -> int | None:
+    """Torch threads for this job: parallel joblib jobs share the CPUs evenly."""
+    if setting != "auto":
+        return int(setting)
+    cpus = available_cpus()
+    target = str(launcher.get("_target_", ""))
+    if "joblib" in target.lower():
+        n_jobs = launcher.get("n_jobs") or -1
+        parallel = cpus if n_jobs < 0 else min(n_jobs, cpus)
+        return max(1, cpus // parallel)
+    if launcher.get("cpus_per_task"):
+        return int(launcher.cpus_per_task)
+    return None  # torch's default: every core
+
+
+def record_failure(run_dir: Path, cfg: DictConfig, status: str, exc: BaseException) -> None:
+    """result.json says what went wrong, traceback.txt where; metrics.csv stays as it was."""
+    atomic_write_text(run_dir / TRACEBACK_FILE, "".join(traceback.format_exception(exc)))
+    choices = HydraConfig.get().runtime.choices
+    write_json(
+        run_dir / RESULT_FILE,
+        {
+            "status": status,
+            "case": choices.get("case"),
+            "model": choices.get("model"),
+            "activation": OmegaConf.select(cfg, "model.activation"),
+            "epochs": OmegaConf.select(cfg, "trainer.epochs"),
+            "seed": OmegaConf.select(cfg, "seed"),
+            "error_type": type(exc).__name__,
+            "error": str(exc) or type(exc).__name__,
+            "epochs_done": len(read_metrics(run_dir / METRICS_FILE)),
+            "traceback": TRACEBACK_FILE,
+        },
+    )
+
+
+def execute(cfg: DictConfig, run_dir: Path) -> float:
+    """Skip, resume or start the run in run_dir; exceptions are the caller's to record."""
+    done = completed_result(run_dir)
+    if done is not None:
+        log.info("%s already holds a completed run of these settings: skipped", run_dir)
+        return float(done["test_acc"])
+    validate(cfg)
+    threads = thread_count(cfg.trainer.threads, HydraConfig.get().launcher)
+    if threads:
+        torch.set_num_threads(threads)
+    choices = HydraConfig.get().runtime.choices
+    return run(cfg, run_dir, choices.get("case"), choices.get("model"))["test_acc"]
+
+
+def stop(message: str, code: int) -> None:
+    print(f"flowers_sweep: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        claim(run_dir, OmegaConf.to_container(cfg, resolve=True), fresh=not cfg.resume)
+    except RunFolderMismatchError as exc:
+        log.error("%s", exc)
+        stop(str(exc), 2)  # never write into another run's folder; stop the sweep too
+    try:
+        return execute(cfg, run_dir)
+    except KeyboardInterrupt as exc:
+        record_failure(run_dir, cfg, "interrupted", exc)
+        log.warning("interrupted: the last epoch's checkpoint is kept; rerun to resume")
+        raise
+    except Exception as exc:
+        status = "diverged" if isinstance(exc, DivergedError) else "failed"
+        record_failure(run_dir, cfg, status, exc)
+        log.error("run %s: %s: %s", status, type(exc).__name__, exc)
+        if multirun:
+            print(f"flowers_sweep: {run_dir}: {status}: {exc}", file=sys.stderr)
+            return None  # the sweep goes on; its end reports every failure
+        if isinstance(exc, FlowersSweepError):
+            stop(str(exc), 2)
+        raise

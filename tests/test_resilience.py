@@ -1,0 +1,166 @@
+"""Sweeps that survive: failures, kills, Ctrl-C, relaunches and real launchers."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from .conftest import ROOT, TINY, run_cli
+
+pytestmark = pytest.mark.e2e
+# Enough data that an epoch takes a moment, so a kill can land between two of them.
+SLOW = [*TINY, "dataset.train_size=480", "trainer.epochs=4"]
+COMPARED = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")  # not epoch_s
+
+
+def metrics(run_dir):
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return [{k: r[k] for k in COMPARED} for r in csv.DictReader(f)]
+
+
+def result(run_dir):
+    return json.loads((run_dir / "result.json").read_text())
+
+
+def start_cli(*args, cache):
+    env = {**os.environ, "FLOWERS_SWEEP_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowers_sweep", *args],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for_epochs(run_dir, n, proc, timeout=240):
+    """Poll metrics.csv until it has n rows (each written right after its checkpoint)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        path = run_dir / "metrics.csv"
+        if path.is_file() and len(path.read_text().splitlines()) - 1 >= n:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    raise AssertionError(f"no {n} epochs within {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, cache_dir):
+    """An uninterrupted run that the interrupted ones must reproduce exactly."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    proc = run_cli(*SLOW, f"hydra.run.dir={run_dir}", cache=cache_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return run_dir
+
+
+def test_kill9_then_rerun_matches_uninterrupted(tmp_path, cache_dir, reference):
+    run_dir = tmp_path / "run"
+    args = [*SLOW, f"hydra.run.dir={run_dir}"]
+    proc = start_cli(*args, cache=cache_dir)
+    wait_for_epochs(run_dir, 2, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "result.json").exists()  # it really died mid-run
+    assert len(metrics(run_dir)) < 4
+    again = run_cli(*args, cache=cache_dir)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resumed from" in (run_dir / "flowers_sweep.log").read_text()
+    assert metrics(run_dir) == metrics(reference)
+    assert result(run_dir)["test_acc"] == result(reference)["test_acc"]
+    assert result(run_dir)["test_loss"] == result(reference)["test_loss"]
+    assert not (run_dir / "checkpoint.pt").exists()  # removed once the run completed
+
+
+def test_ctrl_c_marks_interrupted_and_resumes(tmp_path, cache_dir, reference):
+    run_dir = tmp_path / "run"
+    args = [*SLOW, f"hydra.run.dir={run_dir}"]
+    proc = start_cli(*args, cache=cache_dir)
+    wait_for_epochs(run_dir, 1, proc)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    assert proc.returncode != 0
+    assert result(run_dir)["status"] == "interrupted"
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["progress"]["epoch"] >= 1
+    again = run_cli(*args, cache=cache_dir)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert result(run_dir)["status"] == "completed"
+    assert metrics(run_dir) == metrics(reference)
+
+
+def test_failed_run_is_isolated_and_the_sweep_exits_nonzero(tmp_path, cache_dir):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "-m", "trainer.batch_size=0,16", "trainer.epochs=1", "dataset.image_size=32",
+        *TINY[2:], f"hydra.sweep.dir={sweep}", cache=cache_dir,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    failed, ok = result(sweep / "0"), result(sweep / "1")
+    assert failed["status"] == "failed" and "batch_size" in failed["error"]
+    assert "ConfigError" in (sweep / "0" / "traceback.txt").read_text()
+    assert ok["status"] == "completed"
+    assert "did not complete" in proc.stderr and "trainer.batch_size=0" in proc.stderr
+    assert (sweep / "report" / "runs.csv").is_file()  # the report ran before the exit
+
+
+def test_nan_loss_is_diverged_and_stops_at_once(tmp_path, cache_dir):
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        *TINY, "trainer.epochs=3", "optimizer=sgd", "optimizer.lr=1e12",
+        f"hydra.run.dir={run_dir}", cache=cache_dir,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    res = result(run_dir)
+    assert res["status"] == "diverged" and res["epochs_done"] == 0
+    assert "nan" in res["error"].lower() or "inf" in res["error"].lower()
+
+
+def test_relaunching_a_finished_sweep_trains_nothing(tmp_path, cache_dir):
+    sweep = tmp_path / "sweep"
+    args = ["-m", "model.activation=relu,sigmoid", *TINY, f"hydra.sweep.dir={sweep}"]
+    assert run_cli(*args, cache=cache_dir).returncode == 0
+    before = {j: (sweep / j / "result.json").read_bytes() for j in ("0", "1")}
+    weights = {j: (sweep / j / "model.pt").stat().st_mtime_ns for j in ("0", "1")}
+    proc = run_cli(*args, cache=cache_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for j in ("0", "1"):
+        assert (sweep / j / "result.json").read_bytes() == before[j]
+        assert (sweep / j / "model.pt").stat().st_mtime_ns == weights[j]
+        assert "skipped" in (sweep / j / "flowers_sweep.log").read_text()
+
+
+def test_other_settings_in_the_same_folder_stop_clearly(tmp_path, cache_dir):
+    run_dir = tmp_path / "run"
+    assert run_cli(*TINY, f"hydra.run.dir={run_dir}", cache=cache_dir).returncode == 0
+    saved = {p: (run_dir / p).read_bytes() for p in ("result.json", ".hydra/config.yaml")}
+    proc = run_cli(*TINY, "trainer.epochs=2", f"hydra.run.dir={run_dir}", cache=cache_dir)
+    assert proc.returncode != 0
+    assert "trainer.epochs=1 (now 2)" in proc.stderr and "resume=false" in proc.stderr
+    for name, data in saved.items():
+        assert (run_dir / name).read_bytes() == data, name
+    fresh = run_cli(*TINY, "trainer.epochs=2", "resume=false", f"hydra.run.dir={run_dir}",
+                    cache=cache_dir)  # fmt: skip
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert result(run_dir)["epochs"] == 2 and len(metrics(run_dir)) == 2
+
+
+@pytest.mark.parametrize(
+    "launcher",
+    [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local"]],
+)
+def test_real_launchers_complete_a_two_run_sweep(tmp_path, cache_dir, launcher):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "-m", *launcher, "model.activation=relu,sigmoid", *TINY, f"hydra.sweep.dir={sweep}",
+        cache=cache_dir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [result(sweep / j)["status"] for j in ("0", "1")] == ["completed", "completed"]
+    assert [result(sweep / j)["activation"] for j in ("0", "1")] == ["relu", "sigmoid"]
+    if "joblib" in launcher[0]:  # two parallel jobs share the CPUs
+        log = (sweep / "0" / "flowers_sweep.log").read_text()
+        assert f"{max(1, len(os.sched_getaffinity(0)) // 2)} threads" in log
