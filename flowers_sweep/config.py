@@ -93,7 +93,17 @@ def validate_runtime(t: DictConfig, cfg: DictConfig) -> None:
         "trainer.threads", t.threads, lambda v: v == "auto" or (_is_int(v) and v >= 1),
         "must be auto or an integer >= 1",
     )  # fmt: skip
-    for key, value in (("trainer.keep_checkpoint", t.keep_checkpoint), ("resume", cfg.resume)):
+    _check(
+        "trainer.precision", t.precision, lambda v: str(v) in ("auto", "32", "bf16"),
+        "allowed values are auto, 32, bf16",
+    )  # fmt: skip
+    _check(
+        "trainer.channels_last", t.channels_last, lambda v: v == "auto" or isinstance(v, bool),
+        "must be auto, true or false",
+    )  # fmt: skip
+    flags = (("trainer.keep_checkpoint", t.keep_checkpoint), ("trainer.compile", t.compile),
+             ("resume", cfg.resume))  # fmt: skip
+    for key, value in flags:
         _check(key, value, lambda v: isinstance(v, bool), "must be true or false")
 
 

@@ -12,9 +12,9 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -30,7 +30,7 @@ RUN_FILES = (METRICS_FILE, RESULT_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, TRACEBACK
 # Settings that may change between a run and its resume without changing its results.
 RESUME_IGNORED = (
     "aggregate", "resume", "trainer.num_workers", "trainer.threads", "trainer.device",
-    "trainer.keep_checkpoint", "dataset.cache_dir", "dataset.download",
+    "trainer.keep_checkpoint", "trainer.compile", "dataset.cache_dir", "dataset.download",
 )  # fmt: skip
 METRIC_COLUMNS = (
     "epoch",
@@ -49,13 +49,14 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], fsync: bool = True) -> None:
+    """Call write(file) on a temporary file beside path, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
@@ -64,6 +65,10 @@ def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
+    atomic_write(path, lambda f: f.write(data), fsync)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -89,9 +94,7 @@ def write_metrics(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def save_torch(path: Path, obj: Any, fsync: bool = True) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue(), fsync=fsync)
+    atomic_write(path, lambda f: torch.save(obj, f), fsync)
 
 
 def read_metrics(path: Path) -> list[dict[str, str]]:

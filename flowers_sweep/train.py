@@ -12,6 +12,8 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,12 @@ from flowers_sweep.checkpoint import CHECKPOINT_FILE, Progress, load_checkpoint,
 from flowers_sweep.data import build_loaders
 from flowers_sweep.data.loaders import ReferenceBatches, TensorBatches
 from flowers_sweep.errors import DivergedError
+from flowers_sweep.hardware import (
+    autocast,
+    resolve_channels_last,
+    resolve_device,
+    resolve_precision,
+)
 from flowers_sweep.models import build_model, count_parameters
 from flowers_sweep.optim import build_optimizer, build_scheduler
 from flowers_sweep.runfolder import (
@@ -38,15 +46,6 @@ from flowers_sweep.runfolder import (
 
 log = logging.getLogger(__name__)
 Batches = TensorBatches | ReferenceBatches
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"trainer.device={name!r} but CUDA is not available here")
-    return device
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -71,6 +70,7 @@ def train_epoch(
     gen: torch.Generator,
     device: torch.device,
     desc: str = "train",
+    cast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> tuple[float, float]:
     """One pass over the shuffled, augmented training split: mean loss and accuracy."""
     model.train()
@@ -83,8 +83,9 @@ def train_epoch(
     for i, (x, y) in enumerate(progress_bar(batches(gen), len(batches), desc)):
         if len(y) == 1 and len(batches) > 1:
             continue  # a trailing single image: batch norm cannot train on it
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        with cast():
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
         if i % check_every == 0 and not torch.isfinite(loss):
             raise DivergedError(f"training loss became {loss.item()} in {desc}, batch {i + 1}")
         optimizer.zero_grad(set_to_none=True)
@@ -98,13 +99,19 @@ def train_epoch(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Batches, device: torch.device) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module,
+    batches: Batches,
+    device: torch.device,
+    cast: Callable[[], AbstractContextManager] = nullcontext,
+) -> tuple[float, float]:
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     for x, y in batches():
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        with cast():
+            logits = model(x)
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
     return loss_sum.item() / batches.num_samples, correct.item() / batches.num_samples
 
@@ -121,15 +128,23 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
     device = resolve_device(t.device)
     seed_everything(cfg.seed, t.deterministic)
 
-    data = build_loaders(cfg, device)
+    channels_last = resolve_channels_last(t.channels_last, cfg.model.arch)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    dtype = resolve_precision(t.precision, device)
+    cast = autocast(device, dtype)
+    data = build_loaders(cfg, device, layout)
     for split, n in data.sizes().items():
         log.info("%sset size: %d", split, n)
-    model = build_model(cfg.model, data.num_classes, cfg.dataset.image_size).to(device)
+    model = build_model(cfg.model, data.num_classes, cfg.dataset.image_size)
+    model = model.to(device, memory_format=layout)
     params = count_parameters(model)
     log.info(
-        "%s (%s), %d parameters, on %s, %d threads",
-        model_name, cfg.model.activation, params, device, torch.get_num_threads(),
+        "%s (%s), %d parameters, on %s (%s, %s%s), %d threads",
+        model_name, cfg.model.activation, params, device, dtype or "fp32",
+        "channels_last" if channels_last else "NCHW", ", compiled" if t.compile else "",
+        torch.get_num_threads(),
     )  # fmt: skip
+    step_model = torch.compile(model) if t.compile else model  # model keeps plain state keys
     optimizer = build_optimizer(model.parameters(), cfg.optimizer)
     scheduler = build_scheduler(optimizer, cfg.scheduler)
     gen = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation
@@ -144,10 +159,12 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         desc = f"epoch {epoch}/{t.epochs}"
-        train_loss, train_acc = train_epoch(model, optimizer, data.train, gen, device, desc)
+        train_loss, train_acc = train_epoch(
+            step_model, optimizer, data.train, gen, device, desc, cast
+        )
         if not math.isfinite(train_loss):
             raise DivergedError(f"training loss became {train_loss} in {desc}")
-        val_loss, val_acc = evaluate(model, data.val, device)
+        val_loss, val_acc = evaluate(step_model, data.val, device, cast)
         scheduler.step()
         row = dict(
             epoch=epoch,
@@ -168,7 +185,7 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
             epoch, t.epochs, train_loss, train_acc, val_loss, val_acc, lr, row["epoch_s"],
         )  # fmt: skip
 
-    test_loss, test_acc = evaluate(model, data.test, device)
+    test_loss, test_acc = evaluate(step_model, data.test, device, cast)
     log.info("test loss %.4f acc %.3f", test_loss, test_acc)
     save_torch(run_dir / WEIGHTS_FILE, model.state_dict())
     sizes = data.sizes()
@@ -189,6 +206,7 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
         "test_size": sizes["test"],
         "wall_s": round(time.perf_counter() - started, 3),
         "device": str(device),
+        "precision": "bf16" if dtype is torch.bfloat16 else "32",
     }
     write_json(run_dir / RESULT_FILE, result)
     if not t.keep_checkpoint:

@@ -22,12 +22,9 @@ def vertical_flip(batch: torch.Tensor, p: float, gen: torch.Generator) -> torch.
     if p <= 0:
         return batch
     flip = torch.rand(len(batch), generator=gen) < p
-    if not flip.any():
-        return batch
-    out = batch.clone()
-    idx = flip.nonzero().squeeze(1).to(batch.device)
-    out[idx] = batch[idx].flip(-2)
-    return out
+    # A select over the whole batch, not an index of the chosen few: no host sync on a GPU.
+    mask = flip.to(batch.device, non_blocking=True).view(-1, 1, 1, 1)
+    return torch.where(mask, batch.flip(-2), batch)
 
 
 def rotate(batch: torch.Tensor, degrees: float, gen: torch.Generator) -> torch.Tensor:
@@ -61,13 +58,22 @@ def rotate_by(batch: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
 
 
 def normalize(
-    batch: torch.Tensor, mean: Sequence[float], std: Sequence[float], dtype=torch.float32
+    batch: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    dtype: torch.dtype = torch.float32,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> torch.Tensor:
-    """uint8 (0..255) to float, then per-channel (x - mean) / std as ToTensor+Normalize."""
+    """uint8 (0..255) to float, then per-channel (x - mean) / std as ToTensor+Normalize.
+
+    The float batch is laid out as the model wants it (channels_last or not), so the
+    layout change costs nothing extra: it happens in the conversion copy.
+    """
     mean_t = torch.tensor(mean, device=batch.device, dtype=dtype).view(1, -1, 1, 1)
     std_t = torch.tensor(std, device=batch.device, dtype=dtype).view(1, -1, 1, 1)
     # (x/255 - m) / s  ==  x * (1 / (255 s)) + (-m / s): two in-place passes, one buffer.
-    return batch.to(dtype).mul_(1 / (255 * std_t)).add_(-mean_t / std_t)
+    out = batch.to(dtype=dtype, memory_format=memory_format)
+    return out.mul_(1 / (255 * std_t)).add_(-mean_t / std_t)
 
 
 def augment_planes(
@@ -115,8 +121,10 @@ class BatchAugment:
         vflip_p: float = 0.0,
         rotation: float = 0.0,
         grayscale: bool = False,
+        memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
         self.mean, self.std = list(mean), list(std)
+        self.memory_format = memory_format
         self.vflip_p, self.rotation, self.grayscale = vflip_p, rotation, grayscale
 
     def train_view(self, batch: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
@@ -130,4 +138,4 @@ class BatchAugment:
     def eval_view(self, batch: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         if self.grayscale:
             batch = to_grayscale(batch)
-        return normalize(batch, self.mean, self.std)
+        return normalize(batch, self.mean, self.std, memory_format=self.memory_format)

@@ -53,7 +53,7 @@ class TensorBatches:
                 images = self.split.images[lo : lo + self.batch_size]
                 labels = self.split.labels[lo : lo + self.batch_size]
             else:
-                idx = order[lo : lo + self.batch_size]
+                idx = order[lo : lo + self.batch_size].to(self.split.images.device)
                 images, labels = take(self.split.images, idx), self.split.labels[idx]
             x = self.prepare(images.to(self.device, non_blocking=True), gen)
             yield x, labels.to(self.device, non_blocking=True)

@@ -1,0 +1,61 @@
+"""Where and how fast to compute: device, number format and memory layout.
+
+The same code runs on a laptop CPU and a GPU; these choices are made once per run from
+`trainer.device`, `trainer.precision` and `trainer.channels_last`, with `auto` picking
+what is fastest on the hardware at hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+import torch
+
+from flowers_sweep.errors import FlowersSweepError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FlowersSweepError(f"trainer.device={name!r} but CUDA is not available here")
+    return device
+
+
+def native_bf16(device: torch.device) -> bool:
+    """bf16 with hardware support: CUDA (Ampere and later) or a CPU with AVX512-BF16/AMX.
+
+    Without it bf16 is emulated, slower than fp32, so `auto` keeps fp32 there.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        return bool(probe and probe())
+    return False
+
+
+def resolve_precision(setting: str | int, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `trainer.precision`, or None for plain fp32."""
+    if str(setting) == "auto":
+        return torch.bfloat16 if native_bf16(device) else None
+    return torch.bfloat16 if str(setting) == "bf16" else None
+
+
+def autocast(
+    device: torch.device, dtype: torch.dtype | None
+) -> Callable[[], AbstractContextManager]:
+    """A factory of contexts for the forward pass: bf16 autocast, or nothing."""
+    if dtype is None:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def resolve_channels_last(setting: bool | str, arch: str) -> bool:
+    """NHWC helps convolutions (oneDNN, cuDNN tensor cores); `auto`: on for ResNets."""
+    if setting == "auto":
+        return arch == "resnet"
+    return bool(setting)
