@@ -36,13 +36,15 @@ def make_cfg(*overrides: str) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides))
 
 
-def run_cli(*args: str, cache: Path | None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """The real entry point in a fresh interpreter, as a user would run it."""
+def run_cli(
+    *args: str, cache: Path | None, timeout: float = 300, module: str = "flowers_sweep"
+) -> subprocess.CompletedProcess:
+    """The real entry point (`python -m module`) in a fresh interpreter, as a user runs it."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if cache is not None:
         env["FLOWERS_SWEEP_CACHE"] = str(cache)
     return subprocess.run(
-        [sys.executable, "-m", "flowers_sweep", *args],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -15,7 +15,7 @@ from .conftest import ROOT, TINY, run_cli
 
 pytestmark = pytest.mark.e2e
 # Enough data that an epoch takes a moment, so a kill can land between two of them.
-SLOW = [*TINY, "dataset.train_size=480", "trainer.epochs=4"]
+SLOW = [*TINY, "dataset.train_size=320", "trainer.epochs=4"]
 COMPARED = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")  # not epoch_s
 
 
@@ -57,13 +57,20 @@ def reference(tmp_path_factory, cache_dir):
     return run_dir
 
 
-def test_kill9_then_rerun_matches_uninterrupted(tmp_path, cache_dir, reference):
-    run_dir = tmp_path / "run"
+def interrupted_run(run_dir, cache_dir, sig, after_epochs):
+    """Start the CLI, send it `sig` once `after_epochs` epochs are done; its arguments."""
     args = [*SLOW, f"hydra.run.dir={run_dir}"]
     proc = start_cli(*args, cache=cache_dir)
-    wait_for_epochs(run_dir, 2, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    wait_for_epochs(run_dir, after_epochs, proc)
+    proc.send_signal(sig)
+    proc.wait(timeout=120)
+    assert proc.returncode != 0
+    return args
+
+
+def test_kill9_then_rerun_matches_uninterrupted(tmp_path, cache_dir, reference):
+    run_dir = tmp_path / "run"
+    args = interrupted_run(run_dir, cache_dir, signal.SIGKILL, after_epochs=2)
     assert not (run_dir / "result.json").exists()  # it really died mid-run
     assert len(metrics(run_dir)) < 4
     again = run_cli(*args, cache=cache_dir)
@@ -77,12 +84,7 @@ def test_kill9_then_rerun_matches_uninterrupted(tmp_path, cache_dir, reference):
 
 def test_ctrl_c_marks_interrupted_and_resumes(tmp_path, cache_dir, reference):
     run_dir = tmp_path / "run"
-    args = [*SLOW, f"hydra.run.dir={run_dir}"]
-    proc = start_cli(*args, cache=cache_dir)
-    wait_for_epochs(run_dir, 1, proc)
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=120)
-    assert proc.returncode != 0
+    args = interrupted_run(run_dir, cache_dir, signal.SIGINT, after_epochs=1)
     assert result(run_dir)["status"] == "interrupted"
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert state["progress"]["epoch"] >= 1
@@ -121,7 +123,8 @@ def test_nan_loss_is_diverged_and_stops_at_once(tmp_path, cache_dir):
 
 def test_relaunching_a_finished_sweep_trains_nothing(tmp_path, cache_dir):
     sweep = tmp_path / "sweep"
-    args = ["-m", "model.activation=relu,sigmoid", *TINY, f"hydra.sweep.dir={sweep}"]
+    args = ["-m", "model.activation=relu,sigmoid", *TINY, "aggregate=false",
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
     assert run_cli(*args, cache=cache_dir).returncode == 0
     before = {j: (sweep / j / "result.json").read_bytes() for j in ("0", "1")}
     weights = {j: (sweep / j / "model.pt").stat().st_mtime_ns for j in ("0", "1")}
@@ -155,8 +158,8 @@ def test_other_settings_in_the_same_folder_stop_clearly(tmp_path, cache_dir):
 def test_real_launchers_complete_a_two_run_sweep(tmp_path, cache_dir, launcher):
     sweep = tmp_path / "sweep"
     proc = run_cli(
-        "-m", *launcher, "model.activation=relu,sigmoid", *TINY, f"hydra.sweep.dir={sweep}",
-        cache=cache_dir,
+        "-m", *launcher, "model.activation=relu,sigmoid", *TINY, "aggregate=false",
+        f"hydra.sweep.dir={sweep}", cache=cache_dir,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [result(sweep / j)["status"] for j in ("0", "1")] == ["completed", "completed"]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from functools import cache
 
 import pytest
@@ -14,7 +12,7 @@ import torchvision
 
 from flowers_sweep.summary import Summary, summarize
 
-from .conftest import ROOT, make_cfg
+from .conftest import make_cfg, run_cli
 
 # He et al. (2016), Table 1: multiply-adds at 224 px ("FLOPs" in the paper).
 REPORT_MACS = {
@@ -68,15 +66,7 @@ def test_resnet18_stage_sizes_at_224():
 
 
 def run_summary(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "flowers_sweep.summary", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli(*args, cache=None, timeout=120, module="flowers_sweep.summary")
 
 
 @pytest.mark.e2e
