@@ -33,6 +33,9 @@ def start_cli(*args, cache):
     return subprocess.Popen(
         [sys.executable, "-m", "flowers_sweep", *args],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell without job control starts background jobs with SIGINT ignored, and
+        # Python keeps it ignored; give the child the default so Ctrl-C reaches it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
 
 
