@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 
 from flowers_sweep.errors import FlowersSweepError
-from flowers_sweep.runfolder import atomic_write_bytes, atomic_write_text, flatten
+from flowers_sweep.runfolder import atomic_write, atomic_write_text, flatten
 
 log = logging.getLogger(__name__)
 RUN_COLUMNS = [
@@ -334,11 +334,7 @@ def curves_table(runs: Sequence[Run], runs_df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _save(fig: Any, path: Path) -> None:
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=150, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=150, bbox_inches="tight"))
 
 
 def plot_loss_curves(curves: pd.DataFrame, path: Path) -> None:

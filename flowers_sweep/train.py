@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from flowers_sweep.checkpoint import CHECKPOINT_FILE, Progress, load_checkpoint, save_checkpoint
 from flowers_sweep.data import build_loaders
-from flowers_sweep.data.loaders import ReferenceBatches, TensorBatches
+from flowers_sweep.data.loaders import BatchSource
 from flowers_sweep.errors import DivergedError
 from flowers_sweep.hardware import (
     autocast,
@@ -45,7 +45,6 @@ from flowers_sweep.runfolder import (
 )
 
 log = logging.getLogger(__name__)
-Batches = TensorBatches | ReferenceBatches
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -66,7 +65,7 @@ def progress_bar(it, total: int, desc: str):
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    batches: Batches,
+    batches: BatchSource,
     gen: torch.Generator,
     device: torch.device,
     desc: str = "train",
@@ -101,7 +100,7 @@ def train_epoch(
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    batches: Batches,
+    batches: BatchSource,
     device: torch.device,
     cast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> tuple[float, float]:

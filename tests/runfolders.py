@@ -11,6 +11,8 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
+from flowers_sweep.runfolder import METRIC_COLUMNS
+
 from .conftest import make_cfg
 
 
@@ -49,9 +51,7 @@ def write_run(
     (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump([*overrides, f"seed={seed}"]))
     with open(path / "metrics.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(
-            ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s"]
-        )
+        writer.writerow(METRIC_COLUMNS)
         for e in range(1, epochs + 1):
             rate = lr * gamma ** sum(e > m for m in milestones)
             writer.writerow([e, 2.0 / e, 0.1 * e, 2.2 / e, 0.09 * e, rate, 1.0])

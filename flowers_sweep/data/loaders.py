@@ -25,7 +25,21 @@ def take(images: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return images[idx.to(images.device)]
 
 
-class TensorBatches:
+class BatchSource:
+    """What both pipelines share: a batch size over a number of samples."""
+
+    batch_size: int
+
+    @property
+    def num_samples(self) -> int:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        """Batches per pass."""
+        return (self.num_samples + self.batch_size - 1) // self.batch_size
+
+
+class TensorBatches(BatchSource):
     """Batches of an in-memory split, shuffled by the caller's generator."""
 
     def __init__(
@@ -36,9 +50,6 @@ class TensorBatches:
         prepare: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor],
     ) -> None:
         self.split, self.batch_size, self.device, self.prepare = split, batch_size, device, prepare
-
-    def __len__(self) -> int:
-        return (len(self.split) + self.batch_size - 1) // self.batch_size
 
     @property
     def num_samples(self) -> int:
@@ -59,7 +70,7 @@ class TensorBatches:
             yield x, labels.to(self.device, non_blocking=True)
 
 
-class ReferenceBatches:
+class ReferenceBatches(BatchSource):
     """torchvision's per-image transforms in a DataLoader: the report's own pipeline."""
 
     def __init__(
@@ -67,9 +78,6 @@ class ReferenceBatches:
     ) -> None:
         self.dataset, self.batch_size, self.device = dataset, batch_size, device
         self.num_workers = num_workers
-
-    def __len__(self) -> int:
-        return (len(self.dataset) + self.batch_size - 1) // self.batch_size
 
     @property
     def num_samples(self) -> int:
@@ -90,9 +98,9 @@ class ReferenceBatches:
 
 @dataclass
 class Loaders:
-    train: TensorBatches | ReferenceBatches
-    val: TensorBatches | ReferenceBatches
-    test: TensorBatches | ReferenceBatches
+    train: BatchSource
+    val: BatchSource
+    test: BatchSource
     class_names: list[str]
 
     @property
