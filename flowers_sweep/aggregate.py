@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 
 from flowers_sweep.errors import FlowersSweepError
-from flowers_sweep.runfolder import atomic_write, atomic_write_text, flatten
+from flowers_sweep.runfolder import RESUME_IGNORED, atomic_write, atomic_write_text, flatten
 
 log = logging.getLogger(__name__)
 RUN_COLUMNS = [
@@ -36,6 +36,7 @@ RUN_COLUMNS = [
 ]  # fmt: skip
 ALPHA = 0.05
 REPORT_DIRNAME = "report"
+CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "lr")  # what the figures read
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
 
 
@@ -48,11 +49,14 @@ class Run:
     path: Path
     config: dict[str, Any]  # flattened: "optimizer.lr" -> 0.001
     result: dict[str, Any] | None
-    metrics: list[dict[str, str]] = field(default_factory=list)
+    metrics: list[dict[str, float]] = field(default_factory=list)
+    broken: str | None = None  # why a file of the run could not be read
     _choices: dict[str, Any] | None = None
 
     @property
     def status(self) -> str:
+        if self.broken is not None:
+            return "broken"
         if self.result is None:
             return "unfinished"
         return str(self.result.get("status", "unknown"))
@@ -102,18 +106,53 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(p) if p.isdigit() else p for p in path.parts]
 
 
+def read_result(path: Path) -> dict[str, Any] | None:
+    """result.json, or None while the run has none; ValueError when it cannot be trusted."""
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(result, dict):
+        raise ValueError("not a JSON object")
+    if result.get("status") == "completed":
+        acc = result.get("test_acc")
+        if not isinstance(acc, (int, float)) or isinstance(acc, bool) or not 0 <= acc <= 1:
+            raise ValueError(f"test_acc={acc!r} is not an accuracy in [0, 1]")
+    return result
+
+
+def read_metrics(path: Path) -> list[dict[str, float]]:
+    """metrics.csv as numbers; ValueError naming what is missing or not a number."""
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in CURVE_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"no column {', '.join(missing)}")
+        rows = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                rows.append({k: float(v) for k, v in row.items() if k is not None})
+            except (TypeError, ValueError):
+                raise ValueError(f"line {line} is not all numbers") from None
+    return rows
+
+
 def read_run(path: Path) -> Run:
-    config = flatten(_yaml(path / ".hydra" / "config.yaml") or {})
-    result = None
-    if (path / "result.json").is_file():
-        try:
-            result = json.loads((path / "result.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            log.warning("%s: unreadable result.json, counted as unfinished", path)
-    metrics = []
-    if (path / "metrics.csv").is_file():
-        with open(path / "metrics.csv", encoding="utf-8", newline="") as f:
-            metrics = list(csv.DictReader(f))
+    """One run folder; a file that cannot be read marks the run broken rather than
+    stopping the report (the caller names it)."""
+    config: dict[str, Any] = {}
+    result, metrics = None, []
+    try:
+        where = path / ".hydra" / "config.yaml"
+        config = flatten(_yaml(where) or {})
+        where = path / "result.json"
+        result = read_result(where)
+        where = path / "metrics.csv"
+        metrics = read_metrics(where)
+    except (OSError, ValueError, csv.Error, yaml.YAMLError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        return Run(path, config, result, metrics, f"{where}: {type(exc).__name__}: {reason}")
     return Run(path, config, result, metrics)
 
 
@@ -137,17 +176,24 @@ def _fmt(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _key(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
 def case_labels(runs: Sequence[Run]) -> list[str]:
     """The run's `case`, else model-activation; plus whatever else varies but the seed.
+
+    Settings that do not change the experiment (device, threads, workers, resume: the
+    ones a relaunch may change) never split a case, so sweeps merged from several
+    machines give one row per case.
 
     Model keys that only follow the model's name (its block counts, say) are implied by
     it and left out, so `model=resnet18,resnet34` labels as resnet18-relu, resnet34-relu.
     """
-    keys = sorted({k for r in runs for k in r.config})
+    keys = sorted({k for r in runs for k in r.config} - {"seed", *RESUME_IGNORED})
     varying = [
-        k for k in keys
-        if k != "seed" and len({json.dumps(r.config.get(k), default=str) for r in runs}) > 1
-    ]  # fmt: skip
+        k for k in keys if len({json.dumps(r.config.get(k), default=str) for r in runs}) > 1
+    ]
 
     def implied(key: str) -> bool:
         if key == "model.activation":
@@ -157,7 +203,7 @@ def case_labels(runs: Sequence[Run]) -> list[str]:
         by_base: dict[str, set[str]] = {}
         for r in runs:
             base = r.case or r.model
-            by_base.setdefault(base, set()).add(json.dumps(r.config.get(key), default=str))
+            by_base.setdefault(base, set()).add(_key(r.config.get(key)))
         return all(len(v) == 1 for v in by_base.values())
 
     extras = [k for k in varying if not implied(k)]
@@ -399,9 +445,15 @@ class Report:
     tests: pd.DataFrame
     markdown: str
     out: Path
+    problems: list[str] = field(default_factory=list)  # what keeps the report from whole
 
 
-def write_figures(curves: pd.DataFrame, runs_df: pd.DataFrame, out: Path) -> None:
+def write_figures(curves: pd.DataFrame, runs_df: pd.DataFrame, out: Path) -> list[str]:
+    """Each figure on its own: one that cannot be drawn is reported, the others written.
+
+    A figure that failed is removed rather than left from an earlier aggregation, where
+    it would silently disagree with the tables beside it.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no display needed or wanted
@@ -409,11 +461,23 @@ def write_figures(curves: pd.DataFrame, runs_df: pd.DataFrame, out: Path) -> Non
 
     if curves.empty:
         log.warning("no completed run has metrics: figures skipped")
-        return
-    plot_loss_curves(curves, out / "loss_curves.png")
-    plt.close("all")
-    plot_accuracy(runs_df, out / "accuracy.png")
-    plot_lr_schedule(curves, out / "lr_schedule.png")
+        return []
+    problems = []
+    figures = (
+        ("loss_curves.png", lambda path: plot_loss_curves(curves, path)),
+        ("accuracy.png", lambda path: plot_accuracy(runs_df, path)),
+        ("lr_schedule.png", lambda path: plot_lr_schedule(curves, path)),
+    )
+    for name, draw in figures:
+        try:
+            draw(out / name)
+        except Exception as exc:
+            (out / name).unlink(missing_ok=True)
+            problems.append(f"{out / name} not written: {type(exc).__name__}: {exc}")
+            log.warning("%s", problems[-1])
+        finally:
+            plt.close("all")
+    return problems
 
 
 def aggregate(roots: Sequence[Path], out: Path | None = None) -> Report:
@@ -423,8 +487,12 @@ def aggregate(roots: Sequence[Path], out: Path | None = None) -> Report:
     runs = load_runs(roots)
     runs_df = runs_table(runs)
     skipped = runs_df[runs_df["status"] != "completed"]
-    for r in skipped.itertuples():
-        log.warning("%s: status %s, left out of the statistics", r.run_dir, r.status)
+    problems = [f"{r.path}: broken: {r.broken}" for r in runs if r.broken]
+    for r in runs:
+        if r.broken:
+            log.warning("%s: cannot be read (%s), left out of the statistics", r.path, r.broken)
+        elif r.status != "completed":
+            log.warning("%s: status %s, left out of the statistics", r.path, r.status)
     results = results_table(runs_df)
     tests = pairwise_tests(runs_df)
     markdown = results_markdown(results, tests, len(skipped))
@@ -432,8 +500,8 @@ def aggregate(roots: Sequence[Path], out: Path | None = None) -> Report:
     atomic_write_text(out / "runs.csv", runs_df.to_csv(index=False))
     atomic_write_text(out / "results.csv", results.to_csv(index=False))
     atomic_write_text(out / "results.md", markdown)
-    write_figures(curves_table(runs, runs_df), runs_df, out)
-    return Report(runs_df, results, tests, markdown, out)
+    problems += write_figures(curves_table(runs, runs_df), runs_df, out)
+    return Report(runs_df, results, tests, markdown, out, problems)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -452,7 +520,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(report.markdown)
     print(f"wrote {report.out}/: runs.csv, results.csv, results.md and figures")
-    return 0
+    for problem in report.problems:
+        print(f"flowers_sweep.aggregate: incomplete: {problem}", file=sys.stderr)
+    return 1 if report.problems else 0
 
 
 if __name__ == "__main__":

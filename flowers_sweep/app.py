@@ -9,8 +9,8 @@ running jobs in other processes (joblib, submitit) can pickle it by name.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -23,7 +23,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from flowers_sweep.config import validate
-from flowers_sweep.errors import DivergedError, FlowersSweepError, RunFolderMismatchError
+from flowers_sweep.errors import (
+    DivergedError,
+    FlowersSweepError,
+    RunFolderBusyError,
+    RunFolderMismatchError,
+)
+from flowers_sweep.hardware import available_cpus
 from flowers_sweep.runfolder import (
     METRICS_FILE,
     RESULT_FILE,
@@ -31,19 +37,15 @@ from flowers_sweep.runfolder import (
     atomic_write_text,
     claim,
     completed_result,
+    hold,
     read_metrics,
+    restore_hydra_files,
     write_json,
 )
 from flowers_sweep.train import run
 
 log = logging.getLogger("flowers_sweep")
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-
-
-def available_cpus() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))  # honours SLURM's and taskset's limits
-    return os.cpu_count() or 1
 
 
 def thread_count(setting: Any, launcher: Any) -> int | None:
@@ -62,24 +64,36 @@ def thread_count(setting: Any, launcher: Any) -> int | None:
 
 
 def record_failure(run_dir: Path, cfg: DictConfig, status: str, exc: BaseException) -> None:
-    """result.json says what went wrong, traceback.txt where; metrics.csv stays as it was."""
-    atomic_write_text(run_dir / TRACEBACK_FILE, "".join(traceback.format_exception(exc)))
-    choices = HydraConfig.get().runtime.choices
-    write_json(
-        run_dir / RESULT_FILE,
-        {
-            "status": status,
-            "case": choices.get("case"),
-            "model": choices.get("model"),
-            "activation": OmegaConf.select(cfg, "model.activation"),
-            "epochs": OmegaConf.select(cfg, "trainer.epochs"),
-            "seed": OmegaConf.select(cfg, "seed"),
-            "error_type": type(exc).__name__,
-            "error": str(exc) or type(exc).__name__,
-            "epochs_done": len(read_metrics(run_dir / METRICS_FILE)),
-            "traceback": TRACEBACK_FILE,
-        },
-    )
+    """result.json says what went wrong, traceback.txt where; metrics.csv stays as it was.
+
+    Recording must not become a second failure (a full disk, an unreadable metrics.csv)
+    that escapes the run and sinks the sweep: it is logged and the run ends as it would.
+    """
+    try:
+        atomic_write_text(run_dir / TRACEBACK_FILE, "".join(traceback.format_exception(exc)))
+        choices = HydraConfig.get().runtime.choices
+        try:
+            epochs_done = len(read_metrics(run_dir / METRICS_FILE))
+        except (OSError, ValueError):
+            epochs_done = None
+        write_json(
+            run_dir / RESULT_FILE,
+            {
+                "status": status,
+                "case": choices.get("case"),
+                "model": choices.get("model"),
+                "activation": OmegaConf.select(cfg, "model.activation"),
+                "epochs": OmegaConf.select(cfg, "trainer.epochs"),
+                "seed": OmegaConf.select(cfg, "seed"),
+                "error_type": type(exc).__name__,
+                "error": str(exc) or type(exc).__name__,
+                "epochs_done": epochs_done,
+                "traceback": TRACEBACK_FILE,
+            },
+        )
+    except Exception as second:
+        log.error("could not record the failure in %s: %s: %s", run_dir, type(second).__name__,
+                  second)  # fmt: skip
 
 
 def execute(cfg: DictConfig, run_dir: Path) -> float:
@@ -101,29 +115,53 @@ def stop(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def busy(run_dir: Path, exc: RunFolderBusyError, multirun: bool) -> None:
+    """Another process trains in run_dir: undo Hydra's rewrite of .hydra/, touch nothing."""
+    with contextlib.suppress(FlowersSweepError):  # the running process reports that
+        restore_hydra_files(run_dir)
+    if multirun:
+        print(f"flowers_sweep: {run_dir}: skipped: {exc}", file=sys.stderr)
+        return  # the sweep goes on; its end lists the run as running elsewhere
+    stop(str(exc), 2)
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     try:
+        with hold(run_dir):
+            return claim_and_execute(cfg, run_dir, multirun)
+    except RunFolderBusyError as exc:
+        busy(run_dir, exc, multirun)
+        return None
+
+
+def claim_and_execute(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
+    """With the folder held: check it is this run's, then run; record any failure."""
+    try:
         claim(run_dir, OmegaConf.to_container(cfg, resolve=True), fresh=not cfg.resume)
+        return execute(cfg, run_dir)
     except RunFolderMismatchError as exc:
         log.error("%s", exc)
         stop(str(exc), 2)  # never write into another run's folder; stop the sweep too
-    try:
-        return execute(cfg, run_dir)
     except KeyboardInterrupt as exc:
         record_failure(run_dir, cfg, "interrupted", exc)
         log.warning("interrupted: the last epoch's checkpoint is kept; rerun to resume")
         raise
     except Exception as exc:
-        status = "diverged" if isinstance(exc, DivergedError) else "failed"
-        record_failure(run_dir, cfg, status, exc)
-        log.error("run %s: %s: %s", status, type(exc).__name__, exc)
-        if multirun:
-            print(f"flowers_sweep: {run_dir}: {status}: {exc}", file=sys.stderr)
-            return None  # the sweep goes on; its end reports every failure
-        if isinstance(exc, FlowersSweepError):
-            stop(str(exc), 2)
-        raise
+        return failed(cfg, run_dir, exc, multirun)
+
+
+def failed(cfg: DictConfig, run_dir: Path, exc: Exception, multirun: bool) -> None:
+    """Record the failure; in a sweep let the others go on, alone exit (2 for our errors)."""
+    status = "diverged" if isinstance(exc, DivergedError) else "failed"
+    record_failure(run_dir, cfg, status, exc)
+    log.error("run %s: %s: %s", status, type(exc).__name__, exc)
+    if multirun:
+        print(f"flowers_sweep: {run_dir}: {status}: {exc}", file=sys.stderr)
+        return None  # the sweep goes on; its end reports every failure
+    if isinstance(exc, FlowersSweepError):
+        stop(str(exc), 2)
+    raise exc

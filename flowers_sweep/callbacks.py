@@ -16,17 +16,28 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from flowers_sweep.runfolder import is_held
+
 log = logging.getLogger(__name__)
 
 
 def unfinished_runs(sweep_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """Job folders whose result says failed, diverged or interrupted, or has no result."""
+    """Job folders whose result says failed, diverged or interrupted, or has no result.
+
+    A folder still locked now belongs to a process of another launch (this launch's jobs
+    have all returned): it is reported as running elsewhere, skipped by this launch.
+    """
     bad = []
     for job in sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()):
+        if is_held(job):
+            bad.append((job, {"status": "skipped", "error": "still training in another process"}))
+            continue
         try:
             result = json.loads((job / "result.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            result = {"status": "unfinished", "error": "no result.json"}
+            result = {"status": "unfinished", "error": "no readable result.json"}
+        if not isinstance(result, dict):
+            result = {"status": "unfinished", "error": "result.json is not an object"}
         if result.get("status") != "completed":
             bad.append((job, result))
     return bad
@@ -44,28 +55,37 @@ class SweepEnd(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        if self.aggregate:
-            self._aggregate(sweep_dir)
+        problems = self._aggregate(sweep_dir) if self.aggregate else []
         bad = unfinished_runs(sweep_dir) if sweep_dir.is_dir() else []
+        lines = []
         if bad:
-            lines = [f"flowers_sweep: {len(bad)} run(s) of the sweep did not complete:"]
+            lines.append(f"flowers_sweep: {len(bad)} run(s) of the sweep did not complete:")
             for job, result in bad:
                 why = result.get("error", "")
                 kind = result.get("error_type")
                 lines.append(
                     f"  {job}: {result.get('status')}: {f'{kind}: ' if kind else ''}{why}"
                 )
+        if problems:
+            lines.append("flowers_sweep: the report is incomplete:")
+            lines += [f"  {p}" for p in problems]
+        if lines:
             print("\n".join(lines), file=sys.stderr)
             sys.exit(1)
 
     @staticmethod
-    def _aggregate(sweep_dir: Path) -> None:
+    def _aggregate(sweep_dir: Path) -> list[str]:
+        """Write the report; what kept it from being whole (broken runs, a figure)."""
         from flowers_sweep.aggregate import aggregate
         from flowers_sweep.errors import FlowersSweepError
 
         try:
             report = aggregate([sweep_dir])
-        except FlowersSweepError as exc:  # a report is a bonus: its absence is no failure
+        except FlowersSweepError as exc:  # nothing to aggregate: the run list says why
             log.warning("aggregation skipped: %s", exc)
-            return
+            return []
+        except Exception as exc:  # a bug or a disk error must not hide the sweep's status
+            log.exception("aggregation failed")
+            return [f"aggregation failed: {type(exc).__name__}: {exc}"]
         log.info("results table and figures written to %s\n%s", report.out, report.markdown)
+        return report.problems

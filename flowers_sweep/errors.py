@@ -23,3 +23,15 @@ class DivergedError(FlowersSweepError, FloatingPointError):
 
 class RunFolderMismatchError(FlowersSweepError):
     """The run folder holds a run of another config: resuming would mix results."""
+
+
+class CheckpointError(FlowersSweepError):
+    """A checkpoint that cannot be resumed from: damaged, truncated or of another run."""
+
+
+class RunFolderError(FlowersSweepError):
+    """A run folder's own record (run_config.json) is unreadable."""
+
+
+class RunFolderBusyError(FlowersSweepError):
+    """Another process is training in this run folder right now."""

@@ -8,12 +8,32 @@ what is fastest on the hardware at hand.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 import torch
 
 from flowers_sweep.errors import FlowersSweepError
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: SLURM's and taskset's allocation, not the node's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on `device` without stalling the host.
+
+    A copy from ordinary (pageable) memory to a GPU waits for the whole stream to drain;
+    from page-locked memory it is queued like a kernel. The caching host allocator keeps
+    the pinned buffer alive until the copy has run.
+    """
+    if device.type != "cuda" or tensor.device.type != "cpu":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -28,10 +48,15 @@ def resolve_device(name: str) -> torch.device:
 def native_bf16(device: torch.device) -> bool:
     """bf16 with hardware support: CUDA (Ampere and later) or a CPU with AVX512-BF16/AMX.
 
-    Without it bf16 is emulated, slower than fp32, so `auto` keeps fp32 there.
+    Without it bf16 is emulated, slower than fp32, so `auto` keeps fp32 there. PyTorch's
+    `is_bf16_supported()` counts emulation (a V100 or T4 says yes) and asks the current
+    GPU, so the run's own GPU is asked for its compute capability instead.
     """
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        if torch.version.hip:  # ROCm: capability numbers mean something else there
+            with torch.cuda.device(device):
+                return torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":
         probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
         return bool(probe and probe())

@@ -12,13 +12,15 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
+from filelock import FileLock, Timeout
 
-from flowers_sweep.errors import RunFolderMismatchError
+from flowers_sweep.errors import RunFolderBusyError, RunFolderError, RunFolderMismatchError
 
 METRICS_FILE = "metrics.csv"
 RESULT_FILE = "result.json"
@@ -26,6 +28,7 @@ WEIGHTS_FILE = "model.pt"
 CHECKPOINT_FILE = "checkpoint.pt"
 TRACEBACK_FILE = "traceback.txt"
 RUN_CONFIG_FILE = "run_config.json"  # the config this folder's run was started with
+LOCK_FILE = ".run.lock"  # held by the process training in the folder
 RUN_FILES = (METRICS_FILE, RESULT_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, TRACEBACK_FILE)
 # Settings that may change between a run and its resume without changing its results.
 RESUME_IGNORED = (
@@ -65,6 +68,34 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], fsync: bool = Tr
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_create(path: Path, write: Callable[[BinaryIO], None]) -> bool:
+    """Like atomic_write, but only where path does not exist yet; False if it did.
+
+    A file that others may have memory-mapped (a cache entry, read by every job of a
+    sweep, maybe on other nodes) is never replaced: on NFS that can fault their reads.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        try:
+            os.link(tmp, path)  # atomic, and fails rather than replace
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links on this file system: the caller's lock must do
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+        return True
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
@@ -124,6 +155,65 @@ def completed_result(run_dir: Path) -> dict[str, Any] | None:
     return result if result.get("status") == "completed" else None
 
 
+@contextmanager
+def hold(run_dir: Path) -> Iterator[None]:
+    """Train in run_dir only while no other process does (a relaunch, a requeued job).
+
+    An OS lock (flock), so a killed or pre-empted process lets go of it at once and its
+    run can be resumed; it works across the nodes of a cluster on a shared file system
+    that supports locks (NFSv4, Lustre, GPFS).
+    """
+    lock = FileLock(Path(run_dir) / LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunFolderBusyError(
+            f"{run_dir} is in use: another process is training its run right now; nothing "
+            f"was written. Wait for it to finish (or stop it), then relaunch to resume"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def is_held(run_dir: Path) -> bool:
+    """Whether some process is training in run_dir now (for a sweep's final summary)."""
+    try:
+        with hold(run_dir):
+            return False
+    except RunFolderBusyError:
+        return True
+    except OSError:  # a read-only copy of a sweep: nobody trains there
+        return False
+
+
+def _read_record(record: Path) -> dict[str, Any]:
+    try:
+        old = read_json(record)
+        if not isinstance(old.get("config"), dict) or not isinstance(old.get("hydra_files"), dict):
+            raise ValueError("config or hydra_files missing")
+        return old
+    except (OSError, ValueError) as exc:
+        raise RunFolderError(
+            f"{record} is unreadable ({type(exc).__name__}: {exc}); add resume=false to "
+            f"start the run over"
+        ) from exc
+
+
+def restore_hydra_files(run_dir: Path) -> None:
+    """Put back the .hydra/*.yaml that the folder's run started with.
+
+    Hydra rewrites them at every launch, before any of our code runs; a launch that may
+    not run here undoes that, so the folder keeps describing its own run.
+    """
+    record = Path(run_dir) / RUN_CONFIG_FILE
+    if not record.is_file():
+        return
+    for name, text in _read_record(record)["hydra_files"].items():
+        atomic_write_text(Path(run_dir) / ".hydra" / name, text)
+
+
 def claim(run_dir: Path, config: Mapping[str, Any], fresh: bool = False) -> None:
     """Make sure the folder holds this config's run, or nothing yet.
 
@@ -138,12 +228,11 @@ def claim(run_dir: Path, config: Mapping[str, Any], fresh: bool = False) -> None
         for name in (*RUN_FILES, RUN_CONFIG_FILE):
             (run_dir / name).unlink(missing_ok=True)
     if record.is_file():
-        old = read_json(record)
+        old = _read_record(record)
         changed = [k for k in sorted(set(old["config"]) | set(identity))
                    if old["config"].get(k) != identity.get(k)]  # fmt: skip
         if changed:
-            for name, text in old["hydra_files"].items():
-                atomic_write_text(run_dir / ".hydra" / name, text)
+            restore_hydra_files(run_dir)
             shown = ", ".join(
                 f"{k}={old['config'].get(k)!r} (now {identity.get(k)!r})" for k in changed[:3]
             )

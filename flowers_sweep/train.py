@@ -12,6 +12,7 @@ import os
 import random
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -62,6 +63,72 @@ def progress_bar(it, total: int, desc: str):
     return tqdm(it, total=total, desc=desc, leave=False, disable=not sys.stderr.isatty())
 
 
+class FiniteCheck:
+    """Stops training at the first NaN or infinite loss, without stalling a GPU.
+
+    On the CPU each loss is looked at as it comes. On a GPU, reading a value waits for
+    every queued kernel, so each batch instead queues a copy of its loss into page-locked
+    host memory, and the copies are read once they have landed (an event says so): a
+    NaN stops the run a few batches late, with no host sync.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.pending: deque[tuple[torch.Tensor, Any, str]] = deque()
+
+    def __call__(self, loss: torch.Tensor, where: str) -> None:
+        if self.device.type != "cuda":
+            self._check(loss, where)
+            return
+        host = torch.empty((), dtype=loss.dtype, pin_memory=True)
+        host.copy_(loss.detach(), non_blocking=True)
+        landed = torch.cuda.Event()
+        landed.record()
+        self.pending.append((host, landed, where))
+        while self.pending and self.pending[0][1].query():
+            host, _, at = self.pending.popleft()
+            self._check(host, at)
+
+    @staticmethod
+    def _check(loss: torch.Tensor, where: str) -> None:
+        if not torch.isfinite(loss):
+            raise DivergedError(f"training loss became {loss.item()} in {where}")
+
+
+def train_steps(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: BatchSource,
+    gen: torch.Generator,
+    device: torch.device,
+    desc: str = "train",
+    cast: Callable[[], AbstractContextManager] = nullcontext,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One pass over the shuffled, augmented training split, with no host sync on a GPU.
+
+    Returns the summed loss and the number correct, still on the device, and the count.
+    """
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    finite = FiniteCheck(device)
+    for i, (x, y) in enumerate(progress_bar(batches(gen), len(batches), desc)):
+        if len(y) == 1 and len(batches) > 1:
+            continue  # a trailing single image: batch norm cannot train on it
+        with cast():
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+        finite(loss, f"{desc}, batch {i + 1}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+    return loss_sum, correct, seen
+
+
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -71,29 +138,8 @@ def train_epoch(
     desc: str = "train",
     cast: Callable[[], AbstractContextManager] = nullcontext,
 ) -> tuple[float, float]:
-    """One pass over the shuffled, augmented training split: mean loss and accuracy."""
-    model.train()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
-    # A NaN must stop training at once; on an accelerator each check is a host sync,
-    # so there it looks every few batches (the sum carries a NaN forward anyway).
-    check_every = 1 if device.type == "cpu" else 25
-    for i, (x, y) in enumerate(progress_bar(batches(gen), len(batches), desc)):
-        if len(y) == 1 and len(batches) > 1:
-            continue  # a trailing single image: batch norm cannot train on it
-        with cast():
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-        if i % check_every == 0 and not torch.isfinite(loss):
-            raise DivergedError(f"training loss became {loss.item()} in {desc}, batch {i + 1}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        # Summed on the device: no host sync per batch.
-        loss_sum += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
-        seen += len(y)
+    """`train_steps`, then its one sync: mean loss and accuracy."""
+    loss_sum, correct, seen = train_steps(model, optimizer, batches, gen, device, desc, cast)
     return loss_sum.item() / seen, correct.item() / seen
 
 
@@ -177,7 +223,7 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
         progress.rows.append(row)
         progress.epoch, progress.best_val_acc = epoch, max(progress.best_val_acc, val_acc)
         progress.elapsed_s += time.perf_counter() - t0
-        save_checkpoint(ckpt, model, optimizer, scheduler, gen, progress)
+        save_checkpoint(ckpt, model, optimizer, scheduler, gen, progress, device)
         write_metrics(run_dir / METRICS_FILE, progress.rows)
         log.info(
             "epoch %d/%d  train loss %.4f acc %.3f  val loss %.4f acc %.3f  lr %.2g  %.1fs",

@@ -23,6 +23,18 @@ TINY = [
 ]
 
 
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests are collected everywhere and skipped, with the reason, without CUDA."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (bash benchmarks/gpu_check.sh)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """One synthetic-data cache for the whole session, never the user's own."""

@@ -34,9 +34,19 @@ def write_run(
     lr: float = 0.001,
     milestones: tuple[int, ...] = (40, 70),
     gamma: float = 0.2,
+    settings: dict[str, Any] | None = None,
 ) -> Path:
-    """A job folder; status None leaves no result.json (a run still going or killed)."""
+    """A job folder; status None leaves no result.json (a run still going or killed).
+
+    `settings` sets more dotted keys of the config, e.g. {"trainer.device": "cuda"}.
+    """
     cfg = json.loads(json.dumps(_base_config(model)))
+    for key, value in (settings or {}).items():
+        *parents, last = key.split(".")
+        node = cfg
+        for part in parents:
+            node = node[part]
+        node[last] = value
     cfg["seed"], cfg["model"]["activation"] = seed, activation
     cfg["trainer"]["epochs"], cfg["optimizer"]["lr"] = epochs, lr
     cfg["scheduler"].update(milestones=list(milestones), gamma=gamma)

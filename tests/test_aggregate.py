@@ -100,6 +100,71 @@ def test_failed_and_unfinished_runs_are_listed_not_counted(tmp_path, caplog):
     assert "2 run(s) not completed" in report.markdown
 
 
+def test_sweeps_from_several_machines_merge_into_one_row_per_case(tmp_path):
+    """A relaunch may change where and how a run computes, never what it is."""
+    laptop = {"trainer.device": "cpu", "trainer.num_workers": "auto", "trainer.threads": 2}
+    cluster = {
+        "trainer.device": "cuda", "trainer.num_workers": 8, "trainer.threads": "auto",
+        "aggregate": False, "resume": False, "trainer.keep_checkpoint": True,
+    }  # fmt: skip
+    for name, settings, seeds in (("laptop", laptop, (0, 1)), ("cluster", cluster, (2, 3))):
+        for job, (case, seed) in enumerate((c, s) for c in ("relu", "sigmoid") for s in seeds):
+            write_run(tmp_path / name / str(job), case=case, seed=seed, settings=settings)
+    report = aggregate([tmp_path / "laptop", tmp_path / "cluster"], out=tmp_path / "out")
+    assert report.results["case"].tolist() == ["relu", "sigmoid"]
+    assert report.results["n"].tolist() == [4, 4]
+
+
+def test_a_setting_that_changes_the_experiment_still_splits_cases(tmp_path):
+    write_run(tmp_path / "s" / "0", case="relu", settings={"trainer.batch_size": 32})
+    write_run(tmp_path / "s" / "1", case="relu", settings={"trainer.batch_size": 64})
+    labels = aggregate([tmp_path / "s"]).runs["case"].tolist()
+    assert labels == ["relu-batch_size=32", "relu-batch_size=64"]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        ("metrics.csv", b"epoch,train_loss,val_loss\n1,2.0,2.1\n"),  # no lr column
+        ("metrics.csv", b"epoch,train_loss,train_acc,val_loss,val_acc,lr,epoch_s\n1,x,,,,,\n"),
+        ("result.json", b"\xff\xfe not utf-8"),
+        ("result.json", b'{"status": "completed", "test_acc": "high"}'),
+        (".hydra/config.yaml", b"model: [unclosed"),
+    ],
+)
+def test_one_unreadable_run_file_still_gives_the_report(tmp_path, caplog, capsys, damage):
+    sweep = sweep_of(tmp_path, {"relu": [0.7, 0.72], "sigmoid": [0.4, 0.45]})
+    name, data = damage
+    (sweep / "1" / name).write_bytes(data)
+    with caplog.at_level(logging.WARNING):
+        report = aggregate([sweep])
+    assert report.runs["status"].tolist()[1] == "broken"
+    assert report.results["n"].tolist() == [1, 2]
+    assert str(sweep / "1" / name) in caplog.text
+    assert [p.split(": broken")[0] for p in report.problems] == [str(sweep / "1")]
+    for figure in FIGURES:
+        assert (sweep / "report" / figure).is_file()
+    assert main([str(sweep)]) == 1  # the report is written, and the status says a run broke
+    assert str(sweep / "1" / name) in capsys.readouterr().err
+
+
+def test_a_figure_that_cannot_be_drawn_leaves_the_rest(tmp_path, monkeypatch):
+    import flowers_sweep.aggregate as agg
+
+    sweep = sweep_of(tmp_path, {"relu": [0.7]})
+    aggregate([sweep])  # an earlier report, whose loss figure would be stale
+
+    def too_big(curves, path):
+        raise ValueError("Image size of 900x70000 pixels is too large")
+
+    monkeypatch.setattr(agg, "plot_loss_curves", too_big)
+    report = aggregate([sweep])
+    assert len(report.problems) == 1 and "loss_curves.png" in report.problems[0]
+    assert not (sweep / "report" / "loss_curves.png").exists()
+    assert (sweep / "report" / "accuracy.png").is_file()
+    assert (sweep / "report" / "results.csv").is_file()
+
+
 def test_figures_are_wide_enough(tmp_path):
     sweep = sweep_of(tmp_path, {"relu": [0.7]})
     aggregate([sweep], out=tmp_path / "out")

@@ -170,3 +170,59 @@ def test_real_launchers_complete_a_two_run_sweep(tmp_path, cache_dir, launcher):
     if "joblib" in launcher[0]:  # two parallel jobs share the CPUs
         log = (sweep / "0" / "flowers_sweep.log").read_text()
         assert f"{max(1, len(os.sched_getaffinity(0)) // 2)} threads" in log
+
+
+def error_lines(proc):
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-3000:]
+    return [line for line in proc.stderr.splitlines() if line.startswith("flowers_sweep: error")]
+
+
+def test_a_relaunch_into_a_folder_still_training_writes_nothing(tmp_path, cache_dir, reference):
+    """Alone it exits at once naming the folder; in a sweep that job is skipped and the
+    others go on; the running job finishes as if nothing had happened."""
+    sweep = tmp_path / "sweep"
+    run_dir = sweep / "0"
+    proc = start_cli(*SLOW, f"hydra.run.dir={run_dir}", cache=cache_dir)
+    try:
+        wait_for_epochs(run_dir, 1, proc)
+        os.kill(proc.pid, signal.SIGSTOP)  # still holding the folder, trains no further
+        hydra_files = {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()}
+        started = time.monotonic()
+        again = run_cli(*SLOW, "trainer.num_workers=1", f"hydra.run.dir={run_dir}",
+                        cache=cache_dir)  # fmt: skip
+        assert again.returncode == 2 and time.monotonic() - started < 90
+        (line,) = error_lines(again)
+        assert str(run_dir) in line and "in use" in line
+        assert {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()} == hydra_files
+        in_sweep = run_cli("-m", *SLOW, "model.activation=relu,sigmoid", "aggregate=false",
+                           f"hydra.sweep.dir={sweep}", cache=cache_dir)  # fmt: skip
+        assert in_sweep.returncode == 1
+        assert result(sweep / "1")["status"] == "completed"
+        assert f"{run_dir}: skipped: still training in another process" in in_sweep.stderr
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-2000:]
+    assert metrics(run_dir) == metrics(reference)  # every epoch once, as uninterrupted
+
+
+def test_damaged_checkpoint_or_run_record_stops_with_one_line(tmp_path, cache_dir):
+    run_dir = tmp_path / "run"
+    args = [*TINY, f"hydra.run.dir={run_dir}"]
+    first = run_cli(*args, "trainer.keep_checkpoint=true", cache=cache_dir)
+    assert first.returncode == 0, first.stderr[-2000:]
+    (run_dir / "result.json").unlink()  # as if killed before its end
+    ckpt = run_dir / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    for damaged in ("checkpoint.pt", "run_config.json"):
+        if damaged == "run_config.json":
+            (run_dir / damaged).write_text('{"config": {"seed"')
+        proc = run_cli(*args, cache=cache_dir)
+        assert proc.returncode == 2
+        (line,) = error_lines(proc)
+        assert str(run_dir / damaged) in line and "resume=false" in line
+        res = result(run_dir)
+        assert res["status"] == "failed" and damaged in res["error"]
+    fresh = run_cli(*args, "resume=false", cache=cache_dir)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert result(run_dir)["status"] == "completed"

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from flowers_sweep.hardware import to_device
+
 
 def vertical_flip(batch: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
     """Flip each image upside down with probability p."""
@@ -23,7 +25,7 @@ def vertical_flip(batch: torch.Tensor, p: float, gen: torch.Generator) -> torch.
         return batch
     flip = torch.rand(len(batch), generator=gen) < p
     # A select over the whole batch, not an index of the chosen few: no host sync on a GPU.
-    mask = flip.to(batch.device, non_blocking=True).view(-1, 1, 1, 1)
+    mask = to_device(flip, batch.device).view(-1, 1, 1, 1)
     return torch.where(mask, batch.flip(-2), batch)
 
 
@@ -41,8 +43,8 @@ def rotate(batch: torch.Tensor, degrees: float, gen: torch.Generator) -> torch.T
 def rotate_by(batch: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     """Rotate image i counter-clockwise by degrees[i] (torchvision's convention)."""
     n, c, h, w = batch.shape
-    angles = degrees.float() * (math.pi / 180)
-    cos, sin = angles.cos().to(batch.device), angles.sin().to(batch.device)
+    angles = to_device(degrees.float(), batch.device) * (math.pi / 180)
+    cos, sin = angles.cos(), angles.sin()
     ys = torch.arange(h, device=batch.device, dtype=torch.float32) - (h - 1) / 2
     xs = torch.arange(w, device=batch.device, dtype=torch.float32) - (w - 1) / 2
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
@@ -57,23 +59,37 @@ def rotate_by(batch: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     return (out * inside.view(n, 1, h * w)).view(n, c, h, w)
 
 
+Affine = tuple[torch.Tensor, torch.Tensor]
+
+
+def channel_affine(
+    mean: Sequence[float], std: Sequence[float], device: torch.device, dtype: torch.dtype
+) -> Affine:
+    """(x/255 - m) / s  ==  x * (1 / (255 s)) + (-m / s): the scale and shift, per channel.
+
+    Built on the host and queued to the device, once per run rather than once per batch.
+    """
+    mean_t = torch.tensor(mean, dtype=dtype).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=dtype).view(1, -1, 1, 1)
+    return to_device(1 / (255 * std_t), device), to_device(-mean_t / std_t, device)
+
+
 def normalize(
     batch: torch.Tensor,
     mean: Sequence[float],
     std: Sequence[float],
     dtype: torch.dtype = torch.float32,
     memory_format: torch.memory_format = torch.contiguous_format,
+    affine: Affine | None = None,
 ) -> torch.Tensor:
     """uint8 (0..255) to float, then per-channel (x - mean) / std as ToTensor+Normalize.
 
     The float batch is laid out as the model wants it (channels_last or not), so the
     layout change costs nothing extra: it happens in the conversion copy.
     """
-    mean_t = torch.tensor(mean, device=batch.device, dtype=dtype).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, device=batch.device, dtype=dtype).view(1, -1, 1, 1)
-    # (x/255 - m) / s  ==  x * (1 / (255 s)) + (-m / s): two in-place passes, one buffer.
+    scale, shift = affine or channel_affine(mean, std, batch.device, dtype)
     out = batch.to(dtype=dtype, memory_format=memory_format)
-    return out.mul_(1 / (255 * std_t)).add_(-mean_t / std_t)
+    return out.mul_(scale).add_(shift)  # two in-place passes, one buffer
 
 
 def augment_planes(
@@ -102,8 +118,8 @@ def augment_planes(
 
 def to_grayscale(batch: torch.Tensor) -> torch.Tensor:
     """ITU-R 601-2 luma (PIL's "L"), repeated into three identical channels."""
-    weights = torch.tensor([299, 587, 114], device=batch.device, dtype=torch.int32)
-    luma = (batch.to(torch.int32) * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
+    wide = batch.to(torch.int32)  # scalar weights: no tensor to copy to the device
+    luma = wide[:, 0:1] * 299 + wide[:, 1:2] * 587 + wide[:, 2:3] * 114
     return ((luma + 500) // 1000).to(torch.uint8).expand_as(batch).contiguous()
 
 
@@ -126,6 +142,7 @@ class BatchAugment:
         self.mean, self.std = list(mean), list(std)
         self.memory_format = memory_format
         self.vflip_p, self.rotation, self.grayscale = vflip_p, rotation, grayscale
+        self._affine: dict[torch.device, Affine] = {}
 
     def train_view(self, batch: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
         if gen is not None and (self.vflip_p > 0 or self.rotation > 0):
@@ -138,4 +155,9 @@ class BatchAugment:
     def eval_view(self, batch: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         if self.grayscale:
             batch = to_grayscale(batch)
-        return normalize(batch, self.mean, self.std, memory_format=self.memory_format)
+        affine = self._affine.get(batch.device)
+        if affine is None:
+            affine = channel_affine(self.mean, self.std, batch.device, torch.float32)
+            self._affine[batch.device] = affine
+        return normalize(batch, self.mean, self.std, memory_format=self.memory_format,
+                         affine=affine)  # fmt: skip

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 
-from flowers_sweep.runfolder import save_torch
+from flowers_sweep.runfolder import atomic_create
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +35,47 @@ def cache_key(spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def _load(path: Path) -> dict | None:
+    """The entry at path, or None when there is none or it cannot be read."""
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, weights_only=True, mmap=True)
+    except Exception as exc:  # a foreign or damaged file: rebuild rather than fail
+        log.warning("ignoring unreadable cache entry %s (%s)", path, exc)
+        return None
+
+
 def cached(
     cache_dir: Path, prefix: str, spec: Mapping[str, Any], build: Callable[[], dict]
 ) -> dict:
-    """Load the entry for `spec`, building and saving it atomically on a miss.
+    """Load the entry for `spec`; on a miss, build it and publish it for the others.
 
     Loads are memory-mapped: instant, and parallel jobs share one copy in the page cache.
-
-    Concurrent jobs may both build on a first miss; each rename is atomic, so the
-    worst case is duplicated work, never a torn file.
+    When every job of a sweep starts on an empty cache, a lock beside the entry lets one
+    build it (minutes and gigabytes for Flowers102) while the others wait, then read it.
+    An entry is only ever published where none exists, never replaced under a reader.
     """
     path = Path(cache_dir) / f"{prefix}-{cache_key(spec)}.pt"
-    if path.exists():
-        try:
-            return torch.load(path, weights_only=True, mmap=True)
-        except Exception as exc:  # a foreign or damaged file: rebuild rather than fail
-            log.warning("ignoring unreadable cache entry %s (%s)", path, exc)
-    entry = build()
-    save_torch(path, entry)
-    log.info("cached %s", path)
-    return entry
+    entry = _load(path)
+    if entry is not None:
+        return entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path.with_name(path.name + ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("waiting for another job to build %s", path)
+        lock.acquire()
+    try:
+        entry = _load(path)  # built by the job we waited for
+        if entry is not None:
+            return entry
+        if path.exists():  # unreadable, so nobody can be reading it: make way
+            path.unlink()
+        entry = build()
+        atomic_create(path, lambda f: torch.save(entry, f))
+        log.info("cached %s", path)
+        return entry
+    finally:
+        lock.release()

@@ -8,7 +8,6 @@ the report's per-image transform pipeline (`pipeline=reference`) for comparison.
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from flowers_sweep.data.cache import cached
 from flowers_sweep.data.images import load_resized, load_rgb
 from flowers_sweep.data.splits import Split
 from flowers_sweep.errors import DatasetNotFoundError
+from flowers_sweep.hardware import available_cpus
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -129,7 +129,7 @@ def reference_transform(cfg: Any, augment: Any, train: bool) -> Any:
 
 
 def decode_workers(num_workers: int | str) -> int:
-    """`trainer.num_workers`: "auto" means one thread per CPU."""
+    """`trainer.num_workers`: "auto" means one thread per CPU this job may use."""
     if num_workers == "auto":
-        return os.cpu_count() or 1
+        return available_cpus()
     return int(num_workers)

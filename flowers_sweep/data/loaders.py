@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from flowers_sweep.data.splits import Split
+from flowers_sweep.hardware import to_device
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -58,13 +59,15 @@ class TensorBatches(BatchSource):
     def __call__(self, gen: torch.Generator | None = None) -> Iterator[Batch]:
         """One pass; shuffled and augmented when a generator is given, in order otherwise."""
         n = len(self.split)
-        order = torch.randperm(n, generator=gen) if gen is not None else None
+        order = None
+        if gen is not None:  # drawn on the host (one generator, any device), queued once
+            order = to_device(torch.randperm(n, generator=gen), self.split.images.device)
         for lo in range(0, n, self.batch_size):
             if order is None:
                 images = self.split.images[lo : lo + self.batch_size]
                 labels = self.split.labels[lo : lo + self.batch_size]
             else:
-                idx = order[lo : lo + self.batch_size].to(self.split.images.device)
+                idx = order[lo : lo + self.batch_size]
                 images, labels = take(self.split.images, idx), self.split.labels[idx]
             x = self.prepare(images.to(self.device, non_blocking=True), gen)
             yield x, labels.to(self.device, non_blocking=True)

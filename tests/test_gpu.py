@@ -1,0 +1,99 @@
+"""What only a GPU can show: no hidden host syncs, resumes on CUDA, bf16 choice.
+
+Marked `gpu`: collected everywhere, skipped without CUDA (`pytest -m gpu` runs only
+these; `bash benchmarks/gpu_check.sh` runs them with the GPU benchmarks).
+"""
+
+import pytest
+import torch
+
+from flowers_sweep.checkpoint import Progress, load_checkpoint, save_checkpoint
+from flowers_sweep.data.augment import BatchAugment, rotate_by
+from flowers_sweep.data.loaders import TensorBatches
+from flowers_sweep.data.splits import Split
+from flowers_sweep.data.synthetic import generate_split
+from flowers_sweep.errors import DivergedError
+from flowers_sweep.hardware import autocast, native_bf16, resolve_precision
+from flowers_sweep.models import ResNet
+from flowers_sweep.train import FiniteCheck, seed_everything, train_steps
+
+pytestmark = pytest.mark.gpu
+MEAN, STD = [0.49, 0.48, 0.45], [0.2, 0.2, 0.2]
+
+
+@pytest.fixture()
+def cuda():
+    return torch.device("cuda")
+
+
+def device_split(device, n=160, size=32):
+    images, labels = generate_split(n, 4, size, seed=0, split="train")
+    return Split(torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device))
+
+
+def model_and_optimizer(device):
+    torch.manual_seed(0)
+    model = ResNet("basic", [1, 1, 1, 1], 4).to(device, memory_format=torch.channels_last)
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def test_a_training_pass_makes_no_host_sync(cuda):
+    """The real path: shuffle, index, flip, rotate, normalise, forward, backward, step,
+    NaN watch, loss and accuracy sums. Any blocking copy or read raises here."""
+    seed_everything(0, deterministic=True)
+    aug = BatchAugment(MEAN, STD, 0.5, 10, memory_format=torch.channels_last)
+    batches = TensorBatches(device_split(cuda), 32, cuda, aug.train_view)
+    model, optimizer = model_and_optimizer(cuda)
+    cast = autocast(cuda, resolve_precision("auto", cuda))
+    gen = torch.Generator().manual_seed(0)
+    train_steps(model, optimizer, batches, gen, cuda, "warm-up", cast)  # cuDNN, allocator
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss_sum, correct, seen = train_steps(model, optimizer, batches, gen, cuda, "t", cast)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert seen == 160 and torch.isfinite(loss_sum).item() and 0 <= correct.item() <= seen
+
+
+def test_the_nan_watch_stops_a_gpu_run_within_a_few_batches(cuda):
+    watch = FiniteCheck(cuda)
+    with pytest.raises(DivergedError, match="batch 1"):
+        watch(torch.tensor(float("nan"), device=cuda), "batch 1")
+        torch.cuda.synchronize()
+        for i in range(2, 5):
+            watch(torch.tensor(1.0, device=cuda), f"batch {i}")
+
+
+def test_checkpoint_round_trip_on_cuda(cuda, tmp_path):
+    model, optimizer = model_and_optimizer(cuda)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [1], 0.5)
+    x = torch.randn(4, 3, 32, 32, device=cuda).to(memory_format=torch.channels_last)
+    model(x).sum().backward()
+    optimizer.step()
+    gen = torch.Generator().manual_seed(3)
+    cuda_state = torch.cuda.get_rng_state(cuda)
+    save_checkpoint(tmp_path / "c.pt", model, optimizer, scheduler, gen, Progress(epoch=2), cuda)
+    torch.cuda.manual_seed(123)
+    fresh, fresh_opt = model_and_optimizer(cuda)
+    fresh_sched = torch.optim.lr_scheduler.MultiStepLR(fresh_opt, [1], 0.5)
+    progress = load_checkpoint(tmp_path / "c.pt", fresh, fresh_opt, fresh_sched, gen, cuda)
+    assert progress.epoch == 2
+    assert torch.equal(torch.cuda.get_rng_state(cuda), cuda_state)
+    for a, b in zip(model.parameters(), fresh.parameters(), strict=True):
+        assert b.device.type == "cuda" and torch.equal(a, b)
+    state = fresh_opt.state_dict()["state"][0]["exp_avg"]
+    assert state.device.type == "cuda"
+
+
+def test_auto_bf16_follows_the_gpus_capability(cuda):
+    major, _ = torch.cuda.get_device_capability(cuda)
+    assert native_bf16(cuda) == (major >= 8)
+
+
+def test_rotation_on_the_gpu_matches_the_cpu(cuda):
+    batch = torch.randint(0, 255, (8, 3, 32, 32), dtype=torch.uint8)
+    angles = torch.linspace(-10, 10, 8)
+    on_gpu = rotate_by(batch.to(cuda), angles).cpu()
+    agree = (on_gpu == rotate_by(batch, angles)).float().mean().item()
+    assert agree > 0.99  # rounding ties of cos/sin may differ in the last bit
