@@ -117,10 +117,11 @@ def augment_planes(
 
 
 def to_grayscale(batch: torch.Tensor) -> torch.Tensor:
-    """ITU-R 601-2 luma (PIL's "L"), repeated into three identical channels."""
+    """PIL's "L" conversion bit for bit (ITU-R 601-2 luma in 16-bit fixed point),
+    repeated into three identical channels."""
     wide = batch.to(torch.int32)  # scalar weights: no tensor to copy to the device
-    luma = wide[:, 0:1] * 299 + wide[:, 1:2] * 587 + wide[:, 2:3] * 114
-    return ((luma + 500) // 1000).to(torch.uint8).expand_as(batch).contiguous()
+    luma = wide[:, 0:1] * 19595 + wide[:, 1:2] * 38470 + wide[:, 2:3] * 7471 + 0x8000
+    return (luma >> 16).to(torch.uint8).expand_as(batch).contiguous()
 
 
 class BatchAugment:
