@@ -106,7 +106,7 @@ def load_checkpoint(
     except torch.OutOfMemoryError:
         raise  # the file is fine; the device is full
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0].split(". ")[0]
         raise CheckpointError(
             f"{path} cannot be resumed from ({reason}); add resume=false to start the run over"
         ) from exc
