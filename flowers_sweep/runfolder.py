@@ -52,8 +52,10 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None], fsync: bool = True) -> None:
-    """Call write(file) on a temporary file beside path, then rename it into place."""
+def _publish(
+    path: Path, write: Callable[[BinaryIO], None], fsync: bool, place: Callable[[str], bool]
+) -> bool:
+    """write(file) into a temporary file beside path, then place(tmp) puts it there."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -64,10 +66,19 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], fsync: bool = Tr
             if fsync:
                 os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from others
+        return place(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)  # gone already once renamed
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], fsync: bool = True) -> None:
+    """Call write(file) on a temporary file beside path, then rename it into place."""
+
+    def replace(tmp: str) -> bool:
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return True
+
+    _publish(path, write, fsync, replace)
 
 
 def atomic_create(path: Path, write: Callable[[BinaryIO], None]) -> bool:
@@ -76,26 +87,19 @@ def atomic_create(path: Path, write: Callable[[BinaryIO], None]) -> bool:
     A file that others may have memory-mapped (a cache entry, read by every job of a
     sweep, maybe on other nodes) is never replaced: on NFS that can fault their reads.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+
+    def link(tmp: str) -> bool:
         try:
             os.link(tmp, path)  # atomic, and fails rather than replace
         except FileExistsError:
             return False
         except OSError:  # no hard links on this file system: the caller's lock must do
-            if path.exists():
+            if Path(path).exists():
                 return False
             os.replace(tmp, path)
         return True
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+
+    return _publish(path, write, True, link)
 
 
 def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
