@@ -37,6 +37,12 @@ RUN_COLUMNS = [
 ALPHA = 0.05
 REPORT_DIRNAME = "report"
 CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "lr")  # what the figures read
+# Up to this many cases every pair is tested; beyond, each case against the best one
+# (a grid of 2,000 cases would be 2 million pairs, and nobody reads them).
+ALL_PAIRS_MAX = 12
+# Figures show at most this many cases (the best by mean test accuracy) and summarise
+# the rest, so they stay readable, and under matplotlib's size limit, at any scale.
+FIGURE_CASES = 12
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
 
 
@@ -288,25 +294,36 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 
 def pairwise_tests(runs_df: pd.DataFrame) -> pd.DataFrame:
-    """Welch's t-test for every pair of cases that both have n > 1."""
+    """Welch's t-test between cases that both have n > 1, Holm-adjusted.
+
+    Every pair in a small sweep; in a larger one, each case against the best (highest
+    mean test accuracy), which is the question a reader of a search asks: what is not
+    distinguishable from the winner. `table.attrs["scope"]` says which.
+    """
     from scipy import stats
 
     done = runs_df[runs_df["status"] == "completed"]
     groups = {k: g["test_acc"].astype(float).tolist() for k, g in done.groupby("case", sort=False)}
     groups = {k: v for k, v in groups.items() if len(v) > 1}
+    means = {k: sum(v) / len(v) for k, v in groups.items()}
+    if len(groups) <= ALL_PAIRS_MAX:
+        pairs, scope = list(itertools.combinations(groups, 2)), "all pairs"
+    else:
+        best = max(means, key=means.get)
+        pairs, scope = [(best, k) for k in groups if k != best], f"each case against {best}"
     rows = []
-    for a, b in itertools.combinations(groups, 2):
+    for a, b in pairs:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # zero variance: p is nan
             p = float(stats.ttest_ind(groups[a], groups[b], equal_var=False).pvalue)
-        diff = sum(groups[a]) / len(groups[a]) - sum(groups[b]) / len(groups[b])
-        rows.append({"case_a": a, "case_b": b, "diff": diff, "p_value": p})
+        rows.append({"case_a": a, "case_b": b, "diff": means[a] - means[b], "p_value": p})
     table = pd.DataFrame(rows, columns=["case_a", "case_b", "diff", "p_value"])
     valid = table["p_value"].notna()
     table["p_holm"] = float("nan")
     if valid.any():
         table.loc[valid, "p_holm"] = holm(table.loc[valid, "p_value"].tolist())
     table["significant"] = table["p_holm"] < ALPHA
+    table.attrs["scope"] = scope
     return table
 
 
@@ -340,7 +357,8 @@ def results_markdown(results: pd.DataFrame, tests: pd.DataFrame, skipped: int) -
         lines += [
             "## Pairwise comparisons",
             "",
-            "Welch's t-test on test accuracy, p-values Holm-adjusted over all pairs "
+            f"Welch's t-test on test accuracy, {tests.attrs.get('scope', 'all pairs')}, "
+            f"p-values Holm-adjusted over these {len(tests)} comparisons "
             f"(significant: adjusted p < {ALPHA}).",
             "",
             "| case A | case B | A - B | p | p (Holm) | verdict |",
@@ -383,7 +401,20 @@ def _save(fig: Any, path: Path) -> None:
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=150, bbox_inches="tight"))
 
 
-def plot_loss_curves(curves: pd.DataFrame, path: Path) -> None:
+def shown_cases(results: pd.DataFrame) -> tuple[list[str], str]:
+    """The cases the figures draw, and a note for their titles when that is not all.
+
+    A small sweep shows every case in its own order; a large one its FIGURE_CASES best
+    by mean test accuracy, best first (results.csv has every case).
+    """
+    if len(results) <= FIGURE_CASES:
+        return results["case"].tolist(), ""
+    best = results.sort_values("test_acc_mean", ascending=False, kind="stable")
+    note = f"the {FIGURE_CASES} best of {len(results)} cases by mean test accuracy"
+    return best["case"].head(FIGURE_CASES).tolist(), note
+
+
+def plot_loss_curves(curves: pd.DataFrame, path: Path, note: str = "") -> None:
     import seaborn as sns
 
     n = curves["case"].nunique()
@@ -397,29 +428,44 @@ def plot_loss_curves(curves: pd.DataFrame, path: Path) -> None:
     for ax in grid.axes.flat:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     grid.set_axis_labels("epoch", "cross-entropy loss")
-    grid.figure.suptitle("Training and validation loss (band: std over seeds)", y=1.03)
+    what = f", {note}" if note else ""
+    grid.figure.suptitle(f"Training and validation loss{what} (band: std over seeds)", y=1.03)
     _save(grid.figure, path)
 
 
-def plot_accuracy(runs_df: pd.DataFrame, path: Path) -> None:
+def plot_accuracy(
+    runs_df: pd.DataFrame, path: Path, results: pd.DataFrame, cases: list[str], note: str = ""
+) -> None:
+    """Bars for the shown cases; with a note (a large sweep), a second panel beside them
+    gives every case's mean, so the rest are summarised rather than dropped."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    done = runs_df[runs_df["status"] == "completed"].copy()
+    done = runs_df[(runs_df["status"] == "completed") & runs_df["case"].isin(cases)].copy()
     done["test accuracy (%)"] = 100 * done["test_acc"].astype(float)
-    n = done["case"].nunique()
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * n + 2), 4.5))
-    sns.barplot(data=done, x="case", y="test accuracy (%)", errorbar="sd", ax=ax,
+    n = len(cases)
+    width = max(6.0, 1.3 * n + 2)
+    if note:
+        fig, (ax, rest) = plt.subplots(
+            1, 2, figsize=(width + 4, 4.5), sharey=True, width_ratios=[width, 4]
+        )
+        sns.histplot(y=100 * results["test_acc_mean"], ax=rest, color="#9ecae1")
+        rest.set_title(f"all {len(results)} case means")
+    else:
+        fig, ax = plt.subplots(figsize=(width, 4.5))
+    sns.barplot(data=done, x="case", y="test accuracy (%)", errorbar="sd", ax=ax, order=cases,
                 color="#9ecae1", capsize=0.15)  # fmt: skip
-    sns.stripplot(data=done, x="case", y="test accuracy (%)", ax=ax, color="#08306b", size=5)
-    ax.set_title("Test accuracy per case (bar: mean, whisker: std, dots: seeds)")
+    sns.stripplot(data=done, x="case", y="test accuracy (%)", ax=ax, order=cases,
+                  color="#08306b", size=5)  # fmt: skip
+    what = f": {note}" if note else " per case"
+    ax.set_title(f"Test accuracy{what} (bar: mean, whisker: std, dots: seeds)")
     ax.set_xlabel("case")
     ax.tick_params(axis="x", rotation=20 if n > 4 else 0)
     _save(fig, path)
     plt.close(fig)
 
 
-def plot_lr_schedule(curves: pd.DataFrame, path: Path) -> None:
+def plot_lr_schedule(curves: pd.DataFrame, path: Path, note: str = "") -> None:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -431,7 +477,8 @@ def plot_lr_schedule(curves: pd.DataFrame, path: Path) -> None:
 
     ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title("Learning rate per epoch, one line per distinct schedule")
+    what = f" (schedules of {note})" if note else ""
+    ax.set_title(f"Learning rate per epoch, one line per distinct schedule{what}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("learning rate (log scale)")
     _save(fig, path)
@@ -448,7 +495,9 @@ class Report:
     problems: list[str] = field(default_factory=list)  # what keeps the report from whole
 
 
-def write_figures(curves: pd.DataFrame, runs_df: pd.DataFrame, out: Path) -> list[str]:
+def write_figures(
+    curves: pd.DataFrame, runs_df: pd.DataFrame, results: pd.DataFrame, out: Path
+) -> list[str]:
     """Each figure on its own: one that cannot be drawn is reported, the others written.
 
     A figure that failed is removed rather than left from an earlier aggregation, where
@@ -463,10 +512,12 @@ def write_figures(curves: pd.DataFrame, runs_df: pd.DataFrame, out: Path) -> lis
         log.warning("no completed run has metrics: figures skipped")
         return []
     problems = []
+    cases, note = shown_cases(results)
+    shown = curves[curves["case"].isin(cases)]
     figures = (
-        ("loss_curves.png", lambda path: plot_loss_curves(curves, path)),
-        ("accuracy.png", lambda path: plot_accuracy(runs_df, path)),
-        ("lr_schedule.png", lambda path: plot_lr_schedule(curves, path)),
+        ("loss_curves.png", lambda path: plot_loss_curves(shown, path, note)),
+        ("accuracy.png", lambda path: plot_accuracy(runs_df, path, results, cases, note)),
+        ("lr_schedule.png", lambda path: plot_lr_schedule(shown, path, note)),
     )
     for name, draw in figures:
         try:
@@ -500,8 +551,20 @@ def aggregate(roots: Sequence[Path], out: Path | None = None) -> Report:
     atomic_write_text(out / "runs.csv", runs_df.to_csv(index=False))
     atomic_write_text(out / "results.csv", results.to_csv(index=False))
     atomic_write_text(out / "results.md", markdown)
-    problems += write_figures(curves_table(runs, runs_df), runs_df, out)
+    problems += write_figures(curves_table(runs, runs_df), runs_df, results, out)
     return Report(runs_df, results, tests, markdown, out, problems)
+
+
+def console_text(report: Report, limit: int = 30) -> str:
+    """What a terminal shows: the whole results.md for a small sweep, the best cases of a
+    large one (results.md and results.csv hold every case)."""
+    if len(report.results) <= limit:
+        return report.markdown
+    best = report.results.sort_values("test_acc_mean", ascending=False, kind="stable").head(10)
+    lines = [f"{len(report.results)} cases; the 10 best by mean test accuracy "
+             f"(every case in {report.out / 'results.md'}):"]  # fmt: skip
+    lines += [f"  {r.case}: {_pct(r.test_acc_mean)} (n={r.n})" for r in best.itertuples()]
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -518,7 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FlowersSweepError as exc:
         print(f"flowers_sweep.aggregate: error: {exc}", file=sys.stderr)
         return 2
-    print(report.markdown)
+    print(console_text(report))
     print(f"wrote {report.out}/: runs.csv, results.csv, results.md and figures")
     for problem in report.problems:
         print(f"flowers_sweep.aggregate: incomplete: {problem}", file=sys.stderr)

@@ -76,7 +76,7 @@ class SweepEnd(Callback):
     @staticmethod
     def _aggregate(sweep_dir: Path) -> list[str]:
         """Write the report; what kept it from being whole (broken runs, a figure)."""
-        from flowers_sweep.aggregate import aggregate
+        from flowers_sweep.aggregate import aggregate, console_text
         from flowers_sweep.errors import FlowersSweepError
 
         try:
@@ -87,5 +87,5 @@ class SweepEnd(Callback):
         except Exception as exc:  # a bug or a disk error must not hide the sweep's status
             log.exception("aggregation failed")
             return [f"aggregation failed: {type(exc).__name__}: {exc}"]
-        log.info("results table and figures written to %s\n%s", report.out, report.markdown)
+        log.info("results table and figures written to %s\n%s", report.out, console_text(report))
         return report.problems

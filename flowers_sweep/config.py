@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from flowers_sweep.data import DATASETS, PIPELINES, ROLES
+from flowers_sweep.data.synthetic import MAX_CLASSES
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.models import ARCHS
 from flowers_sweep.models.activations import ACTIVATIONS
@@ -118,10 +119,14 @@ def validate_optim(o: DictConfig, s: DictConfig) -> None:
             ms,
             lambda v: (
                 v is not None
-                and all(_is_int(x) and x >= 1 for x in v)
+                and (
+                    all(_is_int(x) and x >= 1 for x in v)
+                    or all(isinstance(x, float) and 0 < x < 1 for x in v)
+                )
                 and all(a < b for a, b in itertools.pairwise(v))
             ),
-            "must be strictly increasing epochs >= 1, e.g. [40, 70]",
+            "must be strictly increasing epochs >= 1, e.g. [40, 70], or fractions of "
+            "trainer.epochs in (0, 1), e.g. [0.4, 0.7]",
         )
         _check(
             "scheduler.gamma",
@@ -147,6 +152,14 @@ def validate_data(d: DictConfig, a: DictConfig) -> None:
     _choice(d, "dataset.name", DATASETS)
     if d.name == "flowers102":
         validate_flowers102(d)
+        _check("dataset.num_classes", d.num_classes, lambda v: v == 102,
+               "Flowers102 has 102 classes")  # fmt: skip
+    else:
+        _check(
+            "dataset.num_classes", d.num_classes,
+            lambda v: _is_int(v) and 2 <= v <= MAX_CLASSES,
+            f"the synthetic dataset draws 2 to {MAX_CLASSES} classes",
+        )  # fmt: skip
     _check(
         "dataset.image_size",
         d.image_size,

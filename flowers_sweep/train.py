@@ -191,7 +191,7 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
     )  # fmt: skip
     step_model = torch.compile(model) if t.compile else model  # model keeps plain state keys
     optimizer = build_optimizer(model.parameters(), cfg.optimizer)
-    scheduler = build_scheduler(optimizer, cfg.scheduler)
+    scheduler = build_scheduler(optimizer, cfg.scheduler, t.epochs)
     gen = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation
 
     ckpt = run_dir / CHECKPOINT_FILE

@@ -6,7 +6,15 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from flowers_sweep.aggregate import AggregateError, aggregate, holm, main
+from flowers_sweep.aggregate import (
+    ALL_PAIRS_MAX,
+    FIGURE_CASES,
+    AggregateError,
+    aggregate,
+    console_text,
+    holm,
+    main,
+)
 
 from .conftest import TINY, run_cli
 from .runfolders import write_run
@@ -163,6 +171,43 @@ def test_a_figure_that_cannot_be_drawn_leaves_the_rest(tmp_path, monkeypatch):
     assert not (sweep / "report" / "loss_curves.png").exists()
     assert (sweep / "report" / "accuracy.png").is_file()
     assert (sweep / "report" / "results.csv").is_file()
+
+
+def grid_sweep(tmp_path, n_cases):
+    """n_cases cases of two seeds each; case i has mean accuracy 0.3 + 0.01 i."""
+    cases = {f"c{i:02d}": [0.3 + 0.01 * i, 0.305 + 0.01 * i] for i in range(n_cases)}
+    return sweep_of(tmp_path, cases)
+
+
+def test_a_large_sweep_tests_each_case_against_the_best(tmp_path):
+    n = ALL_PAIRS_MAX + 8
+    report = aggregate([grid_sweep(tmp_path, n)])
+    best = f"c{n - 1:02d}"
+    assert len(report.tests) == n - 1  # not n (n - 1) / 2
+    assert set(report.tests["case_a"]) == {best}
+    assert report.tests["p_holm"].notna().all()
+    assert f"each case against {best}" in report.markdown
+
+
+def test_a_small_sweep_tests_every_pair(tmp_path):
+    report = aggregate([grid_sweep(tmp_path, ALL_PAIRS_MAX)])
+    assert len(report.tests) == ALL_PAIRS_MAX * (ALL_PAIRS_MAX - 1) // 2
+    assert "all pairs" in report.markdown
+
+
+def test_figures_of_a_large_sweep_show_the_best_cases_at_a_bounded_size(tmp_path):
+    n = 3 * FIGURE_CASES
+    sweep = grid_sweep(tmp_path, n)
+    report = aggregate([sweep])
+    small = grid_sweep(tmp_path / "small", FIGURE_CASES)
+    aggregate([small])
+    for name in ("loss_curves.png", "accuracy.png"):
+        big_w, big_h = Image.open(sweep / "report" / name).size
+        small_w, small_h = Image.open(small / "report" / name).size
+        assert big_h <= small_h * 1.1 and big_w <= small_w * 1.6, name  # not 3x the cases
+    assert len(report.results) == n  # every case is in the tables
+    text = console_text(report)
+    assert text.splitlines()[1].startswith(f"  c{n - 1:02d}:") and len(text.splitlines()) == 11
 
 
 def test_figures_are_wide_enough(tmp_path):

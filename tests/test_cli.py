@@ -66,7 +66,8 @@ def test_activation_sweep_with_epochs_and_size_overrides(tmp_path, cache_dir):
     for job in jobs:
         rows = list(csv.DictReader((job / "metrics.csv").read_text().splitlines()))
         assert [int(r["epoch"]) for r in rows] == [1, 2]
-        assert all(float(r["lr"]) == pytest.approx(0.001) for r in rows)
+        # [0.4, 0.7] of 2 epochs: both decays after epoch 1
+        assert [float(r["lr"]) for r in rows] == pytest.approx([0.001, 0.001 * 0.2**2])
 
 
 @pytest.mark.parametrize(
@@ -74,6 +75,7 @@ def test_activation_sweep_with_epochs_and_size_overrides(tmp_path, cache_dir):
     [
         ("model.activation=tanhh", ["'tanhh'", "relu, leaky_relu, sigmoid"]),
         ("trainer.epochs=-1", ["trainer.epochs=-1", ">= 1"]),
+        ("dataset.num_classes=1", ["dataset.num_classes=1", "2 to 192 classes"]),
     ],
 )
 def test_bad_value_exits_nonzero_before_training(tmp_path, cache_dir, override, expected):
@@ -82,16 +84,21 @@ def test_bad_value_exits_nonzero_before_training(tmp_path, cache_dir, override, 
     assert proc.returncode != 0
     for text in expected:
         assert text in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if "error" in line]) == 1
     assert not (run_dir / "metrics.csv").exists()  # failed before training
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "failed" and result["error_type"] == "ConfigError"
 
 
 def test_default_settings_learn(tmp_path, cache_dir):
-    """The README's demo scale: ReLU ResNet-18 must beat chance (10%) at least twice."""
+    """The README's demo scale: ReLU ResNet-18 must beat chance (10%) at least twice, and
+    its learning rate decays as the report's does (after 40% and 70% of the epochs)."""
     run_dir = tmp_path / "run"
     proc = run_cli(f"hydra.run.dir={run_dir}", cache=cache_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((run_dir / "result.json").read_text())
     assert result["num_classes"] == 10
     assert result["test_acc"] >= 2 * (1 / result["num_classes"])
+    rows = list(csv.DictReader((run_dir / "metrics.csv").read_text().splitlines()))
+    assert [float(r["lr"]) for r in rows] == pytest.approx([1e-3, 1e-3, 2e-4, 2e-4, 4e-5])

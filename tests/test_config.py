@@ -11,7 +11,7 @@ def test_defaults_are_valid_and_report_like():
     validate(cfg)
     assert cfg.model.block == "basic" and list(cfg.model.layers) == [2, 2, 2, 2]
     assert cfg.optimizer.name == "adam" and cfg.optimizer.lr == 0.001
-    assert list(cfg.scheduler.milestones) == [40, 70] and cfg.scheduler.gamma == 0.2
+    assert list(cfg.scheduler.milestones) == [0.4, 0.7] and cfg.scheduler.gamma == 0.2
     assert cfg.augment.vflip_p == 0.5 and cfg.augment.rotation == 10
 
 
@@ -26,6 +26,11 @@ def test_defaults_are_valid_and_report_like():
         ("optimizer.lr=-0.1", r"optimizer.lr=-0.1"),
         ("scheduler.milestones=[70,40]", r"scheduler.milestones=\[70, 40\].*increasing"),
         ("scheduler.milestones=[40,40]", r"scheduler.milestones"),
+        ("scheduler.milestones=[0.4,70]", r"scheduler.milestones=\[0.4, 70\].*fractions"),
+        ("scheduler.milestones=[0.4,1.5]", r"scheduler.milestones=\[0.4, 1.5\].*\(0, 1\)"),
+        ("scheduler.milestones=[0.7,0.4]", r"scheduler.milestones=\[0.7, 0.4\]"),
+        ("dataset.num_classes=1", r"dataset.num_classes=1 .*2 to 192 classes"),
+        ("dataset.num_classes=193", r"dataset.num_classes=193"),
         ("scheduler.gamma=0", r"scheduler.gamma=0.*\(0, 1\]"),
         ("scheduler.gamma=1.5", r"scheduler.gamma=1.5"),
         ("model.block=huge", r"model.block='huge'.*basic, bottleneck"),
@@ -55,3 +60,25 @@ def test_baseline_case():
 
 def test_command_line_beats_case():
     assert make_cfg("case=relu", "model.activation=sigmoid").model.activation == "sigmoid"
+
+
+@pytest.mark.parametrize(
+    ("milestones", "epochs", "expected"),
+    [
+        ([0.4, 0.7], 100, [40, 70]),  # the report's
+        ([0.4, 0.7], 5, [2, 4]),  # the demo's
+        ([0.4, 0.7], 10, [4, 7]),
+        ([0.4, 0.7], 1, [1, 1]),
+        ([0.6], 100, [60]),
+        ([40, 70], 5, [40, 70]),  # epoch numbers stay epoch numbers
+    ],
+)
+def test_milestones_as_fractions_of_the_run(milestones, epochs, expected):
+    from flowers_sweep.optim import milestone_epochs
+
+    assert milestone_epochs(milestones, epochs) == expected
+
+
+def test_flowers102_has_102_classes():
+    with pytest.raises(ConfigError, match=r"dataset.num_classes=50 .*102 classes"):
+        validate(make_cfg("dataset=flowers102", "dataset.num_classes=50"))

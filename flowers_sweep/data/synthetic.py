@@ -34,6 +34,7 @@ PETAL_COLOURS = {
 }
 CENTRE_COLOURS = ((110, 70, 20), (250, 220, 60), (60, 40, 30))
 CHUNK = 256  # images drawn per vectorised step; fixed so output never depends on it
+MAX_CLASSES = len(PETAL_COUNTS) * len(PETAL_SHAPES) * len(PETAL_COLOURS)  # one per rule
 
 
 @dataclass(frozen=True)
