@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from flowers_sweep.errors import (
     FlowersSweepError,
     RunFolderBusyError,
     RunFolderMismatchError,
+    Terminated,
 )
 from flowers_sweep.hardware import available_cpus
 from flowers_sweep.runfolder import (
@@ -96,6 +100,29 @@ def record_failure(run_dir: Path, cfg: DictConfig, status: str, exc: BaseExcepti
                   second)  # fmt: skip
 
 
+@contextlib.contextmanager
+def terminate_gracefully() -> Iterator[None]:
+    """SIGTERM stops the run at once, recorded as interrupted, instead of being ignored.
+
+    A cluster sends SIGTERM to pre-empt or requeue a job (`scontrol requeue`, a GraceTime
+    pre-emption) and kills it KillWait seconds later. Every file is written atomically and
+    the last epoch's checkpoint is always whole, so stopping anywhere is safe; exiting at
+    once lets the requeued job start sooner. Only the main thread can take signals.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated("SIGTERM: the job was stopped (pre-emption, requeue or kill)")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def execute(cfg: DictConfig, run_dir: Path) -> float:
     """Skip, resume or start the run in run_dir; exceptions are the caller's to record."""
     done = completed_result(run_dir)
@@ -107,7 +134,8 @@ def execute(cfg: DictConfig, run_dir: Path) -> float:
     if threads:
         torch.set_num_threads(threads)
     choices = HydraConfig.get().runtime.choices
-    return run(cfg, run_dir, choices.get("case"), choices.get("model"))["test_acc"]
+    with terminate_gracefully():
+        return run(cfg, run_dir, choices.get("case"), choices.get("model"))["test_acc"]
 
 
 def stop(message: str, code: int) -> None:
@@ -146,9 +174,12 @@ def claim_and_execute(cfg: DictConfig, run_dir: Path, multirun: bool) -> float |
     except RunFolderMismatchError as exc:
         log.error("%s", exc)
         stop(str(exc), 2)  # never write into another run's folder; stop the sweep too
-    except KeyboardInterrupt as exc:
+    except (KeyboardInterrupt, Terminated) as exc:
         record_failure(run_dir, cfg, "interrupted", exc)
         log.warning("interrupted: the last epoch's checkpoint is kept; rerun to resume")
+        if isinstance(exc, Terminated):
+            print(f"flowers_sweep: {run_dir}: {exc}; rerun to resume", file=sys.stderr)
+            sys.exit(128 + signal.SIGTERM)  # what a shell reports for a SIGTERM death
         raise
     except Exception as exc:
         return failed(cfg, run_dir, exc, multirun)

@@ -35,3 +35,10 @@ class RunFolderError(FlowersSweepError):
 
 class RunFolderBusyError(FlowersSweepError):
     """Another process is training in this run folder right now."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (a cluster pre-empting or requeueing the job, or a plain `kill`).
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` swallows it.
+    """

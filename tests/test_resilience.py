@@ -66,8 +66,10 @@ def interrupted_run(run_dir, cache_dir, sig, after_epochs):
     proc = start_cli(*args, cache=cache_dir)
     wait_for_epochs(run_dir, after_epochs, proc)
     proc.send_signal(sig)
-    proc.wait(timeout=120)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 128 + signal.SIGTERM and "rerun to resume" in err, err
     return args
 
 
@@ -85,9 +87,12 @@ def test_kill9_then_rerun_matches_uninterrupted(tmp_path, cache_dir, reference):
     assert not (run_dir / "checkpoint.pt").exists()  # removed once the run completed
 
 
-def test_ctrl_c_marks_interrupted_and_resumes(tmp_path, cache_dir, reference):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_marks_interrupted_and_resumes(tmp_path, cache_dir, reference, sig):
+    """SIGTERM is how a cluster pre-empts or requeues a job: it must stop the run at once
+    (not train on until SIGKILL), say so, and leave a checkpoint to resume from."""
     run_dir = tmp_path / "run"
-    args = interrupted_run(run_dir, cache_dir, signal.SIGINT, after_epochs=1)
+    args = interrupted_run(run_dir, cache_dir, sig, after_epochs=1)
     assert result(run_dir)["status"] == "interrupted"
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert state["progress"]["epoch"] >= 1
