@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import csv
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,16 +26,66 @@ TINY = [
 ]
 
 
+def slurm_cluster() -> str | None:
+    """Why no SLURM cluster answers here, or None when one does (with a node up)."""
+    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
+        return "no SLURM client (bash scripts/local_slurm.sh up starts a one-node cluster)"
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
+                              timeout=10)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return "sinfo did not answer within 10 s"
+    states = proc.stdout.split()
+    if proc.returncode != 0 or not {"idle", "mixed", "allocated"} & set(states):
+        return "no SLURM node up (bash scripts/local_slurm.sh up, then export SLURM_CONF)"
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
-    """`gpu` tests are collected everywhere and skipped, with the reason, without CUDA."""
+    """`gpu` tests skip without CUDA, `slurm` tests without a cluster, each saying why."""
     import torch
 
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU (bash benchmarks/gpu_check.sh)")
+    reasons = {"slurm": slurm_cluster() if any("slurm" in i.keywords for i in items) else None}
+    if not torch.cuda.is_available():
+        reasons["gpu"] = "needs a CUDA GPU (bash benchmarks/gpu_check.sh)"
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        for marker, reason in reasons.items():
+            if reason and marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say plainly whether the cluster tests ran: a skip is easy to miss in a dot line."""
+    ran = [r for r in terminalreporter.stats.get("passed", []) if "slurm" in r.keywords]
+    failed = [r for r in terminalreporter.stats.get("failed", []) if "slurm" in r.keywords]
+    if ran or failed:
+        where = os.environ.get("SLURM_CONF", "the default SLURM config")
+        terminalreporter.write_line(
+            f"slurm tests: {len(ran)} passed, {len(failed)} failed, against {where}"
+        )
+
+
+# Enough data that an epoch takes a moment, so a kill can land between two of them.
+SLOW = [*TINY, "dataset.train_size=320", "trainer.epochs=4"]
+COMPARED = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")  # not epoch_s
+
+
+def metrics(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return [{k: r[k] for k in COMPARED} for r in csv.DictReader(f)]
+
+
+def result(run_dir: Path) -> dict:
+    return json.loads((run_dir / "result.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory, cache_dir) -> Path:
+    """An uninterrupted SLOW run that interrupted, resumed or requeued ones must equal."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    proc = run_cli(*SLOW, f"hydra.run.dir={run_dir}", cache=cache_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return run_dir
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,5 @@
 """Sweeps that survive: failures, kills, Ctrl-C, relaunches and real launchers."""
 
-import csv
-import json
 import os
 import signal
 import subprocess
@@ -11,21 +9,9 @@ import time
 import pytest
 import torch
 
-from .conftest import ROOT, TINY, run_cli
+from .conftest import ROOT, SLOW, TINY, metrics, result, run_cli
 
 pytestmark = pytest.mark.e2e
-# Enough data that an epoch takes a moment, so a kill can land between two of them.
-SLOW = [*TINY, "dataset.train_size=320", "trainer.epochs=4"]
-COMPARED = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")  # not epoch_s
-
-
-def metrics(run_dir):
-    with open(run_dir / "metrics.csv", newline="") as f:
-        return [{k: r[k] for k in COMPARED} for r in csv.DictReader(f)]
-
-
-def result(run_dir):
-    return json.loads((run_dir / "result.json").read_text())
 
 
 def start_cli(*args, cache):
@@ -49,15 +35,6 @@ def wait_for_epochs(run_dir, n, proc, timeout=240):
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.01)
     raise AssertionError(f"no {n} epochs within {timeout}s")
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, cache_dir):
-    """An uninterrupted run that the interrupted ones must reproduce exactly."""
-    run_dir = tmp_path_factory.mktemp("reference") / "run"
-    proc = run_cli(*SLOW, f"hydra.run.dir={run_dir}", cache=cache_dir)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return run_dir
 
 
 def interrupted_run(run_dir, cache_dir, sig, after_epochs):

@@ -1,0 +1,91 @@
+"""The cluster path for real: sbatch, array jobs, pre-emption and requeue, through
+Hydra's submitit launcher, on the one-node SLURM of `scripts/local_slurm.sh`.
+
+Marked `slurm`: skipped unless a cluster answers (`.ci/run` brings one up around the
+test command). Timings: the scheduler looks for work every few seconds, and a requeued
+job runs again about 15 s after it was stopped.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .conftest import ROOT, SLOW, TINY, metrics, result, run_cli
+
+pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
+SLURM = [
+    "hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug",
+    "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=60",
+]  # fmt: skip
+
+
+def test_a_two_case_sweep_runs_as_slurm_jobs_and_aggregates(tmp_path, cache_dir):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "-m", "model.activation=relu,sigmoid", *TINY, "trainer.epochs=2", *SLURM,
+        "hydra.launcher.cpus_per_task=1", f"hydra.sweep.dir={sweep}", cache=cache_dir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [result(sweep / j)["status"] for j in ("0", "1")] == ["completed", "completed"]
+    assert (sweep / "report" / "results.csv").is_file()
+    logs = list((sweep / ".submitit").rglob("*_log.out"))
+    assert len(logs) == 2, list((sweep / ".submitit").rglob("*"))
+    # one torch thread each: the launcher's cpus_per_task reaches the job
+    assert "1 threads" in (sweep / "0" / "flowers_sweep.log").read_text()
+
+
+def test_a_failing_job_is_recorded_and_fails_the_sweep(tmp_path, cache_dir):
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "-m", "trainer.batch_size=0", *TINY[2:], *SLURM, "hydra.launcher.cpus_per_task=1",
+        f"hydra.sweep.dir={sweep}", cache=cache_dir,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    failed = result(sweep / "0")
+    assert failed["status"] == "failed" and "trainer.batch_size" in failed["error"]
+    assert "did not complete" in proc.stderr
+
+
+def job_id(sweep, timeout=120):
+    """The SLURM id of the sweep's one array task, from submitit's folder names."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = sorted(p.name for p in (sweep / ".submitit").glob("*") if p.name[0].isdigit())
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError("no job submitted")
+
+
+def test_preemption_requeues_and_resumes_to_the_same_metrics(tmp_path, cache_dir, reference):
+    """SLURM pre-empts by signalling the job (USR2 here, as submitit asks for); submitit
+    requeues it, and the requeued job resumes from the checkpoint of its last epoch."""
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "FLOWERS_SWEEP_CACHE": str(cache_dir), "PYTHONUNBUFFERED": "1"}
+    launch = subprocess.Popen(
+        [sys.executable, "-m", "flowers_sweep", "-m", "seed=0", *SLOW, *SLURM,
+         "hydra.launcher.cpus_per_task=2", f"hydra.sweep.dir={sweep}", "aggregate=false"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    run_dir = sweep / "0"
+    try:
+        jid = job_id(sweep)
+        deadline = time.monotonic() + 240
+        while not ((run_dir / "metrics.csv").is_file() and len(metrics(run_dir)) >= 2):
+            assert time.monotonic() < deadline and launch.poll() is None, "no 2 epochs"
+            time.sleep(0.05)
+        subprocess.run(["scancel", f"--signal={signal.SIGUSR2.name[3:]}", jid], check=True)
+        _, err = launch.communicate(timeout=300)
+    finally:
+        if launch.poll() is None:
+            launch.kill()
+            subprocess.run(["scancel", jid], check=False)
+    assert launch.returncode == 0, err[-3000:]
+    log = (run_dir / "flowers_sweep.log").read_text()
+    assert "resumed from" in log, log[-2000:]
+    assert result(run_dir)["status"] == "completed"
+    assert metrics(run_dir) == metrics(reference)
