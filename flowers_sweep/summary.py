@@ -122,9 +122,9 @@ def predict_layer(layer: nn.Module, hw: HW) -> HW:
 
 
 def main_path(block: nn.Module) -> Iterator[nn.Module]:
-    """The block's convs in order, skipping the shortcut: its 1x1 conv only mirrors them."""
+    """The block's convs in order, skipping the downsample: its 1x1 conv only mirrors them."""
     for name, module in block.named_modules():
-        if isinstance(module, SIZED) and not name.startswith("shortcut"):
+        if isinstance(module, SIZED) and not name.startswith("downsample"):
             yield module
 
 

@@ -72,3 +72,33 @@ def test_new_depth_is_yaml_only():
     model = build_model(cfg.model, 10, 32).eval()
     assert count_parameters(model) < count_parameters(build_model(make_cfg().model, 10, 32))
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("name", RESNETS)
+def test_torchvision_weights_load_strictly_and_give_the_same_logits(name):
+    """Same names, same shapes, same computation: a torchvision state_dict is ours."""
+    torch.manual_seed(0)
+    theirs = getattr(torchvision.models, name)(num_classes=10).eval()
+    ours = build_model(make_cfg(f"model={name}").model, 10, 64).eval()
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x), atol=1e-5)
+
+
+def test_weights_saved_before_the_rename_still_load():
+    model = ResNet("basic", [1, 1, 1, 1], 10)
+    renamed = {}
+    for key, value in model.state_dict().items():
+        old = key.replace("conv1.", "stem.0.", 1) if key.startswith("conv1.") else key
+        old = old.replace("bn1.", "stem.1.", 1) if key.startswith("bn1.") else old
+        for i in range(1, 5):
+            if old.startswith(f"layer{i}."):
+                old = old.replace(f"layer{i}.", f"stages.{i - 1}.", 1)
+        renamed[old.replace(".downsample.", ".shortcut.")] = value
+    assert "stem.0.weight" in renamed and "stages.1.0.shortcut.0.weight" in renamed
+    fresh = ResNet("basic", [1, 1, 1, 1], 10)
+    fresh.load_state_dict(renamed, strict=True)
+    pairs = zip(fresh.state_dict().values(), model.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)

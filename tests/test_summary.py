@@ -60,9 +60,9 @@ def test_formula_predicts_every_conv_and_pool(model, size):
 
 def test_resnet18_stage_sizes_at_224():
     rows = {r.name: r.real_hw for r in summary_of("resnet18", 224).rows}
-    assert rows["stem.0"] == (112, 112)
-    assert rows["stem.3"] == (56, 56)
-    assert [rows[f"stages.{i}.1"] for i in range(4)] == [(56, 56), (28, 28), (14, 14), (7, 7)]
+    assert rows["conv1"] == (112, 112)
+    assert rows["maxpool"] == (56, 56)
+    assert [rows[f"layer{i}.1"] for i in range(1, 5)] == [(56, 56), (28, 28), (14, 14), (7, 7)]
 
 
 def run_summary(*args: str) -> subprocess.CompletedProcess:
@@ -102,7 +102,7 @@ def test_a_wrong_formula_is_reported_loudly(monkeypatch, capsys):
     assert summary.main(["model=resnet18"]) == 1
     out, err = capsys.readouterr()
     assert "MISMATCH" in out
-    assert "MISMATCH at stem.0: formula gives 13 x 13, real pass gives 16 x 16" in err
+    assert "MISMATCH at conv1: formula gives 13 x 13, real pass gives 16 x 16" in err
 
 
 def test_cpu_pass_agrees_with_meta():

@@ -1,13 +1,16 @@
 """ResNets (He et al., 2016) with a pluggable activation.
 
 Layer for layer the layout of torchvision's ResNet (v1.5: the Bottleneck strides in its
-3x3 conv), so that with ReLU the parameter counts match torchvision's exactly and a
-reader can check one against the other.
+3x3 conv), under torchvision's parameter names (`conv1`, `bn1`, `layer1`..`layer4`,
+`downsample`, `fc`): with ReLU a torchvision state_dict loads strictly and gives the same
+logits, and a model trained here loads into torchvision's.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,8 +26,8 @@ def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
 
 
-def projection(in_ch: int, out_ch: int, stride: int) -> nn.Module | None:
-    """The 1x1 shortcut, needed only when the block changes shape."""
+def downsample(in_ch: int, out_ch: int, stride: int) -> nn.Module | None:
+    """The 1x1 projection shortcut, needed only when the block changes shape."""
     if stride == 1 and in_ch == out_ch:
         return None
     return nn.Sequential(conv1x1(in_ch, out_ch, stride), nn.BatchNorm2d(out_ch))
@@ -43,11 +46,11 @@ class BasicBlock(nn.Module):
         self.act1 = make_activation(activation)
         self.conv2 = conv3x3(width, out_ch)
         self.bn2 = nn.BatchNorm2d(out_ch)
-        self.shortcut = projection(in_ch, out_ch, stride)
+        self.downsample = downsample(in_ch, out_ch, stride)
         self.act2 = make_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.shortcut is None else self.shortcut(x)
+        identity = x if self.downsample is None else self.downsample(x)
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.act2(out + identity)
@@ -69,11 +72,11 @@ class Bottleneck(nn.Module):
         self.act2 = make_activation(activation)
         self.conv3 = conv1x1(width, out_ch)
         self.bn3 = nn.BatchNorm2d(out_ch)
-        self.shortcut = projection(in_ch, out_ch, stride)
+        self.downsample = downsample(in_ch, out_ch, stride)
         self.act3 = make_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.shortcut is None else self.shortcut(x)
+        identity = x if self.downsample is None else self.downsample(x)
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.act2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
@@ -101,23 +104,21 @@ class ResNet(nn.Module):
         if block not in BLOCKS:
             raise ValueError(f"block={block!r} is not one of: {', '.join(BLOCKS)}")
         block_cls = BLOCKS[block]
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
-            nn.BatchNorm2d(64),
-            make_activation(activation),
-            nn.MaxPool2d(3, stride=2, padding=1),
-        )
-        stages, in_ch = [], 64
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.act = make_activation(activation)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        in_ch = 64
         for i, (width, depth) in enumerate(zip(STAGE_WIDTHS, layers, strict=True)):
             stride = 1 if i == 0 else 2
             blocks = []
             for j in range(depth):
                 blocks.append(block_cls(in_ch, width, stride if j == 0 else 1, activation))
                 in_ch = width * block_cls.expansion
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_ch, num_classes)
+        self._register_load_state_dict_pre_hook(upgrade_legacy_keys)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -130,5 +131,26 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stages(self.stem(x))
-        return self.fc(torch.flatten(self.pool(x), 1))
+        x = self.maxpool(self.act(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+# Names of this project's first releases, before it took torchvision's.
+_LEGACY: tuple[tuple[re.Pattern[str], Any], ...] = (
+    (re.compile(r"^stem\.0\."), "conv1."),
+    (re.compile(r"^stem\.1\."), "bn1."),
+    (re.compile(r"^stages\.(\d)\."), lambda m: f"layer{int(m.group(1)) + 1}."),
+    (re.compile(r"\.shortcut\."), ".downsample."),
+)
+
+
+def upgrade_legacy_keys(state: dict, prefix: str, *args: object) -> None:
+    """Rename the keys of an older checkpoint or model.pt in place, so runs started
+    before the rename still resume and their weights still load."""
+    for key in [k for k in state if k.startswith(prefix)]:
+        new = key[len(prefix) :]
+        for pattern, replacement in _LEGACY:
+            new = pattern.sub(replacement, new)
+        if prefix + new != key:
+            state[prefix + new] = state.pop(key)
