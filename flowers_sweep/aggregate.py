@@ -32,8 +32,12 @@ from flowers_sweep.runfolder import RESUME_IGNORED, atomic_write, atomic_write_t
 log = logging.getLogger(__name__)
 RUN_COLUMNS = [
     "case", "model", "activation", "optimizer", "lr", "milestones", "gamma", "epochs",
-    "seed", "status", "test_acc", "best_val_acc", "params", "wall_s", "run_dir",
+    "seed", "status", "test_acc", "test_acc_best_val", "best_epoch", "best_val_acc", "params",
+    "wall_s", "run_dir",
 ]  # fmt: skip
+# Which weights a case's accuracy is of: the last epoch's (the report's), or the best
+# validation epoch's (each run records both).
+SELECT = {"last": "test_acc", "best_val": "test_acc_best_val"}
 ALPHA = 0.05
 REPORT_DIRNAME = "report"
 CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "lr")  # what the figures read
@@ -239,6 +243,8 @@ def runs_table(runs: Sequence[Run]) -> pd.DataFrame:
                 "seed": cfg.get("seed"),
                 "status": run.status,
                 "test_acc": res.get("test_acc"),
+                "test_acc_best_val": res.get("test_acc_best_val"),
+                "best_epoch": res.get("best_epoch"),
                 "best_val_acc": res.get("best_val_acc"),
                 "params": res.get("params"),
                 "wall_s": res.get("wall_s"),
@@ -331,13 +337,17 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def results_markdown(results: pd.DataFrame, tests: pd.DataFrame, skipped: int) -> str:
+def results_markdown(
+    results: pd.DataFrame, tests: pd.DataFrame, skipped: int, select: str = "last"
+) -> str:
     multi = (results["n"] > 1).any() if len(results) else False
     head = "| case | model | activation | epochs | accuracy |"
     rule = "|---|---|---|---|---|"
     if multi:
         head, rule = head + " n | 95% CI |", rule + "---|---|"
-    lines = ["# Results", "", "Test accuracy per case.", "", head, rule]
+    weights = ("the last epoch's weights, as in the report" if select == "last"
+               else "the weights of each run's best validation epoch")  # fmt: skip
+    lines = ["# Results", "", f"Test accuracy per case, of {weights}.", "", head, rule]
     for r in results.itertuples():
         acc = _pct(r.test_acc_mean)
         row = f"| {r.case} | {r.model} | {r.activation} | {r.epochs} |"
@@ -531,12 +541,25 @@ def write_figures(
     return problems
 
 
-def aggregate(roots: Sequence[Path], out: Path | None = None) -> Report:
+def selected(runs_df: pd.DataFrame, select: str) -> pd.DataFrame:
+    """The runs with `test_acc` being the chosen weights' accuracy; runs that did not
+    record it (older ones, for best_val) count as not completed for the statistics."""
+    if select == "last":
+        return runs_df
+    scored = runs_df.assign(test_acc=runs_df[SELECT[select]])
+    missing = (scored["status"] == "completed") & scored["test_acc"].isna()
+    for run_dir in scored.loc[missing, "run_dir"]:
+        log.warning("%s: no %s recorded, left out of the statistics", run_dir, SELECT[select])
+    return scored.assign(status=scored["status"].where(~missing, "no " + SELECT[select]))
+
+
+def aggregate(roots: Sequence[Path], out: Path | None = None, select: str = "last") -> Report:
     """Read every run under the roots; write runs.csv, results.csv/.md and the figures."""
     roots = [Path(r) for r in roots]
     out = Path(out) if out is not None else roots[0] / REPORT_DIRNAME
     runs = load_runs(roots)
-    runs_df = runs_table(runs)
+    all_runs = runs_table(runs)
+    runs_df = selected(all_runs, select)
     skipped = runs_df[runs_df["status"] != "completed"]
     problems = [f"{r.path}: broken: {r.broken}" for r in runs if r.broken]
     for r in runs:
@@ -546,9 +569,9 @@ def aggregate(roots: Sequence[Path], out: Path | None = None) -> Report:
             log.warning("%s: status %s, left out of the statistics", r.path, r.status)
     results = results_table(runs_df)
     tests = pairwise_tests(runs_df)
-    markdown = results_markdown(results, tests, len(skipped))
+    markdown = results_markdown(results, tests, len(skipped), select)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "runs.csv", runs_df.to_csv(index=False))
+    atomic_write_text(out / "runs.csv", all_runs.to_csv(index=False))
     atomic_write_text(out / "results.csv", results.to_csv(index=False))
     atomic_write_text(out / "results.md", markdown)
     problems += write_figures(curves_table(runs, runs_df), runs_df, results, out)
@@ -574,10 +597,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("sweep_dirs", nargs="+", type=Path, metavar="SWEEP_DIR")
     parser.add_argument("--out", type=Path, help="output folder (default SWEEP_DIR/report)")
+    parser.add_argument("--select", choices=list(SELECT), default="last",
+                        help="whose test accuracy: the last epoch's weights (default, as the "
+                        "report) or the best validation epoch's")  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
-        report = aggregate(args.sweep_dirs, args.out)
+        report = aggregate(args.sweep_dirs, args.out, args.select)
     except FlowersSweepError as exc:
         print(f"flowers_sweep.aggregate: error: {exc}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ class Progress:
 
     epoch: int = 0
     best_val_acc: float = 0.0
+    best_epoch: int = 0  # whose weights are in model_best_val.pt
     elapsed_s: float = 0.0
     rows: list[dict[str, Any]] = field(default_factory=list)
 

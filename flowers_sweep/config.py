@@ -16,9 +16,10 @@ from omegaconf import DictConfig
 from flowers_sweep.data import DATASETS, PIPELINES, ROLES
 from flowers_sweep.data.synthetic import MAX_CLASSES
 from flowers_sweep.errors import ConfigError
-from flowers_sweep.models import ARCHS
+from flowers_sweep.models import ARCHS, model_label
 from flowers_sweep.models.activations import ACTIVATIONS
 from flowers_sweep.models.resnet import BLOCKS
+from flowers_sweep.models.weights import resolve_weights_file
 from flowers_sweep.optim import OPTIMIZERS, SCHEDULERS
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -50,6 +51,13 @@ def _check(key: str, value: Any, ok: Callable[[Any], bool], allowed: str) -> Non
 def validate_model(m: DictConfig) -> None:
     _choice(m, "model.arch", ARCHS)
     _choice(m, "model.activation", list(ACTIVATIONS))
+    weights = m.get("weights")
+    _check(
+        "model.weights", weights, lambda v: v is None or (isinstance(v, str) and v != ""),
+        "must be null, a state_dict file, or a torchvision weights name (IMAGENET1K_V1)",
+    )  # fmt: skip
+    if weights:
+        resolve_weights_file(weights, model_label(m))  # a missing file fails before any data
     if m.arch == "resnet":
         _choice(m, "model.block", list(BLOCKS))
         layers = list(m.layers) if m.get("layers") is not None else None

@@ -24,12 +24,15 @@ from flowers_sweep.errors import RunFolderBusyError, RunFolderError, RunFolderMi
 
 METRICS_FILE = "metrics.csv"
 RESULT_FILE = "result.json"
-WEIGHTS_FILE = "model.pt"
+WEIGHTS_FILE = "model.pt"  # the last epoch's weights, as the report tested
+BEST_WEIGHTS_FILE = "model_best_val.pt"  # the weights of the best validation epoch
 CHECKPOINT_FILE = "checkpoint.pt"
 TRACEBACK_FILE = "traceback.txt"
 RUN_CONFIG_FILE = "run_config.json"  # the config this folder's run was started with
 LOCK_FILE = ".run.lock"  # held by the process training in the folder
-RUN_FILES = (METRICS_FILE, RESULT_FILE, WEIGHTS_FILE, CHECKPOINT_FILE, TRACEBACK_FILE)
+RUN_FILES = (
+    METRICS_FILE, RESULT_FILE, WEIGHTS_FILE, BEST_WEIGHTS_FILE, CHECKPOINT_FILE, TRACEBACK_FILE,
+)  # fmt: skip
 # Settings that may change between a run and its resume without changing its results.
 RESUME_IGNORED = (
     "aggregate", "resume", "trainer.num_workers", "trainer.threads", "trainer.device",

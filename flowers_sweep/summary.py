@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from flowers_sweep.config import validate
 from flowers_sweep.errors import FlowersSweepError
-from flowers_sweep.models import build_model, count_parameters
+from flowers_sweep.models import build_model, count_parameters, model_label
 from flowers_sweep.models.resnet import BLOCKS
 from flowers_sweep.models.shapes import conv_output_size
 
@@ -78,15 +78,6 @@ class Summary:
     batch_size: int = 1
     optimizer: str = "adam"
     mismatches: list[Row] = field(default_factory=list)
-
-
-def model_label(model_cfg: Any) -> str:
-    """A name for the header that stays true when `model.layers` is overridden."""
-    if model_cfg["arch"] != "resnet":
-        return str(model_cfg["arch"])
-    per_block = 2 if model_cfg["block"] == "basic" else 3
-    depth = per_block * sum(model_cfg["layers"]) + 2  # + stem conv + fc
-    return f"resnet{depth}"
 
 
 def row_modules(model: nn.Module) -> dict[str, nn.Module]:

@@ -34,9 +34,11 @@ from flowers_sweep.hardware import (
     resolve_device,
     resolve_precision,
 )
-from flowers_sweep.models import build_model, count_parameters
+from flowers_sweep.models import build_model, count_parameters, model_label
+from flowers_sweep.models.weights import load_weights
 from flowers_sweep.optim import build_optimizer, build_scheduler
 from flowers_sweep.runfolder import (
+    BEST_WEIGHTS_FILE,
     METRICS_FILE,
     RESULT_FILE,
     WEIGHTS_FILE,
@@ -181,6 +183,9 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
     for split, n in data.sizes().items():
         log.info("%sset size: %d", split, n)
     model = build_model(cfg.model, data.num_classes, cfg.dataset.image_size)
+    ckpt = run_dir / CHECKPOINT_FILE
+    if cfg.model.get("weights") and not ckpt.is_file():  # a resume has its own weights
+        load_weights(model, cfg.model.weights, model_label(cfg.model))
     model = model.to(device, memory_format=layout)
     params = count_parameters(model)
     log.info(
@@ -194,7 +199,6 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
     scheduler = build_scheduler(optimizer, cfg.scheduler, t.epochs)
     gen = torch.Generator().manual_seed(cfg.seed)  # shuffling and augmentation
 
-    ckpt = run_dir / CHECKPOINT_FILE
     progress = Progress()
     if ckpt.is_file():
         progress = load_checkpoint(ckpt, model, optimizer, scheduler, gen, device)
@@ -221,7 +225,10 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
             epoch_s=round(time.perf_counter() - t0, 3),
         )
         progress.rows.append(row)
-        progress.epoch, progress.best_val_acc = epoch, max(progress.best_val_acc, val_acc)
+        progress.epoch = epoch
+        if progress.best_epoch == 0 or val_acc > progress.best_val_acc:
+            progress.best_val_acc, progress.best_epoch = val_acc, epoch
+            save_torch(run_dir / BEST_WEIGHTS_FILE, model.state_dict())  # before the checkpoint
         progress.elapsed_s += time.perf_counter() - t0
         save_checkpoint(ckpt, model, optimizer, scheduler, gen, progress, device)
         write_metrics(run_dir / METRICS_FILE, progress.rows)
@@ -233,6 +240,13 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
     test_loss, test_acc = evaluate(step_model, data.test, device, cast)
     log.info("test loss %.4f acc %.3f", test_loss, test_acc)
     save_torch(run_dir / WEIGHTS_FILE, model.state_dict())
+    test_acc_best_val = test_acc
+    if progress.best_epoch != t.epochs:  # the best validation epoch was an earlier one
+        best = torch.load(run_dir / BEST_WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        model.load_state_dict(best)
+        test_acc_best_val = evaluate(step_model, data.test, device, cast)[1]
+        log.info("test acc %.3f with the weights of epoch %d (best validation accuracy)",
+                 test_acc_best_val, progress.best_epoch)  # fmt: skip
     sizes = data.sizes()
     result = {
         "status": "completed",
@@ -244,6 +258,8 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
         "test_acc": test_acc,
         "test_loss": test_loss,
         "best_val_acc": progress.best_val_acc,
+        "best_epoch": progress.best_epoch,
+        "test_acc_best_val": test_acc_best_val,
         "params": params,
         "num_classes": data.num_classes,
         "train_size": sizes["train"],

@@ -35,6 +35,7 @@ def write_run(
     milestones: tuple[int, ...] = (40, 70),
     gamma: float = 0.2,
     settings: dict[str, Any] | None = None,
+    test_acc_best_val: float | None = None,
 ) -> Path:
     """A job folder; status None leaves no result.json (a run still going or killed).
 
@@ -72,5 +73,7 @@ def write_run(
             "best_val_acc": test_acc, "params": 1000, "num_classes": 10, "train_size": 10,
             "val_size": 5, "test_size": 5, "wall_s": 1.5, "device": "cpu",
         }  # fmt: skip
+        if test_acc_best_val is not None:
+            result.update(test_acc_best_val=test_acc_best_val, best_epoch=1)
         (path / "result.json").write_text(json.dumps(result))
     return path

@@ -210,6 +210,20 @@ def test_figures_of_a_large_sweep_show_the_best_cases_at_a_bounded_size(tmp_path
     assert text.splitlines()[1].startswith(f"  c{n - 1:02d}:") and len(text.splitlines()) == 11
 
 
+def test_select_best_val_weights(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    for seed, (last, best) in enumerate([(0.70, 0.74), (0.72, 0.76)]):
+        write_run(sweep / str(seed), case="relu", seed=seed, test_acc=last, test_acc_best_val=best)
+    write_run(sweep / "2", case="relu", seed=2, test_acc=0.9)  # an older run: no best_val
+    assert aggregate([sweep]).results["test_acc_mean"].tolist() == pytest.approx([0.7733333])
+    report = aggregate([sweep], select="best_val")
+    assert report.results["test_acc_mean"].tolist() == pytest.approx([0.75])
+    assert report.results["n"].tolist() == [2]
+    assert "best validation epoch" in report.markdown
+    assert main([str(sweep), "--select", "best_val"]) == 0
+    assert "75.0% ± 1.4" in capsys.readouterr().out
+
+
 def test_figures_are_wide_enough(tmp_path):
     sweep = sweep_of(tmp_path, {"relu": [0.7]})
     aggregate([sweep], out=tmp_path / "out")

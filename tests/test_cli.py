@@ -14,7 +14,7 @@ pytestmark = pytest.mark.e2e
 RESULT_KEYS = {
     "status", "case", "model", "activation", "epochs", "seed", "test_acc", "test_loss",
     "best_val_acc", "params", "num_classes", "train_size", "val_size", "test_size",
-    "wall_s", "device", "precision",
+    "wall_s", "device", "precision", "best_epoch", "test_acc_best_val",
 }  # fmt: skip
 
 

@@ -176,7 +176,8 @@ def test_a_relaunch_into_a_folder_still_training_writes_nothing(tmp_path, cache_
         (line,) = error_lines(again)
         assert str(run_dir) in line and "in use" in line
         assert {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()} == hydra_files
-        in_sweep = run_cli("-m", *SLOW, "model.activation=relu,sigmoid", "aggregate=false",
+        # job 0 is the folder in use; job 1 (less data, so quicker) trains meanwhile
+        in_sweep = run_cli("-m", *SLOW, "dataset.train_size=320,48", "aggregate=false",
                            f"hydra.sweep.dir={sweep}", cache=cache_dir)  # fmt: skip
         assert in_sweep.returncode == 1
         assert result(sweep / "1")["status"] == "completed"

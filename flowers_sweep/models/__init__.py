@@ -34,8 +34,17 @@ def build_model(model_cfg: Any, num_classes: int, image_size: int) -> nn.Module:
     raise ValueError(f"model.arch={arch!r} is not one of: {', '.join(ARCHS)}")
 
 
+def model_label(model_cfg: Any) -> str:
+    """The architecture's name (`resnet18`), true even when `model.layers` is overridden."""
+    if model_cfg["arch"] != "resnet":
+        return str(model_cfg["arch"])
+    per_block = 2 if model_cfg["block"] == "basic" else 3
+    depth = per_block * sum(model_cfg["layers"]) + 2  # + stem conv + fc
+    return f"resnet{depth}"
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ARCHS", "BaselineCNN", "ResNet", "build_model", "count_parameters"]
+__all__ = ["ARCHS", "BaselineCNN", "ResNet", "build_model", "count_parameters", "model_label"]

@@ -1,0 +1,204 @@
+"""`python -m flowers_sweep.evaluate RUN_DIR [--split test|val] [--weights last|best_val]`.
+
+Rebuilds a finished run from its own saved config (`.hydra/config.yaml`) and weights,
+evaluates it on one split the way training did (same batches, precision and layout, so
+its top-1 equals the run's `test_acc`), and writes into the run folder what the report
+never looked at: accuracy per class (`per_class.csv`) and a confusion matrix
+(`confusion_matrix.png`, classes ordered so that the ones confused together sit
+together). Prints top-1 and top-5 accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from flowers_sweep.data import build_loaders
+from flowers_sweep.data.flowers102 import class_names as flowers102_class_names
+from flowers_sweep.data.synthetic import flower_classes
+from flowers_sweep.errors import FlowersSweepError
+from flowers_sweep.hardware import (
+    autocast,
+    resolve_channels_last,
+    resolve_device,
+    resolve_precision,
+)
+from flowers_sweep.models import build_model
+from flowers_sweep.runfolder import (
+    BEST_WEIGHTS_FILE,
+    RESULT_FILE,
+    WEIGHTS_FILE,
+    atomic_write,
+    atomic_write_text,
+    read_json,
+)
+
+PROG = "flowers_sweep.evaluate"
+WEIGHT_FILES = {"last": WEIGHTS_FILE, "best_val": BEST_WEIGHTS_FILE}
+
+
+@dataclass
+class RestoredRun:
+    """A finished run, ready to predict: its config, model, device and number format."""
+
+    cfg: DictConfig
+    model: torch.nn.Module
+    device: torch.device
+    layout: torch.memory_format
+    cast: Any
+    class_names: list[str]
+
+
+def class_names_of(cfg: DictConfig) -> list[str]:
+    if cfg.dataset.name == "flowers102":
+        return flowers102_class_names()
+    return [c.name for c in flower_classes(cfg.dataset.num_classes)]
+
+
+def restore(run_dir: Path, weights: str = "last", device: str = "auto") -> RestoredRun:
+    """The run's model with its saved weights, under the run's own settings."""
+    run_dir = Path(run_dir)
+    config, weights_file = run_dir / ".hydra" / "config.yaml", run_dir / WEIGHT_FILES[weights]
+    for needed in (config, weights_file):
+        if not needed.is_file():
+            raise FlowersSweepError(
+                f"{needed} not found: expected a finished run folder (one that has "
+                f"{RESULT_FILE} with status completed)"
+            )
+    cfg = OmegaConf.load(config)
+    dev = resolve_device(device)
+    layout = torch.channels_last if resolve_channels_last(
+        cfg.trainer.channels_last, cfg.model.arch) else torch.contiguous_format  # fmt: skip
+    names = class_names_of(cfg)
+    model = build_model(cfg.model, len(names), cfg.dataset.image_size)
+    state = torch.load(weights_file, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model = model.to(dev, memory_format=layout).eval()
+    cast = autocast(dev, resolve_precision(cfg.trainer.precision, dev))
+    return RestoredRun(cfg, model, dev, layout, cast, names)
+
+
+@torch.no_grad()
+def predictions(run: RestoredRun, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels of a split, batched exactly as the run evaluated it."""
+    batches = getattr(build_loaders(run.cfg, run.device, run.layout), split)
+    logits, labels = [], []
+    for x, y in batches():
+        with run.cast():
+            logits.append(run.model(x).float().cpu())
+        labels.append(y.cpu())
+    return torch.cat(logits), torch.cat(labels)
+
+
+def per_class_table(logits: torch.Tensor, labels: torch.Tensor, names: list[str]) -> pd.DataFrame:
+    predicted = logits.argmax(1)
+    rows = []
+    for c, name in enumerate(names):
+        mine = labels == c
+        support = int(mine.sum())
+        acc = float((predicted[mine] == c).float().mean()) if support else float("nan")
+        rows.append({"class": c, "name": name, "support": support, "accuracy": acc})
+    return pd.DataFrame(rows)
+
+
+def confusion(logits: torch.Tensor, labels: torch.Tensor, n: int) -> np.ndarray:
+    """Counts: row = true class, column = predicted class."""
+    flat = labels.numpy() * n + logits.argmax(1).numpy()
+    return np.bincount(flat, minlength=n * n).reshape(n, n)
+
+
+def clustered_order(counts: np.ndarray) -> list[int]:
+    """Classes ordered so that those confused with each other are neighbours
+    (average-linkage clustering of the symmetrised, row-normalised confusions)."""
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    if len(counts) < 3:
+        return list(range(len(counts)))
+    rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    similarity = (rates + rates.T) / 2
+    np.fill_diagonal(similarity, 0)
+    distance = similarity.max() - similarity
+    np.fill_diagonal(distance, 0)
+    return leaves_list(linkage(squareform(distance, checks=False), "average")).tolist()
+
+
+def plot_confusion(counts: np.ndarray, names: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    order = clustered_order(counts)
+    rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    frame = pd.DataFrame(rates[np.ix_(order, order)], index=[names[i] for i in order],
+                         columns=[names[i] for i in order])  # fmt: skip
+    n = len(names)
+    side = max(6.0, 0.16 * n + 3)
+    fig, ax = plt.subplots(figsize=(side + 1.5, side))
+    bar = {"label": "share of the true class"}
+    sns.heatmap(frame, ax=ax, cmap="Blues", vmin=0, vmax=1, square=True,
+                xticklabels=True, yticklabels=True, cbar_kws=bar)  # fmt: skip
+    ax.tick_params(labelsize=5 if n > 30 else 8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=150, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def evaluate_run(run_dir: Path, split: str = "test", weights: str = "last") -> dict[str, Any]:
+    run = restore(run_dir, weights)
+    logits, labels = predictions(run, split)
+    n = len(labels)
+    top1 = int((logits.argmax(1) == labels).sum()) / n
+    k = min(5, logits.shape[1])
+    top5 = int((logits.topk(k, 1).indices == labels[:, None]).any(1).sum()) / n
+    suffix = "" if (split, weights) == ("test", "last") else f"-{split}-{weights}"
+    table = per_class_table(logits, labels, run.class_names)
+    atomic_write_text(Path(run_dir) / f"per_class{suffix}.csv", table.to_csv(index=False))
+    title = f"{split} split, {weights} weights: top-1 {100 * top1:.1f}% ({n} images)"
+    counts = confusion(logits, labels, len(run.class_names))
+    plot_confusion(counts, run.class_names, Path(run_dir) / f"confusion_matrix{suffix}.png", title)
+    return {"top1": top1, "top5": top5, "images": n, "suffix": suffix}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    parser.add_argument("--split", choices=["test", "val"], default="test")
+    parser.add_argument("--weights", choices=list(WEIGHT_FILES), default="last")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        out = evaluate_run(args.run_dir, args.split, args.weights)
+    except FlowersSweepError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    result_path = args.run_dir / RESULT_FILE
+    key = "test_acc" if args.weights == "last" else "test_acc_best_val"
+    recorded = read_json(result_path).get(key) if result_path.is_file() else None
+    print(f"top1: {out['top1']:.4f}")
+    print(f"top5: {out['top5']:.4f}")
+    if args.split == "test" and recorded is not None:
+        print(f"result.json {key}: {recorded:.4f}")
+    suffix = out["suffix"]
+    print(f"wrote {args.run_dir}/per_class{suffix}.csv and confusion_matrix{suffix}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""`python -m flowers_sweep.predict RUN_DIR IMAGE... [--json] [--weights last|best_val]`.
+
+Labels photos with a finished run's model: the five most likely classes and their
+probabilities for each image, through the run's own preprocessing (decode, resize to its
+image size, greyscale if it trained on greyscale, its normalisation). An image that is
+missing or cannot be decoded is named in one line on stderr; the others are still
+answered, and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flowers_sweep.data.augment import BatchAugment
+from flowers_sweep.data.images import load_resized
+from flowers_sweep.errors import FlowersSweepError, ImageDecodeError
+from flowers_sweep.evaluate import WEIGHT_FILES, RestoredRun, restore
+
+PROG = "flowers_sweep.predict"
+
+
+@torch.no_grad()
+def top5(run: RestoredRun, image: Path) -> list[dict[str, Any]]:
+    d = run.cfg.dataset
+    pixels = torch.from_numpy(load_resized(image, d.image_size).copy())[None]
+    view = BatchAugment(d.mean, d.std, grayscale=run.cfg.augment.grayscale,
+                        memory_format=run.layout).eval_view  # fmt: skip
+    with run.cast():
+        logits = run.model(view(pixels.to(run.device)))
+    probs = logits.float().softmax(1)[0].cpu()
+    best = probs.topk(min(5, len(probs)))
+    return [
+        {"class": int(i), "name": run.class_names[int(i)], "probability": float(p)}
+        for p, i in zip(best.values, best.indices, strict=True)
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    about = __doc__.split("\n\n")[1]
+    parser = argparse.ArgumentParser(prog=f"python -m {PROG}", description=about)
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    parser.add_argument("--weights", choices=list(WEIGHT_FILES), default="last")
+    parser.add_argument("--json", action="store_true", help="one JSON list on stdout")
+    args = parser.parse_args(argv)
+    try:
+        run = restore(args.run_dir, args.weights)
+    except FlowersSweepError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    answers, failed = [], 0
+    for image in args.images:
+        try:
+            answers.append({"image": str(image), "top5": top5(run, image)})
+        except ImageDecodeError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        if not args.json:
+            print(image)
+            for rank, guess in enumerate(answers[-1]["top5"], start=1):
+                print(f"  {rank}. {guess['name']:<32} {100 * guess['probability']:5.1f}%")
+    if args.json:
+        print(json.dumps(answers, indent=2))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Using what a run trained: torchvision's names, starting weights, evaluate, predict."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from flowers_sweep.errors import ConfigError
+from flowers_sweep.evaluate import class_names_of, per_class_table
+from flowers_sweep.models.weights import resolve_weights_file
+
+from .conftest import SHARED_FIXTURES, TINY, make_cfg, result, run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cache_dir):
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    proc = run_cli(*TINY, "trainer.epochs=3", f"hydra.run.dir={run_dir}", cache=cache_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return run_dir
+
+
+def test_a_run_saves_torchvision_resnet18_weights_last_and_best(trained):
+    res = result(trained)
+    theirs = torchvision.models.resnet18(num_classes=res["num_classes"])
+    for name in ("model.pt", "model_best_val.pt"):
+        state = torch.load(trained / name, weights_only=True)
+        assert list(state) == list(theirs.state_dict()), name
+        theirs.load_state_dict(state, strict=True)
+    assert 1 <= res["best_epoch"] <= 3 and 0 <= res["test_acc_best_val"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("weights", "key"), [("last", "test_acc"), ("best_val", "test_acc_best_val")]
+)
+def test_evaluate_reproduces_the_runs_test_accuracy(trained, cache_dir, weights, key):
+    proc = run_cli(str(trained), "--weights", weights, cache=cache_dir,
+                   module="flowers_sweep.evaluate")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    top1 = float(proc.stdout.split("top1: ")[1].split()[0])
+    assert top1 == pytest.approx(result(trained)[key], abs=5e-5)
+    suffix = "" if weights == "last" else "-test-best_val"
+    table = pd.read_csv(trained / f"per_class{suffix}.csv")
+    assert len(table) == result(trained)["num_classes"]
+    assert table["support"].sum() == result(trained)["test_size"]
+    assert (trained / f"confusion_matrix{suffix}.png").is_file()
+
+
+def test_predict_answers_good_images_and_names_bad_ones(trained, tmp_path, cache_dir):
+    good = tmp_path / "flower.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), np.uint8)).save(good)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    missing = tmp_path / "missing.jpg"
+    proc = run_cli(str(trained), str(good), str(bad), str(missing), "--json", cache=cache_dir,
+                   module="flowers_sweep.predict")  # fmt: skip
+    assert proc.returncode == 1
+    (answer,) = json.loads(proc.stdout)
+    assert answer["image"] == str(good) and len(answer["top5"]) == 5
+    probs = [g["probability"] for g in answer["top5"]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+    names = class_names_of(make_cfg())
+    assert all(g["name"] == names[g["class"]] for g in answer["top5"])
+    errors = proc.stderr.strip().splitlines()
+    assert len(errors) == 2 and str(bad) in errors[0] and str(missing) in errors[1]
+
+
+def test_a_torchvision_imagenet_state_dict_starts_a_10_class_run(tmp_path, cache_dir):
+    weights = tmp_path / "resnet18_imagenet_layout.pt"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)  # 1,000 classes
+    run_dir = tmp_path / "run"
+    proc = run_cli(*TINY, f"model.weights={weights}", f"hydra.run.dir={run_dir}",
+                   cache=cache_dir)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = (run_dir / "flowers_sweep.log").read_text()
+    assert "loaded 120 of 122 tensors" in log
+    assert "classifier replaced: the file has 1000 classes, this run 10" in log
+
+
+def test_named_torchvision_weights_offline_say_where_the_file_goes(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(ConfigError) as err:
+        resolve_weights_file("IMAGENET1K_V1", "resnet18")
+    message = str(err.value)
+    assert str(tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in message
+    assert "\n" not in message
+    with pytest.raises(ConfigError, match="no such file"):
+        resolve_weights_file(str(tmp_path / "nope.pt"), "resnet18")
+
+
+def test_flowers102_classes_are_the_official_names():
+    names = class_names_of(make_cfg("dataset=flowers102"))
+    assert len(names) == 102 and names[0] == "pink primrose"
+    if (SHARED_FIXTURES / "class_names.txt").is_file():  # the facts ../shared carries
+        assert names == (SHARED_FIXTURES / "class_names.txt").read_text().splitlines()
+    logits = torch.eye(102)[torch.arange(102)]
+    table = per_class_table(logits, torch.arange(102), names)
+    assert table["name"].tolist() == names and (table["accuracy"] == 1).all()
