@@ -52,6 +52,24 @@ def test_cache_is_reused_from_disk(mini_tree, cache_dir, monkeypatch):
     assert torch.equal(first.test.images, again.test.images)
 
 
+def test_a_changed_split_file_with_the_same_counts_is_not_served_stale(mini_tree, cache_dir):
+    from scipy.io import loadmat, savemat
+
+    cfg = flowers_cfg(mini_tree, "dataset.image_size=16")
+    before = load_splits(cfg.dataset)
+    setid = mini_tree / "flowers-102" / "setid.mat"
+    ids = loadmat(setid, squeeze_me=True)
+    trn, val = ids["trnid"].copy(), ids["valid"].copy()
+    trn[0], val[0] = val[0], trn[0]  # swap one image between two splits: same counts
+    savemat(setid, {"trnid": trn[None, :], "valid": val[None, :], "tstid": ids["tstid"][None, :]})
+    after = load_splits(cfg.dataset)  # the same process (in-memory copy), then from disk
+    official_val = fl.open_split(cfg.dataset, "val")
+    assert torch.equal(after.val.labels, torch.tensor(official_val._labels))
+    assert not torch.equal(after.val.images, before.val.images)
+    fl._MEMORY.clear()
+    assert torch.equal(load_splits(cfg.dataset).val.images, after.val.images)
+
+
 def test_checksums_on_by_default_reject_other_files(mini_tree, cache_dir):
     cfg = flowers_cfg(mini_tree, verify=True)
     with pytest.raises(DatasetNotFoundError, match=r"dataset\.download=true"):

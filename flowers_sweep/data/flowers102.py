@@ -7,6 +7,7 @@ the report's per-image transform pipeline (`pipeline=reference`) for comparison.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -69,6 +70,15 @@ def open_split(cfg: Any, official: str, **kwargs: Any) -> CheckedFlowers102:
         ) from exc
 
 
+def split_files_digest(dataset: CheckedFlowers102) -> str:
+    """A hash of the label and split files' content: a changed split with the same image
+    counts must not be served the images and labels of the old one."""
+    digest = hashlib.sha256()
+    for name in ("imagelabels.mat", "setid.mat"):
+        digest.update((dataset._base_folder / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def decode_all(files: list[Path], size: int, workers: int) -> torch.Tensor:
     """Decode and resize every file once; PIL releases the GIL, so threads scale."""
     out = np.empty((len(files), 3, size, size), dtype=np.uint8)
@@ -91,12 +101,12 @@ def load_split(cfg: Any, role: str, workers: int, cache_dir: Path) -> Split:
     dataset = open_split(cfg, official)
     files = [Path(f) for f in dataset._image_files]
     root = str(Path(cfg.root).expanduser().resolve())
-    key = (cfg.image_size, len(files))
+    key = (cfg.image_size, len(files), split_files_digest(dataset))
     held = _MEMORY.get((root, official))
     if held is not None and held[0] == key:
         return held[1]
     spec = {"version": CACHE_VERSION, "root": root, "split": official, "size": cfg.image_size,
-            "files": len(files)}  # fmt: skip
+            "files": len(files), "split_files": key[2]}  # fmt: skip
 
     def build() -> dict:
         log.info("decoding %d images of split %r at %d px", len(files), official, cfg.image_size)
