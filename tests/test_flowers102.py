@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -155,6 +156,15 @@ def test_flowers102_end_to_end(flowers_tree, tmp_path, cache_dir):
     assert result["status"] == "completed" and result["num_classes"] == 102
     log = (run_dir / "flowers_sweep.log").read_text()
     assert f"trainset size: {sizes[0]}" in log and f"testset size: {sizes[2]}" in log
+    # The run evaluated again: the same accuracy, and a row per flower, by its name.
+    again = run_cli(str(run_dir), cache=cache_dir, module="flowers_sweep.evaluate")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert float(again.stdout.split("top1: ")[1].split()[0]) == pytest.approx(
+        result["test_acc"], abs=5e-5
+    )
+    per_class = pd.read_csv(run_dir / "per_class.csv")
+    assert len(per_class) == 102 and per_class["name"].iloc[0] == "pink primrose"
+    assert per_class["support"].sum() == sizes[2]
 
 
 def scheduled_milestones(cfg):
