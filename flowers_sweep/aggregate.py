@@ -28,6 +28,15 @@ import yaml
 
 from flowers_sweep.errors import FlowersSweepError
 from flowers_sweep.runfolder import RESUME_IGNORED, atomic_write, atomic_write_text, flatten
+from flowers_sweep.search import (
+    Search,
+    plot_search,
+    ranked,
+    read_search,
+    search_markdown,
+    trial_number,
+    trials_table,
+)
 
 log = logging.getLogger(__name__)
 RUN_COLUMNS = [
@@ -503,11 +512,27 @@ class Report:
     markdown: str
     out: Path
     problems: list[str] = field(default_factory=list)  # what keeps the report from whole
+    search: bool = False  # results holds a search's trials, not cases
 
 
 def write_figures(
     curves: pd.DataFrame, runs_df: pd.DataFrame, results: pd.DataFrame, out: Path
 ) -> list[str]:
+    """The three figures of the report, each drawn on its own (see draw_each)."""
+    if curves.empty:
+        log.warning("no completed run has metrics: figures skipped")
+        return []
+    cases, note = shown_cases(results)
+    shown = curves[curves["case"].isin(cases)]
+    figures = (
+        ("loss_curves.png", lambda path: plot_loss_curves(shown, path, note)),
+        ("accuracy.png", lambda path: plot_accuracy(runs_df, path, results, cases, note)),
+        ("lr_schedule.png", lambda path: plot_lr_schedule(shown, path, note)),
+    )
+    return draw_each(figures, out)
+
+
+def draw_each(figures: Sequence[tuple[str, Any]], out: Path) -> list[str]:
     """Each figure on its own: one that cannot be drawn is reported, the others written.
 
     A figure that failed is removed rather than left from an earlier aggregation, where
@@ -518,17 +543,7 @@ def write_figures(
     matplotlib.use("Agg")  # files only; no display needed or wanted
     import matplotlib.pyplot as plt
 
-    if curves.empty:
-        log.warning("no completed run has metrics: figures skipped")
-        return []
     problems = []
-    cases, note = shown_cases(results)
-    shown = curves[curves["case"].isin(cases)]
-    figures = (
-        ("loss_curves.png", lambda path: plot_loss_curves(shown, path, note)),
-        ("accuracy.png", lambda path: plot_accuracy(runs_df, path, results, cases, note)),
-        ("lr_schedule.png", lambda path: plot_lr_schedule(shown, path, note)),
-    )
     for name, draw in figures:
         try:
             draw(out / name)
@@ -558,15 +573,13 @@ def aggregate(roots: Sequence[Path], out: Path | None = None, select: str = "las
     roots = [Path(r) for r in roots]
     out = Path(out) if out is not None else roots[0] / REPORT_DIRNAME
     runs = load_runs(roots)
+    search = read_search(roots[0], _yaml) if len(roots) == 1 else None
+    if search is not None:
+        return aggregate_search(search, runs, out)
     all_runs = runs_table(runs)
     runs_df = selected(all_runs, select)
     skipped = runs_df[runs_df["status"] != "completed"]
-    problems = [f"{r.path}: broken: {r.broken}" for r in runs if r.broken]
-    for r in runs:
-        if r.broken:
-            log.warning("%s: cannot be read (%s), left out of the statistics", r.path, r.broken)
-        elif r.status != "completed":
-            log.warning("%s: status %s, left out of the statistics", r.path, r.status)
+    problems = broken_runs(runs)
     results = results_table(runs_df)
     tests = pairwise_tests(runs_df)
     markdown = results_markdown(results, tests, len(skipped), select)
@@ -578,10 +591,48 @@ def aggregate(roots: Sequence[Path], out: Path | None = None, select: str = "las
     return Report(runs_df, results, tests, markdown, out, problems)
 
 
+def broken_runs(runs: Sequence[Run]) -> list[str]:
+    """The problems of runs that cannot be read, each also logged with the others."""
+    for r in runs:
+        if r.broken:
+            log.warning("%s: cannot be read (%s), left out of the statistics", r.path, r.broken)
+        elif r.status != "completed":
+            log.warning("%s: status %s, left out of the statistics", r.path, r.status)
+    return [f"{r.path}: broken: {r.broken}" for r in runs if r.broken]
+
+
+def aggregate_search(search: Search, runs: Sequence[Run], out: Path) -> Report:
+    """A search's report: trials.csv, results.md naming the best trial, search.png, and
+    the loss curves and schedules of its best trials (see flowers_sweep.search)."""
+    all_runs = runs_table(runs)
+    all_runs["case"] = [f"trial {trial_number(r.path)}" for r in runs]
+    problems = broken_runs(runs)
+    trials = trials_table(search, runs, _fmt)
+    markdown = search_markdown(search, trials)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "runs.csv", all_runs.to_csv(index=False))
+    atomic_write_text(out / "trials.csv", trials.to_csv(index=False))
+    atomic_write_text(out / "results.md", markdown)
+    best = [f"trial {n}" for n in ranked(search, trials)["trial"].head(FIGURE_CASES)]
+    curves = curves_table(runs, all_runs)
+    shown = curves[curves["case"].isin(best)]
+    note = f"the {len(best)} best trials by {search.metric}"
+    figures = (
+        ("search.png", lambda path: plot_search(search, trials, path, _save)),
+        ("loss_curves.png", lambda path: plot_loss_curves(shown, path, note)),
+        ("lr_schedule.png", lambda path: plot_lr_schedule(shown, path, note)),
+    )
+    if not best:
+        log.warning("no trial has completed: figures skipped")
+        figures = ()
+    problems += draw_each(figures, out)
+    return Report(all_runs, trials, pd.DataFrame(), markdown, out, problems, search=True)
+
+
 def console_text(report: Report, limit: int = 30) -> str:
-    """What a terminal shows: the whole results.md for a small sweep, the best cases of a
-    large one (results.md and results.csv hold every case)."""
-    if len(report.results) <= limit:
+    """What a terminal shows: the whole results.md for a small sweep or a search, the best
+    cases of a large sweep (results.md and results.csv hold every case)."""
+    if report.search or len(report.results) <= limit:
         return report.markdown
     best = report.results.sort_values("test_acc_mean", ascending=False, kind="stable").head(10)
     lines = [f"{len(report.results)} cases; the 10 best by mean test accuracy "
@@ -608,7 +659,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"flowers_sweep.aggregate: error: {exc}", file=sys.stderr)
         return 2
     print(console_text(report))
-    print(f"wrote {report.out}/: runs.csv, results.csv, results.md and figures")
+    tables = "trials.csv" if report.search else "results.csv"
+    print(f"wrote {report.out}/: runs.csv, {tables}, results.md and figures")
     for problem in report.problems:
         print(f"flowers_sweep.aggregate: incomplete: {problem}", file=sys.stderr)
     return 1 if report.problems else 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import sys
 import threading
@@ -125,17 +126,18 @@ def terminate_gracefully() -> Iterator[None]:
 
 def execute(cfg: DictConfig, run_dir: Path) -> float:
     """Skip, resume or start the run in run_dir; exceptions are the caller's to record."""
+    validate(cfg)  # before the skip too: a sweeper needs the metric it asked for
+    metric = cfg.optimized_metric
     done = completed_result(run_dir)
     if done is not None:
         log.info("%s already holds a completed run of these settings: skipped", run_dir)
-        return float(done["test_acc"])
-    validate(cfg)
+        return float(done.get(metric, math.nan))
     threads = thread_count(cfg.trainer.threads, HydraConfig.get().launcher)
     if threads:
         torch.set_num_threads(threads)
     choices = HydraConfig.get().runtime.choices
     with terminate_gracefully():
-        return run(cfg, run_dir, choices.get("case"), choices.get("model"))["test_acc"]
+        return float(run(cfg, run_dir, choices.get("case"), choices.get("model"))[metric])
 
 
 def stop(message: str, code: int) -> None:
@@ -185,14 +187,18 @@ def claim_and_execute(cfg: DictConfig, run_dir: Path, multirun: bool) -> float |
         return failed(cfg, run_dir, exc, multirun)
 
 
-def failed(cfg: DictConfig, run_dir: Path, exc: Exception, multirun: bool) -> None:
-    """Record the failure; in a sweep let the others go on, alone exit (2 for our errors)."""
+def failed(cfg: DictConfig, run_dir: Path, exc: Exception, multirun: bool) -> float:
+    """Record the failure; in a sweep let the others go on, alone exit (2 for our errors).
+
+    In a sweep the run returns NaN, which a search records as a failed trial and goes on
+    (None is kept for a run left to another process: its trial is not over).
+    """
     status = "diverged" if isinstance(exc, DivergedError) else "failed"
     record_failure(run_dir, cfg, status, exc)
     log.error("run %s: %s: %s", status, type(exc).__name__, exc)
     if multirun:
         print(f"flowers_sweep: {run_dir}: {status}: {exc}", file=sys.stderr)
-        return None  # the sweep goes on; its end reports every failure
+        return math.nan  # the sweep goes on; its end reports every failure
     if isinstance(exc, FlowersSweepError):
         stop(str(exc), 2)
     raise exc

@@ -16,12 +16,15 @@ from omegaconf import DictConfig
 from flowers_sweep.data import DATASETS, PIPELINES, ROLES
 from flowers_sweep.data.synthetic import MAX_CLASSES
 from flowers_sweep.errors import ConfigError
+from flowers_sweep.loggers import LOGGERS
 from flowers_sweep.models import ARCHS, model_label
 from flowers_sweep.models.activations import ACTIVATIONS
 from flowers_sweep.models.resnet import BLOCKS
 from flowers_sweep.models.weights import resolve_weights_file
 from flowers_sweep.optim import OPTIMIZERS, SCHEDULERS
 
+# What a run can return to a sweeper: the numbers its result.json records.
+OPTIMIZABLE = ("best_val_acc", "test_acc_best_val", "test_acc", "test_loss")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -196,3 +199,9 @@ def validate(cfg: DictConfig) -> None:
     validate_optim(cfg.optimizer, cfg.scheduler)
     validate_data(cfg.dataset, cfg.augment)
     _check("seed", cfg.seed, _is_int, "must be an integer")
+    if cfg.get("logger") is not None:
+        _choice(cfg.logger, "logger.name", LOGGERS)
+    _check(
+        "optimized_metric", cfg.get("optimized_metric"), lambda v: v in OPTIMIZABLE,
+        f"allowed values are {', '.join(OPTIMIZABLE)} (what a completed run records)",
+    )  # fmt: skip

@@ -37,6 +37,7 @@ RUN_FILES = (
 RESUME_IGNORED = (
     "aggregate", "resume", "trainer.num_workers", "trainer.threads", "trainer.device",
     "trainer.keep_checkpoint", "trainer.compile", "dataset.cache_dir", "dataset.download",
+    "logger.name", "optimized_metric",
 )  # fmt: skip
 METRIC_COLUMNS = (
     "epoch",

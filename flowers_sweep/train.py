@@ -34,6 +34,7 @@ from flowers_sweep.hardware import (
     resolve_device,
     resolve_precision,
 )
+from flowers_sweep.loggers import build_logger
 from flowers_sweep.models import build_model, count_parameters, model_label
 from flowers_sweep.models.weights import load_weights
 from flowers_sweep.optim import build_optimizer, build_scheduler
@@ -41,13 +42,25 @@ from flowers_sweep.runfolder import (
     BEST_WEIGHTS_FILE,
     METRICS_FILE,
     RESULT_FILE,
+    RESUME_IGNORED,
     WEIGHTS_FILE,
+    flatten,
     save_torch,
     write_json,
     write_metrics,
 )
 
 log = logging.getLogger(__name__)
+FINAL_METRICS = ("test_acc", "test_loss", "best_val_acc", "test_acc_best_val")
+
+
+def logged_settings(cfg: Any) -> dict[str, Any]:
+    """The settings that make the experiment (a relaunch may change the others)."""
+    from omegaconf import OmegaConf
+
+    tree = OmegaConf.to_container(cfg, resolve=True)
+    return {k: v for k, v in flatten(tree).items()
+            if k not in RESUME_IGNORED and not k.startswith("logger.")}  # fmt: skip
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -204,72 +217,79 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
         progress = load_checkpoint(ckpt, model, optimizer, scheduler, gen, device)
         write_metrics(run_dir / METRICS_FILE, progress.rows)  # drop rows past the checkpoint
         log.info("resumed from %s after epoch %d", ckpt, progress.epoch)
-    for epoch in range(progress.epoch + 1, t.epochs + 1):
-        t0 = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        desc = f"epoch {epoch}/{t.epochs}"
-        train_loss, train_acc = train_epoch(
-            step_model, optimizer, data.train, gen, device, desc, cast
-        )
-        if not math.isfinite(train_loss):
-            raise DivergedError(f"training loss became {train_loss} in {desc}")
-        val_loss, val_acc = evaluate(step_model, data.val, device, cast)
-        scheduler.step()
-        row = dict(
-            epoch=epoch,
-            train_loss=train_loss,
-            train_acc=train_acc,
-            val_loss=val_loss,
-            val_acc=val_acc,
-            lr=lr,
-            epoch_s=round(time.perf_counter() - t0, 3),
-        )
-        progress.rows.append(row)
-        progress.epoch = epoch
-        if progress.best_epoch == 0 or val_acc > progress.best_val_acc:
-            progress.best_val_acc, progress.best_epoch = val_acc, epoch
-            save_torch(run_dir / BEST_WEIGHTS_FILE, model.state_dict())  # before the checkpoint
-        progress.elapsed_s += time.perf_counter() - t0
-        save_checkpoint(ckpt, model, optimizer, scheduler, gen, progress, device)
-        write_metrics(run_dir / METRICS_FILE, progress.rows)
-        log.info(
-            "epoch %d/%d  train loss %.4f acc %.3f  val loss %.4f acc %.3f  lr %.2g  %.1fs",
-            epoch, t.epochs, train_loss, train_acc, val_loss, val_acc, lr, row["epoch_s"],
-        )  # fmt: skip
+    logger = build_logger(cfg.get("logger"), run_dir, progress.epoch)
+    try:
+        for epoch in range(progress.epoch + 1, t.epochs + 1):
+            t0 = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]
+            desc = f"epoch {epoch}/{t.epochs}"
+            train_loss, train_acc = train_epoch(
+                step_model, optimizer, data.train, gen, device, desc, cast
+            )
+            if not math.isfinite(train_loss):
+                raise DivergedError(f"training loss became {train_loss} in {desc}")
+            val_loss, val_acc = evaluate(step_model, data.val, device, cast)
+            scheduler.step()
+            row = dict(
+                epoch=epoch,
+                train_loss=train_loss,
+                train_acc=train_acc,
+                val_loss=val_loss,
+                val_acc=val_acc,
+                lr=lr,
+                epoch_s=round(time.perf_counter() - t0, 3),
+            )
+            progress.rows.append(row)
+            progress.epoch = epoch
+            if progress.best_epoch == 0 or val_acc > progress.best_val_acc:
+                progress.best_val_acc, progress.best_epoch = val_acc, epoch
+                # before the checkpoint, which must never name weights not yet written
+                save_torch(run_dir / BEST_WEIGHTS_FILE, model.state_dict())
+            progress.elapsed_s += time.perf_counter() - t0
+            logger.log_epoch(row)  # before the checkpoint: a resume purges from there on
+            save_checkpoint(ckpt, model, optimizer, scheduler, gen, progress, device)
+            write_metrics(run_dir / METRICS_FILE, progress.rows)
+            log.info(
+                "epoch %d/%d  train loss %.4f acc %.3f  val loss %.4f acc %.3f  lr %.2g  %.1fs",
+                epoch, t.epochs, train_loss, train_acc, val_loss, val_acc, lr, row["epoch_s"],
+            )  # fmt: skip
 
-    test_loss, test_acc = evaluate(step_model, data.test, device, cast)
-    log.info("test loss %.4f acc %.3f", test_loss, test_acc)
-    save_torch(run_dir / WEIGHTS_FILE, model.state_dict())
-    test_acc_best_val = test_acc
-    if progress.best_epoch != t.epochs:  # the best validation epoch was an earlier one
-        best = torch.load(run_dir / BEST_WEIGHTS_FILE, map_location="cpu", weights_only=True)
-        model.load_state_dict(best)
-        test_acc_best_val = evaluate(step_model, data.test, device, cast)[1]
-        log.info("test acc %.3f with the weights of epoch %d (best validation accuracy)",
-                 test_acc_best_val, progress.best_epoch)  # fmt: skip
-    sizes = data.sizes()
-    result = {
-        "status": "completed",
-        "case": case,
-        "model": model_name,
-        "activation": cfg.model.activation,
-        "epochs": t.epochs,
-        "seed": cfg.seed,
-        "test_acc": test_acc,
-        "test_loss": test_loss,
-        "best_val_acc": progress.best_val_acc,
-        "best_epoch": progress.best_epoch,
-        "test_acc_best_val": test_acc_best_val,
-        "params": params,
-        "num_classes": data.num_classes,
-        "train_size": sizes["train"],
-        "val_size": sizes["val"],
-        "test_size": sizes["test"],
-        "wall_s": round(time.perf_counter() - started, 3),
-        "device": str(device),
-        "precision": "bf16" if dtype is torch.bfloat16 else "32",
-    }
-    write_json(run_dir / RESULT_FILE, result)
-    if not t.keep_checkpoint:
-        ckpt.unlink(missing_ok=True)  # model.pt holds the weights; this was for resuming
-    return result
+        test_loss, test_acc = evaluate(step_model, data.test, device, cast)
+        log.info("test loss %.4f acc %.3f", test_loss, test_acc)
+        save_torch(run_dir / WEIGHTS_FILE, model.state_dict())
+        test_acc_best_val = test_acc
+        if progress.best_epoch != t.epochs:  # the best validation epoch was an earlier one
+            best = torch.load(run_dir / BEST_WEIGHTS_FILE, map_location="cpu", weights_only=True)
+            model.load_state_dict(best)
+            test_acc_best_val = evaluate(step_model, data.test, device, cast)[1]
+            log.info("test acc %.3f with the weights of epoch %d (best validation accuracy)",
+                     test_acc_best_val, progress.best_epoch)  # fmt: skip
+        sizes = data.sizes()
+        result = {
+            "status": "completed",
+            "case": case,
+            "model": model_name,
+            "activation": cfg.model.activation,
+            "epochs": t.epochs,
+            "seed": cfg.seed,
+            "test_acc": test_acc,
+            "test_loss": test_loss,
+            "best_val_acc": progress.best_val_acc,
+            "best_epoch": progress.best_epoch,
+            "test_acc_best_val": test_acc_best_val,
+            "params": params,
+            "num_classes": data.num_classes,
+            "train_size": sizes["train"],
+            "val_size": sizes["val"],
+            "test_size": sizes["test"],
+            "wall_s": round(time.perf_counter() - started, 3),
+            "device": str(device),
+            "precision": "bf16" if dtype is torch.bfloat16 else "32",
+        }
+        logger.log_final(logged_settings(cfg), {k: result[k] for k in FINAL_METRICS})
+        write_json(run_dir / RESULT_FILE, result)
+        if not t.keep_checkpoint:
+            ckpt.unlink(missing_ok=True)  # model.pt holds the weights; this was for resuming
+        return result
+    finally:
+        logger.close()

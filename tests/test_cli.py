@@ -2,9 +2,15 @@
 
 import csv
 import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from flowers_sweep.runfolder import METRIC_COLUMNS
 
@@ -68,6 +74,41 @@ def test_activation_sweep_with_epochs_and_size_overrides(tmp_path, cache_dir):
         assert [int(r["epoch"]) for r in rows] == [1, 2]
         # [0.4, 0.7] of 2 epochs: both decays after epoch 1
         assert [float(r["lr"]) for r in rows] == pytest.approx([0.001, 0.001 * 0.2**2])
+        # TensorBoard (the default logger): the same curve, one point per epoch
+        events = EventAccumulator(str(job))
+        events.Reload()
+        val = [(e.step, e.value) for e in events.Scalars("val_acc")]
+        assert val == [(int(r["epoch"]), pytest.approx(float(r["val_acc"]))) for r in rows]
+        assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+    assert tensorboard_runs(sweep) == ["0", "1", "2"]
+
+
+def tensorboard_runs(logdir, timeout=90):
+    """Start `tensorboard --logdir` on a free localhost port, ask its HTTP API which runs
+    it lists, stop it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host",
+         "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout
+        runs = []
+        while time.monotonic() < deadline and len(runs) < 3:
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=5) as r:
+                    runs = json.loads(r.read())
+            except OSError:
+                pass  # not listening yet
+            time.sleep(0.5)
+        return sorted(runs)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 @pytest.mark.parametrize(

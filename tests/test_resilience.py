@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from .conftest import ROOT, SLOW, TINY, metrics, result, run_cli
 
@@ -61,6 +62,11 @@ def test_kill9_then_rerun_matches_uninterrupted(tmp_path, cache_dir, reference):
     assert metrics(run_dir) == metrics(reference)
     assert result(run_dir)["test_acc"] == result(reference)["test_acc"]
     assert result(run_dir)["test_loss"] == result(reference)["test_loss"]
+    events = EventAccumulator(str(run_dir))  # both processes' event files, read together
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("val_acc")] == [
+        (int(r["epoch"]), pytest.approx(float(r["val_acc"]))) for r in metrics(reference)
+    ]  # every epoch once, the resumed run's value where both logged one
     assert not (run_dir / "checkpoint.pt").exists()  # removed once the run completed
 
 

@@ -1,0 +1,93 @@
+"""Where a run reports as it trains, besides its metrics.csv: TensorBoard, or nowhere.
+
+Each run writes its event files into its own run folder, so `tensorboard --logdir
+SWEEP_DIR` lists a sweep's runs side by side (named by their job folder) while they
+train, and its HParams tab compares their settings and final metrics.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from omegaconf import DictConfig
+
+from flowers_sweep.errors import ConfigError
+
+LOGGERS = ("tensorboard", "none")
+FINAL_PREFIX = "final/"  # final metrics' tags, apart from the per-epoch curves
+
+
+class RunLogger(Protocol):
+    def log_epoch(self, row: dict[str, float]) -> None: ...
+    def log_final(self, settings: dict[str, Any], metrics: dict[str, float]) -> None: ...
+    def close(self) -> None: ...
+
+
+class NoLogger:
+    def log_epoch(self, row: dict[str, float]) -> None:
+        pass
+
+    def log_final(self, settings: dict[str, Any], metrics: dict[str, float]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def hparam_value(value: Any) -> bool | int | float | str:
+    """TensorBoard's HParams take numbers, booleans and strings; lists are shown as text."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return "null" if value is None else str(value)
+
+
+class TensorBoardLogger:
+    """Event files in the run folder, one point per epoch for every metrics.csv column.
+
+    A resumed run must not show an epoch twice: the writer starts with a purge at the
+    first epoch it will train, which tells TensorBoard to drop every point from that
+    step on written by the process that stopped (its last epoch may have been logged
+    but not checkpointed). Each epoch is flushed as it ends, so a killed run loses no
+    more than the epoch in progress; a half-written last record is skipped on reading.
+    """
+
+    def __init__(self, run_dir: Path, resumed_after: int) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=resumed_after + 1)
+        self.last_epoch = resumed_after
+
+    def log_epoch(self, row: dict[str, float]) -> None:
+        epoch = int(row["epoch"])
+        for key, value in row.items():
+            if key != "epoch":
+                self.writer.add_scalar(key, value, epoch)
+        self.writer.flush()
+        self.last_epoch = epoch
+
+    def log_final(self, settings: dict[str, Any], metrics: dict[str, float]) -> None:
+        """What `SummaryWriter.add_hparams` writes, into this writer's own folder: the
+        library's method would open a second run in a subfolder, and the sweep view
+        would list every run twice."""
+        from torch.utils.tensorboard.summary import hparams
+
+        tagged = {FINAL_PREFIX + k: v for k, v in metrics.items()}
+        clean = {k: hparam_value(v) for k, v in settings.items()}
+        for summary in hparams(clean, tagged):
+            self.writer.file_writer.add_summary(summary)
+        for tag, value in tagged.items():
+            self.writer.add_scalar(tag, value, self.last_epoch)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def build_logger(cfg: DictConfig | None, run_dir: Path, resumed_after: int) -> RunLogger:
+    name = "none" if cfg is None else cfg.get("name")
+    if name == "tensorboard":
+        return TensorBoardLogger(run_dir, resumed_after)
+    if name == "none":
+        return NoLogger()
+    raise ConfigError(f"logger.name={name!r} is invalid: allowed values are {', '.join(LOGGERS)}")

@@ -1,0 +1,144 @@
+"""A hyperparameter search's report: its trials, the best one, and how the search went.
+
+A search (`hparams_search=optuna`) is a sweep whose runs differ in sampled values, so
+grouping runs into cases and comparing them pairwise means nothing there. Its report
+lists trials instead. Like the rest of the aggregator it reads only the sweep folder
+(Hydra's multirun.yaml says which settings were searched, each trial's folder its
+values and result), so it works on folders copied from a cluster, without Optuna.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SEARCH_TARGETS = ("optuna", "studysweeper")  # sweepers (_target_, lower case) that search
+SHOWN_TRIALS = 20  # rows of results.md; trials.csv has them all
+
+
+@dataclass
+class Search:
+    params: dict[str, str]  # searched setting -> its search space, as configured
+    metric: str  # what each trial returned: a key of its result.json
+    maximize: bool
+
+
+def read_search(root: Path, load_yaml: Any) -> Search | None:
+    """The search that made this sweep folder, or None for a plain sweep."""
+    path = Path(root) / "multirun.yaml"
+    if not path.is_file():
+        return None
+    tree = load_yaml(path) or {}
+    sweeper = (tree.get("hydra") or {}).get("sweeper") or {}
+    target = str(sweeper.get("_target_", "")).lower()
+    if not any(name in target for name in SEARCH_TARGETS):
+        return None
+    direction = str(sweeper.get("direction", "maximize")).lower()
+    params = {str(k): str(v) for k, v in (sweeper.get("params") or {}).items()}
+    metric = str(tree.get("optimized_metric") or "best_val_acc")
+    return Search(params, metric, maximize="min" not in direction)
+
+
+def trial_number(run_dir: Path) -> int | None:
+    return int(run_dir.name) if run_dir.name.isdigit() else None
+
+
+def trials_table(search: Search, runs: Sequence[Any], fmt: Any) -> pd.DataFrame:
+    """One row per trial: its number, status, value, searched values, test accuracy."""
+    rows = []
+    for run in runs:
+        result = run.result or {}
+        value = result.get(search.metric) if run.status == "completed" else None
+        row = {"trial": trial_number(run.path), "status": run.status,
+               "value": float(value) if isinstance(value, (int, float)) else math.nan}  # fmt: skip
+        for name in search.params:
+            v = run.config.get(name)
+            row[name] = fmt(v) if isinstance(v, list) else v
+        row.update(test_acc=result.get("test_acc"), best_epoch=result.get("best_epoch"),
+                   run_dir=str(run.path))  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("trial", kind="stable", ignore_index=True)
+
+
+def ranked(search: Search, trials: pd.DataFrame) -> pd.DataFrame:
+    """Completed trials, best first."""
+    done = trials[trials["value"].notna()]
+    return done.sort_values("value", ascending=not search.maximize, kind="stable")
+
+
+def search_markdown(search: Search, trials: pd.DataFrame) -> str:
+    best = ranked(search, trials)
+    counts = trials["status"].value_counts()
+    summary = ", ".join(f"{n} {status}" for status, n in counts.items())
+    goal = "maximising" if search.maximize else "minimising"
+    lines = ["# Search results", "",
+             f"{len(trials)} trials ({summary}), {goal} {search.metric}.", ""]  # fmt: skip
+    if best.empty:
+        return "\n".join([*lines, "No trial has completed yet.", ""])
+    top = best.iloc[0]
+    values = ", ".join(f"{name}={top[name]}" for name in search.params)
+    lines += [
+        f"**Best trial: {int(top['trial'])}**, {search.metric} {top['value']:.4g}, "
+        f"test accuracy {100 * float(top['test_acc']):.1f}% (last epoch's weights), "
+        f"with {values} ({top['run_dir']}).", "",
+        "Test accuracy is shown, not searched on: the search saw only "
+        f"{search.metric}.", "",
+    ]  # fmt: skip
+    names = list(search.params)
+    lines += ["| trial | " + " | ".join([search.metric, *names, "test acc"]) + " |",
+              "|---" * (len(names) + 3) + "|"]  # fmt: skip
+    for r in best.head(SHOWN_TRIALS).to_dict("records"):
+        cells = [str(int(r["trial"])), f"{r['value']:.4g}", *(_cell(r[n]) for n in names),
+                 f"{100 * float(r['test_acc']):.1f}%"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    if len(best) > SHOWN_TRIALS:
+        lines.append(f"\nThe {SHOWN_TRIALS} best of {len(best)} completed trials; trials.csv "
+                     "has every trial.")  # fmt: skip
+    return "\n".join([*lines, ""])
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def plot_search(search: Search, trials: pd.DataFrame, path: Path, save: Any) -> None:
+    """Left, the best value so far against the trial number; then each searched setting
+    against the value, on a log axis where the search space was."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
+
+    logging.getLogger("matplotlib.category").setLevel(logging.WARNING)  # "[0.6]" is a label
+    done = trials[trials["value"].notna()].sort_values("trial")
+    names = list(search.params)
+    fig, axes = plt.subplots(1, 1 + len(names), figsize=(4.2 * (1 + len(names)), 3.8),
+                             squeeze=False)  # fmt: skip
+    ax = axes[0][0]
+    best = done["value"].cummax() if search.maximize else done["value"].cummin()
+    ax.plot(done["trial"], best, drawstyle="steps-post", color="#08306b", label="best so far")
+    ax.scatter(done["trial"], done["value"], color="#9ecae1", label="trial", zorder=3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial")
+    ax.set_ylabel(search.metric)
+    ax.set_title("Search progress")
+    ax.legend(loc="best")
+    for ax, name in zip(axes[0][1:], names, strict=True):
+        numeric = pd.to_numeric(done[name], errors="coerce")
+        if numeric.notna().all() and "interval" in search.params[name]:
+            ax.scatter(numeric, done["value"], color="#08306b")
+            if "log" in search.params[name]:
+                ax.set_xscale("log")
+        else:
+            sns.stripplot(x=done[name].astype(str), y=done["value"], ax=ax, color="#08306b")
+        ax.set_xlabel(name)
+        ax.set_ylabel(search.metric)
+        ax.set_title(name)
+    fig.tight_layout()
+    save(fig, path)
+    plt.close(fig)
