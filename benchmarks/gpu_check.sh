@@ -9,7 +9,9 @@
 #    a checkpoint round trip on CUDA, the NaN watch, bf16 choice, rotation on the GPU;
 # 2. benchmarks/train_step.py on CUDA (ours against a bare loop, 224 px);
 # 3. benchmarks/report_sweep.py (the report's four cases timed, extrapolated);
-# 4. benchmarks/resume_check.py: a report-scale run (Flowers102 layout at 224 px from
+# 4. benchmarks/data_pipeline.py with ours on the device (img/s of the augmentation
+#    beside the training step's), and benchmarks/augment_fidelity.py's device path;
+# 5. benchmarks/resume_check.py: a report-scale run (Flowers102 layout at 224 px from
 #    generated images, 2 epochs) killed after epoch 1 and resumed, against its twin.
 #
 # Ends with one summary line per figure. DEVICE=cpu QUICK=1 walks the same steps on a
@@ -22,9 +24,9 @@ DEVICE="${DEVICE:-cuda}"
 OUT="${OUT_DIR:-$(mktemp -d -t gpu_check-XXXX)}"
 mkdir -p "$OUT"
 if [[ -n "${QUICK:-}" ]]; then
-  SIZE=32 PER_SPLIT=200 STEP_BATCHES=2 SWEEP_BATCHES=1
+  SIZE=32 PER_SPLIT=200 STEP_BATCHES=2 SWEEP_BATCHES=1 PIPE_N=32
 else
-  SIZE=224 PER_SPLIT=1024 STEP_BATCHES=30 SWEEP_BATCHES=20
+  SIZE=224 PER_SPLIT=1024 STEP_BATCHES=30 SWEEP_BATCHES=20 PIPE_N=256
 fi
 summary=()
 failed=0
@@ -54,6 +56,15 @@ if step train_step 90 "$PY" benchmarks/train_step.py --device "$DEVICE" \
     --image-size "$SIZE" --batch-size 64 --batches "$STEP_BATCHES"; then
   ours=$(grep -E ': ours ' "$OUT/train_step.log" | tail -1)
   summary+=("train_step $SIZE px batch 64: ${ours#*: } $(grep '^ratio:' "$OUT/train_step.log")")
+fi
+if step data_pipeline 120 "$PY" benchmarks/data_pipeline.py --root "$OUT/pipeline" \
+    --generate "$PIPE_N" --limit "$PIPE_N" --size "$SIZE" --device "$DEVICE"; then
+  summary+=("data_pipeline: $(grep '^ours' "$OUT/data_pipeline.log") $(grep '^ratio:' \
+    "$OUT/data_pipeline.log")")
+fi
+if step augment_fidelity 90 "$PY" benchmarks/augment_fidelity.py --root "$OUT/pipeline" \
+    --limit 40 --device "$DEVICE"; then
+  summary+=("augment_fidelity: $(grep '^device path' "$OUT/augment_fidelity.log")")
 fi
 if step report_sweep 90 "$PY" benchmarks/report_sweep.py --batches "$SWEEP_BATCHES" \
     "trainer.device=$DEVICE" "dataset.image_size=$SIZE"; then

@@ -29,7 +29,7 @@ PROG = "flowers_sweep.predict"
 @torch.no_grad()
 def top5(run: RestoredRun, image: Path) -> list[dict[str, Any]]:
     d = run.cfg.dataset
-    pixels = torch.from_numpy(load_resized(image, d.image_size).copy())[None]
+    pixels = torch.from_numpy(load_resized(image, d.image_size)[0].copy())[None]
     view = BatchAugment(d.mean, d.std, grayscale=run.cfg.augment.grayscale,
                         memory_format=run.layout).eval_view  # fmt: skip
     with run.cast():

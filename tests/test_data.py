@@ -108,6 +108,41 @@ def test_grayscale_matches_pil_and_applies_to_eval():
     assert torch.allclose(out[:, 0], out[:, 1])
 
 
+def test_batches_carry_each_shuffled_image_its_own_size():
+    """The augmentation needs the original size of exactly the images in the batch."""
+    from flowers_sweep.data.loaders import TensorBatches
+    from flowers_sweep.data.splits import Split
+
+    n = 10
+    images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 3, 4, 4).clone()
+    sizes = torch.stack([torch.arange(n) + 100, torch.arange(n) + 200], 1)
+    seen = []
+
+    def prepare(batch, gen, batch_sizes):
+        seen.append((batch[:, 0, 0, 0].long(), batch_sizes))
+        return batch
+
+    batches = TensorBatches(Split(images, torch.arange(n), sizes), 4, torch.device("cpu"), prepare)
+    list(batches(torch.Generator().manual_seed(0)))
+    ids = torch.cat([i for i, _ in seen])
+    assert not torch.equal(ids, torch.arange(n))  # shuffled
+    assert torch.equal(torch.cat([s for _, s in seen]), sizes[ids])
+
+
+def test_squashed_images_are_augmented_with_the_report_order_and_seed():
+    """With sizes (a squashed cache): greyscale first, then one seeded warp, as float."""
+    batch = torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(0))  # fmt: skip
+    sizes = torch.tensor([[667, 500], [500, 667], [640, 480], [320, 320]])
+    aug = BatchAugment([0.5] * 3, [0.25] * 3, vflip_p=0.5, rotation=10, grayscale=True)
+    a = aug.train_view(batch, torch.Generator().manual_seed(1), sizes)
+    b = aug.train_view(batch, torch.Generator().manual_seed(1), sizes)
+    assert torch.equal(a, b) and a.dtype == torch.float32
+    assert torch.equal(a[:, 0], a[:, 2])  # greyscale before the warp: channels stay equal
+    plain = BatchAugment([0.5] * 3, [0.25] * 3, vflip_p=0.5, rotation=10, grayscale=True)
+    assert not torch.equal(a, plain.train_view(batch, torch.Generator().manual_seed(1)))
+
+
 def test_cpu_planes_path_matches_device_gather_path():
     """Same seed, same draws: PIL per plane (CPU) and the gather (GPU) agree."""
     batch = torch.randint(0, 255, (6, 3, 40, 32), dtype=torch.uint8)

@@ -114,8 +114,9 @@ def test_decode_error_wraps_pil(tmp_path):
 def test_greyscale_and_cmyk_become_rgb(tmp_path, mode):
     path = tmp_path / f"{mode}.jpg"
     Image.new(mode, (50, 40), 128 if mode == "L" else (0, 100, 200, 0)).save(path)
-    out = load_resized(path, 16)
+    out, size = load_resized(path, 16)
     assert out.shape == (3, 16, 16) and out.dtype == np.uint8
+    assert size == (50, 40)  # the photo's own width and height, for the augmentation
 
 
 @pytest.mark.parametrize("train", [False, True])
@@ -135,6 +136,8 @@ def test_cached_and_reference_pipelines_agree(tmp_path, cache_dir, train):
         x, _ = next(iter(part(torch.Generator().manual_seed(0) if train else None)))
         stats[pipeline] = x
         assert x.shape == (40, 3, 64, 64) and x.dtype == torch.float32
+    cached = load_splits(flowers_cfg(tmp_path, "dataset.image_size=64").dataset)
+    assert cached.train.sizes.tolist() == [[300, 250]] * 40  # kept with the cache
     ours, ref = stats["cached"], stats["reference"]
     assert ours.mean((0, 2, 3)) == pytest.approx(ref.mean((0, 2, 3)), abs=0.05)
     assert ours.std((0, 2, 3)) == pytest.approx(ref.std((0, 2, 3)), rel=0.05)

@@ -26,9 +26,11 @@ def cuda():
     return torch.device("cuda")
 
 
-def device_split(device, n=160, size=32):
+def device_split(device, n=160, size=32, squashed=False):
+    """squashed: as a Flowers102 cache, with each image's original size (on the host)."""
     images, labels = generate_split(n, 4, size, seed=0, split="train")
-    return Split(torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device))
+    sizes = torch.tensor([[667, 500], [500, 667]]).repeat(n // 2, 1) if squashed else None
+    return Split(torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device), sizes)
 
 
 def model_and_optimizer(device):
@@ -37,12 +39,14 @@ def model_and_optimizer(device):
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
 
-def test_a_training_pass_makes_no_host_sync(cuda):
-    """The real path: shuffle, index, flip, rotate, normalise, forward, backward, step,
-    NaN watch, loss and accuracy sums. Any blocking copy or read raises here."""
+@pytest.mark.parametrize("squashed", [False, True], ids=["synthetic", "flowers102-cache"])
+def test_a_training_pass_makes_no_host_sync(cuda, squashed):
+    """The real path: shuffle, index, flip, rotate (the squash-conjugated warp for a
+    Flowers102 cache), normalise, forward, backward, step, NaN watch, loss and accuracy
+    sums. Any blocking copy or read raises here."""
     seed_everything(0, deterministic=True)
     aug = BatchAugment(MEAN, STD, 0.5, 10, memory_format=torch.channels_last)
-    batches = TensorBatches(device_split(cuda), 32, cuda, aug.train_view)
+    batches = TensorBatches(device_split(cuda, squashed=squashed), 32, cuda, aug.train_view)
     model, optimizer = model_and_optimizer(cuda)
     cast = autocast(cuda, resolve_precision("auto", cuda))
     gen = torch.Generator().manual_seed(0)
@@ -97,3 +101,13 @@ def test_rotation_on_the_gpu_matches_the_cpu(cuda):
     on_gpu = rotate_by(batch.to(cuda), angles).cpu()
     agree = (on_gpu == rotate_by(batch, angles)).float().mean().item()
     assert agree > 0.99  # rounding ties of cos/sin may differ in the last bit
+
+
+def test_the_squash_conjugated_warp_on_the_gpu_matches_the_cpu(cuda):
+    from flowers_sweep.data.augment import apply_geometry
+
+    batch = torch.randint(0, 255, (8, 3, 64, 64), dtype=torch.uint8)
+    flips, angles = torch.arange(8) % 2 == 0, torch.linspace(-10, 10, 8)
+    sizes = torch.tensor([[667, 500], [500, 667]]).repeat(4, 1)
+    on_gpu = apply_geometry(batch.to(cuda), flips, angles, sizes).cpu()
+    assert torch.allclose(on_gpu, apply_geometry(batch, flips, angles, sizes), atol=0.05)

@@ -61,7 +61,7 @@ def test_the_batch_order_crosses_to_the_device_once_a_pass(monkeypatch):
     """A copy per batch from pageable memory would stall a GPU at every batch."""
     calls = counting(monkeypatch, loaders)
     split = Split(torch.zeros(50, 3, 8, 8, dtype=torch.uint8), torch.arange(50))
-    batches = TensorBatches(split, 8, CPU, lambda x, gen: x)
+    batches = TensorBatches(split, 8, CPU, lambda x, gen, sizes: x)
     assert len(list(batches(torch.Generator().manual_seed(0)))) == 7
     assert calls == [(50,)]
 
@@ -72,6 +72,16 @@ def test_device_augmentation_queues_its_random_draws(monkeypatch):
     gen = torch.Generator().manual_seed(0)
     rotate(vertical_flip(batch, 0.5, gen), 10, gen)
     assert calls == [(6,), (6,)]  # the flip mask, the angles: nothing else per batch
+
+
+def test_the_squash_conjugated_warp_queues_one_small_tensor_a_batch(monkeypatch):
+    """Each image's map is built on the host from its flip, angle and original size, and
+    crosses to the device as one (n, 2, 2) tensor; the sampling grid is built there."""
+    calls = counting(monkeypatch, augment)
+    batch = torch.randint(0, 255, (6, 3, 8, 8), dtype=torch.uint8)
+    sizes = torch.tensor([[667, 500]] * 6)
+    augment.apply_geometry(batch, torch.zeros(6, dtype=torch.bool), torch.ones(6), sizes)
+    assert calls == [(6, 2, 2)]
 
 
 def test_normalisation_constants_are_built_once_per_device(monkeypatch):

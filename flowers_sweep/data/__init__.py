@@ -51,7 +51,7 @@ def on_device(split: Split, device: torch.device) -> Split:
     batches never cross the bus and augmentation runs where the model does."""
     if device.type == "cpu":
         return split
-    return Split(split.images.to(device), split.labels.to(device))
+    return Split(split.images.to(device), split.labels.to(device), split.sizes)  # sizes: host
 
 
 def build_loaders(

@@ -24,7 +24,7 @@ from flowers_sweep.errors import DatasetNotFoundError
 from flowers_sweep.hardware import available_cpus
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: full decode, and each image's original size
 OFFICIAL_SPLITS = ("train", "val", "test")
 # One process can run many jobs of a sweep (Hydra's basic launcher): keep each decoded
 # split, one image size at a time, so later jobs skip even the disk read.
@@ -79,12 +79,17 @@ def split_files_digest(dataset: CheckedFlowers102) -> str:
     return digest.hexdigest()[:16]
 
 
-def decode_all(files: list[Path], size: int, workers: int) -> torch.Tensor:
-    """Decode and resize every file once; PIL releases the GIL, so threads scale."""
+def decode_all(files: list[Path], size: int, workers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode and resize every file once; PIL releases the GIL, so threads scale.
+
+    Returns the images and each one's original (width, height), which the augmentation
+    needs to apply the report's rotation of the full-size photo to the squashed square.
+    """
     out = np.empty((len(files), 3, size, size), dtype=np.uint8)
+    sizes = np.empty((len(files), 2), dtype=np.int64)
 
     def work(i: int) -> None:
-        out[i] = load_resized(files[i], size)
+        out[i], sizes[i] = load_resized(files[i], size)
 
     if workers <= 1:
         for i in range(len(files)):
@@ -92,7 +97,7 @@ def decode_all(files: list[Path], size: int, workers: int) -> torch.Tensor:
     else:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(work, range(len(files))))
-    return torch.from_numpy(out)
+    return torch.from_numpy(out), torch.from_numpy(sizes)
 
 
 def load_split(cfg: Any, role: str, workers: int, cache_dir: Path) -> Split:
@@ -110,11 +115,12 @@ def load_split(cfg: Any, role: str, workers: int, cache_dir: Path) -> Split:
 
     def build() -> dict:
         log.info("decoding %d images of split %r at %d px", len(files), official, cfg.image_size)
-        images = decode_all(files, cfg.image_size, workers)
-        return {"images": images, "labels": torch.tensor(dataset._labels, dtype=torch.int64)}
+        images, sizes = decode_all(files, cfg.image_size, workers)
+        labels = torch.tensor(dataset._labels, dtype=torch.int64)
+        return {"images": images, "labels": labels, "sizes": sizes}
 
     entry = cached(cache_dir, f"flowers102-{official}-{cfg.image_size}", spec, build)
-    split = Split(entry["images"], entry["labels"])
+    split = Split(entry["images"], entry["labels"], entry["sizes"])
     _MEMORY[(root, official)] = (key, split)
     return split
 

@@ -48,7 +48,9 @@ class TensorBatches(BatchSource):
         split: Split,
         batch_size: int,
         device: torch.device,
-        prepare: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor],
+        prepare: Callable[
+            [torch.Tensor, torch.Generator | None, torch.Tensor | None], torch.Tensor
+        ],
     ) -> None:
         self.split, self.batch_size, self.device, self.prepare = split, batch_size, device, prepare
 
@@ -58,18 +60,21 @@ class TensorBatches(BatchSource):
 
     def __call__(self, gen: torch.Generator | None = None) -> Iterator[Batch]:
         """One pass; shuffled and augmented when a generator is given, in order otherwise."""
-        n = len(self.split)
-        order = None
+        n, sizes = len(self.split), self.split.sizes
+        order = host_order = None
         if gen is not None:  # drawn on the host (one generator, any device), queued once
-            order = to_device(torch.randperm(n, generator=gen), self.split.images.device)
+            host_order = torch.randperm(n, generator=gen)
+            order = to_device(host_order, self.split.images.device)
         for lo in range(0, n, self.batch_size):
+            hi = lo + self.batch_size
             if order is None:
-                images = self.split.images[lo : lo + self.batch_size]
-                labels = self.split.labels[lo : lo + self.batch_size]
+                images, labels = self.split.images[lo:hi], self.split.labels[lo:hi]
+                batch_sizes = None if sizes is None else sizes[lo:hi]
             else:
-                idx = order[lo : lo + self.batch_size]
+                idx = order[lo:hi]
                 images, labels = take(self.split.images, idx), self.split.labels[idx]
-            x = self.prepare(images.to(self.device, non_blocking=True), gen)
+                batch_sizes = None if sizes is None else sizes[host_order[lo:hi]]
+            x = self.prepare(images.to(self.device, non_blocking=True), gen, batch_sizes)
             yield x, labels.to(self.device, non_blocking=True)
 
 

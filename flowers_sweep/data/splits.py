@@ -15,6 +15,9 @@ import torch
 class Split:
     images: torch.Tensor  # (N, 3, H, W) uint8
     labels: torch.Tensor  # (N,) int64
+    # (N, 2) int64 on the host: each image's size (width, height) before the cache
+    # squashed it to H x W; None when the images are at their own size
+    sizes: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -59,7 +59,11 @@ def flower_classes(num_classes: int) -> list[FlowerClass]:
     if not 2 <= num_classes <= len(grid):
         raise ValueError(f"num_classes={num_classes} must be in 2..{len(grid)}")
     diagonal = [
-        (PETAL_COUNTS[k % len(PETAL_COUNTS)], PETAL_SHAPES[k % len(PETAL_SHAPES)], colours[(k // 2) % len(colours)])
+        (
+            PETAL_COUNTS[k % len(PETAL_COUNTS)],
+            PETAL_SHAPES[k % len(PETAL_SHAPES)],
+            colours[(k // 2) % len(colours)],
+        )
         for k in range(48)
     ]
     ordered = list(dict.fromkeys(diagonal + grid))

@@ -1,0 +1,95 @@
+"""How far the cached pipeline's training images are from the report's, pixel for pixel.
+
+For each image one flip and one angle are drawn; the report's per-image transform is
+applied with exactly those (vertical flip, nearest-neighbour rotation of the full-size
+photo with black fill, ToTensor, Normalize, antialiased Resize), and ours with the same
+ones (the cache's decode and squash, then the flip and rotation conjugated by the squash,
+on the CPU and on the device path). Both are compared on the 0-255 scale.
+
+    python benchmarks/augment_fidelity.py --root DIR [--limit N] [--device cuda]
+    python benchmarks/augment_fidelity.py --root /tmp/fake --generate 40   # no dataset
+
+The last line is `mean_abs_diff: X` (over all images); the worst image's is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+
+import torch
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+from flowers_sweep.data.augment import apply_geometry
+from flowers_sweep.data.images import load_resized, load_rgb
+
+SIZE = 224
+
+
+def report_view(path: Path, flip: bool, angle: float, size: int) -> torch.Tensor:
+    """The report's training transform with a fixed flip and angle, back on 0-255.
+
+    Normalize is affine per channel and Resize linear, so undoing the normalisation after
+    the resize gives the same pixels as resizing the unnormalised image.
+    """
+    img = load_rgb(path)
+    if flip:
+        img = TF.vflip(img)
+    img = TF.rotate(img, angle, interpolation=InterpolationMode.NEAREST, fill=0)
+    return TF.resize(TF.to_tensor(img), [size, size], antialias=True) * 255
+
+
+def our_views(
+    path: Path, flip: bool, angle: float, size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cached pipeline's view, through the CPU path and the device path."""
+    pixels, (w, h) = load_resized(path, size)
+    batch = torch.from_numpy(pixels.copy())[None]
+    flips, angles, sizes = torch.tensor([flip]), torch.tensor([angle]), torch.tensor([[w, h]])
+    cpu = apply_geometry(batch, flips, angles, sizes)[0]
+    dev = apply_geometry(batch.to(device), flips, angles, sizes)[0].cpu()
+    return cpu, dev
+
+
+def measure(files: list[Path], rotation: float, seed: int, size: int, device: torch.device):
+    """Per image: (mean |ours - report| on the CPU path, the same on the device path)."""
+    rng = random.Random(seed)
+    diffs = []
+    for path in files:
+        flip, angle = rng.random() < 0.5, rng.uniform(-rotation, rotation)
+        ref = report_view(path, flip, angle, size)
+        cpu, dev = our_views(path, flip, angle, size, device)
+        diffs.append(((cpu - ref).abs().mean().item(), (dev - ref).abs().mean().item()))
+    return diffs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, required=True, help="folder holding flowers-102/")
+    parser.add_argument("--limit", type=int, default=200, help="images to compare (default 200)")
+    parser.add_argument("--rotation", type=float, default=10.0, help="degrees, as the report")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="device path to check (cpu, cuda)")
+    parser.add_argument("--generate", type=int, default=0, metavar="N",
+                        help="first write N generated 667x500 JPEGs a split")  # fmt: skip
+    args = parser.parse_args()
+    if args.generate:
+        from flowers_sweep.data.fake_flowers102 import write_tree
+
+        write_tree(args.root, per_split=args.generate, size=SIZE, upscale_to=(667, 500))
+    files = sorted((args.root / "flowers-102" / "jpg").glob("*.jpg"))[: args.limit]
+    if not files:
+        raise SystemExit(f"no JPEGs under {args.root / 'flowers-102' / 'jpg'}")
+    diffs = measure(files, args.rotation, args.seed, SIZE, torch.device(args.device))
+    cpu = [d[0] for d in diffs]
+    dev = [d[1] for d in diffs]
+    print(f"images: {len(files)}, output {SIZE} px, rotation +-{args.rotation:g} degrees")
+    print(f"device path ({args.device}): mean {sum(dev) / len(dev):.3f}, worst {max(dev):.3f}")
+    print(f"CPU path: worst image {max(cpu):.3f} ({files[cpu.index(max(cpu))].name})")
+    print(f"mean_abs_diff: {sum(cpu) / len(cpu):.3f}")
+
+
+if __name__ == "__main__":
+    main()
