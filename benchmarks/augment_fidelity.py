@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 from pathlib import Path
 
 import torch
@@ -24,6 +25,8 @@ from torchvision.transforms import functional as TF
 
 from flowers_sweep.data.augment import apply_geometry
 from flowers_sweep.data.images import load_resized, load_rgb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.fake_flowers102
 
 SIZE = 224
 
@@ -76,7 +79,7 @@ def main() -> None:
                         help="first write N generated 667x500 JPEGs a split")  # fmt: skip
     args = parser.parse_args()
     if args.generate:
-        from flowers_sweep.data.fake_flowers102 import write_tree
+        from tests.fake_flowers102 import write_tree  # test data, not shipped
 
         write_tree(args.root, per_split=args.generate, size=SIZE, upscale_to=(667, 500))
     files = sorted((args.root / "flowers-102" / "jpg").glob("*.jpg"))[: args.limit]

@@ -19,6 +19,7 @@ Flowers102's layout with label and split files of its own.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from flowers_sweep.data.augment import BatchAugment
 from flowers_sweep.data.loaders import TensorBatches
 from flowers_sweep.data.splits import Split
 from flowers_sweep.hardware import available_cpus
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.fake_flowers102
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -90,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()  # fmt: skip
 
     if args.generate:
-        from flowers_sweep.data.fake_flowers102 import write_tree
+        from tests.fake_flowers102 import write_tree  # test data, not shipped
 
         write_tree(args.root, per_split=args.generate, size=224, upscale_to=(667, 500))
     cfg = dataset_cfg(args.root, not (args.no_verify or args.generate), args.size)

@@ -17,9 +17,9 @@ import argparse
 import time
 
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 
-from flowers_sweep.app import CONF_DIR
+from flowers_sweep.config import CONFIG_MODULE
 from flowers_sweep.data.augment import BatchAugment
 from flowers_sweep.data.loaders import TensorBatches
 from flowers_sweep.data.splits import Split
@@ -89,7 +89,7 @@ def main() -> None:
     args = parser.parse_args()
     total = 0.0
     for case in CASES:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
             cfg = compose("config", ["experiment=report", f"case={case}", *args.overrides])
         train_ips, eval_ips, what = measure(cfg, args.batches)
         epochs = cfg.trainer.epochs

@@ -23,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from flowers_sweep.data.fake_flowers102 import write_tree
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.fake_flowers102
+
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPARED = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
@@ -84,6 +85,8 @@ def main() -> int:
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="resume_check-"))
     started = time.perf_counter()
+    from tests.fake_flowers102 import write_tree  # test data, not shipped
+
     write_tree(work / "data", per_split=args.per_split, size=64, upscale_to=(320, 240))
     print(f"tree: {3 * args.per_split} generated JPEGs in {time.perf_counter() - started:.1f} s")
     common = [

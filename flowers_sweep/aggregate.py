@@ -121,8 +121,10 @@ def find_run_dirs(roots: Sequence[Path]) -> list[Path]:
     return sorted(set(found), key=_natural_key)
 
 
-def _natural_key(path: Path) -> list[Any]:
-    return [int(p) if p.isdigit() else p for p in path.parts]
+def _natural_key(path: Path) -> list[tuple[int, int, str]]:
+    """Job folders 2 before 10; a number and a name at the same level still compare
+    (numbers first) instead of raising TypeError."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in path.parts]
 
 
 def read_result(path: Path) -> dict[str, Any] | None:
@@ -267,11 +269,11 @@ def t_interval(values: Sequence[float]) -> tuple[float, float]:
     """Student-t 95% interval of the mean; needs at least two values."""
     from scipy import stats
 
-    n = len(values)
-    mean = sum(values) / n
-    sd = pd.Series(values).std(ddof=1)
-    half = stats.t.ppf(1 - ALPHA / 2, n - 1) * sd / math.sqrt(n)
-    return mean - half, mean + half
+    mean, sem = sum(values) / len(values), float(stats.sem(values))
+    if sem == 0:  # all equal: scipy wants a positive scale; the interval is the point
+        return mean, mean
+    low, high = stats.t.interval(1 - ALPHA, len(values) - 1, loc=mean, scale=sem)
+    return float(low), float(high)
 
 
 def results_table(runs_df: pd.DataFrame) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from flowers_sweep.config import validate
+from flowers_sweep.config import CONFIG_MODULE, validate
 from flowers_sweep.errors import (
     DivergedError,
     FlowersSweepError,
@@ -50,7 +50,6 @@ from flowers_sweep.runfolder import (
 from flowers_sweep.train import run
 
 log = logging.getLogger("flowers_sweep")
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def thread_count(setting: Any, launcher: Any) -> int | None:
@@ -155,7 +154,7 @@ def busy(run_dir: Path, exc: RunFolderBusyError, multirun: bool) -> None:
     stop(str(exc), 2)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)

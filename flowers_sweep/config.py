@@ -23,6 +23,9 @@ from flowers_sweep.models.resnet import BLOCKS
 from flowers_sweep.models.weights import resolve_weights_file
 from flowers_sweep.optim import OPTIMIZERS, SCHEDULERS
 
+# The clone's conf/ folder, shipped inside the package (pyproject.toml): Hydra finds it
+# at pkg://flowers_sweep.conf in a clone and in an installed wheel alike.
+CONFIG_MODULE = "flowers_sweep.conf"
 # What a run can return to a sweeper: the numbers its result.json records.
 OPTIMIZABLE = ("best_val_acc", "test_acc_best_val", "test_acc", "test_loss")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")

@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,29 +50,45 @@ METRIC_COLUMNS = (
 )
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _publish(
     path: Path, write: Callable[[BinaryIO], None], fsync: bool, place: Callable[[str], bool]
 ) -> bool:
-    """write(file) into a temporary file beside path, then place(tmp) puts it there."""
+    """write(file) into a temporary file beside path, then place(tmp) puts it there.
+
+    The temporary file is created with mode 0666 and the process's umask applied by the
+    kernel, as a plain open() would (mkstemp's 0600 would hide results from the group).
+    With fsync, the data and then the folder's entry reach the disk before returning,
+    so a crash right after cannot leave the new name pointing at nothing.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp"))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from others
-        return place(tmp)
+        placed = place(tmp)
+        if fsync:
+            _fsync_dir(path.parent)
+        return placed
     finally:
         Path(tmp).unlink(missing_ok=True)  # gone already once renamed
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # a platform that cannot open folders: nothing to sync
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a folder; the rename is still atomic
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None], fsync: bool = True) -> None:

@@ -14,25 +14,23 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from flowers_sweep.config import validate
+from flowers_sweep.config import CONFIG_MODULE, validate
 from flowers_sweep.errors import FlowersSweepError
 from flowers_sweep.models import build_model, count_parameters, model_label
 from flowers_sweep.models.resnet import BLOCKS
 from flowers_sweep.models.shapes import conv_output_size
 
 PROG = "flowers_sweep.summary"
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 SIZED = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)  # layers the report's formula describes
 ROW_TYPES = (*SIZED, nn.AdaptiveAvgPool2d, nn.Linear)
 BLOCK_TYPES = tuple(BLOCKS.values())
@@ -257,7 +255,7 @@ def render(s: Summary) -> list[str]:
 
 def compose_config(overrides: Sequence[str]) -> DictConfig:
     """The same composition as a run, without @hydra.main, so no output folder appears."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))
 
 

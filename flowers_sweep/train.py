@@ -10,7 +10,6 @@ import logging
 import math
 import os
 import random
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -75,7 +74,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 def progress_bar(it, total: int, desc: str):
     """A bar on a terminal; silent otherwise (an epoch line is logged instead)."""
-    return tqdm(it, total=total, desc=desc, leave=False, disable=not sys.stderr.isatty())
+    return tqdm(it, total=total, desc=desc, leave=False, disable=None)  # None: a TTY only
 
 
 class FiniteCheck:

@@ -122,7 +122,7 @@ def run_cli(
 def flowers_tree(tmp_path_factory):
     """A Flowers102 tree: the official label/split files when ../shared has them (real
     split sizes over 8,189 generated JPEGs), else a miniature of our own."""
-    from flowers_sweep.data.fake_flowers102 import write_tree
+    from .fake_flowers102 import write_tree
 
     root = tmp_path_factory.mktemp("flowers")
     if (SHARED_FIXTURES / "setid.mat").is_file():
@@ -135,7 +135,7 @@ def flowers_tree(tmp_path_factory):
 @pytest.fixture()
 def mini_tree(tmp_path):
     """A small tree of our own, for tests that damage it."""
-    from flowers_sweep.data.fake_flowers102 import write_tree
+    from .fake_flowers102 import write_tree
 
     write_tree(tmp_path, per_split=6, size=40)
     return tmp_path

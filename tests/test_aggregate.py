@@ -1,5 +1,6 @@
 import json
 import logging
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -224,20 +225,38 @@ def test_select_best_val_weights(tmp_path, capsys):
     assert "75.0% ± 1.4" in capsys.readouterr().out
 
 
-def test_figures_are_wide_enough(tmp_path):
-    sweep = sweep_of(tmp_path, {"relu": [0.7]})
-    aggregate([sweep], out=tmp_path / "out")
-    for name in FIGURES:
-        assert Image.open(tmp_path / "out" / name).size[0] >= 800, name
+def test_accuracy_figure_widens_with_the_cases_so_labels_do_not_collide(tmp_path):
+    one = sweep_of(tmp_path / "one", {"relu": [0.7]})
+    aggregate([one], out=tmp_path / "out1")
+    eight = sweep_of(tmp_path / "eight", {f"case_{i}": [0.5 + i / 100] for i in range(8)})
+    aggregate([eight], out=tmp_path / "out8")
+    width_1 = Image.open(tmp_path / "out1" / "accuracy.png").size[0]
+    width_8 = Image.open(tmp_path / "out8" / "accuracy.png").size[0]
+    assert width_1 >= 800 and width_8 > 1.5 * width_1
 
 
-def test_lr_schedules_one_line_each(tmp_path):
+def test_lr_schedules_one_line_each(tmp_path, monkeypatch):
+    """Two runs with different schedules: one line each, at the rates each epoch used."""
+    from flowers_sweep import aggregate as agg
+
+    drawn = {}
+    real_save = agg._save
+
+    def keep(fig, path):
+        drawn[path.name] = [line.get_ydata() for line in fig.axes[0].get_lines()
+                            if len(line.get_xdata()) > 1]  # fmt: skip
+        real_save(fig, path)
+
+    monkeypatch.setattr(agg, "_save", keep)
     sweep = tmp_path / "sweep"
     write_run(sweep / "0", case="relu", epochs=100, milestones=(40, 70), gamma=0.2)
     write_run(sweep / "1", case="sigmoid", epochs=100, milestones=(60,), gamma=0.5)
-    report = aggregate([sweep])
-    assert sorted(report.runs["milestones"]) == ["[40,70]", "[60]"]
-    assert (sweep / "report" / "lr_schedule.png").is_file()
+    write_run(sweep / "2", case="leaky_relu", seed=1, epochs=100, milestones=(60,), gamma=0.5)
+    aggregate([sweep])
+    lines = sorted(drawn["lr_schedule.png"], key=lambda y: y[-1])
+    assert len(lines) == 2  # three runs, two distinct schedules
+    assert sorted(set(lines[0].round(8))) == pytest.approx([0.001 * 0.04, 0.001 * 0.2, 0.001])
+    assert sorted(set(lines[1].round(8))) == pytest.approx([0.0005, 0.001])
 
 
 @pytest.mark.parametrize("make", ["empty", "missing", "no_runs"])
@@ -276,3 +295,12 @@ def test_real_sweep_end_to_end(tmp_path, cache_dir):
     assert again["test_acc_mean"].tolist() == pytest.approx(results["test_acc_mean"].tolist())
     acc = json.loads((sweep / "0" / "result.json").read_text())["test_acc"]
     assert runs.loc[0, "test_acc"] == pytest.approx(acc)
+
+
+def test_job_folders_sort_by_number_beside_named_folders(tmp_path):
+    """Folders 2 and 10 in number order; a folder named "extra" beside them (a rerun, a
+    copy) must not break the sort (comparing a number with a name raised TypeError)."""
+    sweep = tmp_path / "sweep"
+    for name in ("10", "extra", "2"):
+        write_run(sweep / name, case="relu")
+    assert [Path(d).name for d in aggregate([sweep]).runs["run_dir"]] == ["2", "10", "extra"]

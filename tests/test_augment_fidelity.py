@@ -2,9 +2,8 @@
 
 import importlib.util
 
-from flowers_sweep.data.fake_flowers102 import write_tree
-
 from .conftest import ROOT
+from .fake_flowers102 import write_tree
 
 
 def benchmark():

@@ -44,30 +44,33 @@ def test_classes_share_attributes_but_are_unique():
         flower_classes(1)
 
 
-def test_load_splits_uses_cache(cache_dir):
+def test_load_splits_uses_cache(cache_dir, monkeypatch):
+    from flowers_sweep.data import synthetic
+
     cfg = make_cfg("dataset.train_size=30", "dataset.val_size=10", "dataset.test_size=10")
     first = load_splits(cfg.dataset)
-    files = list(cache_dir.glob("synthetic-*.pt"))
-    assert files
-    again = load_splits(cfg.dataset)
+    assert list(cache_dir.glob("synthetic-*.pt"))
+    monkeypatch.setattr(synthetic, "generate_split", lambda *a, **k: pytest.fail("generated"))
+    again = load_splits(cfg.dataset)  # from the cache file: generating again would fail
     assert torch.equal(first.train.images, again.train.images)
     assert first.sizes() == {"train": 30, "val": 10, "test": 10}
     assert first.num_classes == 10 and len(first.class_names) == 10
 
 
-def test_vertical_flip_all_or_nothing():
-    batch = torch.randint(0, 255, (4, 3, 8, 8), dtype=torch.uint8)
-    g = torch.Generator().manual_seed(0)
-    assert torch.equal(vertical_flip(batch, 1.0, g), batch.flip(-2))
-    assert torch.equal(vertical_flip(batch, 0.0, g), batch)
+def test_vertical_flip_flips_each_image_whole_or_not_at_all():
+    batch = torch.randint(0, 255, (16, 3, 8, 8), dtype=torch.uint8)
+    out = vertical_flip(batch, 0.5, torch.Generator().manual_seed(0))
+    flipped = [torch.equal(o, b.flip(-2)) for o, b in zip(out, batch, strict=True)]
+    kept = [torch.equal(o, b) for o, b in zip(out, batch, strict=True)]
+    assert all(f != k for f, k in zip(flipped, kept, strict=True))  # one or the other
+    assert 0 < sum(flipped) < 16
 
 
-def test_rotation_zero_is_identity_and_keeps_dtype():
-    batch = torch.randint(0, 255, (4, 3, 16, 16), dtype=torch.uint8)
-    g = torch.Generator().manual_seed(0)
-    out = rotate(batch, 10, g)
-    assert out.dtype == torch.uint8 and out.shape == batch.shape
-    assert torch.equal(rotate(batch, 0, g), batch)
+def test_rotation_by_zero_degrees_is_identity_and_keeps_dtype():
+    """Through the gather itself (rotate() returns early when rotation is off)."""
+    batch = torch.randint(0, 255, (4, 3, 16, 12), dtype=torch.uint8)
+    out = rotate_by(batch, torch.zeros(4))
+    assert out.dtype == torch.uint8 and torch.equal(out, batch)
 
 
 @pytest.mark.parametrize("angle", [10.0, -7.5, 30.0, 90.0])

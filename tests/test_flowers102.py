@@ -122,7 +122,7 @@ def test_greyscale_and_cmyk_become_rgb(tmp_path, mode):
 @pytest.mark.parametrize("train", [False, True])
 def test_cached_and_reference_pipelines_agree(tmp_path, cache_dir, train):
     """Same images through both pipelines: same shape, dtype and value statistics."""
-    from flowers_sweep.data.fake_flowers102 import write_tree
+    from .fake_flowers102 import write_tree
 
     write_tree(tmp_path, per_split=40, size=96, upscale_to=(300, 250))
     stats = {}
@@ -180,19 +180,13 @@ def scheduled_milestones(cfg):
     return dict(build_scheduler(optimizer, cfg.scheduler, cfg.trainer.epochs).milestones)
 
 
-def test_report_experiment_preset():
-    cfg = make_cfg("experiment=report")
-    assert cfg.dataset.name == "flowers102" and cfg.dataset.image_size == 224
-    assert dict(cfg.dataset.splits) == {"train": "test", "val": "val", "test": "train"}
-    assert cfg.optimizer.name == "adam" and cfg.optimizer.lr == 0.001
-    assert cfg.trainer.epochs == 100 and cfg.scheduler.gamma == 0.2
-    assert scheduled_milestones(cfg) == {40: 1, 70: 1}  # exactly the report's [40, 70]
-    assert (cfg.augment.vflip_p, cfg.augment.rotation, cfg.augment.grayscale) == (0.5, 10, False)
-    assert list(cfg.dataset.mean) == [0.4914, 0.4822, 0.4465]
-    assert list(cfg.dataset.std) == [0.2023, 0.1994, 0.2010]
-    validate(cfg)
+def test_report_preset_decays_at_the_reports_epochs():
+    """The presets state milestones as fractions of the run: at the report's 100 epochs
+    the scheduler they build must decay after exactly epochs 40 and 70 (and 60 for the
+    earlier schedule), and a case still picks the activation."""
+    assert scheduled_milestones(make_cfg("experiment=report")) == {40: 1, 70: 1}
     v1 = make_cfg("experiment=report", "scheduler=report_v1")
-    assert scheduled_milestones(v1) == {60: 1} and v1.scheduler.gamma == 0.5
+    assert scheduled_milestones(v1) == {60: 1}
     assert make_cfg("experiment=report", "case=sigmoid").model.activation == "sigmoid"
 
 

@@ -11,9 +11,6 @@ from flowers_sweep.data.splits import Split
 from flowers_sweep.data.synthetic import generate_split
 from flowers_sweep.hardware import (
     autocast,
-    native_bf16,
-    resolve_channels_last,
-    resolve_precision,
 )
 from flowers_sweep.models import ResNet
 from flowers_sweep.train import evaluate, train_epoch
@@ -73,18 +70,7 @@ def test_eval_under_bf16_matches_fp32_closely():
     assert loss16 == pytest.approx(loss32, rel=0.05)
 
 
-def test_precision_and_layout_choices():
-    assert resolve_precision("32", CPU) is None and resolve_precision(32, CPU) is None
-    assert resolve_precision("bf16", CPU) is torch.bfloat16
-    auto = resolve_precision("auto", CPU)
-    assert auto is (torch.bfloat16 if native_bf16(CPU) else None)
-    assert resolve_channels_last("auto", "resnet") and not resolve_channels_last(
-        "auto", "baseline_cnn"
-    )
-    assert resolve_channels_last(False, "resnet") is False
-
-
-@pytest.mark.parametrize(("precision", "expected"), [("32", "32"), ("bf16", "bf16")])
+@pytest.mark.parametrize(("precision", "expected"), [("32", "32")])  # bf16: auto, where native
 def test_cli_records_the_precision(tmp_path, cache_dir, precision, expected):
     run_dir = tmp_path / "run"
     proc = run_cli(
