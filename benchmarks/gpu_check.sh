@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU path in one command, on a machine with a CUDA GPU (about 5 minutes on one
-# current GPU; each step has its own time limit, all within 8 minutes):
+# The GPU path in one command, on a machine with a CUDA GPU (about 6 minutes on one
+# current GPU; each step has its own time limit, 590 s in all):
 #
 #   bash benchmarks/gpu_check.sh              # from the clone, with the venv active
 #   PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh
@@ -57,12 +57,12 @@ if step train_step 90 "$PY" benchmarks/train_step.py --device "$DEVICE" \
   ours=$(grep -E ': ours ' "$OUT/train_step.log" | tail -1)
   summary+=("train_step $SIZE px batch 64: ${ours#*: } $(grep '^ratio:' "$OUT/train_step.log")")
 fi
-if step data_pipeline 120 "$PY" benchmarks/data_pipeline.py --root "$OUT/pipeline" \
+if step data_pipeline 75 "$PY" benchmarks/data_pipeline.py --root "$OUT/pipeline" \
     --generate "$PIPE_N" --limit "$PIPE_N" --size "$SIZE" --device "$DEVICE"; then
-  summary+=("data_pipeline: $(grep '^ours' "$OUT/data_pipeline.log") $(grep '^ratio:' \
+  summary+=("data_pipeline: $(grep '^ours, cached' "$OUT/data_pipeline.log") $(grep '^ratio:' \
     "$OUT/data_pipeline.log")")
 fi
-if step augment_fidelity 90 "$PY" benchmarks/augment_fidelity.py --root "$OUT/pipeline" \
+if step augment_fidelity 45 "$PY" benchmarks/augment_fidelity.py --root "$OUT/pipeline" \
     --limit 40 --device "$DEVICE"; then
   summary+=("augment_fidelity: $(grep '^device path' "$OUT/augment_fidelity.log")")
 fi

@@ -21,9 +21,14 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+# optuna 2.10 uses SQLAlchemy 1.4 APIs that 2.0 removed; pyproject pins sqlalchemy<2 for
+# that reason, so its "prepare for 2.0" warning tells a user nothing they can act on.
+os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
 
 import optuna
 from hydra.core.utils import JobReturn
