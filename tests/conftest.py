@@ -89,6 +89,19 @@ def reference(tmp_path_factory, cache_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def report_cases_sweep(tmp_path_factory, cache_dir) -> Path:
+    """The report's four cases, two seeds each, two epochs, tiny: one real sweep that the
+    CLI tests and the aggregator tests both read (it ends by writing its report)."""
+    sweep = tmp_path_factory.mktemp("report_cases") / "sweep"
+    proc = run_cli(
+        "-m", "case=relu,sigmoid,leaky_relu,baseline_cnn", "seed=0,1", *TINY,
+        "trainer.epochs=2", f"hydra.sweep.dir={sweep}", cache=cache_dir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return sweep
+
+
+@pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """One synthetic-data cache for the whole session, never the user's own."""
     path = tmp_path_factory.mktemp("cache")

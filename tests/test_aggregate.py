@@ -17,7 +17,6 @@ from flowers_sweep.aggregate import (
     main,
 )
 
-from .conftest import TINY, run_cli
 from .runfolders import write_run
 
 FIGURES = ("loss_curves.png", "accuracy.png", "lr_schedule.png")
@@ -273,14 +272,9 @@ def test_empty_or_wrong_folder_fails_naming_it(tmp_path, capsys, make):
     assert not (target / "report").exists()
 
 
-def test_real_sweep_end_to_end(tmp_path, cache_dir):
+def test_real_sweep_end_to_end(tmp_path, report_cases_sweep):
     """The issue's acceptance sweep, tiny: the callback writes the report on its own."""
-    sweep = tmp_path / "sweep"
-    proc = run_cli(
-        "-m", "case=relu,sigmoid,leaky_relu,baseline_cnn", "seed=0,1", *TINY,
-        "trainer.epochs=2", f"hydra.sweep.dir={sweep}", cache=cache_dir,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = report_cases_sweep
     report = sweep / "report"
     runs = pd.read_csv(report / "runs.csv")
     results = pd.read_csv(report / "results.csv")

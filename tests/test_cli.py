@@ -29,31 +29,29 @@ def job_dirs(sweep_dir):
     return sorted(jobs, key=lambda p: int(p.name))
 
 
-def test_report_cases_multirun(tmp_path, cache_dir):
-    sweep = tmp_path / "sweep"
-    proc = run_cli(
-        "-m", "case=relu,sigmoid,leaky_relu,baseline_cnn", *TINY,
-        f"hydra.sweep.dir={sweep}", cache=cache_dir,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_report_cases_multirun(report_cases_sweep):
     results = []
-    for job in job_dirs(sweep):
+    for job in job_dirs(report_cases_sweep):
         result = json.loads((job / "result.json").read_text())
         assert set(result) == RESULT_KEYS
         assert result["status"] == "completed"
         assert (result["train_size"], result["val_size"], result["test_size"]) == (48, 20, 20)
         rows = list(csv.DictReader((job / "metrics.csv").read_text().splitlines()))
-        assert list(rows[0]) == list(METRIC_COLUMNS) and len(rows) == 1
+        assert list(rows[0]) == list(METRIC_COLUMNS) and len(rows) == 2
         state = torch.load(job / "model.pt", weights_only=True)
         weights = [v for k, v in state.items() if k.endswith("weight")]
         assert weights[-1].shape[0] == result["num_classes"]  # the classifier's rows
         assert "trainset size: 48" in (job / "flowers_sweep.log").read_text()
         results.append(result)
-    assert [(r["case"], r["model"], r["activation"]) for r in results] == [
-        ("relu", "resnet18", "relu"),
-        ("sigmoid", "resnet18", "sigmoid"),
-        ("leaky_relu", "resnet18", "leaky_relu"),
-        ("baseline_cnn", "baseline_cnn", "relu"),
+    assert [(r["case"], r["model"], r["activation"], r["seed"]) for r in results] == [
+        (case, model, activation, seed)
+        for case, model, activation in [
+            ("relu", "resnet18", "relu"),
+            ("sigmoid", "resnet18", "sigmoid"),
+            ("leaky_relu", "resnet18", "leaky_relu"),
+            ("baseline_cnn", "baseline_cnn", "relu"),
+        ]
+        for seed in (0, 1)
     ]
 
 

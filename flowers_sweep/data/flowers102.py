@@ -7,6 +7,7 @@ the report's per-image transform pipeline (`pipeline=reference`) for comparison.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision.datasets import Flowers102
 
 from flowers_sweep.data.cache import cached
 from flowers_sweep.data.images import load_resized, load_rgb
@@ -31,29 +31,35 @@ OFFICIAL_SPLITS = ("train", "val", "test")
 _MEMORY: dict[tuple[str, str], tuple[tuple, Split]] = {}
 
 
-class CheckedFlowers102(Flowers102):
+@functools.cache
+def checked_flowers102() -> type:
     """torchvision's Flowers102, whose md5 checks can be switched off.
 
     A tree with other label or split files (a test's miniature, a curated subset) then
-    loads as long as the files exist.
+    loads as long as the files exist. Built on first use: importing torchvision takes
+    about 2 s, which every run on the synthetic data would otherwise pay at start-up.
     """
+    from torchvision.datasets import Flowers102
 
-    def __init__(self, *args: Any, verify_checksums: bool = True, **kwargs: Any) -> None:
-        self._verify_checksums = verify_checksums
-        super().__init__(*args, **kwargs)
+    class CheckedFlowers102(Flowers102):
+        def __init__(self, *args: Any, verify_checksums: bool = True, **kwargs: Any) -> None:
+            self._verify_checksums = verify_checksums
+            super().__init__(*args, **kwargs)
 
-    def _check_integrity(self) -> bool:
-        if self._verify_checksums:
-            return super()._check_integrity()
-        files = [self._base_folder / name for name, _ in self._file_dict.values()][1:]
-        return self._images_folder.is_dir() and all(f.is_file() for f in files)
+        def _check_integrity(self) -> bool:
+            if self._verify_checksums:
+                return super()._check_integrity()
+            files = [self._base_folder / name for name, _ in self._file_dict.values()][1:]
+            return self._images_folder.is_dir() and all(f.is_file() for f in files)
+
+    return CheckedFlowers102
 
 
-def open_split(cfg: Any, official: str, **kwargs: Any) -> CheckedFlowers102:
+def open_split(cfg: Any, official: str, **kwargs: Any) -> Any:
     """torchvision's dataset for one official split, or an error saying how to get it."""
     root = Path(cfg.root).expanduser()
     try:
-        return CheckedFlowers102(
+        return checked_flowers102()(
             root,
             split=official,
             download=cfg.download,
@@ -70,7 +76,7 @@ def open_split(cfg: Any, official: str, **kwargs: Any) -> CheckedFlowers102:
         ) from exc
 
 
-def split_files_digest(dataset: CheckedFlowers102) -> str:
+def split_files_digest(dataset: Any) -> str:
     """A hash of the label and split files' content: a changed split with the same image
     counts must not be served the images and labels of the old one."""
     digest = hashlib.sha256()
@@ -126,7 +132,7 @@ def load_split(cfg: Any, role: str, workers: int, cache_dir: Path) -> Split:
 
 
 def class_names() -> list[str]:
-    return list(Flowers102.classes)
+    return list(checked_flowers102().classes)
 
 
 def reference_transform(cfg: Any, augment: Any, train: bool) -> Any:
