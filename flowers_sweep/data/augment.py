@@ -8,10 +8,11 @@ until normalisation.
 The cache holds each photo already squashed to the square. A rotation applied after an
 anisotropic squash is a rotation plus a shear, so the geometry is carried over instead:
 the report's flip and rotation, conjugated by that image's own squash (its original
-width and height are cached), is one affine map of the square, applied with bilinear
-interpolation (which stands in for the report's final antialiased resize; measured by
-benchmarks/augment_fidelity.py). On the CPU each channel plane goes through PIL's C
-affine transform; on an accelerator one sampling kernel warps the whole batch.
+width and height are cached), is one affine map of the square. One bicubic sampling
+kernel applies it to the whole batch, on the CPU or an accelerator alike: bicubic
+stands in for the report's final antialiased resize best (measured by
+benchmarks/augment_fidelity.py; bilinear, nearest, PIL's and OpenCV's cubic all came
+out further from the report).
 
 Images cached at their native size (the synthetic dataset) have no resize to smooth
 them: there the report's operation is the plain nearest-neighbour rotation, kept as is.
