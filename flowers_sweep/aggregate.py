@@ -266,14 +266,18 @@ def runs_table(runs: Sequence[Run]) -> pd.DataFrame:
 
 
 def t_interval(values: Sequence[float]) -> tuple[float, float]:
-    """Student-t 95% interval of the mean; needs at least two values."""
+    """Student-t 95% interval of the mean accuracy; needs at least two values.
+
+    Cut to [0, 1]: with few seeds near 100% the t-interval reaches past what an accuracy
+    can be, and a table reading "101%" is read as a bug, not as a wide interval.
+    """
     from scipy import stats
 
     mean, sem = sum(values) / len(values), float(stats.sem(values))
     if sem == 0:  # all equal: scipy wants a positive scale; the interval is the point
         return mean, mean
     low, high = stats.t.interval(1 - ALPHA, len(values) - 1, loc=mean, scale=sem)
-    return float(low), float(high)
+    return max(float(low), 0.0), min(float(high), 1.0)
 
 
 def results_table(runs_df: pd.DataFrame) -> pd.DataFrame:

@@ -49,6 +49,17 @@ def test_seeds_are_grouped_with_mean_std_and_ci(tmp_path):
     assert pd.read_csv(sweep / "report" / "results.csv")["n"].tolist() == [3, 3]
 
 
+def test_interval_stays_within_what_an_accuracy_can_be(tmp_path):
+    sweep = sweep_of(tmp_path, {"easy": [0.99, 1.0, 1.0], "hard": [0.0, 0.01, 0.02]})
+    res = aggregate([sweep]).results.set_index("case")
+    assert stats.t.interval(0.95, 2, loc=0.9967, scale=0.0033)[1] > 1  # what is cut
+    assert res.loc["easy", "ci95_high"] == 1.0
+    assert res.loc["easy", "ci95_low"] == pytest.approx(
+        stats.t.interval(0.95, 2, loc=sum([0.99, 1, 1]) / 3, scale=stats.sem([0.99, 1, 1]))[0]
+    )
+    assert res.loc["hard", "ci95_low"] == 0.0
+
+
 def test_significance_is_reported_both_ways(tmp_path):
     sweep = sweep_of(
         tmp_path,
