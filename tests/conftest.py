@@ -65,8 +65,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         )
 
 
-# Enough data that an epoch takes a moment, so a kill can land between two of them.
-SLOW = [*TINY, "dataset.train_size=320", "trainer.epochs=4"]
+# Enough data that an epoch takes a moment (about a second here), so a kill can land
+# between two of them; one block a stage, since depth adds time, not paths.
+SLOW = [*TINY, "dataset.train_size=320", "trainer.epochs=4", "model.layers=[1,1,1,1]"]
 COMPARED = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")  # not epoch_s
 
 
