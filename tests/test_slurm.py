@@ -61,6 +61,12 @@ def job_id(sweep, timeout=120):
     raise AssertionError("no job submitted")
 
 
+def job_logs(sweep) -> str:
+    """What the jobs and the run said, for a failure message: no 2 epochs, why?"""
+    files = [*(sweep / ".submitit").rglob("*_log.*"), *sweep.glob("*/flowers_sweep.log")]
+    return "no 2 epochs\n" + "\n".join(f"--- {f}\n{f.read_text()[-1500:]}" for f in files)
+
+
 def test_preemption_requeues_and_resumes_to_the_same_metrics(tmp_path, cache_dir, reference):
     """SLURM pre-empts by signalling the job (USR2 here, as submitit asks for); submitit
     requeues it, and the requeued job resumes from the checkpoint of its last epoch."""
@@ -72,18 +78,20 @@ def test_preemption_requeues_and_resumes_to_the_same_metrics(tmp_path, cache_dir
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     run_dir = sweep / "0"
+    jid = None
     try:
         jid = job_id(sweep)
         deadline = time.monotonic() + 240
         while not ((run_dir / "metrics.csv").is_file() and len(metrics(run_dir)) >= 2):
-            assert time.monotonic() < deadline and launch.poll() is None, "no 2 epochs"
+            assert time.monotonic() < deadline and launch.poll() is None, job_logs(sweep)
             time.sleep(0.05)
         subprocess.run(["scancel", f"--signal={signal.SIGUSR2.name[3:]}", jid], check=True)
         _, err = launch.communicate(timeout=300)
     finally:
         if launch.poll() is None:
             launch.kill()
-            subprocess.run(["scancel", jid], check=False)
+            if jid is not None:
+                subprocess.run(["scancel", jid], check=False)
     assert launch.returncode == 0, err[-3000:]
     log = (run_dir / "flowers_sweep.log").read_text()
     assert "resumed from" in log, log[-2000:]
