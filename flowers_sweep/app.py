@@ -35,6 +35,7 @@ from flowers_sweep.errors import (
     Terminated,
 )
 from flowers_sweep.hardware import available_cpus
+from flowers_sweep.launch import note_job, register_resolvers
 from flowers_sweep.runfolder import (
     METRICS_FILE,
     RESULT_FILE,
@@ -50,6 +51,7 @@ from flowers_sweep.runfolder import (
 from flowers_sweep.train import run
 
 log = logging.getLogger("flowers_sweep")
+register_resolvers()  # before Hydra resolves hydra.run.dir / hydra.sweep.dir
 
 
 def thread_count(setting: Any, launcher: Any) -> int | None:
@@ -150,8 +152,33 @@ def busy(run_dir: Path, exc: RunFolderBusyError, multirun: bool) -> None:
         restore_hydra_files(run_dir)
     if multirun:
         print(f"flowers_sweep: {run_dir}: skipped: {exc}", file=sys.stderr)
-        return  # the sweep goes on; its end lists the run as running elsewhere
+        note_this_job(run_dir, "skipped", "in use by another process")
+        return  # the sweep goes on; its end lists the run as not trained by this launch
     stop(str(exc), 2)
+
+
+def note_this_job(run_dir: Path, status: str, why: str) -> None:
+    """For the sweep's end: this launch did not complete this job (see launch.py)."""
+    hc = HydraConfig.get()
+    try:
+        note_job(Path(hc.sweep.dir), int(hc.job.num), run_dir, status, why)
+    except Exception as exc:  # a note is a hint; it must not become the job's failure
+        log.warning("could not note the job's outcome for the sweep's end: %s", exc)
+
+
+def write_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
+    """Rewrite .hydra/ from this process's own config, with the folder held.
+
+    Hydra writes .hydra/ before the task runs and before anyone holds the folder, so a
+    process that lost the race for the folder may have just overwritten them; the
+    process that holds it puts back its own, the same text Hydra writes.
+    """
+    hydra_dir = run_dir / ".hydra"
+    if not hydra_dir.is_dir():  # hydra.output_subdir=null: Hydra keeps no copy
+        return
+    atomic_write_text(hydra_dir / "config.yaml", OmegaConf.to_yaml(cfg))
+    atomic_write_text(hydra_dir / "hydra.yaml", OmegaConf.to_yaml(HydraConfig.instance().cfg))
+    atomic_write_text(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(HydraConfig.get().overrides.task))
 
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name="config")
@@ -161,15 +188,19 @@ def main(cfg: DictConfig) -> float | None:
     multirun = hc.mode == RunMode.MULTIRUN
     try:
         with hold(run_dir):
-            return claim_and_execute(cfg, run_dir, multirun)
+            value = claim_and_execute(cfg, run_dir, multirun)
     except RunFolderBusyError as exc:
         busy(run_dir, exc, multirun)
         return None
+    if not multirun:  # a sweep names its folder when it starts (Hydra's launcher)
+        log.info("run folder: %s", run_dir)
+    return value
 
 
 def claim_and_execute(cfg: DictConfig, run_dir: Path, multirun: bool) -> float | None:
     """With the folder held: check it is this run's, then run; record any failure."""
     try:
+        write_hydra_files(run_dir, cfg)
         claim(run_dir, OmegaConf.to_container(cfg, resolve=True), fresh=not cfg.resume)
         return execute(cfg, run_dir)
     except RunFolderMismatchError as exc:
@@ -177,11 +208,12 @@ def claim_and_execute(cfg: DictConfig, run_dir: Path, multirun: bool) -> float |
         stop(str(exc), 2)  # never write into another run's folder; stop the sweep too
     except (KeyboardInterrupt, Terminated) as exc:
         record_failure(run_dir, cfg, "interrupted", exc)
-        log.warning("interrupted: the last epoch's checkpoint is kept; rerun to resume")
         if isinstance(exc, Terminated):
             print(f"flowers_sweep: {run_dir}: {exc}; rerun to resume", file=sys.stderr)
             sys.exit(128 + signal.SIGTERM)  # what a shell reports for a SIGTERM death
-        raise
+        print(f"flowers_sweep: {run_dir}: interrupted (Ctrl-C); the last epoch's checkpoint "
+              f"is kept: run the same command again to resume", file=sys.stderr)  # fmt: skip
+        sys.exit(128 + signal.SIGINT)  # a shell's code for Ctrl-C, without a traceback
     except Exception as exc:
         return failed(cfg, run_dir, exc, multirun)
 
@@ -195,9 +227,9 @@ def failed(cfg: DictConfig, run_dir: Path, exc: Exception, multirun: bool) -> fl
     status = "diverged" if isinstance(exc, DivergedError) else "failed"
     record_failure(run_dir, cfg, status, exc)
     log.error("run %s: %s: %s", status, type(exc).__name__, exc)
-    if multirun:
-        print(f"flowers_sweep: {run_dir}: {status}: {exc}", file=sys.stderr)
-        return math.nan  # the sweep goes on; its end reports every failure
+    if multirun:  # the log line above is the job's word; the sweep's end groups them
+        note_this_job(run_dir, status, str(exc))
+        return math.nan  # the sweep goes on; its end reports every failure, once each
     if isinstance(exc, FlowersSweepError):
         stop(str(exc), 2)
     raise exc

@@ -16,6 +16,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from flowers_sweep.launch import SweepBusyError, claim_sweep, noted_jobs, release_sweep
 from flowers_sweep.runfolder import is_held
 
 log = logging.getLogger(__name__)
@@ -43,29 +44,71 @@ def unfinished_runs(sweep_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     return bad
 
 
-class SweepEnd(Callback):
-    """Write SWEEP_DIR/report/ (unless `aggregate=false`), then fail if any run did.
+def not_trained_here(
+    sweep_dir: Path, bad: list[tuple[Path, dict[str, Any]]]
+) -> list[tuple[Path, dict[str, Any]]]:
+    """This launch's jobs that it could not train and the folder scan does not list
+    (another process finished the folder meanwhile, say): they still count."""
+    listed = {str(job) for job, _ in bad}
+    return [
+        (Path(run_dir), {**note, "error": f"{note.get('error')} (not trained by this launch)"})
+        for run_dir, note in noted_jobs(sweep_dir).items()
+        if run_dir not in listed
+    ]
 
-    The exit status is non-zero when a run failed, so scripts and CI notice; the
-    message lists each such run and why, after the report has been written.
+
+def summary_lines(bad: list[tuple[Path, dict[str, Any]]]) -> list[str]:
+    """One line per distinct failure: a cause shared by many runs (a missing dataset in
+    every job, say) is said once, with the count and the folders."""
+    groups: dict[tuple[str, str, str], list[Path]] = {}
+    for job, result in bad:
+        key = (str(result.get("status")), str(result.get("error_type") or ""),
+               str(result.get("error", "")))  # fmt: skip
+        groups.setdefault(key, []).append(job)
+    noun = "run" if len(bad) == 1 else "runs"
+    lines = [f"flowers_sweep: {len(bad)} {noun} of the sweep did not complete:"]
+    for (status, kind, why), jobs in groups.items():
+        cause = f"{status}: {f'{kind}: ' if kind else ''}{why}"
+        if len(jobs) == 1:
+            lines.append(f"  {jobs[0]}: {cause}")
+        else:
+            shown = ", ".join(j.name for j in jobs[:8]) + (", ..." if len(jobs) > 8 else "")
+            lines.append(f"  {len(jobs)} runs ({jobs[0].parent}/: {shown}): {cause}")
+    return lines
+
+
+class SweepEnd(Callback):
+    """Hold the sweep folder for the launch; at its end write SWEEP_DIR/report/ (unless
+    `aggregate=false`), then fail if any run did.
+
+    The exit status is non-zero when a run failed or this launch could not train one of
+    its jobs, so scripts and CI notice; the message lists each such run and why, after
+    the report has been written.
     """
 
     def __init__(self, aggregate: bool = True) -> None:
         self.aggregate = aggregate
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        overrides = [str(o) for o in config.hydra.overrides.task]
+        try:
+            claim_sweep(Path(config.hydra.sweep.dir), overrides)
+        except SweepBusyError as exc:
+            print(f"flowers_sweep: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            self._report(sweep_dir)
+        finally:
+            release_sweep(sweep_dir)
+
+    def _report(self, sweep_dir: Path) -> None:
         problems = self._aggregate(sweep_dir) if self.aggregate else []
         bad = unfinished_runs(sweep_dir) if sweep_dir.is_dir() else []
-        lines = []
-        if bad:
-            lines.append(f"flowers_sweep: {len(bad)} run(s) of the sweep did not complete:")
-            for job, result in bad:
-                why = result.get("error", "")
-                kind = result.get("error_type")
-                lines.append(
-                    f"  {job}: {result.get('status')}: {f'{kind}: ' if kind else ''}{why}"
-                )
+        bad += not_trained_here(sweep_dir, bad)
+        lines = summary_lines(bad) if bad else []
         if problems:
             lines.append("flowers_sweep: the report is incomplete:")
             lines += [f"  {p}" for p in problems]

@@ -115,20 +115,45 @@ def make_cfg(*overrides: str) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides))
 
 
-def run_cli(
-    *args: str, cache: Path | None, timeout: float = 300, module: str = "flowers_sweep"
-) -> subprocess.CompletedProcess:
-    """The real entry point (`python -m module`) in a fresh interpreter, as a user runs it."""
+# A guard against a hung subprocess, far above what any test's work takes on a busy
+# 2-core machine: a test's outcome must never depend on how loaded the machine is.
+HANG_GUARD_S = 1800
+
+
+def cli_env(cache: Path | None) -> dict[str, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if cache is not None:
         env["FLOWERS_SWEEP_CACHE"] = str(cache)
+    return env
+
+
+def run_cli(
+    *args: str,
+    cache: Path | None,
+    timeout: float = HANG_GUARD_S,
+    module: str = "flowers_sweep",
+    cwd: Path = ROOT,
+) -> subprocess.CompletedProcess:
+    """The real entry point (`python -m module`) in a fresh interpreter, as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=ROOT,
-        env=env,
+        cwd=cwd,
+        env=cli_env(cache),
         capture_output=True,
         text=True,
         timeout=timeout,
+    )
+
+
+def start_cli(*args: str, cache: Path | None, cwd: Path = ROOT) -> subprocess.Popen:
+    """Like run_cli, without waiting: for launches that must overlap."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowers_sweep", *args],
+        cwd=cwd,
+        env=cli_env(cache),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
