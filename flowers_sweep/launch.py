@@ -1,0 +1,125 @@
+"""What one launch owns: its own output folder, and while a sweep runs, the sweep folder.
+
+Hydra names job folders by job number (`SWEEP_DIR/0`, `1`, ...) and writes each job's
+`.hydra/` before any code of ours runs. Two launches sharing a sweep folder at the same
+time would therefore race for the same names and could leave one run's settings beside
+another run's results. So:
+
+- a default output folder is made new for each launch (`unique_dir`): two launches in
+  the same second get `.../10-00-00` and `.../10-00-00-2`, never the same folder;
+- a sweep holds `SWEEP_DIR/.sweep.lock` from its start to its end (`claim_sweep`): a
+  second launch into a folder that a running sweep holds is refused before it writes
+  anything, with one line saying who holds it. Relaunching the same command after the
+  first has ended (to resume or to skip what is done) works as before;
+- each job that this launch could not train (busy in another process, failed) is noted
+  in `SWEEP_DIR/.launch/` (`note_job`), so the sweep's end names it even when another
+  process has finished that folder in the meantime.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+from omegaconf import OmegaConf
+
+from flowers_sweep.errors import FlowersSweepError
+from flowers_sweep.runfolder import atomic_write_text, read_json, write_json
+
+SWEEP_LOCK_FILE = ".sweep.lock"  # held by the launch that runs the sweep
+SWEEP_OWNER_FILE = ".sweep.owner.json"  # who holds it (the lock file itself is truncated)
+LAUNCH_DIR = ".launch"  # one note per job this launch could not train
+RESOLVER = "fs.unique_dir"
+_held: dict[str, FileLock] = {}  # module-level: callbacks are pickled to job processes
+
+
+class SweepBusyError(FlowersSweepError):
+    """Another launch is running a sweep in this sweep folder right now."""
+
+
+def unique_dir(base: str) -> str:
+    """Create a new folder `base`, or `base-2`, `base-3`, ... if taken; return its path.
+
+    `os.mkdir` is atomic, so two processes never get the same folder, also on a shared
+    file system. Registered as the `fs.unique_dir` resolver with OmegaConf's cache: Hydra
+    copies a launch's resolved values into every job's config, so all its jobs and
+    callbacks see the one folder made for the launch.
+    """
+    Path(base).parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        path = base if n == 1 else f"{base}-{n}"
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            continue
+        return path
+    raise FlowersSweepError(f"{base}: 10,000 folders of this name exist; set hydra.run.dir")
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver(RESOLVER):
+        OmegaConf.register_new_resolver(RESOLVER, unique_dir, use_cache=True)
+
+
+def claim_sweep(sweep_dir: Path, overrides: list[str]) -> None:
+    """Hold the sweep folder for this launch, or raise SweepBusyError naming the holder.
+
+    The lock is an OS lock (flock): a killed launch lets go of it at once. It is kept in
+    this module, not on the callback, because callbacks travel to job processes.
+    """
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(sweep_dir / SWEEP_LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        owner = _owner(sweep_dir)
+        raise SweepBusyError(
+            f"{sweep_dir} is in use by another launch ({owner}); nothing was written and "
+            f"none of this launch's runs ({' '.join(overrides) or 'the defaults'}) was "
+            f"trained: relaunch when it has ended, or set another hydra.sweep.dir"
+        ) from None
+    _held[str(sweep_dir)] = lock
+    write_json(
+        sweep_dir / SWEEP_OWNER_FILE,
+        {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%F %T")},
+    )
+    shutil.rmtree(sweep_dir / LAUNCH_DIR, ignore_errors=True)  # an earlier launch's notes
+
+
+def release_sweep(sweep_dir: Path) -> None:
+    lock = _held.pop(str(sweep_dir), None)
+    if lock is not None:
+        lock.release()
+
+
+def _owner(sweep_dir: Path) -> str:
+    try:
+        o = read_json(sweep_dir / SWEEP_OWNER_FILE)
+        return f"pid {o['pid']} on {o['host']}, since {o['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its owner is not recorded"
+
+
+def note_job(sweep_dir: Path, job_num: int, run_dir: Path, status: str, why: str) -> None:
+    """Note that this launch did not complete the job's run (busy, failed, ...)."""
+    note = {"run_dir": str(run_dir), "status": status, "error": why}
+    atomic_write_text(sweep_dir / LAUNCH_DIR / f"{job_num}.json", json.dumps(note) + "\n")
+
+
+def noted_jobs(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    """This launch's notes by run folder (an unreadable note is skipped: it is only a
+    hint, and the folder's own result.json is read as well)."""
+    notes: dict[str, dict[str, Any]] = {}
+    for path in sorted((sweep_dir / LAUNCH_DIR).glob("*.json")):
+        try:
+            note = read_json(path)
+            notes[str(note["run_dir"])] = note
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return notes

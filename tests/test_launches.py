@@ -1,0 +1,147 @@
+"""Launches at the same moment: a job folder only ever holds its own run."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+from flowers_sweep.launch import SweepBusyError, claim_sweep, release_sweep, unique_dir
+
+from .conftest import HANG_GUARD_S, ROOT, TINY, result, run_cli, start_cli
+
+pytestmark = pytest.mark.e2e
+# The issue's two launches: same model, different learning rates and seeds.
+LAUNCH_A = ["-m", "model=baseline_cnn", *TINY, "seed=0,1"]
+LAUNCH_B = ["-m", "model=baseline_cnn", *TINY, "optimizer.lr=0.01", "seed=5,6"]
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=HANG_GUARD_S)
+    return proc.returncode, err
+
+
+def job_settings(job) -> tuple:
+    """What each of the folder's records says the run was: .hydra/ and result.json."""
+    cfg = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
+    overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+    res = result(job)
+    recorded = json.loads((job / "run_config.json").read_text())["config"]
+    return (
+        (cfg["seed"], cfg["optimizer"]["lr"]),
+        (res["seed"], recorded["optimizer.lr"]),
+        next(o for o in overrides if o.startswith("seed=")) == f"seed={res['seed']}",
+    )
+
+
+def check_no_mixing(jobs) -> set[tuple[int, float]]:
+    trained = set()
+    for job in jobs:
+        if not (job / "result.json").is_file():
+            continue
+        from_hydra, from_run, overrides_agree = job_settings(job)
+        assert from_hydra == from_run and overrides_agree, job
+        if result(job)["status"] == "completed":
+            trained.add(from_run)
+    return trained
+
+
+def test_two_launches_into_one_sweep_folder_never_mix_runs(tmp_path, cache_dir):
+    sweep = tmp_path / "sweep"
+    procs = [start_cli(*a, f"hydra.sweep.dir={sweep}", cache=cache_dir) for a in (LAUNCH_A, LAUNCH_B)]
+    (rc_a, err_a), (rc_b, err_b) = [finish(p) for p in procs]
+    trained = check_no_mixing(p for p in sweep.iterdir() if p.name.isdigit())
+    wanted = {"A": {(0, 0.001), (1, 0.001)}, "B": {(5, 0.01), (6, 0.01)}}
+    for name, rc, err in (("A", rc_a, err_a), ("B", rc_b, err_b)):
+        if rc == 0:  # a launch that says it is done trained all of its runs
+            assert wanted[name] <= trained, (name, err[-2000:])
+        else:  # one that missed a run says so, in one line naming the folder
+            assert str(sweep) in err and "Traceback" not in err, err[-2000:]
+    assert rc_a == 0 or rc_b == 0, (err_a[-1500:], err_b[-1500:])
+
+
+def test_two_launches_in_the_same_second_get_their_own_sweep_folders(tmp_path, cache_dir):
+    procs = [start_cli(*a, cache=cache_dir, cwd=tmp_path) for a in (LAUNCH_A, LAUNCH_B)]
+    outcomes = [finish(p) for p in procs]
+    assert [rc for rc, _ in outcomes] == [0, 0], [err[-1500:] for _, err in outcomes]
+    sweeps = sorted((tmp_path / "outputs" / "multirun").iterdir())
+    assert len(sweeps) == 2
+    trained = [check_no_mixing(p for p in s.iterdir() if p.name.isdigit()) for s in sweeps]
+    assert sorted(map(sorted, trained)) == [[(0, 0.001), (1, 0.001)], [(5, 0.01), (6, 0.01)]]
+
+
+HOLDER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from flowers_sweep.runfolder import hold
+    sweep = Path(sys.argv[1])
+    with hold(sweep / "0"):
+        print("held", flush=True)
+        while not (sweep / ".launch" / "0.json").is_file():  # the launch skipped job 0
+            time.sleep(0.1)
+        # ... and finishes it before that launch ends
+        (sweep / "0" / "result.json").write_text(json.dumps({"status": "completed",
+                                                              "test_acc": 0.5}))
+    """
+)
+
+
+def test_a_job_left_to_another_process_fails_the_launch_even_once_finished(tmp_path, cache_dir):
+    sweep = tmp_path / "sweep"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(sweep)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "held"
+    proc = run_cli(*LAUNCH_A, "aggregate=false", f"hydra.sweep.dir={sweep}", cache=cache_dir)
+    holder.communicate(timeout=HANG_GUARD_S)
+    assert holder.returncode == 0
+    assert result(sweep / "1")["status"] == "completed"
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    line = next(x for x in proc.stderr.splitlines() if x.strip().startswith(str(sweep / "0")))
+    assert "not trained by this launch" in line
+
+
+def test_a_held_sweep_folder_is_refused_before_anything_is_written(tmp_path):
+    sweep = tmp_path / "sweep"
+    other = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys
+            from pathlib import Path
+            from flowers_sweep.launch import claim_sweep
+            claim_sweep(Path({str(sweep)!r}), [])
+            print("held", flush=True)
+            sys.stdin.read()
+        """)],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert other.stdout.readline().strip() == "held"
+        before = sorted(p.name for p in sweep.iterdir())
+        proc = run_cli(*LAUNCH_A, f"hydra.sweep.dir={sweep}", cache=None)
+        assert proc.returncode == 2
+        assert sorted(p.name for p in sweep.iterdir()) == before  # no job folder, no yaml
+        (line,) = [x for x in proc.stderr.splitlines() if x.strip()]
+        assert f"{sweep} is in use by another launch (pid {other.pid}" in line
+        assert "seed=0,1" in line
+    finally:
+        other.communicate("", timeout=HANG_GUARD_S)
+    claim_sweep(sweep, [])  # free again once that launch has ended
+    release_sweep(sweep)
+
+
+def test_claim_sweep_refuses_a_second_claim_in_one_process_too(tmp_path):
+    claim_sweep(tmp_path, [])
+    try:
+        with pytest.raises(SweepBusyError, match="in use by another launch"):
+            claim_sweep(tmp_path, ["seed=1"])
+    finally:
+        release_sweep(tmp_path)
+
+
+def test_unique_dir_never_hands_out_a_folder_twice(tmp_path):
+    base = str(tmp_path / "out" / "2026-01-01_00-00-00")
+    made = [unique_dir(base) for _ in range(3)]
+    assert made == [base, f"{base}-2", f"{base}-3"]
