@@ -26,7 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from flowers_sweep.config import CONFIG_MODULE, validate
+from flowers_sweep.config import CONFIG_MODULE, validate, validate_added_keys
 from flowers_sweep.errors import (
     DivergedError,
     FlowersSweepError,
@@ -128,6 +128,8 @@ def terminate_gracefully() -> Iterator[None]:
 def execute(cfg: DictConfig, run_dir: Path) -> float:
     """Skip, resume or start the run in run_dir; exceptions are the caller's to record."""
     validate(cfg)  # before the skip too: a sweeper needs the metric it asked for
+    hc = HydraConfig.get()
+    validate_added_keys(cfg, list(hc.overrides.task), set(hc.runtime.choices))
     metric = cfg.optimized_metric
     done = completed_result(run_dir)
     if done is not None:
@@ -178,7 +180,9 @@ def write_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
         return
     atomic_write_text(hydra_dir / "config.yaml", OmegaConf.to_yaml(cfg))
     atomic_write_text(hydra_dir / "hydra.yaml", OmegaConf.to_yaml(HydraConfig.instance().cfg))
-    atomic_write_text(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(HydraConfig.get().overrides.task))
+    atomic_write_text(
+        hydra_dir / "overrides.yaml", OmegaConf.to_yaml(HydraConfig.get().overrides.task)
+    )
 
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name="config")

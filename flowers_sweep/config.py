@@ -6,14 +6,16 @@ values, each with a one-line message naming the key, the value and what is allow
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from flowers_sweep.data import DATASETS, PIPELINES, ROLES
+from flowers_sweep.data.loaders import worker_start_method
 from flowers_sweep.data.synthetic import MAX_CLASSES
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.loggers import LOGGERS
@@ -162,6 +164,12 @@ def validate_flowers102(d: DictConfig) -> None:
     _check("dataset.root", d.root, lambda v: isinstance(v, str) and v != "", "must be a path")
 
 
+def validate_workers(d: DictConfig, t: DictConfig) -> None:
+    """A pipeline that cannot start its workers in this job's process fails here, early."""
+    if d.get("pipeline") == "reference" and t.num_workers != 0:
+        worker_start_method()  # raises where no start method works (joblib off Linux)
+
+
 def validate_data(d: DictConfig, a: DictConfig) -> None:
     _choice(d, "dataset.name", DATASETS)
     if d.name == "flowers102":
@@ -201,6 +209,7 @@ def validate(cfg: DictConfig) -> None:
     validate_runtime(cfg.trainer, cfg)
     validate_optim(cfg.optimizer, cfg.scheduler)
     validate_data(cfg.dataset, cfg.augment)
+    validate_workers(cfg.dataset, cfg.trainer)
     _check("seed", cfg.seed, _is_int, "must be an integer")
     if cfg.get("logger") is not None:
         _choice(cfg.logger, "logger.name", LOGGERS)
@@ -208,3 +217,44 @@ def validate(cfg: DictConfig) -> None:
         "optimized_metric", cfg.get("optimized_metric"), lambda v: v in OPTIMIZABLE,
         f"allowed values are {', '.join(OPTIMIZABLE)} (what a completed run records)",
     )  # fmt: skip
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
+    if not isinstance(node, dict):
+        return [prefix]
+    keys = []
+    for k, v in node.items():
+        keys += _leaf_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [prefix + str(k)]
+    return keys
+
+
+def validate_added_keys(
+    cfg: DictConfig, overrides: Sequence[str], groups: Collection[str]
+) -> None:
+    """A `+key=value` that adds a key no config defines is refused as a likely typo.
+
+    Hydra answers `trainer.epoch=3` with "Key 'epoch' is not in struct" and suggests the
+    `+` form, which then adds the key silently: the run would train with the default and
+    record a setting that did nothing. Adding a config group (`+experiment=report`) is
+    fine, and so is a key under a `_target_` node (its constructor takes it).
+
+    Raises:
+        ConfigError: naming the key and the closest key that exists.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([str(o) for o in overrides])
+    for override in parsed:
+        key = override.key_or_group
+        if not override.is_add() or key in groups or key.startswith("hydra"):
+            continue
+        parent = OmegaConf.select(cfg, key.rpartition(".")[0]) if "." in key else None
+        if isinstance(parent, DictConfig) and "_target_" in parent:
+            continue
+        known = [k for k in _leaf_keys(OmegaConf.to_container(cfg)) if k != key]
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(
+            f"+{key} adds a key that no config defines, so it would change nothing: "
+            f"{hint}(set an existing key without +, e.g. {close[0] if close else key}=...)"
+        )

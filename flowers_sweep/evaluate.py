@@ -34,6 +34,7 @@ from flowers_sweep.hardware import (
     resolve_precision,
 )
 from flowers_sweep.models import build_model
+from flowers_sweep.paths import rebase_run_paths
 from flowers_sweep.runfolder import (
     BEST_WEIGHTS_FILE,
     RESULT_FILE,
@@ -76,6 +77,7 @@ def restore(run_dir: Path, weights: str = "last", device: str = "auto") -> Resto
                 f"{RESULT_FILE} with status completed)"
             )
     cfg = OmegaConf.load(config)
+    rebase_run_paths(cfg, run_dir)  # relative to where the run was launched, not to here
     dev = resolve_device(device)
     layout = torch.channels_last if resolve_channels_last(
         cfg.trainer.channels_last, cfg.model.arch) else torch.contiguous_format  # fmt: skip

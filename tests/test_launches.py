@@ -50,7 +50,9 @@ def check_no_mixing(jobs) -> set[tuple[int, float]]:
 
 def test_two_launches_into_one_sweep_folder_never_mix_runs(tmp_path, cache_dir):
     sweep = tmp_path / "sweep"
-    procs = [start_cli(*a, f"hydra.sweep.dir={sweep}", cache=cache_dir) for a in (LAUNCH_A, LAUNCH_B)]
+    procs = [
+        start_cli(*a, f"hydra.sweep.dir={sweep}", cache=cache_dir) for a in (LAUNCH_A, LAUNCH_B)
+    ]
     (rc_a, err_a), (rc_b, err_b) = [finish(p) for p in procs]
     trained = check_no_mixing(p for p in sweep.iterdir() if p.name.isdigit())
     wanted = {"A": {(0, 0.001), (1, 0.001)}, "B": {(5, 0.01), (6, 0.01)}}

@@ -13,6 +13,7 @@ from flowers_sweep.data.cache import default_cache_dir
 from flowers_sweep.data.loaders import Loaders, ReferenceBatches, TensorBatches
 from flowers_sweep.data.splits import Split, Splits
 from flowers_sweep.data.synthetic import load_synthetic
+from flowers_sweep.paths import user_path
 
 DATASETS = ("synthetic", "flowers102")
 PIPELINES = ("cached", "reference")
@@ -21,7 +22,7 @@ ROLES = ("train", "val", "test")
 
 def cache_dir_of(dataset_cfg: Any) -> Path:
     path = dataset_cfg.get("cache_dir")
-    return Path(path).expanduser() if path else default_cache_dir()
+    return user_path(path) if path else default_cache_dir()
 
 
 def load_splits(dataset_cfg: Any, workers: int = 1) -> Splits:

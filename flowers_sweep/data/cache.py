@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from filelock import FileLock, Timeout
 
+from flowers_sweep.paths import user_path
 from flowers_sweep.runfolder import atomic_create
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 def default_cache_dir() -> Path:
     env = os.environ.get("FLOWERS_SWEEP_CACHE")
     if env:
-        return Path(env).expanduser()
+        return user_path(env)
     xdg = os.environ.get("XDG_CACHE_HOME", "~/.cache")
     return Path(xdg).expanduser() / "flowers_sweep"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from flowers_sweep.data.images import load_resized, load_rgb
 from flowers_sweep.data.splits import Split
 from flowers_sweep.errors import DatasetNotFoundError
 from flowers_sweep.hardware import available_cpus
+from flowers_sweep.paths import user_path
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # 2: full decode, and each image's original size
@@ -57,7 +59,9 @@ def checked_flowers102() -> type:
 
 def open_split(cfg: Any, official: str, **kwargs: Any) -> Any:
     """torchvision's dataset for one official split, or an error saying how to get it."""
-    root = Path(cfg.root).expanduser()
+    root = user_path(cfg.root)
+    base = root / "flowers-102"
+    existed = base.exists()
     try:
         return checked_flowers102()(
             root,
@@ -67,8 +71,17 @@ def open_split(cfg: Any, official: str, **kwargs: Any) -> Any:
             loader=load_rgb,
             **kwargs,
         )
+    except OSError as exc:  # the download failed: offline, a proxy, a full disk
+        if not existed:  # leave no empty or half-filled folder that looks like the data
+            shutil.rmtree(base, ignore_errors=True)
+        url = getattr(checked_flowers102(), "_download_url_prefix", "")
+        raise DatasetNotFoundError(
+            f"dataset.download=true could not fetch Flowers102 ({type(exc).__name__}: "
+            f"{getattr(exc, 'reason', None) or exc}); on a machine that can, download "
+            f"102flowers.tgz, imagelabels.mat and setid.mat from {url} into {base}/ and "
+            f"unpack the .tgz there, then run without dataset.download"
+        ) from None
     except RuntimeError as exc:
-        base = root / "flowers-102"
         raise DatasetNotFoundError(
             f"Flowers102 not found or incomplete at {base} (expected jpg/, imagelabels.mat, "
             f"setid.mat; {exc}): run once with dataset.download=true, or put the files "
@@ -111,7 +124,7 @@ def load_split(cfg: Any, role: str, workers: int, cache_dir: Path) -> Split:
     official = cfg.splits[role]
     dataset = open_split(cfg, official)
     files = [Path(f) for f in dataset._image_files]
-    root = str(Path(cfg.root).expanduser().resolve())
+    root = str(user_path(cfg.root).resolve())
     key = (cfg.image_size, len(files), split_files_digest(dataset))
     held = _MEMORY.get((root, official))
     if held is not None and held[0] == key:

@@ -7,13 +7,17 @@ per-image pipeline in a DataLoader, as the report ran it.
 
 from __future__ import annotations
 
+import multiprocessing
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from flowers_sweep.data.splits import Split
+from flowers_sweep.errors import ConfigError
 from flowers_sweep.hardware import to_device
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -78,6 +82,29 @@ class TensorBatches(BatchSource):
             yield x, labels.to(self.device, non_blocking=True)
 
 
+def worker_start_method() -> Any:
+    """How DataLoader workers start: None (torch's default) except inside a joblib job.
+
+    Hydra's joblib launcher runs jobs in loky worker processes, where multiprocessing's
+    default start method is loky's own; DataLoader workers started with it fail
+    ("'Process' object has no attribute 'env'"). There the platform's fork is used,
+    which is what the DataLoader picks by default on Linux anyway.
+
+    Raises:
+        ConfigError: inside a joblib job on a platform without a safe fork (macOS,
+            Windows), where no start method works: use num_workers=0 or another launcher.
+    """
+    if multiprocessing.get_start_method(allow_none=True) != "loky":
+        return None
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
+    raise ConfigError(
+        f"dataset.pipeline=reference with trainer.num_workers > 0 cannot start DataLoader "
+        f"workers inside a joblib job on {sys.platform}: add trainer.num_workers=0, or use "
+        f"hydra/launcher=submitit_local"
+    )
+
+
 class ReferenceBatches(BatchSource):
     """torchvision's per-image transforms in a DataLoader: the report's own pipeline."""
 
@@ -99,6 +126,7 @@ class ReferenceBatches(BatchSource):
             sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
+            multiprocessing_context=worker_start_method() if self.num_workers else None,
         )
         for x, y in loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)

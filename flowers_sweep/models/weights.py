@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from flowers_sweep.errors import ConfigError
+from flowers_sweep.paths import user_path
 
 log = logging.getLogger(__name__)
 ENUM_NAME = re.compile(r"^[A-Z][A-Z0-9_]*_V\d+$")  # IMAGENET1K_V1, IMAGENET1K_V2
@@ -27,7 +29,7 @@ ENUM_NAME = re.compile(r"^[A-Z][A-Z0-9_]*_V\d+$")  # IMAGENET1K_V1, IMAGENET1K_V
 def resolve_weights_file(spec: str, model_name: str) -> Path:
     """The file behind `model.weights`; one-line errors name what is missing and where."""
     if not ENUM_NAME.match(spec):
-        path = Path(spec).expanduser()
+        path = user_path(spec)
         if not path.is_file():
             raise ConfigError(f"model.weights={spec!r} is invalid: no such file")
         return path
@@ -50,6 +52,45 @@ def resolve_weights_file(spec: str, model_name: str) -> Path:
     return path
 
 
+# How other code saves a state_dict: in an outer dict (a checkpoint, Lightning), or with
+# each key prefixed by a wrapper module (DataParallel/DDP, torch.compile).
+NESTED_KEYS = ("state_dict", "model", "model_state_dict", "net")
+WRAPPER_PREFIXES = {"module.": "DataParallel/DDP", "_orig_mod.": "torch.compile"}
+
+
+def unwrap_state_dict(state: Any, own: Iterable[str]) -> tuple[Any, list[str]]:
+    """The bare state_dict inside `state`, and what was taken off to reach it.
+
+    Takes `state["state_dict"]` (Lightning, many repos), `state["model"]` (our
+    checkpoint.pt) and the like while the outer dict holds no tensors itself; then the
+    `module.` and `_orig_mod.` prefixes that every key shares. A key prefix that is
+    neither (Lightning's `model.` attribute name, say) is dropped only when that makes
+    every key one of the model's own (`own`). Anything else is returned as found, for
+    the caller to report as another architecture.
+    """
+    done: list[str] = []
+    while isinstance(state, dict) and not any(torch.is_tensor(v) for v in state.values()):
+        inner = next((k for k in NESTED_KEYS if isinstance(state.get(k), dict)), None)
+        if inner is None:
+            break
+        state, _ = state[inner], done.append(f"the nested {inner!r} entry")
+    if not isinstance(state, dict) or not state:
+        return state, done
+    own = set(own)
+    while True:
+        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state)), None)
+        if prefix is None:
+            first = next(iter(state)).split(".", 1)[0] + "."
+            shared = all(k.startswith(first) for k in state)
+            if not shared or not {k[len(first) :] for k in state} <= own or set(state) <= own:
+                return state, done
+            prefix, why = first, "a wrapper's attribute name"
+        else:
+            why = WRAPPER_PREFIXES[prefix]
+        state = {k[len(prefix) :]: v for k, v in state.items()}
+        done.append(f"the {prefix!r} key prefix ({why})")
+
+
 def load_weights(model: nn.Module, spec: str, model_name: str) -> None:
     """Copy matching tensors into the model; a different classifier stays as built.
 
@@ -60,9 +101,10 @@ def load_weights(model: nn.Module, spec: str, model_name: str) -> None:
         state: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ConfigError(f"model.weights={spec!r}: {path} is not a state_dict ({exc})") from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]  # a checkpoint.pt
     own = model.state_dict()
+    state, unwrapped = unwrap_state_dict(state, own.keys())
+    if unwrapped:
+        log.info("model.weights=%s: unwrapped %s", spec, "; ".join(unwrapped))
     foreign = [k for k in state if k not in own]
     if foreign:
         raise ConfigError(

@@ -1,0 +1,169 @@
+"""What users type: typo'd keys, wrapped checkpoints, relative paths under chdir,
+offline downloads, Ctrl-C; each gets a run that works or one line that says why."""
+
+import logging
+import signal
+import time
+import urllib.error
+
+import pytest
+import torch
+
+from flowers_sweep.config import validate_added_keys
+from flowers_sweep.data import flowers102
+from flowers_sweep.errors import ConfigError, DatasetNotFoundError
+from flowers_sweep.models import build_model
+from flowers_sweep.models.weights import load_weights
+
+from .conftest import HANG_GUARD_S, SLOW, TINY, make_cfg, result, run_cli, start_cli
+
+GROUPS = {"model", "dataset", "trainer", "optimizer", "experiment", "case"}
+
+
+def test_an_added_key_that_no_config_defines_is_refused_with_the_closest_one():
+    cfg = make_cfg("+trainer.epoch=3")
+    with pytest.raises(ConfigError, match=r"\+trainer\.epoch .*did you mean trainer\.epochs\?"):
+        validate_added_keys(cfg, ["+trainer.epoch=3"], GROUPS)
+
+
+def test_added_groups_and_a_targets_own_keys_are_accepted():
+    cfg = make_cfg("experiment=report")
+    validate_added_keys(cfg, ["+experiment=report", "seed=3"], GROUPS)
+    cfg = make_cfg("+logger._target_=x.Y", "+logger.flush_secs=5")
+    validate_added_keys(cfg, ["+logger._target_=x.Y", "+logger.flush_secs=5"], GROUPS)
+
+
+@pytest.mark.e2e
+def test_a_typo_added_with_plus_exits_2_in_one_line_before_training(tmp_path, cache_dir):
+    run_dir = tmp_path / "run"
+    proc = run_cli(*TINY, "+trainer.epoch=3", f"hydra.run.dir={run_dir}", cache=cache_dir)
+    assert proc.returncode == 2
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("flowers_sweep: error")]
+    assert "trainer.epoch " in line and "trainer.epochs" in line
+    assert "Traceback" not in proc.stderr
+    assert not (run_dir / "metrics.csv").exists()
+
+
+def small_model():
+    cfg = make_cfg("model=baseline_cnn")
+    torch.manual_seed(0)
+    return cfg, build_model(cfg.model, 10, 32)
+
+
+@pytest.mark.parametrize(
+    ("wrap", "said"),
+    [
+        (lambda s: {f"module.{k}": v for k, v in s.items()}, "'module.' key prefix"),
+        (lambda s: {f"_orig_mod.{k}": v for k, v in s.items()}, "'_orig_mod.' key prefix"),
+        (lambda s: {f"module._orig_mod.{k}": v for k, v in s.items()}, "'_orig_mod.'"),
+        (lambda s: {"state_dict": s, "epoch": 3}, "nested 'state_dict' entry"),
+        (
+            lambda s: {"state_dict": {f"model.{k}": v for k, v in s.items()}},
+            "'model.' key prefix (a wrapper's attribute name)",
+        ),
+        (lambda s: {"model": s, "optimizer": {}}, "nested 'model' entry"),
+    ],
+)
+def test_wrapped_state_dicts_load_and_say_what_was_unwrapped(tmp_path, caplog, wrap, said):
+    _, source = small_model()
+    path = tmp_path / "w.pt"
+    torch.save(wrap(source.state_dict()), path)
+    _, target = small_model()
+    for p in target.parameters():
+        torch.nn.init.zeros_(p)
+    with caplog.at_level(logging.INFO):
+        load_weights(target, str(path), "baseline_cnn")
+    for name, tensor in source.state_dict().items():
+        assert torch.equal(target.state_dict()[name], tensor), name
+    assert said in caplog.text
+
+
+def test_another_architecture_is_still_named_as_such(tmp_path):
+    _, target = small_model()
+    resnet = build_model(make_cfg("model=resnet18").model, 10, 32)
+    path = tmp_path / "r.pt"
+    torch.save({f"module.{k}": v for k, v in resnet.state_dict().items()}, path)
+    with pytest.raises(ConfigError, match="is for another architecture"):
+        load_weights(target, str(path), "baseline_cnn")
+
+
+@pytest.mark.e2e
+def test_relative_paths_mean_the_launch_folder_under_chdir(tmp_path, cache_dir):
+    from .fake_flowers102 import write_tree
+
+    write_tree(tmp_path / "tree", per_split=6, size=40)
+    cfg = make_cfg("model=baseline_cnn", "dataset=flowers102")
+    torch.save(build_model(cfg.model, 102, 16).state_dict(), tmp_path / "w.pt")
+    proc = run_cli(
+        "hydra.job.chdir=true", "dataset=flowers102", "dataset.root=tree",
+        "dataset.verify_checksums=false", "dataset.cache_dir=cache", "dataset.image_size=16",
+        "model=baseline_cnn", "model.weights=w.pt", "trainer.epochs=1", "hydra.run.dir=run",
+        cache=None, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert result(tmp_path / "run")["status"] == "completed"
+    assert list((tmp_path / "cache").glob("flowers102-*"))  # the cache beside the tree
+    assert not (tmp_path / "run" / "cache").exists()
+    assert "loaded" in (tmp_path / "run" / "flowers_sweep.log").read_text()
+    again = run_cli(str(tmp_path / "run"), cache=None, module="flowers_sweep.evaluate")
+    assert again.returncode == 0, again.stderr[-2000:]  # from another folder: ROOT
+
+
+@pytest.mark.e2e
+def test_joblib_runs_the_reference_pipeline_with_dataloader_workers(tmp_path, cache_dir):
+    from .fake_flowers102 import write_tree
+
+    write_tree(tmp_path / "tree", per_split=6, size=40)
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "-m", "dataset=flowers102", f"dataset.root={tmp_path / 'tree'}",
+        "dataset.verify_checksums=false", "dataset.pipeline=reference", "dataset.image_size=16",
+        "model=baseline_cnn", "trainer.epochs=1", "trainer.num_workers=2", "seed=0,1",
+        "hydra/launcher=joblib", "aggregate=false", f"hydra.sweep.dir={sweep}", cache=cache_dir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [result(sweep / j)["status"] for j in ("0", "1")] == ["completed", "completed"]
+
+
+def test_an_offline_download_says_where_to_get_the_files_and_leaves_no_folder(
+    tmp_path, monkeypatch
+):
+    from torchvision.datasets import utils
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(utils.urllib.request, "urlopen", offline)
+    cfg = make_cfg("dataset=flowers102", f"dataset.root={tmp_path}", "dataset.download=true")
+    with pytest.raises(DatasetNotFoundError) as info:
+        flowers102.open_split(cfg.dataset, "train")
+    message = str(info.value)
+    assert "\n" not in message and "URLError" in message
+    assert "https://" in message and str(tmp_path / "flowers-102") in message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.e2e
+def test_ctrl_c_stops_a_run_in_one_line_and_it_resumes(tmp_path, cache_dir):
+    run_dir = tmp_path / "run"
+    proc = start_cli(*SLOW, f"hydra.run.dir={run_dir}", cache=cache_dir)
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not (run_dir / "metrics.csv").is_file() and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=HANG_GUARD_S)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.startswith("flowers_sweep:")]
+    assert "interrupted (Ctrl-C)" in line and "resume" in line
+    assert result(run_dir)["status"] == "interrupted"
+    again = run_cli(*SLOW, f"hydra.run.dir={run_dir}", cache=cache_dir)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert result(run_dir)["status"] == "completed"
+    assert f"run folder: {run_dir}" in again.stdout  # Hydra logs to stdout
+
+
+def test_validate_added_keys_ignores_hydra_and_plain_overrides():
+    cfg = make_cfg("seed=1")
+    validate_added_keys(cfg, ["seed=1", "hydra.job.chdir=true"], GROUPS)
