@@ -314,8 +314,16 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
+def testable(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether Welch's t-test is defined for two samples: at least two values each and
+    some spread. With no spread in either group its standard error is zero, so t is
+    x/0: scipy answers p = 0 (or nan) for any difference, a certainty no data gave."""
+    return len(a) >= 2 and len(b) >= 2 and (len(set(a)) > 1 or len(set(b)) > 1)
+
+
 def pairwise_tests(runs_df: pd.DataFrame) -> pd.DataFrame:
-    """Welch's t-test between cases that both have n > 1, Holm-adjusted.
+    """Welch's t-test between cases that both have n > 1, Holm-adjusted; a pair where
+    the test is undefined (see `testable`) gets no p-value and is not significant.
 
     Every pair in a small sweep; in a larger one, each case against the best (highest
     mean test accuracy), which is the question a reader of a search asks: what is not
@@ -334,9 +342,11 @@ def pairwise_tests(runs_df: pd.DataFrame) -> pd.DataFrame:
         pairs, scope = [(best, k) for k in groups if k != best], f"each case against {best}"
     rows = []
     for a, b in pairs:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # zero variance: p is nan
-            p = float(stats.ttest_ind(groups[a], groups[b], equal_var=False).pvalue)
+        p = float("nan")  # not testable: no p-value, never significant
+        if testable(groups[a], groups[b]):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                p = float(stats.ttest_ind(groups[a], groups[b], equal_var=False).pvalue)
         rows.append({"case_a": a, "case_b": b, "diff": means[a] - means[b], "p_value": p})
     table = pd.DataFrame(rows, columns=["case_a", "case_b", "diff", "p_value"])
     valid = table["p_value"].notna()
@@ -346,6 +356,10 @@ def pairwise_tests(runs_df: pd.DataFrame) -> pd.DataFrame:
     table["significant"] = table["p_holm"] < ALPHA
     table.attrs["scope"] = scope
     return table
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _pct(x: float) -> str:
@@ -379,27 +393,34 @@ def results_markdown(
         )
         lines.append("")
     if len(tests):
+        testable_count = plural(int(tests["p_value"].notna().sum()), "testable comparison")
         lines += [
             "## Pairwise comparisons",
             "",
             f"Welch's t-test on test accuracy, {tests.attrs.get('scope', 'all pairs')}, "
-            f"p-values Holm-adjusted over these {len(tests)} comparisons "
+            f"p-values Holm-adjusted over {testable_count} "
             f"(significant: adjusted p < {ALPHA}).",
             "",
             "| case A | case B | A - B | p | p (Holm) | verdict |",
             "|---|---|---|---|---|---|",
         ]
+        untestable = [
+            f"{t.case_a} vs {t.case_b}" for t in tests.itertuples() if math.isnan(t.p_value)
+        ]
         for t in tests.itertuples():
+            diff = f"| {t.case_a} | {t.case_b} | {100 * t.diff:+.1f} pts |"
             if math.isnan(t.p_value):
-                verdict = "untestable (no variance)"
-            else:
-                verdict = "significant" if t.significant else "not significant"
-            lines.append(
-                f"| {t.case_a} | {t.case_b} | {100 * t.diff:+.1f} pts | {t.p_value:.3g} "
-                f"| {t.p_holm:.3g} | {verdict} |"
-            )
-        not_sig = [f"{t.case_a} vs {t.case_b}" for t in tests.itertuples() if not t.significant]
-        lines += ["", "Not significant: " + (", ".join(not_sig) if not_sig else "none") + ".", ""]
+                lines.append(f"{diff} - | - | not testable (no spread in either case) |")
+                continue
+            verdict = "significant" if t.significant else "not significant"
+            lines.append(f"{diff} {t.p_value:.3g} | {t.p_holm:.3g} | {verdict} |")
+        not_sig = [f"{t.case_a} vs {t.case_b}" for t in tests.itertuples()
+                   if not t.significant and not math.isnan(t.p_value)]  # fmt: skip
+        lines += ["", "Not significant: " + (", ".join(not_sig) if not_sig else "none") + "."]
+        if untestable:
+            lines.append("Not testable (every run of both cases scored the same): "
+                         + ", ".join(untestable) + ".")  # fmt: skip
+        lines.append("")
     if skipped:
         lines += [f"{skipped} run(s) not completed are listed in runs.csv but left out here.", ""]
     return "\n".join(lines)

@@ -62,6 +62,20 @@ def test_interval_stays_within_what_an_accuracy_can_be(tmp_path):
     assert res.loc["hard", "ci95_low"] == 0.0
 
 
+def test_a_comparison_without_spread_is_not_testable_rather_than_certain(tmp_path):
+    # Two seeds each, every run of a case scoring the same: Welch's t is x/0, and
+    # scipy's answer (p = 0, or nan) is no evidence of anything.
+    sweep = sweep_of(tmp_path, {"a": [0.700, 0.700], "b": [0.638, 0.638], "c": [0.6, 0.7]})
+    report = aggregate([sweep])
+    tests = report.tests.set_index(["case_a", "case_b"])
+    assert pd.isna(tests.loc[("a", "b"), "p_value"]) and not tests.loc[("a", "b"), "significant"]
+    assert not pd.isna(tests.loc[("a", "c"), "p_value"])  # one case with spread: defined
+    md = (sweep / "report" / "results.md").read_text()
+    assert "| a | b | +6.2 pts | - | - | not testable (no spread in either case) |" in md
+    assert "Not testable (every run of both cases scored the same): a vs b." in md
+    assert "Holm-adjusted over 2 testable comparisons" in md
+
+
 def test_significance_is_reported_both_ways(tmp_path):
     sweep = sweep_of(
         tmp_path,
