@@ -1,0 +1,103 @@
+"""Every `python -m flowers_sweep` command in README.md and docs/ composes as written.
+
+A documented command that no longer works is the first thing a new user meets, so each
+one is read from the pages, parsed as Hydra (or the Optuna sweeper) parses it, and
+composed; the README's own sweep and the search-space example also run, tiny.
+"""
+
+import re
+import shlex
+
+import pytest
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+
+from flowers_sweep.config import CONFIG_MODULE, validate_added_keys
+
+from .conftest import ROOT, TINY, run_cli
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# The commands that take Hydra overrides; aggregate, evaluate and predict take paths.
+HYDRA_COMMANDS = re.compile(r"python -m (flowers_sweep(?:\.summary)?)(?=\s|$|`)(.*)")
+PLACEHOLDER = {"...", "\\"}
+
+
+def documented_commands() -> list[tuple[str, str, list[str]]]:
+    """(where, module, arguments) of each command, with `\\` continuations joined."""
+    found = []
+    for page in PAGES:
+        text = re.sub(r"\\\n\s*", " ", page.read_text(encoding="utf-8"))
+        for number, line in enumerate(text.splitlines(), start=1):
+            for match in HYDRA_COMMANDS.finditer(line.split("`")[0] if "`" not in line else line):
+                rest = match.group(2).split("`")[0].split("  #")[0].split(" # ")[0]
+                args = [a for a in shlex.split(rest) if a not in PLACEHOLDER]
+                found.append((f"{page.name}:{number}", match.group(1), args))
+    return found
+
+
+COMMANDS = documented_commands()
+
+
+def test_the_pages_hold_the_commands_this_test_reads():
+    assert len(COMMANDS) >= 25
+    assert any("tag(log, interval(1e-5, 1e-3))" in " ".join(a) for _, _, a in COMMANDS)
+
+
+def compose_like_the_cli(args: list[str]) -> None:
+    """What `python -m flowers_sweep ARGS` composes, up to the first job's config."""
+    multirun = "-m" in args or "--multirun" in args
+    overrides = [a for a in args if not a.startswith("-") and a not in ("job", "hydra")]
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(overrides)
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        # Hydra's own checks for the launch (sweeps of hydra.* keys are refused here)
+        master = loader.load_configuration(
+            "config", overrides, run_mode=RunMode.MULTIRUN if multirun else RunMode.RUN
+        )
+        first = []
+        search = master.hydra.sweeper.get("_target_", "").endswith("StudySweeper")
+        for o in parsed:
+            if o.is_sweep_override() and search and not o.is_discrete_sweep():
+                continue  # a search space: the sweeper parses it (below)
+            first.append(f"{o.get_key_element()}={next(o.sweep_string_iterator())}"
+                         if o.is_sweep_override() else o.input_line)  # fmt: skip
+        if search:
+            from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
+            create_params_from_overrides([o for o in overrides if o not in first])
+        cfg = compose("config", overrides=first)
+        validate_added_keys(cfg, first, set(master.hydra.runtime.choices))
+
+
+@pytest.mark.parametrize(("where", "module", "args"), COMMANDS, ids=[c[0] for c in COMMANDS])
+def test_documented_command_composes(where, module, args):
+    compose_like_the_cli(args)
+
+
+def test_a_sweep_over_hydras_own_config_is_caught():
+    with pytest.raises(Exception, match="Sweeping over Hydra's configuration"):
+        compose_like_the_cli(
+            [
+                "-m",
+                "hparams_search=optuna",
+                "hydra.sweeper.params.optimizer.lr=tag(log, interval(1e-5, 1e-3))",
+            ]
+        )
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "where", ["README.md:20", "tracking.md"], ids=["readme-sweep", "search-space"]
+)
+def test_documented_sweeps_run_tiny(where, tmp_path, cache_dir):
+    args = next(a for w, m, a in COMMANDS if w.startswith(where) and m == "flowers_sweep"
+                and ("tag(" in " ".join(a) or where.startswith("README")))  # fmt: skip
+    tiny = [*TINY, "model.layers=[1,1,1,1]", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    if "hparams_search=optuna" in args:
+        tiny += ["hydra.sweeper.n_trials=1"]
+    proc = run_cli(*args, *tiny, cache=cache_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "sweep" / "0" / "result.json").is_file()
