@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from flowers_sweep.runfolder import METRIC_COLUMNS
 
-from .conftest import TINY, run_cli
+from .conftest import HANG_GUARD_S, TINY, run_cli
 
 pytestmark = pytest.mark.e2e
 RESULT_KEYS = {
@@ -81,7 +81,7 @@ def test_activation_sweep_with_epochs_and_size_overrides(tmp_path, cache_dir):
     assert tensorboard_runs(sweep) == ["0", "1", "2"]
 
 
-def tensorboard_runs(logdir, timeout=90):
+def tensorboard_runs(logdir, timeout=HANG_GUARD_S):
     """Start `tensorboard --logdir` on a free localhost port, ask its HTTP API which runs
     it lists, stop it."""
     with socket.socket() as s:

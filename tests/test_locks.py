@@ -11,7 +11,7 @@ from flowers_sweep.data.cache import cached
 from flowers_sweep.errors import RunFolderBusyError
 from flowers_sweep.runfolder import atomic_create, hold, is_held
 
-from .conftest import ROOT
+from .conftest import HANG_GUARD_S, ROOT
 
 # Each process asks for the same entry; the build takes a while and leaves a mark.
 BUILDER = textwrap.dedent(
@@ -45,7 +45,7 @@ def test_jobs_starting_on_an_empty_cache_build_it_once(tmp_path):
         )
         for _ in range(3)
     ]
-    outs = [p.communicate(timeout=120) for p in procs]
+    outs = [p.communicate(timeout=HANG_GUARD_S) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-1500:] for _, err in outs]
     assert [out.strip() for out, _ in outs] == [str(sum(range(1000)))] * 3
     assert marks.read_text() == "built\n"  # the others waited, then read it

@@ -37,21 +37,63 @@ def losses(dtype, layout, epochs=4):
     return [train_epoch(model, opt, batches, gen, CPU, "t", cast)[0] for _ in range(epochs)]
 
 
-def test_bf16_loss_tracks_fp32():
-    fp32 = losses(None, torch.contiguous_format)
-    bf16 = losses(torch.bfloat16, torch.contiguous_format)
-    assert fp32[-1] < fp32[0] / 10  # it learns at all
-    assert bf16[0] == pytest.approx(fp32[0], rel=0.02)
-    for a, b in zip(fp32, bf16, strict=True):  # then within 0.05 nats all the way down
-        assert abs(a - b) < 0.05
+# Unit roundoffs (half an ulp at 1.0): bf16 keeps 8 significant bits, fp32 24.
+U_BF16, U_FP32 = 2.0**-8, 2.0**-24
 
 
-def test_channels_last_gives_the_same_training():
-    nchw = losses(None, torch.contiguous_format, epochs=2)
-    nhwc = losses(None, torch.channels_last, epochs=2)
-    # Other kernels sum in another order; training amplifies the rounding a little.
-    assert nhwc[0] == pytest.approx(nchw[0], rel=0.01)
-    assert nhwc == pytest.approx(nchw, rel=0.05)
+def weighted_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+
+
+def bf16_bound(model: torch.nn.Module) -> float:
+    """Relative error of a bf16-autocast forward pass, to first order: autocast rounds
+    each conv/linear layer's input and weight to bf16 (each at most U_BF16 relative,
+    so 2 * U_BF16 per layer, accumulation staying fp32), and the errors of the L such
+    layers add up; batch norm keeps activations near unit scale, so nothing amplifies
+    them (Higham, Accuracy and Stability of Numerical Algorithms, 2002, ch. 3)."""
+    return len(weighted_layers(model)) * 2 * U_BF16
+
+
+def reorder_bound(model: torch.nn.Module) -> float:
+    """Relative error between two fp32 forward passes that sum in different orders
+    (NCHW and channels_last kernels): at most fan_in * U_FP32 per layer for a dot
+    product of fan_in terms (Higham, ch. 3), over the L layers, times two (both sides)."""
+    layers = weighted_layers(model)
+    fan_in = max(m.weight[0].numel() for m in layers)
+    return 2 * len(layers) * fan_in * U_FP32
+
+
+def init_loss(dtype, layout) -> tuple[float, torch.nn.Module]:
+    """The loss of one forward pass at initialisation, in training mode (batch stats)."""
+    torch.manual_seed(0)
+    model = ResNet("basic", [1, 1, 1, 1], 4).to(memory_format=layout)
+    aug = BatchAugment(MEAN, STD, memory_format=layout)
+    x, y = next(iter(TensorBatches(tiny_split(), 32, CPU, aug.eval_view)()))
+    with torch.no_grad(), autocast(CPU, dtype)():
+        loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+    return float(loss), model
+
+
+def test_bf16_forward_is_within_bf16_rounding_of_fp32():
+    fp32, model = init_loss(None, torch.contiguous_format)
+    bf16, _ = init_loss(torch.bfloat16, torch.contiguous_format)
+    assert bf16 == pytest.approx(fp32, rel=bf16_bound(model))
+
+
+def test_bf16_training_learns_as_fp32_does():
+    # Training amplifies rounding differences without bound (the trajectories part
+    # after a few steps), so what is compared is the outcome: both learn the task.
+    for dtype in (None, torch.bfloat16):
+        curve = losses(dtype, torch.contiguous_format)
+        assert curve[-1] < curve[0] / 4, (dtype, curve)
+
+
+def test_channels_last_gives_the_same_forward_pass_and_training():
+    nchw, model = init_loss(None, torch.contiguous_format)
+    nhwc, _ = init_loss(None, torch.channels_last)
+    assert nhwc == pytest.approx(nchw, rel=reorder_bound(model))
+    curve = losses(None, torch.channels_last, epochs=4)
+    assert curve[-1] < curve[0] / 4  # and it trains
 
 
 def test_channels_last_batches_reach_the_model_in_that_layout():
@@ -67,7 +109,7 @@ def test_eval_under_bf16_matches_fp32_closely():
     batches = TensorBatches(tiny_split(64), 32, CPU, BatchAugment(MEAN, STD).eval_view)
     loss32, _ = evaluate(model, batches, CPU)
     loss16, _ = evaluate(model, batches, CPU, autocast(CPU, torch.bfloat16))
-    assert loss16 == pytest.approx(loss32, rel=0.05)
+    assert loss16 == pytest.approx(loss32, rel=bf16_bound(model))
 
 
 @pytest.mark.parametrize(("precision", "expected"), [("32", "32")])  # bf16: auto, where native

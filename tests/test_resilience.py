@@ -10,7 +10,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from .conftest import ROOT, SLOW, TINY, metrics, result, run_cli
+from .conftest import HANG_GUARD_S, ROOT, SLOW, TINY, metrics, result, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,7 @@ def start_cli(*args, cache):
     )  # fmt: skip
 
 
-def wait_for_epochs(run_dir, n, proc, timeout=240):
+def wait_for_epochs(run_dir, n, proc, timeout=HANG_GUARD_S):
     """Poll metrics.csv until it has n rows (each written right after its checkpoint)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -44,7 +44,7 @@ def interrupted_run(run_dir, cache_dir, sig, after_epochs):
     proc = start_cli(*args, cache=cache_dir)
     wait_for_epochs(run_dir, after_epochs, proc)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode != 0
     if sig == signal.SIGTERM:
         assert proc.returncode == 128 + signal.SIGTERM and "rerun to resume" in err, err
@@ -190,7 +190,7 @@ def test_a_relaunch_into_a_folder_still_training_writes_nothing(tmp_path, cache_
         assert f"{run_dir}: skipped: still training in another process" in in_sweep.stderr
     finally:
         os.kill(proc.pid, signal.SIGCONT)
-    _, err = proc.communicate(timeout=240)
+    _, err = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode == 0, err[-2000:]
     assert metrics(run_dir) == metrics(reference)  # every epoch once, as uninterrupted
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from .conftest import ROOT, SLOW, TINY, metrics, result, run_cli
+from .conftest import HANG_GUARD_S, ROOT, SLOW, TINY, metrics, result, run_cli
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
 SLURM = [
@@ -50,7 +50,7 @@ def test_a_failing_job_is_recorded_and_fails_the_sweep(tmp_path, cache_dir):
     assert "did not complete" in proc.stderr
 
 
-def job_id(sweep, timeout=120):
+def job_id(sweep, timeout=HANG_GUARD_S):
     """The SLURM id of the sweep's one array task, from submitit's folder names."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -81,12 +81,12 @@ def test_preemption_requeues_and_resumes_to_the_same_metrics(tmp_path, cache_dir
     jid = None
     try:
         jid = job_id(sweep)
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + HANG_GUARD_S
         while not ((run_dir / "metrics.csv").is_file() and len(metrics(run_dir)) >= 2):
             assert time.monotonic() < deadline and launch.poll() is None, job_logs(sweep)
             time.sleep(0.05)
         subprocess.run(["scancel", f"--signal={signal.SIGUSR2.name[3:]}", jid], check=True)
-        _, err = launch.communicate(timeout=300)
+        _, err = launch.communicate(timeout=HANG_GUARD_S)
     finally:
         if launch.poll() is None:
             launch.kill()

@@ -12,7 +12,7 @@ import torchvision
 
 from flowers_sweep.summary import Summary, summarize
 
-from .conftest import make_cfg, run_cli
+from .conftest import HANG_GUARD_S, make_cfg, run_cli
 
 # He et al. (2016), Table 1: multiply-adds at 224 px ("FLOPs" in the paper).
 REPORT_MACS = {
@@ -66,7 +66,7 @@ def test_resnet18_stage_sizes_at_224():
 
 
 def run_summary(*args: str) -> subprocess.CompletedProcess:
-    return run_cli(*args, cache=None, timeout=120, module="flowers_sweep.summary")
+    return run_cli(*args, cache=None, timeout=HANG_GUARD_S, module="flowers_sweep.summary")
 
 
 @pytest.mark.e2e

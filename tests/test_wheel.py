@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from .conftest import ROOT, TINY
+from .conftest import HANG_GUARD_S, ROOT, TINY
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +36,7 @@ def wheel(tmp_path_factory):
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
          "-w", str(out), str(src)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=HANG_GUARD_S,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     (path,) = out.glob("flowers_sweep-*.whl")
@@ -58,11 +58,11 @@ def fresh_env(tmp_path, wheel):
     folder is put on the path, but not its .pth files, so the editable install of this
     clone is not found there."""
     env_dir = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, timeout=HANG_GUARD_S)
     python = env_dir / "bin" / "python"
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-        check=True, capture_output=True, timeout=300,
+        check=True, capture_output=True, timeout=HANG_GUARD_S,
     )  # fmt: skip
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -84,7 +84,7 @@ def test_a_wheel_runs_a_sweep_the_summary_and_the_aggregator_from_an_empty_folde
 
     def run(*args):
         return subprocess.run([str(python), *args], cwd=work, env=env, capture_output=True,
-                              text=True, timeout=300)  # fmt: skip
+                              text=True, timeout=HANG_GUARD_S)  # fmt: skip
 
     where = run("-c", "import flowers_sweep; print(flowers_sweep.__file__)")
     assert str(tmp_path / "venv") in where.stdout, where.stdout + where.stderr  # not the clone
