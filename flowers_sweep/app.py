@@ -175,9 +175,10 @@ def write_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
     process that lost the race for the folder may have just overwritten them; the
     process that holds it puts back its own, the same text Hydra writes.
     """
-    hydra_dir = run_dir / ".hydra"
-    if not hydra_dir.is_dir():  # hydra.output_subdir=null: Hydra keeps no copy
+    subdir = HydraConfig.get().output_subdir
+    if subdir is None:  # hydra.output_subdir=null: Hydra keeps no copy
         return
+    hydra_dir = run_dir / subdir
     atomic_write_text(hydra_dir / "config.yaml", OmegaConf.to_yaml(cfg))
     atomic_write_text(hydra_dir / "hydra.yaml", OmegaConf.to_yaml(HydraConfig.instance().cfg))
     atomic_write_text(

@@ -130,5 +130,9 @@ class SweepEnd(Callback):
         except Exception as exc:  # a bug or a disk error must not hide the sweep's status
             log.exception("aggregation failed")
             return [f"aggregation failed: {type(exc).__name__}: {exc}"]
-        log.info("results table and figures written to %s\n%s", report.out, console_text(report))
+        if report.results.empty:  # every run failed: the summary below says why, once
+            log.info("no run completed: nothing to tabulate (%s lists the runs)", report.out)
+        else:
+            log.info("results table and figures written to %s\n%s", report.out,
+                     console_text(report))  # fmt: skip
         return report.problems

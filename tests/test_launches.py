@@ -147,3 +147,17 @@ def test_unique_dir_never_hands_out_a_folder_twice(tmp_path):
     base = str(tmp_path / "out" / "2026-01-01_00-00-00")
     made = [unique_dir(base) for _ in range(3)]
     assert made == [base, f"{base}-2", f"{base}-3"]
+
+
+def test_a_failure_shared_by_every_job_is_reported_once_with_its_count(tmp_path, cache_dir):
+    sweep, missing = tmp_path / "sweep", tmp_path / "nowhere"
+    proc = run_cli(
+        "-m", "dataset=flowers102", f"dataset.root={missing}", "model=baseline_cnn",
+        "seed=0,1,2", f"hydra.sweep.dir={sweep}", cache=cache_dir,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count(str(missing / "flowers-102")) == 1, proc.stderr
+    assert f"3 runs ({sweep}/: 0, 1, 2): failed: DatasetNotFoundError" in proc.stderr
+    assert "| case |" not in proc.stdout  # no empty table
+    assert "no run completed" in proc.stdout
