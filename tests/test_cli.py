@@ -134,6 +134,7 @@ def test_default_settings_learn(tmp_path, cache_dir):
     run_dir = tmp_path / "run"
     proc = run_cli(f"hydra.run.dir={run_dir}", cache=cache_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines()[-1].endswith(f"run folder: {run_dir}")  # its last word
     result = json.loads((run_dir / "result.json").read_text())
     assert result["num_classes"] == 10
     assert result["test_acc"] >= 2 * (1 / result["num_classes"])

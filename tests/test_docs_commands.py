@@ -5,6 +5,7 @@ one is read from the pages, parsed as Hydra (or the Optuna sweeper) parses it, a
 composed; the README's own sweep and the search-space example also run, tiny.
 """
 
+import json
 import re
 import shlex
 
@@ -14,7 +15,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 
-from flowers_sweep.config import CONFIG_MODULE, validate_added_keys
+from flowers_sweep.config import CONFIG_MODULE, validate, validate_added_keys
+from flowers_sweep.errors import ConfigError
 
 from .conftest import ROOT, TINY, run_cli
 
@@ -24,16 +26,19 @@ HYDRA_COMMANDS = re.compile(r"python -m (flowers_sweep(?:\.summary)?)(?=\s|$|`)(
 PLACEHOLDER = {"...", "\\"}
 
 
-def documented_commands() -> list[tuple[str, str, list[str]]]:
-    """(where, module, arguments) of each command, with `\\` continuations joined."""
+def documented_commands() -> list[tuple[str, str, list[str], bool]]:
+    """(where, module, arguments, shown failing) of each command, `\\` continuations
+    joined; "shown failing" when the page's next line is the error it prints."""
     found = []
     for page in PAGES:
         text = re.sub(r"\\\n\s*", " ", page.read_text(encoding="utf-8"))
-        for number, line in enumerate(text.splitlines(), start=1):
-            for match in HYDRA_COMMANDS.finditer(line.split("`")[0] if "`" not in line else line):
+        lines = text.splitlines()
+        for number, line in enumerate(lines, start=1):
+            fails = number < len(lines) and lines[number].startswith("flowers_sweep: error")
+            for match in HYDRA_COMMANDS.finditer(line):
                 rest = match.group(2).split("`")[0].split("  #")[0].split(" # ")[0]
                 args = [a for a in shlex.split(rest) if a not in PLACEHOLDER]
-                found.append((f"{page.name}:{number}", match.group(1), args))
+                found.append((f"{page.name}:{number}", match.group(1), args, fails))
     return found
 
 
@@ -42,11 +47,13 @@ COMMANDS = documented_commands()
 
 def test_the_pages_hold_the_commands_this_test_reads():
     assert len(COMMANDS) >= 25
-    assert any("tag(log, interval(1e-5, 1e-3))" in " ".join(a) for _, _, a in COMMANDS)
+    assert any("tag(log, interval(1e-5, 1e-3))" in " ".join(c[2]) for c in COMMANDS)
+    assert sum(c[3] for c in COMMANDS) >= 2  # the pages' error examples
 
 
-def compose_like_the_cli(args: list[str]) -> None:
-    """What `python -m flowers_sweep ARGS` composes, up to the first job's config."""
+def compose_like_the_cli(args: list[str], check_values: bool = False) -> None:
+    """What `python -m flowers_sweep ARGS` composes, up to the first job's config (and
+    with check_values, the checks a run makes before reading data)."""
     multirun = "-m" in args or "--multirun" in args
     overrides = [a for a in args if not a.startswith("-") and a not in ("job", "hydra")]
     parser = OverridesParser.create()
@@ -70,11 +77,19 @@ def compose_like_the_cli(args: list[str]) -> None:
             create_params_from_overrides([o for o in overrides if o not in first])
         cfg = compose("config", overrides=first)
         validate_added_keys(cfg, first, set(master.hydra.runtime.choices))
+        if check_values:
+            validate(cfg)
 
 
-@pytest.mark.parametrize(("where", "module", "args"), COMMANDS, ids=[c[0] for c in COMMANDS])
-def test_documented_command_composes(where, module, args):
-    compose_like_the_cli(args)
+@pytest.mark.parametrize(
+    ("where", "module", "args", "fails"), COMMANDS, ids=[c[0] for c in COMMANDS]
+)
+def test_documented_command_composes(where, module, args, fails):
+    if fails:  # an example of an error: it must still fail, as the page shows
+        with pytest.raises(ConfigError):
+            compose_like_the_cli(args, check_values=True)
+    else:
+        compose_like_the_cli(args)
 
 
 def test_a_sweep_over_hydras_own_config_is_caught():
@@ -89,15 +104,14 @@ def test_a_sweep_over_hydras_own_config_is_caught():
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize(
-    "where", ["README.md:20", "tracking.md"], ids=["readme-sweep", "search-space"]
-)
-def test_documented_sweeps_run_tiny(where, tmp_path, cache_dir):
-    args = next(a for w, m, a in COMMANDS if w.startswith(where) and m == "flowers_sweep"
-                and ("tag(" in " ".join(a) or where.startswith("README")))  # fmt: skip
-    tiny = [*TINY, "model.layers=[1,1,1,1]", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
-    if "hparams_search=optuna" in args:
-        tiny += ["hydra.sweeper.n_trials=1"]
-    proc = run_cli(*args, *tiny, cache=cache_dir)
+def test_the_documented_search_space_example_runs_tiny(tmp_path, cache_dir):
+    # The README's own sweep runs in test_cli (test_activation_sweep_...), tiny too.
+    (args,) = [c[2] for c in COMMANDS if "tag(log, interval(1e-5" in " ".join(c[2])]
+    proc = run_cli(
+        *args, *TINY, "model.layers=[1,1,1,1]", "hydra.sweeper.n_trials=1",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", cache=cache_dir,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (tmp_path / "sweep" / "0" / "result.json").is_file()
+    assert json.loads((tmp_path / "sweep" / "0" / "result.json").read_text())["status"] == (
+        "completed"
+    )

@@ -88,12 +88,10 @@ def test_bf16_training_learns_as_fp32_does():
         assert curve[-1] < curve[0] / 4, (dtype, curve)
 
 
-def test_channels_last_gives_the_same_forward_pass_and_training():
+def test_channels_last_gives_the_same_forward_pass():
     nchw, model = init_loss(None, torch.contiguous_format)
     nhwc, _ = init_loss(None, torch.channels_last)
     assert nhwc == pytest.approx(nchw, rel=reorder_bound(model))
-    curve = losses(None, torch.channels_last, epochs=4)
-    assert curve[-1] < curve[0] / 4  # and it trains
 
 
 def test_channels_last_batches_reach_the_model_in_that_layout():

@@ -48,6 +48,10 @@ def interrupted_run(run_dir, cache_dir, sig, after_epochs):
     assert proc.returncode != 0
     if sig == signal.SIGTERM:
         assert proc.returncode == 128 + signal.SIGTERM and "rerun to resume" in err, err
+    if sig == signal.SIGINT:  # Ctrl-C: one line saying how to resume, no traceback
+        assert proc.returncode == 128 + signal.SIGINT and "Traceback" not in err, err
+        (line,) = [x for x in err.splitlines() if x.startswith("flowers_sweep:")]
+        assert "interrupted (Ctrl-C)" in line and "resume" in line
     return args
 
 
