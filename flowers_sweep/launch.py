@@ -95,15 +95,21 @@ def claim_sweep(sweep_dir: Path, overrides: list[str]) -> None:
 def release_sweep(sweep_dir: Path) -> None:
     lock = _held.pop(str(sweep_dir), None)
     if lock is not None:
+        (sweep_dir / SWEEP_OWNER_FILE).unlink(missing_ok=True)  # never a stale owner
         lock.release()
 
 
-def _owner(sweep_dir: Path) -> str:
-    try:
-        o = read_json(sweep_dir / SWEEP_OWNER_FILE)
-        return f"pid {o['pid']} on {o['host']}, since {o['since']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "its owner is not recorded"
+def _owner(sweep_dir: Path, wait_s: float = 1.0) -> str:
+    """Who holds the sweep folder; the holder writes it just after taking the lock."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            o = read_json(sweep_dir / SWEEP_OWNER_FILE)
+            return f"pid {o['pid']} on {o['host']}, since {o['since']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            if time.monotonic() > deadline:
+                return "its owner is not recorded"
+            time.sleep(0.05)
 
 
 def note_job(sweep_dir: Path, job_num: int, run_dir: Path, status: str, why: str) -> None:
