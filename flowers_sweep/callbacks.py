@@ -49,11 +49,11 @@ def not_trained_here(
 ) -> list[tuple[Path, dict[str, Any]]]:
     """This launch's jobs that it could not train and the folder scan does not list
     (another process finished the folder meanwhile, say): they still count."""
-    listed = {str(job) for job, _ in bad}
+    listed = {Path(job).resolve() for job, _ in bad}  # a relative sweep dir, absolute notes
     return [
         (Path(run_dir), {**note, "error": f"{note.get('error')} (not trained by this launch)"})
         for run_dir, note in noted_jobs(sweep_dir).items()
-        if run_dir not in listed
+        if Path(run_dir).resolve() not in listed
     ]
 
 

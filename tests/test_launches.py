@@ -150,14 +150,15 @@ def test_unique_dir_never_hands_out_a_folder_twice(tmp_path):
 
 
 def test_a_failure_shared_by_every_job_is_reported_once_with_its_count(tmp_path, cache_dir):
-    sweep, missing = tmp_path / "sweep", tmp_path / "nowhere"
-    proc = run_cli(
+    missing = tmp_path / "nowhere"
+    proc = run_cli(  # a relative sweep folder, as users type it
         "-m", "dataset=flowers102", f"dataset.root={missing}", "model=baseline_cnn",
-        "seed=0,1,2", f"hydra.sweep.dir={sweep}", cache=cache_dir,
+        "seed=0,1,2", "hydra.sweep.dir=sweep", cache=cache_dir, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.count(str(missing / "flowers-102")) == 1, proc.stderr
-    assert f"3 runs ({sweep}/: 0, 1, 2): failed: DatasetNotFoundError" in proc.stderr
+    assert "3 runs of the sweep did not complete" in proc.stderr
+    assert "3 runs (sweep/: 0, 1, 2): failed: DatasetNotFoundError" in proc.stderr
     assert "| case |" not in proc.stdout  # no empty table
     assert "no run completed" in proc.stdout
