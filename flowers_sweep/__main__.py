@@ -2,12 +2,12 @@
 
 import sys
 
-from flowers_sweep.app import main
-
 if __name__ == "__main__":
     try:
+        from flowers_sweep.app import main  # inside: Ctrl-C while torch imports, too
+
         main()
-    except KeyboardInterrupt:  # Ctrl-C outside a run (composing, between jobs): one line
+    except KeyboardInterrupt:  # Ctrl-C outside a run (start-up, between jobs): one line
         print("flowers_sweep: interrupted (Ctrl-C); run the same command again to resume",
               file=sys.stderr)  # fmt: skip
         sys.exit(130)

@@ -376,6 +376,12 @@ def results_markdown(
         head, rule = head + " n | 95% CI |", rule + "---|---|"
     weights = ("the last epoch's weights, as in the report" if select == "last"
                else "the weights of each run's best validation epoch")  # fmt: skip
+    if results.empty:  # no table without a row: say so instead
+        lines = ["# Results", "", "No run has completed: runs.csv lists every run and its "
+                 "status.", ""]  # fmt: skip
+        if skipped:
+            lines += [f"{plural(skipped, 'run')} not completed.", ""]
+        return "\n".join(lines)
     lines = ["# Results", "", f"Test accuracy per case, of {weights}.", "", head, rule]
     for r in results.itertuples():
         acc = _pct(r.test_acc_mean)

@@ -129,7 +129,8 @@ def execute(cfg: DictConfig, run_dir: Path) -> float:
     """Skip, resume or start the run in run_dir; exceptions are the caller's to record."""
     validate(cfg)  # before the skip too: a sweeper needs the metric it asked for
     hc = HydraConfig.get()
-    validate_added_keys(cfg, list(hc.overrides.task), set(hc.runtime.choices))
+    overrides = list(hc.overrides.task)
+    validate_added_keys(cfg, overrides, set(hc.runtime.choices), composed_without_added(overrides))
     metric = cfg.optimized_metric
     done = completed_result(run_dir)
     if done is not None:
@@ -141,6 +142,31 @@ def execute(cfg: DictConfig, run_dir: Path) -> float:
     choices = HydraConfig.get().runtime.choices
     with terminate_gracefully():
         return float(run(cfg, run_dir, choices.get("case"), choices.get("model"))[metric])
+
+
+def composed_without_added(overrides: list[str]) -> DictConfig | None:
+    """This job's config composed from its own sources without its `+`/`++` overrides,
+    to tell a key that exists from one that was added; None if it cannot be composed
+    (then the check is stricter, see validate_added_keys)."""
+    try:
+        import hydra.conf  # noqa: F401  (registers Hydra's own schema)
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+        from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
+        from hydra.core.plugins import Plugins
+
+        Plugins.instance()  # the config sources (pkg://, file://) are plugins
+        hc = HydraConfig.get()
+        search_path = ConfigSearchPathImpl()
+        for source in hc.runtime.config_sources:
+            search_path.append(source.provider, f"{source.schema}://{source.path}")
+        kept = [o for o in overrides if not o.startswith("+")]
+        loaded = ConfigLoaderImpl(config_search_path=search_path).load_configuration(
+            hc.job.config_name, kept, run_mode=RunMode.RUN
+        )
+        return loaded
+    except Exception as exc:  # a check's helper must never fail the run
+        log.debug("could not compose without the added keys: %s", exc)
+        return None
 
 
 def stop(message: str, code: int) -> None:
@@ -216,8 +242,8 @@ def claim_and_execute(cfg: DictConfig, run_dir: Path, multirun: bool) -> float |
         if isinstance(exc, Terminated):
             print(f"flowers_sweep: {run_dir}: {exc}; rerun to resume", file=sys.stderr)
             sys.exit(128 + signal.SIGTERM)  # what a shell reports for a SIGTERM death
-        print(f"flowers_sweep: {run_dir}: interrupted (Ctrl-C); the last epoch's checkpoint "
-              f"is kept: run the same command again to resume", file=sys.stderr)  # fmt: skip
+        print(f"flowers_sweep: {run_dir}: interrupted (Ctrl-C); run the same command again to "
+              f"resume from the last completed epoch", file=sys.stderr)  # fmt: skip
         sys.exit(128 + signal.SIGINT)  # a shell's code for Ctrl-C, without a traceback
     except Exception as exc:
         return failed(cfg, run_dir, exc, multirun)

@@ -229,14 +229,21 @@ def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
 
 
 def validate_added_keys(
-    cfg: DictConfig, overrides: Sequence[str], groups: Collection[str]
+    cfg: DictConfig,
+    overrides: Sequence[str],
+    groups: Collection[str],
+    base: DictConfig | None = None,
 ) -> None:
-    """A `+key=value` that adds a key no config defines is refused as a likely typo.
+    """A `+key=value` (or `++key=value`) that adds a key no config defines is refused as
+    a likely typo.
 
     Hydra answers `trainer.epoch=3` with "Key 'epoch' is not in struct" and suggests the
     `+` form, which then adds the key silently: the run would train with the default and
-    record a setting that did nothing. Adding a config group (`+experiment=report`) is
-    fine, and so is a key under a `_target_` node (its constructor takes it).
+    record a setting that did nothing. `base` is the config composed without the added
+    keys; a key it holds is an existing one (`+model.layers=[...]` works in Hydra).
+    Without `base`, `+` keys are refused and `++` keys let through. Adding a config
+    group (`+experiment=report`) is fine, and so is a key under a `_target_` node (its
+    constructor takes it).
 
     Raises:
         ConfigError: naming the key and the closest key that exists.
@@ -246,15 +253,30 @@ def validate_added_keys(
     parsed = OverridesParser.create().parse_overrides([str(o) for o in overrides])
     for override in parsed:
         key = override.key_or_group
-        if not override.is_add() or key in groups or key.startswith("hydra"):
+        added = override.is_add() or override.is_force_add()
+        if not added or key in groups or key.startswith("hydra"):
+            continue
+        if base is None and override.is_force_add():
+            continue
+        if base is not None and OmegaConf.select(base, key, default=_ABSENT) is not _ABSENT:
             continue
         parent = OmegaConf.select(cfg, key.rpartition(".")[0]) if "." in key else None
         if isinstance(parent, DictConfig) and "_target_" in parent:
             continue
-        known = [k for k in _leaf_keys(OmegaConf.to_container(cfg)) if k != key]
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]}? " if close else ""
-        raise ConfigError(
-            f"+{key} adds a key that no config defines, so it would change nothing: "
-            f"{hint}(set an existing key without +, e.g. {close[0] if close else key}=...)"
+        known = [k for k in _leaf_keys(OmegaConf.to_container(base or cfg)) if k != key]
+        siblings = [k for k in known if k.rpartition(".")[0] == key.rpartition(".")[0]]
+        close = difflib.get_close_matches(key, siblings, n=1, cutoff=0.6) or (
+            difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         )
+        hint = (
+            f"; did you mean {close[0]}? (set an existing key without +)"
+            if close
+            else ("; `--cfg job` lists the keys that exist")
+        )
+        raise ConfigError(
+            f"+{key.lstrip('+')} adds a key that no config defines, so it would change "
+            f"nothing{hint}"
+        )
+
+
+_ABSENT = object()

@@ -162,3 +162,5 @@ def test_a_failure_shared_by_every_job_is_reported_once_with_its_count(tmp_path,
     assert "3 runs (sweep/: 0, 1, 2): failed: DatasetNotFoundError" in proc.stderr
     assert "| case |" not in proc.stdout  # no empty table
     assert "no run completed" in proc.stdout
+    markdown = (tmp_path / "sweep" / "report" / "results.md").read_text()
+    assert "| case |" not in markdown and "No run has completed" in markdown

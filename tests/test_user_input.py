@@ -25,6 +25,18 @@ def test_an_added_key_that_no_config_defines_is_refused_with_the_closest_one():
         validate_added_keys(cfg, ["+trainer.epoch=3"], GROUPS)
 
 
+def test_plus_on_an_existing_key_is_accepted_and_plus_plus_typos_are_not():
+    base = make_cfg()
+    cfg = make_cfg("+model.layers=[1,1,1,1]")
+    validate_added_keys(cfg, ["+model.layers=[1,1,1,1]"], GROUPS, base)
+    cfg = make_cfg("++trainer.epoch=3")
+    with pytest.raises(ConfigError, match=r"\+trainer\.epoch .*did you mean trainer\.epochs\?"):
+        validate_added_keys(cfg, ["++trainer.epoch=3"], GROUPS, base)
+    cfg = make_cfg("+optimizer.lrr=0.1")
+    with pytest.raises(ConfigError, match=r"did you mean optimizer\.lr\?"):
+        validate_added_keys(cfg, ["+optimizer.lrr=0.1"], GROUPS, base)
+
+
 def test_added_groups_and_a_targets_own_keys_are_accepted():
     cfg = make_cfg("experiment=report")
     validate_added_keys(cfg, ["+experiment=report", "seed=3"], GROUPS)
@@ -33,9 +45,10 @@ def test_added_groups_and_a_targets_own_keys_are_accepted():
 
 
 @pytest.mark.e2e
-def test_a_typo_added_with_plus_exits_2_in_one_line_before_training(tmp_path, cache_dir):
-    run_dir = tmp_path / "run"
-    proc = run_cli(*TINY, "+trainer.epoch=3", f"hydra.run.dir={run_dir}", cache=cache_dir)
+@pytest.mark.parametrize("plus", ["+", "++"])  # ++ is caught only against the job's own
+def test_a_typo_added_with_plus_exits_2_in_one_line_before_training(tmp_path, cache_dir, plus):
+    run_dir = tmp_path / "run"  # config composed without it (app.composed_without_added)
+    proc = run_cli(*TINY, f"{plus}trainer.epoch=3", f"hydra.run.dir={run_dir}", cache=cache_dir)
     assert proc.returncode == 2
     (line,) = [x for x in proc.stderr.splitlines() if x.startswith("flowers_sweep: error")]
     assert "trainer.epoch " in line and "trainer.epochs" in line
@@ -75,6 +88,24 @@ def test_wrapped_state_dicts_load_and_say_what_was_unwrapped(tmp_path, caplog, w
     for name, tensor in source.state_dict().items():
         assert torch.equal(target.state_dict()[name], tensor), name
     assert said in caplog.text
+
+
+def test_the_baseline_cnns_classifier_is_replaced_when_the_class_count_differs(tmp_path, caplog):
+    cfg, source = small_model()  # 10 classes
+    torch.save(source.state_dict(), tmp_path / "w.pt")
+    target = build_model(cfg.model, 5, 32)
+    with caplog.at_level(logging.INFO):
+        load_weights(target, str(tmp_path / "w.pt"), "baseline_cnn")
+    assert "classifier replaced: the file has 10 classes, this run 5" in caplog.text
+
+
+@pytest.mark.parametrize("layers", [[1, 1, 1, 1], [3, 4, 6, 3]], ids=["shallower", "deeper"])
+def test_weights_of_another_depth_are_refused(tmp_path, layers):
+    cfg = make_cfg("model=resnet18")
+    other = build_model(make_cfg("model=resnet18", f"model.layers={layers}").model, 10, 32)
+    torch.save(other.state_dict(), tmp_path / "w.pt")
+    with pytest.raises(ConfigError, match="is for another architecture"):
+        load_weights(build_model(cfg.model, 10, 32), str(tmp_path / "w.pt"), "resnet18")
 
 
 def test_another_architecture_is_still_named_as_such(tmp_path):
@@ -133,12 +164,13 @@ def test_an_offline_download_says_where_to_get_the_files_and_leaves_no_folder(
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(utils.urllib.request, "urlopen", offline)
-    cfg = make_cfg("dataset=flowers102", f"dataset.root={tmp_path}", "dataset.download=true")
+    root = tmp_path / "new" / "data"  # folders the download would have made
+    cfg = make_cfg("dataset=flowers102", f"dataset.root={root}", "dataset.download=true")
     with pytest.raises(DatasetNotFoundError) as info:
         flowers102.open_split(cfg.dataset, "train")
     message = str(info.value)
     assert "\n" not in message and "URLError" in message
-    assert "https://" in message and str(tmp_path / "flowers-102") in message
+    assert "https://" in message and str(root / "flowers-102") in message
     assert list(tmp_path.iterdir()) == []
 
 

@@ -61,7 +61,7 @@ def open_split(cfg: Any, official: str, **kwargs: Any) -> Any:
     """torchvision's dataset for one official split, or an error saying how to get it."""
     root = user_path(cfg.root)
     base = root / "flowers-102"
-    existed = base.exists()
+    made = next((p for p in reversed([base, *base.parents]) if not p.exists()), None)
     try:
         return checked_flowers102()(
             root,
@@ -72,8 +72,8 @@ def open_split(cfg: Any, official: str, **kwargs: Any) -> Any:
             **kwargs,
         )
     except OSError as exc:  # the download failed: offline, a proxy, a full disk
-        if not existed:  # leave no empty or half-filled folder that looks like the data
-            shutil.rmtree(base, ignore_errors=True)
+        if made is not None:  # leave no empty or half-filled folder that looks like data
+            shutil.rmtree(made, ignore_errors=True)
         url = getattr(checked_flowers102(), "_download_url_prefix", "")
         raise DatasetNotFoundError(
             f"dataset.download=true could not fetch Flowers102 ({type(exc).__name__}: "

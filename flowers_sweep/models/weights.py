@@ -91,36 +91,54 @@ def unwrap_state_dict(state: Any, own: Iterable[str]) -> tuple[Any, list[str]]:
         done.append(f"the {prefix!r} key prefix ({why})")
 
 
+def head_prefix(model: nn.Module) -> str:
+    """The classifier's parameter prefix: the last linear layer's name and a dot
+    (`fc.` for torchvision's ResNets, `classifier.4.` for the baseline CNN)."""
+    names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    return f"{names[-1]}." if names else "fc."
+
+
 def load_weights(model: nn.Module, spec: str, model_name: str) -> None:
-    """Copy matching tensors into the model; a different classifier stays as built.
+    """Copy the file's tensors into the model; a classifier of another size stays as built.
 
     model_name is the architecture's name (`resnet18`), which picks torchvision's enum.
+
+    Raises:
+        ConfigError: the file is not a state_dict, or it is for another architecture:
+            tensors the model lacks, tensors of the model's body the file lacks (another
+            depth), or shapes that differ outside the classifier.
     """
     path = resolve_weights_file(spec, model_name)
     try:
         state: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ConfigError(f"model.weights={spec!r}: {path} is not a state_dict ({exc})") from None
+        why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"model.weights={spec!r}: {path} is not a state_dict ({why})") from None
     own = model.state_dict()
     state, unwrapped = unwrap_state_dict(state, own.keys())
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ConfigError(f"model.weights={spec!r}: {path} holds no state_dict of tensors")
     if unwrapped:
         log.info("model.weights=%s: unwrapped %s", spec, "; ".join(unwrapped))
+    head = head_prefix(model)
     foreign = [k for k in state if k not in own]
-    if foreign:
-        raise ConfigError(
-            f"model.weights={spec!r}: {path} is for another architecture ({len(foreign)} "
-            f"tensors this {model_name} does not have, e.g. {foreign[0]})"
-        )
+    absent = [k for k in own if k not in state and not k.startswith(head)
+              and not k.endswith("num_batches_tracked")]  # fmt: skip
+    if foreign or absent:
+        what = (f"{len(foreign)} tensors this {model_name} does not have, e.g. {foreign[0]}"
+                if foreign else f"it lacks {len(absent)} tensors of this {model_name}, "
+                f"e.g. {absent[0]}")  # fmt: skip
+        raise ConfigError(f"model.weights={spec!r}: {path} is for another architecture ({what})")
     fits = {k: v for k, v in state.items() if v.shape == own[k].shape}
     misfits = [k for k in state if k not in fits]
-    if any(not k.startswith("fc.") for k in misfits):
+    if any(not k.startswith(head) for k in misfits):
         raise ConfigError(f"model.weights={spec!r}: shapes differ beyond the classifier: "
                           f"{', '.join(misfits[:3])}")  # fmt: skip
     model.load_state_dict(fits, strict=False)
     new = [k for k in own if k not in fits]
     why = ""
-    if "fc.weight" in misfits:
-        why = (f" (classifier replaced: the file has {state['fc.weight'].shape[0]} classes, "
-               f"this run {own['fc.weight'].shape[0]})")  # fmt: skip
+    if f"{head}weight" in misfits:
+        why = (f" (classifier replaced: the file has {state[f'{head}weight'].shape[0]} "
+               f"classes, this run {own[f'{head}weight'].shape[0]})")  # fmt: skip
     log.info("loaded %d of %d tensors from %s; new, as built: %s%s", len(fits), len(own), path,
              ", ".join(new) or "none", why)  # fmt: skip
