@@ -318,7 +318,14 @@ def testable(a: Sequence[float], b: Sequence[float]) -> bool:
     """Whether Welch's t-test is defined for two samples: at least two values each and
     some spread. With no spread in either group its standard error is zero, so t is
     x/0: scipy answers p = 0 (or nan) for any difference, a certainty no data gave."""
-    return len(a) >= 2 and len(b) >= 2 and (len(set(a)) > 1 or len(set(b)) > 1)
+    return len(a) >= 2 and len(b) >= 2 and (has_spread(a) or has_spread(b))
+
+
+def has_spread(values: Sequence[float]) -> bool:
+    """More than float64 rounding apart (a few ulps: 0.5 and 0.5000000000000001, as a
+    sum of fractions may give, are the same accuracy)."""
+    scale = max(abs(v) for v in values) or 1.0
+    return max(values) - min(values) > 4 * sys.float_info.epsilon * scale
 
 
 def pairwise_tests(runs_df: pd.DataFrame) -> pd.DataFrame:
