@@ -7,6 +7,7 @@ job runs again about 15 s after it was stopped.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -54,7 +55,10 @@ def job_id(sweep, timeout=HANG_GUARD_S):
     """The SLURM id of the sweep's one array task, from submitit's folder names."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = sorted(p.name for p in (sweep / ".submitit").glob("*") if p.name[0].isdigit())
+        # job folders are named by SLURM id (`123`, `123_0`); submitit's own files there
+        # are uuids, which may start with a digit too, so a name must be all id
+        found = sorted(p.name for p in (sweep / ".submitit").glob("*")
+                       if p.is_dir() and re.fullmatch(r"\d+(_\d+)?", p.name))  # fmt: skip
         if found:
             return found[0]
         time.sleep(0.2)
