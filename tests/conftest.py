@@ -32,7 +32,7 @@ def slurm_cluster() -> str | None:
         return "no SLURM client (bash scripts/local_slurm.sh up starts a one-node cluster)"
     try:
         proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
-                              timeout=10)  # fmt: skip
+                              timeout=HANG_GUARD_S)  # fmt: skip
     except subprocess.TimeoutExpired:
         return "sinfo did not answer within 10 s"
     states = proc.stdout.split()

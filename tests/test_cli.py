@@ -106,7 +106,7 @@ def tensorboard_runs(logdir, timeout=HANG_GUARD_S):
         return sorted(runs)
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        server.wait(timeout=HANG_GUARD_S)
 
 
 @pytest.mark.parametrize(

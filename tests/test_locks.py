@@ -94,7 +94,7 @@ def test_a_held_run_folder_refuses_a_second_holder(tmp_path):
         with pytest.raises(RunFolderBusyError, match="in use"), hold(tmp_path):
             pass
     finally:
-        other.communicate("", timeout=30)
+        other.communicate("", timeout=HANG_GUARD_S)
     assert not is_held(tmp_path)  # released with the process
     with hold(tmp_path):
         pass
