@@ -2,26 +2,32 @@
 
     python benchmarks/train_step.py [--image-size 224] [--batch-size 32] [--batches 6]
 
-Same model, batch size, precision and memory layout, data already in memory. "Ours" is
-the framework's real path: `train_epoch` over `TensorBatches` (shuffle, index, vertical
-flip, rotation, normalisation, loss and accuracy kept on the device, NaN check). "Bare"
-is zero_grad, forward, loss, backward, step over pre-normalised tensors, nothing else.
-The two alternate for several rounds and the best of each is kept; the script prints
-both throughputs, a bf16 against fp32 line for this device, and last `ratio: X` (ours
-over bare; the goal is X >= 0.95).
+Same model, batch size, precision and memory layout, data already in memory, seeded as
+a run seeds (`seed_everything` with `trainer.deterministic` from the config, or
+--deterministic). "Ours" is the framework's real path: `train_epoch` over
+`TensorBatches` of a split that keeps each photo's original size, as the Flowers102
+cache does (shuffle, index, the report's flip and rotation as the bicubic
+squash-conjugated warp, normalisation, loss and accuracy kept on the device, NaN
+check). "Bare" is zero_grad, forward, loss, backward, step over pre-normalised tensors,
+nothing else. Both warm up on two batches of the timed size first. The two alternate
+for several rounds and the best of each is kept; the script prints both throughputs, a
+bf16 against fp32 line for this device, and last `ratio: X` (ours over bare: what the
+loop and its augmentation cost on top of the model).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from benchlib import photo_split, seed_like_a_run, warm_split, write_json
 
+from flowers_sweep.config import CONFIG_MODULE
 from flowers_sweep.data.augment import BatchAugment, normalize
 from flowers_sweep.data.loaders import TensorBatches
-from flowers_sweep.data.splits import Split
 from flowers_sweep.hardware import autocast, resolve_device, resolve_precision
 from flowers_sweep.models import ResNet
 from flowers_sweep.train import train_epoch
@@ -30,7 +36,7 @@ MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 
 
 def make_model(device, layout, seed=0):
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # the same weights for ours and bare
     model = ResNet("basic", [2, 2, 2, 2], 102).to(device, memory_format=layout)
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
@@ -62,21 +68,20 @@ def timed(fn, n_images, device) -> float:
 def compare(args, device, dtype, layout) -> tuple[float, float]:
     """Best images/s of (ours, bare) over alternating rounds."""
     n = args.batch_size * args.batches
+    seed_like_a_run(0, args.deterministic)
     gen = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n, 3, args.image_size, args.image_size), dtype=torch.uint8)
-    labels = torch.randint(0, 102, (n,))
-    split = Split(images.to(device), labels.to(device))
+    split = photo_split(n, args.image_size, 102, device)  # original sizes: the warp path
     aug = BatchAugment(MEAN, STD, vflip_p=0.5, rotation=10, memory_format=layout)
     batches = TensorBatches(split, args.batch_size, device, aug.train_view)
     x_all = normalize(split.images, MEAN, STD, memory_format=layout)
     cast = autocast(device, dtype)
     ours_model, ours_opt = make_model(device, layout)
     bare_model, bare_opt = make_model(device, layout)
-    warm = 2 * args.batch_size  # first steps allocate and pick kernels: not timed
-    bare_epoch(bare_model, bare_opt, x_all[:warm], split.labels[:warm], args.batch_size, cast)
-    train_epoch(ours_model, ours_opt, TensorBatches(Split(split.images[:warm],
-                split.labels[:warm]), args.batch_size, device, aug.train_view), gen, device,
-                "warm-up", cast)  # fmt: skip
+    warm = warm_split(split, args.batch_size)  # two batches of the timed size: not timed
+    bare_epoch(bare_model, bare_opt, normalize(warm.images, MEAN, STD, memory_format=layout),
+               warm.labels, args.batch_size, cast)  # fmt: skip
+    train_epoch(ours_model, ours_opt, TensorBatches(warm, args.batch_size, device,
+                aug.train_view), gen, device, "warm-up", cast)  # fmt: skip
     best_ours = best_bare = 0.0
     for _ in range(args.rounds):
         best_bare = max(best_bare, timed(
@@ -97,7 +102,17 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", choices=["auto", "32", "bf16"])
     parser.add_argument("--no-channels-last", action="store_true")
+    parser.add_argument("--deterministic", choices=["true", "false"],
+                        help="default: trainer.deterministic of the composed config")  # fmt: skip
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
     args = parser.parse_args()
+    if args.deterministic is None:
+        from hydra import compose, initialize_config_module
+
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            args.deterministic = bool(compose("config").trainer.deterministic)
+    else:
+        args.deterministic = args.deterministic == "true"
 
     device = resolve_device(args.device)
     layout = torch.contiguous_format if args.no_channels_last else torch.channels_last
@@ -105,7 +120,8 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device: {device} ({name}), torch threads {torch.get_num_threads()}, "
           f"ResNet-18 at {args.image_size} px, batch {args.batch_size}, "
-          f"{'channels_last' if layout == torch.channels_last else 'NCHW'}")  # fmt: skip
+          f"{'channels_last' if layout == torch.channels_last else 'NCHW'}, "
+          f"deterministic={args.deterministic}")  # fmt: skip
 
     other = None if dtype is not None else torch.bfloat16
     other_ours, other_bare = compare(args, device, other, layout)
@@ -120,6 +136,13 @@ def main() -> None:
     print(f"{label[dtype]} (precision={args.precision}): bare loop {bare:.1f} img/s")
     print(f"{label[dtype]} (precision={args.precision}): ours      {ours:.1f} img/s")
     print(f"ratio: {ours / bare:.3f}")
+    write_json(args.json, {
+        "device": str(device), "image_size": args.image_size, "batch_size": args.batch_size,
+        "precision": label[dtype], "deterministic": args.deterministic,
+        "ours_img_s": round(ours, 2), "bare_img_s": round(bare, 2),
+        "other_precision": label[other], "other_ours_img_s": round(other_ours, 2),
+        "other_bare_img_s": round(other_bare, 2), "ratio": round(ours / bare, 4),
+    })  # fmt: skip
 
 
 if __name__ == "__main__":
