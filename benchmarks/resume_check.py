@@ -1,13 +1,18 @@
 """A report-scale run killed after its first epoch and resumed, against an uninterrupted twin.
 
     python benchmarks/resume_check.py [--device cuda] [--per-split 1024] [--epochs 2]
+        [--compile] [--json FILE] [overrides ...]
 
-Writes a Flowers102 tree in torchvision's layout from generated images (no download),
-then runs the real CLI twice with `experiment=report` at 224 px: once straight through,
-once killed with SIGKILL as soon as its first epoch is in metrics.csv and relaunched.
-Prints the time per epoch, whether the resumed run's per-epoch metrics and test
-accuracy equal the twin's (and the largest difference if not), and last a one-line
-summary. Exit status 0 when they match within --tolerance (0: bit for bit).
+Writes a Flowers102 tree in torchvision's layout from generated images (no download; a
+few drawn, the rest copies), then runs the real CLI twice with `experiment=report` at
+224 px: once straight through, once killed with SIGKILL as soon as its first epoch is
+in metrics.csv and relaunched. Both write a checkpoint every epoch
+(`trainer.checkpoint_every_epochs=1`, where the config has the key), so the kill lands
+after one. `--compile` runs both with `trainer.compile=true`. Prints the time per epoch,
+whether the resumed run's per-epoch metrics and test accuracy equal the twin's (and the
+largest difference if not), and last a one-line summary. Exit status 0 when they match
+within --tolerance (0: bit for bit). Extra Hydra overrides (e.g. case=baseline_cnn)
+apply to both runs.
 """
 
 from __future__ import annotations
@@ -23,8 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.fake_flowers102
-
+from benchlib import compose_case, write_flowers_tree, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPARED = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
@@ -65,6 +69,16 @@ def kill_after_first_epoch(args: list[str], run_dir: Path, cache: Path) -> bool:
     return not (run_dir / "result.json").is_file()
 
 
+def resumed_after(run_dir: Path) -> int | None:
+    """The epoch the relaunch resumed after, from the run's log; None if it started over."""
+    found = None
+    for log in run_dir.glob("*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if "resumed from" in line and "after epoch" in line:
+                found = int(line.rsplit("after epoch", 1)[1].split()[0])
+    return found
+
+
 def largest_difference(a: Path, b: Path) -> float:
     ra, rb = rows(a), rows(b)
     if len(ra) != len(rb):
@@ -82,18 +96,22 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--tolerance", type=float, default=0.0)
     parser.add_argument("--workdir", type=Path, help="default: a temporary folder")
+    parser.add_argument("--compile", action="store_true", help="trainer.compile=true")
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for both runs")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="resume_check-"))
     started = time.perf_counter()
-    from tests.fake_flowers102 import write_tree  # test data, not shipped
-
-    write_tree(work / "data", per_split=args.per_split, size=64, upscale_to=(320, 240))
+    write_flowers_tree(work / "data", per_split=args.per_split, size=64, upscale_to=(320, 240))
     print(f"tree: {3 * args.per_split} generated JPEGs in {time.perf_counter() - started:.1f} s")
     common = [
         "experiment=report", f"dataset.root={work / 'data'}", "dataset.verify_checksums=false",
         f"dataset.image_size={args.image_size}", f"trainer.epochs={args.epochs}",
-        f"trainer.device={args.device}",
+        f"trainer.device={args.device}", f"trainer.compile={str(args.compile).lower()}",
+        *args.overrides,
     ]  # fmt: skip
+    if "checkpoint_every_epochs" in compose_case("relu").trainer:
+        common.append("trainer.checkpoint_every_epochs=1")  # the kill must find a checkpoint
     twin, resumed, cache = work / "twin", work / "resumed", work / "cache"
     t0 = time.perf_counter()
     finish(cli([*common, f"hydra.run.dir={twin}"], cache), "the uninterrupted twin")
@@ -106,12 +124,25 @@ def main() -> int:
         return 1
     print(f"killed after epoch {len(rows(resumed))}; relaunching")
     finish(cli(args_resumed, cache), "the resumed run")
+    after = resumed_after(resumed)
+    print(f"the relaunch {'started over' if after is None else f'resumed after epoch {after}'}")
     diff = largest_difference(twin, resumed)
     same = diff <= args.tolerance
     verdict = "equal to the twin" if diff == 0 else f"largest difference {diff:.3g}"
-    print(f"summary: resume_check {args.device} {args.image_size}px {args.epochs} epochs, "
+    how = "compiled" if args.compile else "eager"
+    print(f"summary: resume_check {how} {args.device} {args.image_size}px {args.epochs} epochs, "
           f"{mean_s(epoch_s)} s/epoch: killed and resumed run {verdict}"
           f"{'' if same else ' (over tolerance)'}")  # fmt: skip
+    write_json(args.json, {
+        "device": args.device, "compile": args.compile, "image_size": args.image_size,
+        "images_per_split": args.per_split, "epochs": args.epochs, "twin_wall_s": round(twin_s, 2),
+        "epoch_s": epoch_s, "largest_difference": diff if diff != float("inf") else None,
+        "tolerance": args.tolerance, "equal": same, "resumed_after_epoch": after,
+        "overrides": args.overrides,
+    })  # fmt: skip
+    if after is None:
+        print("resume: the relaunch found no checkpoint, so nothing was resumed")
+        return 1
     return 0 if same else 1
 
 
