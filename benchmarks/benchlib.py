@@ -140,7 +140,10 @@ def write_flowers_tree(
     """A Flowers102 tree with 3 x per_split JPEGs: `pool` drawn, the rest copies of them
     (drawing and encoding full-size JPEGs is slow and tells nothing about our speed)."""
     sys.path.insert(0, str(REPO))
-    from tests.fake_flowers102 import write_mats, write_tree  # test data, not shipped
+    try:  # test data, not shipped; the clone's root leaves sys.path again after
+        from tests.fake_flowers102 import write_mats, write_tree
+    finally:
+        sys.path.remove(str(REPO))
 
     n = 3 * per_split
     drawn = 3 * min(per_split, -(-pool // 3))
