@@ -34,6 +34,7 @@ from flowers_sweep.errors import (
     RunFolderMismatchError,
     Terminated,
 )
+from flowers_sweep.gpu_slots import assigned_device
 from flowers_sweep.hardware import available_cpus
 from flowers_sweep.launch import note_job, register_resolvers
 from flowers_sweep.runfolder import (
@@ -140,8 +141,9 @@ def execute(cfg: DictConfig, run_dir: Path) -> float:
     if threads:
         torch.set_num_threads(threads)
     choices = HydraConfig.get().runtime.choices
-    with terminate_gracefully():
-        return float(run(cfg, run_dir, choices.get("case"), choices.get("model"))[metric])
+    t = cfg.trainer
+    with terminate_gracefully(), assigned_device(t.device, t.jobs_per_gpu) as device:
+        return float(run(cfg, run_dir, choices.get("case"), choices.get("model"), device)[metric])
 
 
 def composed_without_added(overrides: list[str]) -> DictConfig | None:

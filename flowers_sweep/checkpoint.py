@@ -1,4 +1,4 @@
-"""Per-epoch checkpoints that make a resumed run identical to an uninterrupted one.
+"""Checkpoints that make a resumed run identical to an uninterrupted one, and when to write them.
 
 Beyond model, optimizer and scheduler, a checkpoint holds every source of randomness
 (Python, NumPy, torch, CUDA, and the generator that orders and augments the data), so
@@ -8,7 +8,10 @@ as tensors and plain data, so it loads with `torch.load(..., weights_only=True)`
 
 from __future__ import annotations
 
+import copy
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +20,17 @@ import numpy as np
 import torch
 
 from flowers_sweep.errors import CheckpointError
-from flowers_sweep.runfolder import CHECKPOINT_FILE, save_torch
+from flowers_sweep.runfolder import BEST_WEIGHTS_FILE, CHECKPOINT_FILE, save_torch
 
-__all__ = ["CHECKPOINT_FILE", "Progress", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "Checkpointer",
+    "Progress",
+    "checkpoint_state",
+    "load_checkpoint",
+    "save_checkpoint",
+    "write_checkpoint",
+]
 
 
 @dataclass
@@ -59,6 +70,36 @@ def set_rng_state(state: dict[str, Any], gen: torch.Generator, device: torch.dev
     gen.set_state(state["data"])
 
 
+def checkpoint_state(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    gen: torch.Generator,
+    progress: Progress,
+    device: torch.device,
+    copy_tensors: bool = False,
+) -> dict[str, Any]:
+    """Everything a resume needs, as a dict of tensors and plain data.
+
+    copy_tensors: a snapshot that training goes on without changing (a copy on the
+    tensors' own device: model and optimizer state, about 3x the weights with Adam),
+    kept so that a run told to stop mid-epoch can still write its last whole epoch.
+    """
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_state(gen, device),
+        "progress": vars(progress),
+    }
+    return copy.deepcopy(state) if copy_tensors else state
+
+
+def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Atomically: a kill during the write leaves the previous checkpoint."""
+    save_torch(path, state, fsync=False)  # survives a killed process; a power cut may not
+
+
 def save_checkpoint(
     path: Path,
     model: torch.nn.Module,
@@ -68,18 +109,8 @@ def save_checkpoint(
     progress: Progress,
     device: torch.device,
 ) -> None:
-    """Atomically: a kill during the write leaves the previous epoch's checkpoint."""
-    save_torch(
-        path,
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": rng_state(gen, device),
-            "progress": vars(progress),
-        },
-        fsync=False,  # survives a killed process; only a power cut could cost an epoch
-    )
+    """`write_checkpoint` of the objects' current state."""
+    write_checkpoint(path, checkpoint_state(model, optimizer, scheduler, gen, progress, device))
 
 
 def load_checkpoint(
@@ -111,3 +142,94 @@ def load_checkpoint(
         raise CheckpointError(
             f"{path} cannot be resumed from ({reason}); add resume=false to start the run over"
         ) from exc
+
+
+class Checkpointer:
+    """Writes a run's checkpoint every `every_epochs` epochs or `every_s` seconds, whichever
+    comes first (None: no such bound), and on a GPU also whenever the run stops early.
+
+    At each epoch's end the loop hands over that epoch's state. When a write is due it
+    goes to disk at once. Otherwise, with `keep_copies` (the run is on a GPU, where a copy
+    on the device costs next to nothing beside a write, which goes through the host),
+    a copy of it is kept, so that a run told to stop mid-epoch (SIGTERM, SLURM's USR2,
+    Ctrl-C, an error) still writes its last whole epoch (`write_pending`). On the CPU a
+    copy in memory costs about what a write to the page cache does
+    (benchmarks/checkpoint_cost.py), so none is kept. What a stop can cost, at most:
+    the epoch in progress with copies; else, and for SIGKILL or a lost node,
+    `every_epochs` epochs or `every_s` seconds of training plus the epoch in progress.
+
+    The best validation epoch's weights are kept in memory (on the device) and written
+    just before the checkpoint that names them: a checkpoint never points at weights
+    that are not on disk.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        every_epochs: int | None,
+        every_s: float | None,
+        epoch: int,
+        keep_copies: bool = False,
+    ) -> None:
+        self.path = Path(run_dir) / CHECKPOINT_FILE
+        self.best_path = Path(run_dir) / BEST_WEIGHTS_FILE
+        self.every_epochs, self.every_s, self.keep_copies = every_epochs, every_s, keep_copies
+        self.written_epoch, self.written_at = epoch, time.monotonic()
+        self.pending: dict[str, Any] | None = None  # a whole epoch's state, not yet on disk
+        self.fresh_best: dict[str, torch.Tensor] | None = None  # this epoch's, if the best
+        self.best: dict[str, torch.Tensor] | None = None  # a copy, when not yet on disk
+        self.best_written = True
+        self.writes = 0
+
+    def due(self, epoch: int) -> bool:
+        epochs, seconds = epoch - self.written_epoch, time.monotonic() - self.written_at
+        by_epochs = self.every_epochs is not None and epochs >= self.every_epochs
+        return by_epochs or (self.every_s is not None and seconds >= self.every_s)
+
+    def new_best(self, weights: dict[str, torch.Tensor]) -> None:
+        """This epoch's weights are the best so far; `epoch_end` writes or copies them."""
+        self.fresh_best = weights
+
+    def write_best(self) -> None:
+        if not self.best_written and self.best is not None:
+            save_torch(self.best_path, self.best)
+            self.best_written = True
+
+    def load_best(self) -> dict[str, torch.Tensor]:
+        """The best epoch's weights from disk (an earlier process found them)."""
+        return torch.load(self.best_path, map_location="cpu", weights_only=True)
+
+    def epoch_end(self, epoch: int, state: Callable[[bool], dict[str, Any]]) -> None:
+        """`state(copy_tensors)` is the epoch's checkpoint_state: written now when due
+        (no copy needed), else kept as a copy for `write_pending` (with keep_copies)."""
+        self.pending = None
+        fresh, self.fresh_best = self.fresh_best, None
+        if self.due(epoch):
+            if fresh is not None:
+                self.best, self.best_written = fresh, False  # written just below, as they are
+            self._write(epoch, state(False))
+            if fresh is not None:
+                self.best = None  # the model trains on: these tensors will change
+        else:
+            if fresh is not None:  # a copy on the weights' device, kept until a write
+                self.best, self.best_written = copy.deepcopy(fresh), False
+            if self.keep_copies:
+                self.pending = state(True)
+
+    def write_pending(self) -> None:
+        """Write the last whole epoch's state if a copy of it is kept and not on disk yet."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            self._write(pending["progress"]["epoch"], pending)
+
+    def write_final(self, epoch: int, state: Callable[[bool], dict[str, Any]]) -> None:
+        """After the last epoch (trainer.keep_checkpoint): its state, unless already written."""
+        self.pending = None
+        if self.written_epoch != epoch:
+            self._write(epoch, state(False))
+
+    def _write(self, epoch: int, state: dict[str, Any]) -> None:
+        self.write_best()
+        write_checkpoint(self.path, state)
+        self.written_epoch, self.written_at = epoch, time.monotonic()
+        self.writes += 1

@@ -24,6 +24,7 @@ from flowers_sweep.models.activations import ACTIVATIONS
 from flowers_sweep.models.resnet import BLOCKS
 from flowers_sweep.models.weights import resolve_weights_file
 from flowers_sweep.optim import OPTIMIZERS, SCHEDULERS
+from flowers_sweep.runfolder import KEEP_WEIGHTS
 
 # The clone's conf/ folder, shipped inside the package (pyproject.toml): Hydra finds it
 # at pkg://flowers_sweep.conf in a clone and in an installed wheel alike.
@@ -118,6 +119,30 @@ def validate_runtime(t: DictConfig, cfg: DictConfig) -> None:
         "trainer.channels_last", t.channels_last, lambda v: v == "auto" or isinstance(v, bool),
         "must be auto, true or false",
     )  # fmt: skip
+    _check(
+        "trainer.checkpoint_every_epochs",
+        t.checkpoint_every_epochs,
+        lambda v: v is None or (_is_int(v) and v >= 1),
+        "must be null or an integer >= 1",
+    )
+    _check(
+        "trainer.checkpoint_every_s",
+        t.checkpoint_every_s,
+        lambda v: v is None or (_is_number(v) and v >= 0),
+        "must be null or a number of seconds >= 0",
+    )
+    _check(
+        "trainer.keep_weights",
+        t.keep_weights,
+        lambda v: v in KEEP_WEIGHTS,
+        f"allowed values are {', '.join(KEEP_WEIGHTS)}",
+    )
+    _check(
+        "trainer.jobs_per_gpu",
+        t.jobs_per_gpu,
+        lambda v: _is_int(v) and v >= 1,
+        "must be an integer >= 1",
+    )
     flags = (("trainer.keep_checkpoint", t.keep_checkpoint), ("trainer.compile", t.compile),
              ("resume", cfg.resume))  # fmt: skip
     for key, value in flags:

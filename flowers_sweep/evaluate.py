@@ -70,13 +70,20 @@ def restore(run_dir: Path, weights: str = "last", device: str = "auto") -> Resto
     """The run's model with its saved weights, under the run's own settings."""
     run_dir = Path(run_dir)
     config, weights_file = run_dir / ".hydra" / "config.yaml", run_dir / WEIGHT_FILES[weights]
-    for needed in (config, weights_file):
-        if not needed.is_file():
-            raise FlowersSweepError(
-                f"{needed} not found: expected a finished run folder (one that has "
-                f"{RESULT_FILE} with status completed)"
-            )
+    if not config.is_file():
+        raise FlowersSweepError(
+            f"{config} not found: expected a finished run folder (one that has "
+            f"{RESULT_FILE} with status completed)"
+        )
     cfg = OmegaConf.load(config)
+    if not weights_file.is_file():
+        kept = OmegaConf.select(cfg, "trainer.keep_weights", default="both")
+        others = [k for k, f in WEIGHT_FILES.items() if (run_dir / f).is_file()]
+        raise FlowersSweepError(
+            f"{weights_file} not found: the run kept trainer.keep_weights={kept}; "
+            + (f"use --weights {others[0]}" if others else "it has no weights to load")
+            + f" (a run keeps its weights once its {RESULT_FILE} says completed)"
+        )
     rebase_run_paths(cfg, run_dir)  # relative to where the run was launched, not to here
     dev = resolve_device(device)
     layout = torch.channels_last if resolve_channels_last(

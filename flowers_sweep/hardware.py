@@ -37,12 +37,26 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def resolve_device(name: str) -> torch.device:
+    """`trainer.device` as a torch.device; `cuda` gets the current GPU's index.
+
+    Raises FlowersSweepError for a CUDA device where CUDA is not available, or an index
+    past the GPUs this process sees.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
         raise FlowersSweepError(f"trainer.device={name!r} but CUDA is not available here")
-    return device
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise FlowersSweepError(
+            f"trainer.device={name!r} but this process sees {count} GPU(s): cuda:0 to "
+            f"cuda:{count - 1} (CUDA_VISIBLE_DEVICES renumbers them from 0)"
+        )
+    index = torch.cuda.current_device() if device.index is None else device.index
+    return torch.device("cuda", index)
 
 
 def native_bf16(device: torch.device) -> bool:

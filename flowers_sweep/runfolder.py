@@ -27,6 +27,7 @@ RESULT_FILE = "result.json"
 WEIGHTS_FILE = "model.pt"  # the last epoch's weights, as the report tested
 BEST_WEIGHTS_FILE = "model_best_val.pt"  # the weights of the best validation epoch
 CHECKPOINT_FILE = "checkpoint.pt"
+KEEP_WEIGHTS = ("last", "best", "both", "none")  # trainer.keep_weights: which files a run keeps
 TRACEBACK_FILE = "traceback.txt"
 RUN_CONFIG_FILE = "run_config.json"  # the config this folder's run was started with
 LOCK_FILE = ".run.lock"  # held by the process training in the folder
@@ -36,7 +37,9 @@ RUN_FILES = (
 # Settings that may change between a run and its resume without changing its results.
 RESUME_IGNORED = (
     "aggregate", "resume", "trainer.num_workers", "trainer.threads", "trainer.device",
-    "trainer.keep_checkpoint", "trainer.compile", "dataset.cache_dir", "dataset.download",
+    "trainer.keep_checkpoint", "dataset.cache_dir", "dataset.download",
+    "trainer.checkpoint_every_epochs", "trainer.checkpoint_every_s", "trainer.keep_weights",
+    "trainer.jobs_per_gpu",
     "logger.name", "optimized_metric",
 )  # fmt: skip
 METRIC_COLUMNS = (

@@ -23,7 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from flowers_sweep.checkpoint import CHECKPOINT_FILE, Progress, load_checkpoint, save_checkpoint
+from flowers_sweep.checkpoint import (
+    CHECKPOINT_FILE,
+    Checkpointer,
+    Progress,
+    checkpoint_state,
+    load_checkpoint,
+)
 from flowers_sweep.data import build_loaders
 from flowers_sweep.data.loaders import BatchSource
 from flowers_sweep.errors import DivergedError
@@ -69,6 +75,12 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    # use_deterministic_algorithms(True) also fills every new tensor with NaN (or the
+    # largest integer) so that reads of uninitialised memory show. Results do not depend
+    # on it, and it costs a fill kernel per allocation (798 aten::fill_ per ResNet-18 step
+    # on the CPU against 9); PyTorch's docs on torch.utils.deterministic advise turning it
+    # off where performance matters.
+    torch.utils.deterministic.fill_uninitialized_memory = False
     torch.backends.cudnn.benchmark = not deterministic
 
 
@@ -84,20 +96,27 @@ class FiniteCheck:
     every queued kernel, so each batch instead queues a copy of its loss into page-locked
     host memory, and the copies are read once they have landed (an event says so): a
     NaN stops the run a few batches late, with no host sync.
+
+    `stream` is the one the losses are computed on (default: the current stream of
+    `device`, the run's GPU, which need not be the current device). The copy is queued
+    and the event recorded on it, so the event cannot complete before the copy has.
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, stream: Any = None) -> None:
         self.device = device
+        self.stream = stream
+        if device.type == "cuda" and stream is None:
+            self.stream = torch.cuda.current_stream(device)
         self.pending: deque[tuple[torch.Tensor, Any, str]] = deque()
 
     def __call__(self, loss: torch.Tensor, where: str) -> None:
         if self.device.type != "cuda":
             self._check(loss, where)
             return
-        host = torch.empty((), dtype=loss.dtype, pin_memory=True)
-        host.copy_(loss.detach(), non_blocking=True)
-        landed = torch.cuda.Event()
-        landed.record()
+        with torch.cuda.stream(self.stream):  # also makes the stream's GPU current
+            host = torch.empty((), dtype=loss.dtype, pin_memory=True)
+            host.copy_(loss.detach(), non_blocking=True)
+            landed = self.stream.record_event()
         self.pending.append((host, landed, where))
         while self.pending and self.pending[0][1].query():
             host, _, at = self.pending.popleft()
@@ -127,9 +146,13 @@ def train_steps(
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     finite = FiniteCheck(device)
+    compiled = hasattr(model, "_orig_mod")  # torch.compile's OptimizedModule
     for i, (x, y) in enumerate(progress_bar(batches(gen), len(batches), desc)):
-        if len(y) == 1 and len(batches) > 1:
-            continue  # a trailing single image: batch norm cannot train on it
+        if len(y) < batches.batch_size and (len(y) == 1 or compiled) and len(batches) > 1:
+            # A short last batch is left out (its images were still drawn, so the
+            # generator stays in step): batch norm cannot train on one image, and a
+            # compiled model would compile a second graph for another batch size.
+            continue
         with cast():
             logits = model(x)
             loss = F.cross_entropy(logits, y)
@@ -157,6 +180,21 @@ def train_epoch(
     return loss_sum.item() / seen, correct.item() / seen
 
 
+def padded(x: torch.Tensor, size: int) -> torch.Tensor:
+    """`x` (N, C, H, W) with zero images appended up to `size`, in x's memory layout.
+    In eval mode each image's output depends on that image alone, so slicing the first
+    N outputs gives what the short batch would have."""
+    if len(x) >= size:
+        return x
+    layout = (
+        torch.channels_last
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        else torch.contiguous_format
+    )
+    zeros = x.new_zeros((size - len(x), *x.shape[1:]))
+    return torch.cat([x, zeros]).contiguous(memory_format=layout)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -167,24 +205,36 @@ def evaluate(
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
+    compiled = hasattr(model, "_orig_mod")
     for x, y in batches():
+        if compiled:  # one graph: the short last batch is padded to the full size
+            x = padded(x, batches.batch_size)
         with cast():
-            logits = model(x)
+            logits = model(x)[: len(y)]
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
     return loss_sum.item() / batches.num_samples, correct.item() / batches.num_samples
 
 
-def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str, Any]:
+def run(
+    cfg: Any,
+    run_dir: Path,
+    case: str | None,
+    model_name: str,
+    device: torch.device | None = None,
+) -> dict[str, Any]:
     """Train, validate each epoch, test once; write metrics, checkpoints, weights, result.
 
     Resumes from the folder's checkpoint when there is one: the run then continues
-    exactly as if it had never stopped.
+    exactly as if it had never stopped. `device`: the one assigned to this job (see
+    gpu_slots.py); None resolves `trainer.device` here.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
     t = cfg.trainer
-    device = resolve_device(t.device)
+    device = resolve_device(t.device) if device is None else device
+    if device.type == "cuda":  # everything implicit (streams, pinned memory, events, RNG)
+        torch.cuda.set_device(device)  # lands on the run's GPU, and no context on GPU 0
     seed_everything(cfg.seed, t.deterministic)
 
     channels_last = resolve_channels_last(t.channels_last, cfg.model.arch)
@@ -206,6 +256,8 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
         "channels_last" if channels_last else "NCHW", ", compiled" if t.compile else "",
         torch.get_num_threads(),
     )  # fmt: skip
+    if t.compile:
+        torch._dynamo.reset()  # a process running many jobs (joblib) compiles each afresh
     step_model = torch.compile(model) if t.compile else model  # model keeps plain state keys
     optimizer = build_optimizer(model.parameters(), cfg.optimizer)
     scheduler = build_scheduler(optimizer, cfg.scheduler, t.epochs)
@@ -216,6 +268,17 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
         progress = load_checkpoint(ckpt, model, optimizer, scheduler, gen, device)
         write_metrics(run_dir / METRICS_FILE, progress.rows)  # drop rows past the checkpoint
         log.info("resumed from %s after epoch %d", ckpt, progress.epoch)
+    saver = Checkpointer(
+        run_dir,
+        t.checkpoint_every_epochs,
+        t.checkpoint_every_s,
+        progress.epoch,
+        keep_copies=device.type == "cuda",
+    )
+
+    def state(copy_tensors: bool) -> dict[str, Any]:
+        return checkpoint_state(model, optimizer, scheduler, gen, progress, device, copy_tensors)
+
     logger = build_logger(cfg.get("logger"), run_dir, progress.epoch)
     try:
         for epoch in range(progress.epoch + 1, t.epochs + 1):
@@ -242,27 +305,28 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
             progress.epoch = epoch
             if progress.best_epoch == 0 or val_acc > progress.best_val_acc:
                 progress.best_val_acc, progress.best_epoch = val_acc, epoch
-                # before the checkpoint, which must never name weights not yet written
-                save_torch(run_dir / BEST_WEIGHTS_FILE, model.state_dict())
+                saver.new_best(model.state_dict())
             progress.elapsed_s += time.perf_counter() - t0
             logger.log_epoch(row)  # before the checkpoint: a resume purges from there on
-            save_checkpoint(ckpt, model, optimizer, scheduler, gen, progress, device)
+            saver.epoch_end(epoch, state)
             write_metrics(run_dir / METRICS_FILE, progress.rows)
             log.info(
                 "epoch %d/%d  train loss %.4f acc %.3f  val loss %.4f acc %.3f  lr %.2g  %.1fs",
                 epoch, t.epochs, train_loss, train_acc, val_loss, val_acc, lr, row["epoch_s"],
             )  # fmt: skip
-
         test_loss, test_acc = evaluate(step_model, data.test, device, cast)
         log.info("test loss %.4f acc %.3f", test_loss, test_acc)
-        save_torch(run_dir / WEIGHTS_FILE, model.state_dict())
         test_acc_best_val = test_acc
         if progress.best_epoch != t.epochs:  # the best validation epoch was an earlier one
-            best = torch.load(run_dir / BEST_WEIGHTS_FILE, map_location="cpu", weights_only=True)
-            model.load_state_dict(best)
+            last = {k: v.clone() for k, v in model.state_dict().items()}
+            model.load_state_dict(saver.best or saver.load_best())
             test_acc_best_val = evaluate(step_model, data.test, device, cast)[1]
+            model.load_state_dict(last)
             log.info("test acc %.3f with the weights of epoch %d (best validation accuracy)",
                      test_acc_best_val, progress.best_epoch)  # fmt: skip
+        if t.keep_checkpoint:
+            saver.write_final(progress.epoch, state)
+        keep_weights(t.keep_weights, model, saver, run_dir)
         sizes = data.sizes()
         result = {
             "status": "completed",
@@ -287,8 +351,28 @@ def run(cfg: Any, run_dir: Path, case: str | None, model_name: str) -> dict[str,
         }
         logger.log_final(logged_settings(cfg), {k: result[k] for k in FINAL_METRICS})
         write_json(run_dir / RESULT_FILE, result)
-        if not t.keep_checkpoint:
-            ckpt.unlink(missing_ok=True)  # model.pt holds the weights; this was for resuming
-        return result
+    except BaseException:
+        # Stopped early (SIGTERM, SLURM's USR2 through submitit, Ctrl-C, an error): keep
+        # the last whole epoch when a copy of it is at hand (see Checkpointer).
+        try:
+            saver.write_pending()
+        except Exception as exc:
+            log.error("could not write the last epoch's checkpoint: %s", exc)
+        raise
     finally:
         logger.close()
+    log.info("checkpoints written: %d", saver.writes)
+    if not t.keep_checkpoint:
+        ckpt.unlink(missing_ok=True)  # it was for resuming; the run is complete
+    return result
+
+
+def keep_weights(which: str, model: nn.Module, saver: Checkpointer, run_dir: Path) -> None:
+    """A completed run keeps `trainer.keep_weights` of its weights: last (model.pt), best
+    (model_best_val.pt), both, or none; the other file is removed."""
+    if which in ("last", "both"):
+        save_torch(run_dir / WEIGHTS_FILE, model.state_dict())
+    if which in ("best", "both"):
+        saver.write_best()
+    else:
+        (run_dir / BEST_WEIGHTS_FILE).unlink(missing_ok=True)

@@ -7,8 +7,17 @@ import pytest
 import torch
 from torch import nn
 
-from flowers_sweep.checkpoint import Progress, load_checkpoint, rng_state, save_checkpoint
+from flowers_sweep.checkpoint import (
+    Checkpointer,
+    Progress,
+    checkpoint_state,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+)
 from flowers_sweep.errors import CheckpointError
+from flowers_sweep.runfolder import BEST_WEIGHTS_FILE, CHECKPOINT_FILE, WEIGHTS_FILE
+from flowers_sweep.train import keep_weights
 
 CPU = torch.device("cpu")
 
@@ -101,3 +110,145 @@ def test_a_damaged_checkpoint_names_the_file_and_the_way_out(tmp_path, damage):
         load_checkpoint(path, *parts(), CPU)
     message = str(err.value)
     assert str(path) in message and "resume=false" in message and "\n" not in message
+
+
+class Clock:
+    """Stands in for time.monotonic: the test says how much training time has passed."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture()
+def clock(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr("flowers_sweep.checkpoint.time.monotonic", clock)
+    return clock
+
+
+def epochs_written(saver, path, epochs, seconds_each, clock):
+    """Run `epochs` fake epochs; the epochs whose end wrote the checkpoint."""
+    model, optimizer, scheduler, gen = parts()
+    written = []
+    for epoch in range(1, epochs + 1):
+        clock.now += seconds_each
+        progress = Progress(epoch=epoch)
+        saver.epoch_end(
+            epoch,
+            lambda copy, p=progress: checkpoint_state(
+                model, optimizer, scheduler, gen, p, CPU, copy
+            ),
+        )
+        if path.is_file():
+            on_disk = torch.load(path, weights_only=True)["progress"]["epoch"]
+            if not written or written[-1] != on_disk:
+                written.append(on_disk)
+    return written
+
+
+@pytest.mark.parametrize(
+    ("every_epochs", "every_s", "seconds_each", "expected"),
+    [
+        (1, None, 10, [1, 2, 3, 4, 5, 6]),  # every epoch, as before
+        (2, None, 10, [2, 4, 6]),
+        (None, 25, 10, [3, 6]),  # 30 s after the last write, at an epoch's end
+        (4, 25, 10, [3, 6]),  # whichever comes first
+        (2, 5, 10, [1, 2, 3, 4, 5, 6]),
+        (None, None, 10, []),  # only at the end or when stopped
+    ],
+)
+def test_a_checkpoint_is_due_every_n_epochs_or_t_seconds(
+    tmp_path, clock, every_epochs, every_s, seconds_each, expected
+):
+    saver = Checkpointer(tmp_path, every_epochs, every_s, epoch=0)
+    assert epochs_written(saver, tmp_path / CHECKPOINT_FILE, 6, seconds_each, clock) == expected
+    assert saver.writes == len(expected)
+
+
+def test_a_run_stopped_mid_epoch_writes_its_last_whole_epoch(tmp_path, clock):
+    """Between due writes the last epoch is kept as a copy: the training that follows
+    (here: a step that changes the weights, and a new best not yet committed by its
+    epoch's end) must not leak into what is written."""
+    model, optimizer, scheduler, gen = parts()
+    saver = Checkpointer(tmp_path, None, 300, epoch=0, keep_copies=True)  # as on a GPU
+    weights_then = model.weight.detach().clone()
+    saver.new_best(model.state_dict())
+    saver.epoch_end(
+        1, lambda copy: checkpoint_state(model, optimizer, scheduler, gen, Progress(1), CPU, copy)
+    )
+    assert not (tmp_path / CHECKPOINT_FILE).exists()  # 300 s have not passed
+    model(torch.randn(2, 4)).sum().backward()
+    optimizer.step()  # epoch 2 under way...
+    saver.new_best(model.state_dict())  # ...and its weights are the best, then the job is stopped
+    saver.write_pending()
+    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    assert state["progress"]["epoch"] == 1
+    assert torch.equal(state["model"]["weight"], weights_then)
+    assert not torch.equal(model.weight.detach(), weights_then)
+    best = torch.load(tmp_path / BEST_WEIGHTS_FILE, weights_only=True)  # named by the checkpoint
+    assert torch.equal(best["weight"], weights_then)
+    saver.write_pending()  # nothing new: no second write
+    assert saver.writes == 1
+
+
+def test_without_copies_a_stop_writes_nothing_new(tmp_path, clock):
+    """On the CPU no copy is kept: a stop keeps the last checkpoint that was due."""
+    model, optimizer, scheduler, gen = parts()
+    saver = Checkpointer(tmp_path, None, 300, epoch=0)
+    saver.epoch_end(
+        1, lambda copy: checkpoint_state(model, optimizer, scheduler, gen, Progress(1), CPU, copy)
+    )
+    saver.write_pending()
+    assert saver.pending is None and not (tmp_path / CHECKPOINT_FILE).exists()
+
+
+def test_resume_counts_the_interval_from_the_checkpoint_it_resumed(tmp_path, clock):
+    saver = Checkpointer(tmp_path, 3, None, epoch=4)
+    assert [saver.due(e) for e in (5, 6, 7)] == [False, False, True]
+
+
+@pytest.mark.parametrize(
+    ("which", "kept"),
+    [
+        ("last", {WEIGHTS_FILE}),
+        ("best", {BEST_WEIGHTS_FILE}),
+        ("both", {WEIGHTS_FILE, BEST_WEIGHTS_FILE}),
+        ("none", set()),
+    ],
+)
+def test_a_completed_run_keeps_the_weights_asked_for(tmp_path, which, kept):
+    model, optimizer, scheduler, gen = parts()
+    saver = Checkpointer(tmp_path, None, None, epoch=0)
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    saver.new_best(model.state_dict())
+    saver.epoch_end(  # none due: kept in memory until the end
+        1, lambda copy: checkpoint_state(model, optimizer, scheduler, gen, Progress(1), CPU, copy)
+    )
+    with torch.no_grad():
+        model.weight.add_(1.0)  # the last epoch differs from the best one
+    keep_weights(which, model, saver, tmp_path)
+    assert {p.name for p in tmp_path.glob("*.pt")} == kept
+    if WEIGHTS_FILE in kept:
+        last = torch.load(tmp_path / WEIGHTS_FILE, weights_only=True)
+        assert torch.equal(last["weight"], model.weight.detach())
+    if BEST_WEIGHTS_FILE in kept:
+        on_disk = torch.load(tmp_path / BEST_WEIGHTS_FILE, weights_only=True)
+        assert torch.equal(on_disk["weight"], best["weight"])
+
+
+@pytest.mark.parametrize("every_epochs", [1, None], ids=["written", "kept in memory"])
+def test_the_best_weights_for_the_final_test_are_the_best_epochs(tmp_path, every_epochs):
+    model, optimizer, scheduler, gen = parts()
+    saver = Checkpointer(tmp_path, every_epochs, None, epoch=0)
+    weights_then = model.weight.detach().clone()
+    saver.new_best(model.state_dict())
+    saver.epoch_end(
+        1, lambda copy: checkpoint_state(model, optimizer, scheduler, gen, Progress(1), CPU, copy)
+    )
+    model(torch.randn(2, 4)).sum().backward()
+    optimizer.step()  # later epochs train on; the best stays the first epoch's
+    best = saver.best or saver.load_best()
+    assert torch.equal(best["weight"], weights_then)

@@ -111,3 +111,21 @@ def test_the_squash_conjugated_warp_on_the_gpu_matches_the_cpu(cuda):
     sizes = torch.tensor([[667, 500], [500, 667]]).repeat(4, 1)
     on_gpu = apply_geometry(batch.to(cuda), flips, angles, sizes).cpu()
     assert torch.allclose(on_gpu, apply_geometry(batch, flips, angles, sizes), atol=0.05)
+
+
+def test_the_nan_watch_waits_for_the_stream_that_computed_the_loss(cuda):
+    """One GPU catches a watch that waits on the wrong stream (as one on GPU 0's stream did
+    for a run on cuda:1): the NaN is written on a side stream behind a long kernel while
+    the current stream is idle, so a copy or event on the current stream reads the
+    buffer's old, finite value, and batch 1's NaN is never seen."""
+    side = torch.cuda.Stream(cuda)
+    loss = torch.ones((), device=cuda)
+    torch.cuda.synchronize()
+    watch = FiniteCheck(cuda, stream=side)
+    with torch.cuda.stream(side):
+        torch.cuda._sleep(1_000_000_000)  # about half a second of GPU clock cycles
+        loss.fill_(float("nan"))
+    watch(loss, "batch 1")  # called with the default stream current
+    torch.cuda.synchronize()
+    with pytest.raises(DivergedError, match="batch 1"):
+        watch(torch.ones((), device=cuda), "batch 2")

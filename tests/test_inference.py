@@ -1,6 +1,7 @@
 """Using what a run trained: torchvision's names, starting weights, evaluate, predict."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -21,9 +22,24 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, cache_dir):
     run_dir = tmp_path_factory.mktemp("trained") / "run"
-    proc = run_cli(*TINY, "trainer.epochs=3", f"hydra.run.dir={run_dir}", cache=cache_dir)
+    args = [*TINY, "trainer.epochs=3", "trainer.keep_weights=both", f"hydra.run.dir={run_dir}"]
+    proc = run_cli(*args, cache=cache_dir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return run_dir
+
+
+def test_evaluate_names_the_weights_a_run_kept(trained, tmp_path, cache_dir):
+    """trainer.keep_weights=best: no model.pt; --weights last says what to use instead."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained, run_dir)
+    (run_dir / "model.pt").unlink()
+    config = run_dir / ".hydra" / "config.yaml"
+    config.write_text(config.read_text().replace("keep_weights: both", "keep_weights: best"))
+    proc = run_cli(str(run_dir), cache=cache_dir, module="flowers_sweep.evaluate")
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "model.pt not found" in line and "keep_weights=best" in line
+    assert "use --weights best_val" in line
 
 
 def test_a_run_saves_torchvision_resnet18_weights_last_and_best(trained):
