@@ -203,7 +203,7 @@ def main() -> None:
         print(f"start-up of a run (fresh process): {startup['startup_s']:.1f} s: imports "
               f"{p['imports']:.1f}, compose {p['compose']:.2f}, device and model "
               f"{p['device_and_model']:.1f}, cache of {startup['cache_mb']:.0f} MB to "
-              f"{cfg.trainer.device} {p['data']:.1f}, first step "
+              f"{resolve_device(cfg.trainer.device)} {p['data']:.1f}, first step "
               f"{p['first_step']:.1f} s")  # fmt: skip
         for case in CASES:
             cfg = compose_case(case, args.overrides)
