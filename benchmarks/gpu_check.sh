@@ -150,13 +150,13 @@ optional() {  # optional NAME LIMIT SCRIPT: another benchmark, run when this clo
 }
 
 echo "gpu_check: device $DEVICE${QUICK:+, quick}; Python $BASE_PY; wheels $WHEELS; out $OUT"
-if step setup 55 bash -c setup_env; then
-  step gpu_tests 70 "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_gpu.py \
+if step setup 45 bash -c setup_env; then
+  step gpu_tests 55 "$PY" -m pytest -q -p no:cacheprovider -rs tests/test_gpu.py \
     --junitxml="$OUT/gpu_tests.xml"
   step epoch_speed 55 "$PY" benchmarks/epoch_speed.py --device "$DEVICE" \
     --train-size "$TRAIN" --image-size "$SIZE" --json "$OUT/epoch_speed.json"
-  optional checkpoint_cost 35
-  optional compile_gain 65
+  optional checkpoint_cost 40
+  optional compile_gain 90  # ResNet-18's two graphs (the baseline CNN's with --quick)
   step concurrent_cases 45 "$PY" benchmarks/concurrent_cases.py --device "$DEVICE" \
     --train-size "$TRAIN" --image-size "$SIZE" --json "$OUT/concurrent_cases.json"
   step report_sweep 40 "$PY" benchmarks/report_sweep.py --batches "$BATCHES" \

@@ -146,34 +146,28 @@ def load_checkpoint(
 
 class Checkpointer:
     """Writes a run's checkpoint every `every_epochs` epochs or `every_s` seconds, whichever
-    comes first (None: no such bound), and on a GPU also whenever the run stops early.
+    comes first (None: no such bound), and whenever the run stops early.
 
     At each epoch's end the loop hands over that epoch's state. When a write is due it
-    goes to disk at once. Otherwise, with `keep_copies` (the run is on a GPU, where a copy
-    on the device costs next to nothing beside a write, which goes through the host),
-    a copy of it is kept, so that a run told to stop mid-epoch (SIGTERM, SLURM's USR2,
-    Ctrl-C, an error) still writes its last whole epoch (`write_pending`). On the CPU a
-    copy in memory costs about what a write to the page cache does
-    (benchmarks/checkpoint_cost.py), so none is kept. What a stop can cost, at most:
-    the epoch in progress with copies; else, and for SIGKILL or a lost node,
-    `every_epochs` epochs or `every_s` seconds of training plus the epoch in progress.
+    goes to disk at once; otherwise a copy of it is kept in memory (on the tensors' own
+    device: about 3x the weights with Adam; a copy costs a fraction of a write, which
+    goes through pickling, the host and the file system: benchmarks/checkpoint_cost.py),
+    so that a run told to stop mid-epoch (SIGTERM, SLURM's USR2, Ctrl-C, an error) still
+    writes its last whole epoch (`write_pending`). A stop therefore costs at most the
+    epoch in progress; SIGKILL or a lost node, at most `every_epochs` epochs or `every_s`
+    seconds of training plus the epoch in progress.
 
-    The best validation epoch's weights are kept in memory (on the device) and written
-    just before the checkpoint that names them: a checkpoint never points at weights
-    that are not on disk.
+    The best validation epoch's weights are kept in memory too and written just before
+    the checkpoint that names them: a checkpoint never points at weights that are not
+    on disk.
     """
 
     def __init__(
-        self,
-        run_dir: Path,
-        every_epochs: int | None,
-        every_s: float | None,
-        epoch: int,
-        keep_copies: bool = False,
+        self, run_dir: Path, every_epochs: int | None, every_s: float | None, epoch: int
     ) -> None:
         self.path = Path(run_dir) / CHECKPOINT_FILE
         self.best_path = Path(run_dir) / BEST_WEIGHTS_FILE
-        self.every_epochs, self.every_s, self.keep_copies = every_epochs, every_s, keep_copies
+        self.every_epochs, self.every_s = every_epochs, every_s
         self.written_epoch, self.written_at = epoch, time.monotonic()
         self.pending: dict[str, Any] | None = None  # a whole epoch's state, not yet on disk
         self.fresh_best: dict[str, torch.Tensor] | None = None  # this epoch's, if the best
@@ -201,7 +195,7 @@ class Checkpointer:
 
     def epoch_end(self, epoch: int, state: Callable[[bool], dict[str, Any]]) -> None:
         """`state(copy_tensors)` is the epoch's checkpoint_state: written now when due
-        (no copy needed), else kept as a copy for `write_pending` (with keep_copies)."""
+        (no copy needed), else kept as a copy for `write_pending`."""
         self.pending = None
         fresh, self.fresh_best = self.fresh_best, None
         if self.due(epoch):
@@ -213,11 +207,10 @@ class Checkpointer:
         else:
             if fresh is not None:  # a copy on the weights' device, kept until a write
                 self.best, self.best_written = copy.deepcopy(fresh), False
-            if self.keep_copies:
-                self.pending = state(True)
+            self.pending = state(True)
 
     def write_pending(self) -> None:
-        """Write the last whole epoch's state if a copy of it is kept and not on disk yet."""
+        """Write the last whole epoch's state if it is not on disk yet."""
         if self.pending is not None:
             pending, self.pending = self.pending, None
             self._write(pending["progress"]["epoch"], pending)

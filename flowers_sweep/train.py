@@ -268,13 +268,7 @@ def run(
         progress = load_checkpoint(ckpt, model, optimizer, scheduler, gen, device)
         write_metrics(run_dir / METRICS_FILE, progress.rows)  # drop rows past the checkpoint
         log.info("resumed from %s after epoch %d", ckpt, progress.epoch)
-    saver = Checkpointer(
-        run_dir,
-        t.checkpoint_every_epochs,
-        t.checkpoint_every_s,
-        progress.epoch,
-        keep_copies=device.type == "cuda",
-    )
+    saver = Checkpointer(run_dir, t.checkpoint_every_epochs, t.checkpoint_every_s, progress.epoch)
 
     def state(copy_tensors: bool) -> dict[str, Any]:
         return checkpoint_state(model, optimizer, scheduler, gen, progress, device, copy_tensors)
@@ -353,7 +347,7 @@ def run(
         write_json(run_dir / RESULT_FILE, result)
     except BaseException:
         # Stopped early (SIGTERM, SLURM's USR2 through submitit, Ctrl-C, an error): keep
-        # the last whole epoch when a copy of it is at hand (see Checkpointer).
+        # the last whole epoch, so that a resume loses only the epoch in progress.
         try:
             saver.write_pending()
         except Exception as exc:

@@ -173,7 +173,7 @@ def test_a_run_stopped_mid_epoch_writes_its_last_whole_epoch(tmp_path, clock):
     (here: a step that changes the weights, and a new best not yet committed by its
     epoch's end) must not leak into what is written."""
     model, optimizer, scheduler, gen = parts()
-    saver = Checkpointer(tmp_path, None, 300, epoch=0, keep_copies=True)  # as on a GPU
+    saver = Checkpointer(tmp_path, None, 300, epoch=0)
     weights_then = model.weight.detach().clone()
     saver.new_best(model.state_dict())
     saver.epoch_end(
@@ -192,17 +192,6 @@ def test_a_run_stopped_mid_epoch_writes_its_last_whole_epoch(tmp_path, clock):
     assert torch.equal(best["weight"], weights_then)
     saver.write_pending()  # nothing new: no second write
     assert saver.writes == 1
-
-
-def test_without_copies_a_stop_writes_nothing_new(tmp_path, clock):
-    """On the CPU no copy is kept: a stop keeps the last checkpoint that was due."""
-    model, optimizer, scheduler, gen = parts()
-    saver = Checkpointer(tmp_path, None, 300, epoch=0)
-    saver.epoch_end(
-        1, lambda copy: checkpoint_state(model, optimizer, scheduler, gen, Progress(1), CPU, copy)
-    )
-    saver.write_pending()
-    assert saver.pending is None and not (tmp_path / CHECKPOINT_FILE).exists()
 
 
 def test_resume_counts_the_interval_from_the_checkpoint_it_resumed(tmp_path, clock):

@@ -82,10 +82,10 @@ def test_kill9_then_rerun_matches_uninterrupted(tmp_path, cache_dir, reference):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_or_sigterm_marks_interrupted_and_resumes(tmp_path, cache_dir, reference, sig):
     """SIGTERM is how a cluster pre-empts or requeues a job: it must stop the run at once
-    (not train on until SIGKILL), say so, and leave a checkpoint to resume from. (On a
-    CPU, what is on disk is what was due: every epoch here, every 300 s by default.)"""
+    (not train on until SIGKILL), say so, and leave a checkpoint to resume from: the last
+    whole epoch's, written when told to stop (none was due: every 300 s by default)."""
     run_dir = tmp_path / "run"
-    args = interrupted_run(run_dir, cache_dir, sig, 1, "trainer.checkpoint_every_epochs=1")
+    args = interrupted_run(run_dir, cache_dir, sig, after_epochs=1)
     assert result(run_dir)["status"] == "interrupted"
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert state["progress"]["epoch"] >= 1

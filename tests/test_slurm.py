@@ -18,7 +18,8 @@ import pytest
 from .conftest import HANG_GUARD_S, ROOT, SLOW, TINY, metrics, result, run_cli
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
-# a CPU job keeps no copy of its last epoch: what a signal leaves is what was due
+# submitit requeues (SLURM then stops the job) before our write of the last epoch on its
+# way out can finish; with a checkpoint every epoch the resume is certain to find one
 EVERY_EPOCH = "trainer.checkpoint_every_epochs=1"
 SLURM = [
     "hydra/launcher=submitit_slurm", "hydra.launcher.partition=debug",
