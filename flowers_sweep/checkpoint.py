@@ -150,9 +150,8 @@ class Checkpointer:
 
     At each epoch's end the loop hands over that epoch's state. When a write is due it
     goes to disk at once; otherwise a copy of it is kept in memory (on the tensors' own
-    device: about 3x the weights with Adam; a copy costs a fraction of a write, which
-    goes through pickling, the host and the file system: benchmarks/checkpoint_cost.py),
-    so that a run told to stop mid-epoch (SIGTERM, SLURM's USR2, Ctrl-C, an error) still
+    device: about 3x the weights with Adam; on a GPU a copy never leaves the device,
+    while a write goes through the host; see benchmarks/checkpoint_cost.py), so that a run told to stop mid-epoch (SIGTERM, SLURM's USR2, Ctrl-C, an error) still
     writes its last whole epoch (`write_pending`). A stop therefore costs at most the
     epoch in progress; SIGKILL or a lost node, at most `every_epochs` epochs or `every_s`
     seconds of training plus the epoch in progress.
