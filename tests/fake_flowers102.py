@@ -62,7 +62,7 @@ def write_tree(
     classes = flower_classes(CLASSES)
     rng = np.random.default_rng(seed)
     for lo in range(0, n, 256):
-        chunk = draw_flowers(labels[lo : lo + 256], classes, size, 0.04, rng)
+        chunk = draw_flowers(labels[lo : min(lo + 256, n)], classes, size, 0.04, rng)
         for i, img in enumerate(chunk.transpose(0, 2, 3, 1)):
             pil = Image.fromarray(img)
             if upscale_to is not None:
