@@ -105,8 +105,8 @@ def measure(
     sync(device)
     return {
         "epoch_s": epoch_s,
-        "checkpoint_mb": ckpt.stat().st_size / 2**20,
-        "best_weights_mb": best.stat().st_size / 2**20,
+        "checkpoint_mb": ckpt.stat().st_size / 1e6,
+        "best_weights_mb": best.stat().st_size / 1e6,
         "write_checkpoint_s": write_ckpt,
         "write_best_s": write_best,
         "copy_state_s": copy_state,

@@ -135,7 +135,12 @@ def execute(cfg: DictConfig, run_dir: Path) -> float:
     metric = cfg.optimized_metric
     done = completed_result(run_dir)
     if done is not None:
-        log.info("%s already holds a completed run of these settings: skipped", run_dir)
+        restore_hydra_files(run_dir)  # Hydra rewrote them for this launch, which trains nothing
+        log.info(
+            "%s already holds a completed run of these settings: skipped (its files, "
+            "weights and .hydra/ stay as that run left them)",
+            run_dir,
+        )
         return float(done.get(metric, math.nan))
     threads = thread_count(cfg.trainer.threads, HydraConfig.get().launcher)
     if threads:

@@ -151,10 +151,11 @@ class Checkpointer:
     At each epoch's end the loop hands over that epoch's state. When a write is due it
     goes to disk at once; otherwise a copy of it is kept in memory (on the tensors' own
     device: about 3x the weights with Adam; on a GPU a copy never leaves the device,
-    while a write goes through the host; see benchmarks/checkpoint_cost.py), so that a run told to stop mid-epoch (SIGTERM, SLURM's USR2, Ctrl-C, an error) still
-    writes its last whole epoch (`write_pending`). A stop therefore costs at most the
-    epoch in progress; SIGKILL or a lost node, at most `every_epochs` epochs or `every_s`
-    seconds of training plus the epoch in progress.
+    while a write goes through the host; see benchmarks/checkpoint_cost.py), so that a
+    run told to stop mid-epoch (SIGTERM, SLURM's USR2, Ctrl-C, an error) still writes
+    its last whole epoch (`write_pending`). A stop therefore costs at most the epoch in
+    progress; SIGKILL or a lost node, at most `every_epochs` epochs or `every_s` seconds
+    (wall clock since the last write) plus the epoch in progress.
 
     The best validation epoch's weights are kept in memory too and written just before
     the checkpoint that names them: a checkpoint never points at weights that are not

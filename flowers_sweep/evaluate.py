@@ -77,12 +77,16 @@ def restore(run_dir: Path, weights: str = "last", device: str = "auto") -> Resto
         )
     cfg = OmegaConf.load(config)
     if not weights_file.is_file():
-        kept = OmegaConf.select(cfg, "trainer.keep_weights", default="both")
-        others = [k for k, f in WEIGHT_FILES.items() if (run_dir / f).is_file()]
+        kept = [k for k, f in WEIGHT_FILES.items() if (run_dir / f).is_file()]
         raise FlowersSweepError(
-            f"{weights_file} not found: the run kept trainer.keep_weights={kept}; "
-            + (f"use --weights {others[0]}" if others else "it has no weights to load")
-            + f" (a run keeps its weights once its {RESULT_FILE} says completed)"
+            f"{weights_file} not found: "
+            + (
+                f"this run kept only its {kept[0]} weights (trainer.keep_weights); "
+                f"use --weights {kept[0]}"
+                if kept
+                else "this run kept no weights (trainer.keep_weights=none, or it has not "
+                f"completed: see its {RESULT_FILE})"
+            )
         )
     rebase_run_paths(cfg, run_dir)  # relative to where the run was launched, not to here
     dev = resolve_device(device)

@@ -50,6 +50,7 @@ from flowers_sweep.runfolder import (
     RESUME_IGNORED,
     WEIGHTS_FILE,
     flatten,
+    read_metrics,
     save_torch,
     write_json,
     write_metrics,
@@ -268,6 +269,14 @@ def run(
         progress = load_checkpoint(ckpt, model, optimizer, scheduler, gen, device)
         write_metrics(run_dir / METRICS_FILE, progress.rows)  # drop rows past the checkpoint
         log.info("resumed from %s after epoch %d", ckpt, progress.epoch)
+    elif stale := read_metrics(run_dir / METRICS_FILE):  # killed before any checkpoint
+        write_metrics(run_dir / METRICS_FILE, [])
+        log.info(
+            "no checkpoint in %s: training starts over from epoch 1 (dropping the %d "
+            "epoch(s) an earlier attempt logged)",
+            run_dir,
+            len(stale),
+        )
     saver = Checkpointer(run_dir, t.checkpoint_every_epochs, t.checkpoint_every_s, progress.epoch)
 
     def state(copy_tensors: bool) -> dict[str, Any]:

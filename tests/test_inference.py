@@ -28,17 +28,24 @@ def trained(tmp_path_factory, cache_dir):
     return run_dir
 
 
-def test_evaluate_names_the_weights_a_run_kept(trained, tmp_path, cache_dir):
-    """trainer.keep_weights=best: no model.pt; --weights last says what to use instead."""
+def test_a_skipped_relaunch_changes_nothing_and_evaluate_names_the_kept_weights(
+    trained, tmp_path, cache_dir
+):
+    """Relaunching a completed run with another keep_weights trains nothing and leaves
+    its .hydra/ as it was (Hydra rewrites it first); evaluate --weights last on a run
+    that kept only its best weights says what to use instead, in one line."""
     run_dir = tmp_path / "run"
     shutil.copytree(trained, run_dir)
-    (run_dir / "model.pt").unlink()
-    config = run_dir / ".hydra" / "config.yaml"
-    config.write_text(config.read_text().replace("keep_weights: both", "keep_weights: best"))
+    config = (run_dir / ".hydra" / "config.yaml").read_text()
+    args = [*TINY, "trainer.epochs=3", "trainer.keep_weights=best", f"hydra.run.dir={run_dir}"]
+    again = run_cli(*args, cache=cache_dir)
+    assert again.returncode == 0 and "skipped" in again.stdout + again.stderr
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == config
+    (run_dir / "model.pt").unlink()  # as trainer.keep_weights=best leaves a run
     proc = run_cli(str(run_dir), cache=cache_dir, module="flowers_sweep.evaluate")
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
-    assert "model.pt not found" in line and "keep_weights=best" in line
+    assert "model.pt not found" in line and "kept only its best_val weights" in line
     assert "use --weights best_val" in line
 
 
@@ -118,3 +125,9 @@ def test_flowers102_classes_are_the_official_names():
     logits = torch.eye(102)[torch.arange(102)]
     table = per_class_table(logits, torch.arange(102), names)
     assert table["name"].tolist() == names and (table["accuracy"] == 1).all()
+
+
+def test_a_run_folder_as_model_weights_names_the_file_to_give(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"is a folder; give a weights file, e\.g\. .*model\.pt"):
+        resolve_weights_file(str(tmp_path), "resnet18")

@@ -225,3 +225,19 @@ def test_damaged_checkpoint_or_run_record_stops_with_one_line(tmp_path, cache_di
     fresh = run_cli(*args, "resume=false", cache=cache_dir)
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     assert result(run_dir)["status"] == "completed"
+
+
+def test_a_relaunch_without_a_checkpoint_says_it_starts_over(tmp_path, cache_dir):
+    """A run SIGKILLed before its first checkpoint (300 s by default) left epochs in
+    metrics.csv: the relaunch says it starts over and drops them, not silently."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.csv").write_text(
+        "epoch,train_loss,train_acc,val_loss,val_acc,lr,epoch_s\n1,9,0,9,0,0.001,1\n"
+        "2,9,0,9,0,0.001,1\n"
+    )
+    proc = run_cli(*TINY, "trainer.epochs=1", f"hydra.run.dir={run_dir}", cache=cache_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = (run_dir / "flowers_sweep.log").read_text()
+    assert "training starts over from epoch 1 (dropping the 2 epoch(s)" in log
+    assert [r["epoch"] for r in metrics(run_dir)] == ["1"]

@@ -30,6 +30,12 @@ def resolve_weights_file(spec: str, model_name: str) -> Path:
     """The file behind `model.weights`; one-line errors name what is missing and where."""
     if not ENUM_NAME.match(spec):
         path = user_path(spec)
+        if path.is_dir():
+            kept = [p.name for p in sorted(path.glob("model*.pt"))]
+            raise ConfigError(
+                f"model.weights={spec!r} is a folder; give a weights file"
+                + (f", e.g. {path / kept[0]}" if kept else " (a run keeps model.pt)")
+            )
         if not path.is_file():
             raise ConfigError(f"model.weights={spec!r} is invalid: no such file")
         return path
