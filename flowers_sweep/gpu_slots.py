@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
 
+from flowers_sweep.hardware import resolve_device
+
 log = logging.getLogger(__name__)
 POLL_S = 2.0  # how often a job waiting for a GPU looks again
 
@@ -108,8 +110,6 @@ def assigned_device(setting: str, jobs_per_gpu: int) -> Iterator[torch.device]:
     `setting` is `trainer.device` (validated by config.py): auto, cpu, cuda, cuda:N, mps.
     Raises FlowersSweepError for a CUDA device on a machine without CUDA.
     """
-    from flowers_sweep.hardware import resolve_device
-
     if setting != "auto" or not torch.cuda.is_available():
         if setting == "auto" and (why := given_no_gpu()):
             log.warning(

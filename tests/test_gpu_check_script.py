@@ -21,6 +21,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from .conftest import HANG_GUARD_S
+
 ROOT = Path(__file__).resolve().parent.parent
 WHEELHOUSE = ROOT / "scripts" / "wheelhouse.sh"
 GPU_CHECK = ROOT / "benchmarks" / "gpu_check.sh"
@@ -153,7 +155,7 @@ def test_the_step_limits_fit_in_eight_minutes():
 def test_gpu_check_needs_its_folders_and_explains_itself(tmp_path):
     def run(*args):
         return subprocess.run(["bash", str(GPU_CHECK), *args], capture_output=True, text=True,
-                              timeout=30)  # fmt: skip
+                              timeout=HANG_GUARD_S)  # fmt: skip
 
     assert subprocess.run(["bash", "-n", str(GPU_CHECK)]).returncode == 0
     assert subprocess.run(["bash", "-n", str(WHEELHOUSE)]).returncode == 0
@@ -185,7 +187,7 @@ def test_the_summary_merges_each_step_and_counts_failures(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "gpu_check_report.py"), "merge", str(out),
          "--device", "cpu", "--quick", "--seconds", "135"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True, text=True, timeout=HANG_GUARD_S,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stdout + proc.stderr  # one failed, one timed out
     report = json.loads((out / "gpu_check.json").read_text())

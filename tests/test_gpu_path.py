@@ -18,6 +18,8 @@ from flowers_sweep.gpu_slots import assigned_device, claim_slot
 from flowers_sweep.hardware import resolve_device
 from flowers_sweep.train import FiniteCheck, evaluate, train_steps
 
+from .conftest import HANG_GUARD_S
+
 FOUR_GPUS = ["GPU-a", "GPU-b", "GPU-c", "GPU-d"]
 # jobs are separate processes; fork starts them without importing torch again
 MP = multiprocessing.get_context(
@@ -96,7 +98,7 @@ def test_the_nan_watch_uses_the_stream_it_is_given(fake_cuda):
 def hold_a_slot(keys, jobs_per_gpu, folder, barrier, got):
     with claim_slot(keys, jobs_per_gpu, folder, poll_s=0.02) as index:
         got.put(index)
-        barrier.wait(timeout=60)  # every job holds its GPU at once, as in a sweep
+        barrier.wait(timeout=HANG_GUARD_S)  # every job holds its GPU at once, as in a sweep
 
 
 @pytest.mark.parametrize(("jobs", "jobs_per_gpu"), [(4, 1), (4, 2), (8, 2), (3, 1)])
@@ -111,9 +113,9 @@ def test_concurrent_jobs_get_one_gpu_each_before_any_gpu_gets_two(tmp_path, jobs
     ]
     for p in procs:
         p.start()
-    indexes = sorted(got.get(timeout=120) for _ in procs)
+    indexes = sorted(got.get(timeout=HANG_GUARD_S) for _ in procs)
     for p in procs:
-        p.join(timeout=60)
+        p.join(timeout=HANG_GUARD_S)
         assert p.exitcode == 0
     per_gpu = {i: indexes.count(i) for i in set(indexes)}
     assert len(per_gpu) == min(jobs, len(FOUR_GPUS))  # spread over the GPUs first
@@ -125,16 +127,16 @@ def test_a_job_waits_for_a_free_gpu_when_every_slot_is_held(tmp_path, caplog):
     barrier, got = ctx.Barrier(2), ctx.Queue()
     holder = ctx.Process(target=hold_a_slot, args=(FOUR_GPUS[:1], 1, tmp_path, barrier, got))
     holder.start()
-    assert got.get(timeout=120) == 0
+    assert got.get(timeout=HANG_GUARD_S) == 0
     with caplog.at_level(logging.INFO, "flowers_sweep.gpu_slots"):
         claim = claim_slot(FOUR_GPUS[:1], 1, tmp_path, poll_s=0.02)
         with ThreadPoolExecutor(1) as pool:
             waited = pool.submit(claim.__enter__)
             with pytest.raises(FutureTimeout):
                 waited.result(timeout=0.5)  # the only slot is held
-            barrier.wait(timeout=60)  # the holder ends its run
-            holder.join(timeout=60)
-            assert waited.result(timeout=60) == 0
+            barrier.wait(timeout=HANG_GUARD_S)  # the holder ends its run
+            holder.join(timeout=HANG_GUARD_S)
+            assert waited.result(timeout=HANG_GUARD_S) == 0
         claim.__exit__(None, None, None)
     assert "waiting for a free one" in caplog.text
 
