@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # for tests.runfolders, the same writer the tests use
+sys.path.insert(0, str(REPO))  # the run-folder writer the tests use
 
 from flowers_sweep.aggregate import aggregate  # noqa: E402
-from tests.runfolders import write_run  # noqa: E402
+from tests.helpers.runfolders import write_run  # noqa: E402
 
 BUDGET_S = 60.0
 ACTIVATIONS = ("relu", "sigmoid", "leaky_relu")

@@ -26,7 +26,7 @@ from torchvision.transforms import functional as TF
 from flowers_sweep.data.augment import apply_geometry
 from flowers_sweep.data.images import load_resized, load_rgb
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.fake_flowers102
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.helpers
 
 SIZE = 224
 
@@ -79,7 +79,7 @@ def main() -> None:
                         help="first write N generated 667x500 JPEGs a split")  # fmt: skip
     args = parser.parse_args()
     if args.generate:
-        from tests.fake_flowers102 import write_tree  # test data, not shipped
+        from tests.helpers.fake_flowers102 import write_tree  # test data, not shipped
 
         write_tree(args.root, per_split=args.generate, size=SIZE, upscale_to=(667, 500))
     files = sorted((args.root / "flowers-102" / "jpg").glob("*.jpg"))[: args.limit]

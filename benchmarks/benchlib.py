@@ -141,7 +141,7 @@ def write_flowers_tree(
     (drawing and encoding full-size JPEGs is slow and tells nothing about our speed)."""
     sys.path.insert(0, str(REPO))
     try:  # test data, not shipped; the clone's root leaves sys.path again after
-        from tests.fake_flowers102 import write_mats, write_tree
+        from tests.helpers.fake_flowers102 import write_mats, write_tree
     finally:
         sys.path.remove(str(REPO))
 

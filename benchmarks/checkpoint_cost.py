@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from benchlib import REPORT_SPLIT, compose_case, seed_like_a_run, sync, timed, write_json
 
+from flowers_sweep.atomic import save_torch
 from flowers_sweep.checkpoint import Progress, checkpoint_state, save_checkpoint
 from flowers_sweep.hardware import resolve_channels_last, resolve_device
 from flowers_sweep.models import build_model
 from flowers_sweep.optim import build_optimizer, build_scheduler
-from flowers_sweep.runfolder import save_torch
 
 CASES = {"resnet18": "relu", "baseline_cnn": "baseline_cnn"}
 

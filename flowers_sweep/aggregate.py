@@ -11,7 +11,6 @@ and a 95% confidence interval, and cases are compared pairwise with Welch's t-te
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
 import logging
@@ -24,10 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
+from flowers_sweep.atomic import atomic_write, atomic_write_text
 from flowers_sweep.errors import FlowersSweepError
-from flowers_sweep.runfolder import RESUME_IGNORED, atomic_write, atomic_write_text, flatten
+from flowers_sweep.runrecord import (
+    CONFIG_FILE,
+    EXECUTION_SETTINGS,
+    HYDRA_DIR,
+    natural_key,
+    read_yaml,
+)
+from flowers_sweep.runrecord import RunRecord as Run
+from flowers_sweep.runrecord import find_run_dirs as find_run_dirs_under
+from flowers_sweep.runrecord import read_run as read_run_record
 from flowers_sweep.search import (
     Search,
     plot_search,
@@ -56,132 +64,31 @@ ALL_PAIRS_MAX = 12
 # Figures show at most this many cases (the best by mean test accuracy) and summarise
 # the rest, so they stay readable, and under matplotlib's size limit, at any scale.
 FIGURE_CASES = 12
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
 
 
 class AggregateError(FlowersSweepError):
     """Nothing to aggregate, or a folder that is not a sweep."""
 
 
-@dataclass
-class Run:
-    path: Path
-    config: dict[str, Any]  # flattened: "optimizer.lr" -> 0.001
-    result: dict[str, Any] | None
-    metrics: list[dict[str, float]] = field(default_factory=list)
-    broken: str | None = None  # why a file of the run could not be read
-    _choices: dict[str, Any] | None = None
-
-    @property
-    def status(self) -> str:
-        if self.broken is not None:
-            return "broken"
-        if self.result is None:
-            return "unfinished"
-        return str(self.result.get("status", "unknown"))
-
-    @property
-    def choices(self) -> dict[str, Any]:
-        """Hydra's group choices (case, model); parsed only for runs without a result,
-        since .hydra/hydra.yaml is the largest file of a run folder."""
-        if self._choices is None:
-            hydra_file = self.path / ".hydra" / "hydra.yaml"
-            tree = _yaml(hydra_file) if hydra_file.is_file() else None
-            self._choices = ((tree or {}).get("hydra", {}).get("runtime", {}).get("choices")) or {}
-        return self._choices
-
-    @property
-    def case(self) -> str | None:
-        if self.result and "case" in self.result:
-            return self.result["case"]
-        return self.choices.get("case")
-
-    @property
-    def model(self) -> str:
-        if self.result and self.result.get("model"):
-            return str(self.result["model"])
-        return str(self.choices.get("model") or self.config.get("model.arch", "model"))
-
-
-def _yaml(path: Path) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return yaml.load(f, Loader=_Loader)
-
-
 def find_run_dirs(roots: Sequence[Path]) -> list[Path]:
-    """Every folder under the roots that Hydra ran a job in (it has .hydra/config.yaml)."""
-    found = []
+    """Every run folder under the roots, but those of a report folder."""
+    found: list[Path] = []
     for root in roots:
         if not Path(root).is_dir():
             raise AggregateError(f"{root}: no such folder (expected a sweep or run folder)")
-        for cfg in Path(root).rglob(".hydra/config.yaml"):
-            run_dir = cfg.parent.parent
-            if REPORT_DIRNAME not in run_dir.relative_to(root).parts:
-                found.append(run_dir)
-    return sorted(set(found), key=_natural_key)
-
-
-def _natural_key(path: Path) -> list[tuple[int, int, str]]:
-    """Job folders 2 before 10; a number and a name at the same level still compare
-    (numbers first) instead of raising TypeError."""
-    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in path.parts]
-
-
-def read_result(path: Path) -> dict[str, Any] | None:
-    """result.json, or None while the run has none; ValueError when it cannot be trusted."""
-    if not path.is_file():
-        return None
-    result = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(result, dict):
-        raise ValueError("not a JSON object")
-    if result.get("status") == "completed":
-        acc = result.get("test_acc")
-        if not isinstance(acc, (int, float)) or isinstance(acc, bool) or not 0 <= acc <= 1:
-            raise ValueError(f"test_acc={acc!r} is not an accuracy in [0, 1]")
-    return result
-
-
-def read_metrics(path: Path) -> list[dict[str, float]]:
-    """metrics.csv as numbers; ValueError naming what is missing or not a number."""
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in CURVE_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"no column {', '.join(missing)}")
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            try:
-                rows.append({k: float(v) for k, v in row.items() if k is not None})
-            except (TypeError, ValueError):
-                raise ValueError(f"line {line} is not all numbers") from None
-    return rows
+        found += find_run_dirs_under(root, skip=REPORT_DIRNAME)
+    return sorted(set(found), key=natural_key)
 
 
 def read_run(path: Path) -> Run:
-    """One run folder; a file that cannot be read marks the run broken rather than
-    stopping the report (the caller names it)."""
-    config: dict[str, Any] = {}
-    result, metrics = None, []
-    try:
-        where = path / ".hydra" / "config.yaml"
-        config = flatten(_yaml(where) or {})
-        where = path / "result.json"
-        result = read_result(where)
-        where = path / "metrics.csv"
-        metrics = read_metrics(where)
-    except (OSError, ValueError, csv.Error, yaml.YAMLError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else ""
-        return Run(path, config, result, metrics, f"{where}: {type(exc).__name__}: {reason}")
-    return Run(path, config, result, metrics)
+    return read_run_record(path, CURVE_COLUMNS)
 
 
 def load_runs(roots: Sequence[Path]) -> list[Run]:
     dirs = find_run_dirs(roots)
     if not dirs:
         names = ", ".join(str(r) for r in roots)
-        raise AggregateError(f"{names}: no run folders found (none has .hydra/config.yaml)")
+        raise AggregateError(f"{names}: no run folders found (none has {HYDRA_DIR}/{CONFIG_FILE})")
     return [read_run(d) for d in dirs]
 
 
@@ -211,7 +118,7 @@ def case_labels(runs: Sequence[Run]) -> list[str]:
     Model keys that only follow the model's name (its block counts, say) are implied by
     it and left out, so `model=resnet18,resnet34` labels as resnet18-relu, resnet34-relu.
     """
-    keys = sorted({k for r in runs for k in r.config} - {"seed", *RESUME_IGNORED})
+    keys = sorted({k for r in runs for k in r.config} - {"seed", *EXECUTION_SETTINGS})
     varying = [
         k for k in keys if len({json.dumps(r.config.get(k), default=str) for r in runs}) > 1
     ]
@@ -613,7 +520,7 @@ def aggregate(roots: Sequence[Path], out: Path | None = None, select: str = "las
     roots = [Path(r) for r in roots]
     out = Path(out) if out is not None else roots[0] / REPORT_DIRNAME
     runs = load_runs(roots)
-    search = read_search(roots[0], _yaml) if len(roots) == 1 else None
+    search = read_search(roots[0], read_yaml) if len(roots) == 1 else None
     if search is not None:
         return aggregate_search(search, runs, out)
     all_runs = runs_table(runs)

@@ -26,6 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from flowers_sweep.atomic import atomic_write_text
 from flowers_sweep.config import CONFIG_MODULE, validate, validate_added_keys
 from flowers_sweep.errors import (
     DivergedError,
@@ -37,17 +38,16 @@ from flowers_sweep.errors import (
 from flowers_sweep.gpu_slots import assigned_device
 from flowers_sweep.hardware import available_cpus
 from flowers_sweep.launch import note_job, register_resolvers
-from flowers_sweep.runfolder import (
-    METRICS_FILE,
-    RESULT_FILE,
+from flowers_sweep.runfolder import claim, hold, restore_hydra_files
+from flowers_sweep.runrecord import (
+    CONFIG_FILE,
+    HYDRA_FILE,
+    OVERRIDES_FILE,
     TRACEBACK_FILE,
-    atomic_write_text,
-    claim,
     completed_result,
-    hold,
     read_metrics,
-    restore_hydra_files,
-    write_json,
+    stopped_record,
+    write_result,
 )
 from flowers_sweep.train import run
 
@@ -80,24 +80,20 @@ def record_failure(run_dir: Path, cfg: DictConfig, status: str, exc: BaseExcepti
         atomic_write_text(run_dir / TRACEBACK_FILE, "".join(traceback.format_exception(exc)))
         choices = HydraConfig.get().runtime.choices
         try:
-            epochs_done = len(read_metrics(run_dir / METRICS_FILE))
-        except (OSError, ValueError):
+            epochs_done = len(read_metrics(run_dir, required=()))
+        except ValueError:
             epochs_done = None
-        write_json(
-            run_dir / RESULT_FILE,
-            {
-                "status": status,
-                "case": choices.get("case"),
-                "model": choices.get("model"),
-                "activation": OmegaConf.select(cfg, "model.activation"),
-                "epochs": OmegaConf.select(cfg, "trainer.epochs"),
-                "seed": OmegaConf.select(cfg, "seed"),
-                "error_type": type(exc).__name__,
-                "error": str(exc) or type(exc).__name__,
-                "epochs_done": epochs_done,
-                "traceback": TRACEBACK_FILE,
-            },
+        record = stopped_record(
+            status,
+            exc,
+            epochs_done,
+            case=choices.get("case"),
+            model=choices.get("model"),
+            activation=OmegaConf.select(cfg, "model.activation"),
+            epochs=OmegaConf.select(cfg, "trainer.epochs"),
+            seed=OmegaConf.select(cfg, "seed"),
         )
+        write_result(run_dir, record)
     except Exception as second:
         log.error("could not record the failure in %s: %s: %s", run_dir, type(second).__name__,
                   second)  # fmt: skip
@@ -212,10 +208,10 @@ def write_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
     if subdir is None:  # hydra.output_subdir=null: Hydra keeps no copy
         return
     hydra_dir = run_dir / subdir
-    atomic_write_text(hydra_dir / "config.yaml", OmegaConf.to_yaml(cfg))
-    atomic_write_text(hydra_dir / "hydra.yaml", OmegaConf.to_yaml(HydraConfig.instance().cfg))
+    atomic_write_text(hydra_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))
+    atomic_write_text(hydra_dir / HYDRA_FILE, OmegaConf.to_yaml(HydraConfig.instance().cfg))
     atomic_write_text(
-        hydra_dir / "overrides.yaml", OmegaConf.to_yaml(HydraConfig.get().overrides.task)
+        hydra_dir / OVERRIDES_FILE, OmegaConf.to_yaml(HydraConfig.get().overrides.task)
     )
 
 

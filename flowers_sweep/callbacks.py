@@ -7,7 +7,6 @@ SLURM.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from omegaconf import DictConfig
 
 from flowers_sweep.launch import SweepBusyError, claim_sweep, noted_jobs, release_sweep
 from flowers_sweep.runfolder import is_held
+from flowers_sweep.runrecord import HYDRA_DIR, RESULT_FILE, RunRecordError, read_result
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +29,16 @@ def unfinished_runs(sweep_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     have all returned): it is reported as running elsewhere, skipped by this launch.
     """
     bad = []
-    for job in sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()):
+    for job in sorted(p for p in sweep_dir.iterdir() if (p / HYDRA_DIR).is_dir()):
         if is_held(job):
             bad.append((job, {"status": "skipped", "error": "still training in another process"}))
             continue
         try:
-            result = json.loads((job / "result.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            result = {"status": "unfinished", "error": "no readable result.json"}
-        if not isinstance(result, dict):
-            result = {"status": "unfinished", "error": "result.json is not an object"}
+            result = read_result(job)
+        except RunRecordError as exc:
+            result = {"status": "unfinished", "error": f"unreadable: {exc}"}
+        if result is None:
+            result = {"status": "unfinished", "error": f"no {RESULT_FILE}"}
         if result.get("status") != "completed":
             bad.append((job, result))
     return bad

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from flowers_sweep.atomic import save_torch
 from flowers_sweep.errors import CheckpointError
-from flowers_sweep.runfolder import BEST_WEIGHTS_FILE, CHECKPOINT_FILE, save_torch
+from flowers_sweep.runrecord import BEST_WEIGHTS_FILE, CHECKPOINT_FILE
 
 __all__ = [
     "CHECKPOINT_FILE",

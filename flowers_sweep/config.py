@@ -24,13 +24,12 @@ from flowers_sweep.models.activations import ACTIVATIONS
 from flowers_sweep.models.resnet import BLOCKS
 from flowers_sweep.models.weights import resolve_weights_file
 from flowers_sweep.optim import OPTIMIZERS, SCHEDULERS
-from flowers_sweep.runfolder import KEEP_WEIGHTS
+from flowers_sweep.runrecord import FINAL_METRICS, KEEP_WEIGHTS
 
 # The clone's conf/ folder, shipped inside the package (pyproject.toml): Hydra finds it
 # at pkg://flowers_sweep.conf in a clone and in an installed wheel alike.
 CONFIG_MODULE = "flowers_sweep.conf"
 # What a run can return to a sweeper: the numbers its result.json records.
-OPTIMIZABLE = ("best_val_acc", "test_acc_best_val", "test_acc", "test_loss")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -239,8 +238,8 @@ def validate(cfg: DictConfig) -> None:
     if cfg.get("logger") is not None:
         _choice(cfg.logger, "logger.name", LOGGERS)
     _check(
-        "optimized_metric", cfg.get("optimized_metric"), lambda v: v in OPTIMIZABLE,
-        f"allowed values are {', '.join(OPTIMIZABLE)} (what a completed run records)",
+        "optimized_metric", cfg.get("optimized_metric"), lambda v: v in FINAL_METRICS,
+        f"allowed values are {', '.join(FINAL_METRICS)} (what a completed run records)",
     )  # fmt: skip
 
 

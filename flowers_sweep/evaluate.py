@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from flowers_sweep.atomic import atomic_write, atomic_write_text
 from flowers_sweep.data import build_loaders
 from flowers_sweep.data.flowers102 import class_names as flowers102_class_names
 from flowers_sweep.data.synthetic import flower_classes
@@ -35,17 +36,9 @@ from flowers_sweep.hardware import (
 )
 from flowers_sweep.models import build_model
 from flowers_sweep.paths import rebase_run_paths
-from flowers_sweep.runfolder import (
-    BEST_WEIGHTS_FILE,
-    RESULT_FILE,
-    WEIGHTS_FILE,
-    atomic_write,
-    atomic_write_text,
-    read_json,
-)
+from flowers_sweep.runrecord import RESULT_FILE, WEIGHT_FILES, evaluation_files, read_result
 
 PROG = "flowers_sweep.evaluate"
-WEIGHT_FILES = {"last": WEIGHTS_FILE, "best_val": BEST_WEIGHTS_FILE}
 
 
 @dataclass
@@ -179,12 +172,13 @@ def evaluate_run(run_dir: Path, split: str = "test", weights: str = "last") -> d
     k = min(5, logits.shape[1])
     top5 = int((logits.topk(k, 1).indices == labels[:, None]).any(1).sum()) / n
     suffix = "" if (split, weights) == ("test", "last") else f"-{split}-{weights}"
+    table_file, figure_file = evaluation_files(run_dir, suffix)
     table = per_class_table(logits, labels, run.class_names)
-    atomic_write_text(Path(run_dir) / f"per_class{suffix}.csv", table.to_csv(index=False))
+    atomic_write_text(table_file, table.to_csv(index=False))
     title = f"{split} split, {weights} weights: top-1 {100 * top1:.1f}% ({n} images)"
     counts = confusion(logits, labels, len(run.class_names))
-    plot_confusion(counts, run.class_names, Path(run_dir) / f"confusion_matrix{suffix}.png", title)
-    return {"top1": top1, "top5": top5, "images": n, "suffix": suffix}
+    plot_confusion(counts, run.class_names, figure_file, title)
+    return {"top1": top1, "top5": top5, "images": n, "files": (table_file, figure_file)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -201,15 +195,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FlowersSweepError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    result_path = args.run_dir / RESULT_FILE
     key = "test_acc" if args.weights == "last" else "test_acc_best_val"
-    recorded = read_json(result_path).get(key) if result_path.is_file() else None
+    recorded = (read_result(args.run_dir) or {}).get(key)
     print(f"top1: {out['top1']:.4f}")
     print(f"top5: {out['top5']:.4f}")
     if args.split == "test" and recorded is not None:
-        print(f"result.json {key}: {recorded:.4f}")
-    suffix = out["suffix"]
-    print(f"wrote {args.run_dir}/per_class{suffix}.csv and confusion_matrix{suffix}.png")
+        print(f"{RESULT_FILE} {key}: {recorded:.4f}")
+    table_file, figure_file = out["files"]
+    print(f"wrote {table_file} and {figure_file.name}")
     return 0
 
 

@@ -29,8 +29,8 @@ from typing import Any
 from filelock import FileLock, Timeout
 from omegaconf import OmegaConf
 
+from flowers_sweep.atomic import atomic_write_text, read_json, write_json
 from flowers_sweep.errors import FlowersSweepError
-from flowers_sweep.runfolder import atomic_write_text, read_json, write_json
 
 SWEEP_LOCK_FILE = ".sweep.lock"  # held by the launch that runs the sweep
 SWEEP_OWNER_FILE = ".sweep.owner.json"  # who holds it (the lock file itself is truncated)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from flowers_sweep.atomic import save_torch
 from flowers_sweep.checkpoint import (
     CHECKPOINT_FILE,
     Checkpointer,
@@ -43,21 +44,19 @@ from flowers_sweep.loggers import build_logger
 from flowers_sweep.models import build_model, count_parameters, model_label
 from flowers_sweep.models.weights import load_weights
 from flowers_sweep.optim import build_optimizer, build_scheduler
-from flowers_sweep.runfolder import (
+from flowers_sweep.runrecord import (
     BEST_WEIGHTS_FILE,
-    METRICS_FILE,
-    RESULT_FILE,
-    RESUME_IGNORED,
+    FINAL_METRICS,
     WEIGHTS_FILE,
-    flatten,
+    RunRecordError,
+    completed_record,
+    experiment_settings,
     read_metrics,
-    save_torch,
-    write_json,
     write_metrics,
+    write_result,
 )
 
 log = logging.getLogger(__name__)
-FINAL_METRICS = ("test_acc", "test_loss", "best_val_acc", "test_acc_best_val")
 
 
 def logged_settings(cfg: Any) -> dict[str, Any]:
@@ -65,8 +64,7 @@ def logged_settings(cfg: Any) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     tree = OmegaConf.to_container(cfg, resolve=True)
-    return {k: v for k, v in flatten(tree).items()
-            if k not in RESUME_IGNORED and not k.startswith("logger.")}  # fmt: skip
+    return {k: v for k, v in experiment_settings(tree).items() if not k.startswith("logger.")}
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -267,10 +265,10 @@ def run(
     progress = Progress()
     if ckpt.is_file():
         progress = load_checkpoint(ckpt, model, optimizer, scheduler, gen, device)
-        write_metrics(run_dir / METRICS_FILE, progress.rows)  # drop rows past the checkpoint
+        write_metrics(run_dir, progress.rows)  # drop rows past the checkpoint
         log.info("resumed from %s after epoch %d", ckpt, progress.epoch)
-    elif stale := read_metrics(run_dir / METRICS_FILE):  # killed before any checkpoint
-        write_metrics(run_dir / METRICS_FILE, [])
+    elif stale := stale_metrics(run_dir):  # killed before any checkpoint
+        write_metrics(run_dir, [])
         log.info(
             "no checkpoint in %s: training starts over from epoch 1 (dropping the %d "
             "epoch(s) an earlier attempt logged)",
@@ -312,7 +310,7 @@ def run(
             progress.elapsed_s += time.perf_counter() - t0
             logger.log_epoch(row)  # before the checkpoint: a resume purges from there on
             saver.epoch_end(epoch, state)
-            write_metrics(run_dir / METRICS_FILE, progress.rows)
+            write_metrics(run_dir, progress.rows)
             log.info(
                 "epoch %d/%d  train loss %.4f acc %.3f  val loss %.4f acc %.3f  lr %.2g  %.1fs",
                 epoch, t.epochs, train_loss, train_acc, val_loss, val_acc, lr, row["epoch_s"],
@@ -331,29 +329,28 @@ def run(
             saver.write_final(progress.epoch, state)
         keep_weights(t.keep_weights, model, saver, run_dir)
         sizes = data.sizes()
-        result = {
-            "status": "completed",
-            "case": case,
-            "model": model_name,
-            "activation": cfg.model.activation,
-            "epochs": t.epochs,
-            "seed": cfg.seed,
-            "test_acc": test_acc,
-            "test_loss": test_loss,
-            "best_val_acc": progress.best_val_acc,
-            "best_epoch": progress.best_epoch,
-            "test_acc_best_val": test_acc_best_val,
-            "params": params,
-            "num_classes": data.num_classes,
-            "train_size": sizes["train"],
-            "val_size": sizes["val"],
-            "test_size": sizes["test"],
-            "wall_s": round(time.perf_counter() - started, 3),
-            "device": str(device),
-            "precision": "bf16" if dtype is torch.bfloat16 else "32",
-        }
+        result = completed_record(
+            case=case,
+            model=model_name,
+            activation=cfg.model.activation,
+            epochs=t.epochs,
+            seed=cfg.seed,
+            test_acc=test_acc,
+            test_loss=test_loss,
+            best_val_acc=progress.best_val_acc,
+            best_epoch=progress.best_epoch,
+            test_acc_best_val=test_acc_best_val,
+            params=params,
+            num_classes=data.num_classes,
+            train_size=sizes["train"],
+            val_size=sizes["val"],
+            test_size=sizes["test"],
+            wall_s=round(time.perf_counter() - started, 3),
+            device=str(device),
+            precision="bf16" if dtype is torch.bfloat16 else "32",
+        )
         logger.log_final(logged_settings(cfg), {k: result[k] for k in FINAL_METRICS})
-        write_json(run_dir / RESULT_FILE, result)
+        write_result(run_dir, result)
     except BaseException:
         # Stopped early (SIGTERM, SLURM's USR2 through submitit, Ctrl-C, an error): keep
         # the last whole epoch, so that a resume loses only the epoch in progress.
@@ -368,6 +365,14 @@ def run(
     if not t.keep_checkpoint:
         ckpt.unlink(missing_ok=True)  # it was for resuming; the run is complete
     return result
+
+
+def stale_metrics(run_dir: Path) -> list[dict[str, float]]:
+    """Rows an earlier attempt logged without leaving a checkpoint (any, when unreadable)."""
+    try:
+        return read_metrics(run_dir, required=())
+    except RunRecordError:
+        return [{}]
 
 
 def keep_weights(which: str, model: nn.Module, saver: Checkpointer, run_dir: Path) -> None:

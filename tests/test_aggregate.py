@@ -17,7 +17,7 @@ from flowers_sweep.aggregate import (
     main,
 )
 
-from .runfolders import write_run
+from .helpers.runfolders import write_run
 
 FIGURES = ("loss_curves.png", "accuracy.png", "lr_schedule.png")
 

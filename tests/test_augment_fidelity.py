@@ -2,8 +2,8 @@
 
 import importlib.util
 
-from .conftest import ROOT
-from .fake_flowers102 import write_tree
+from .helpers.cli import ROOT
+from .helpers.fake_flowers102 import write_tree
 
 
 def benchmark():

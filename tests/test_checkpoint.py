@@ -16,7 +16,7 @@ from flowers_sweep.checkpoint import (
     save_checkpoint,
 )
 from flowers_sweep.errors import CheckpointError
-from flowers_sweep.runfolder import BEST_WEIGHTS_FILE, CHECKPOINT_FILE, WEIGHTS_FILE
+from flowers_sweep.runrecord import BEST_WEIGHTS_FILE, CHECKPOINT_FILE, WEIGHTS_FILE
 from flowers_sweep.train import keep_weights
 
 CPU = torch.device("cpu")

@@ -12,9 +12,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from flowers_sweep.runfolder import METRIC_COLUMNS
+from flowers_sweep.runrecord import METRIC_COLUMNS
 
-from .conftest import HANG_GUARD_S, TINY, run_cli
+from .helpers.cli import HANG_GUARD_S, TINY, run_cli
 
 pytestmark = pytest.mark.e2e
 RESULT_KEYS = {

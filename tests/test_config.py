@@ -3,7 +3,7 @@ import pytest
 from flowers_sweep.config import validate
 from flowers_sweep.errors import ConfigError
 
-from .conftest import make_cfg
+from .helpers.cli import make_cfg
 
 
 @pytest.mark.parametrize(

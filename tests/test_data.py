@@ -16,7 +16,7 @@ from flowers_sweep.data.augment import (
 )
 from flowers_sweep.data.synthetic import flower_classes, generate_split
 
-from .conftest import make_cfg
+from .helpers.cli import make_cfg
 
 
 def test_synthetic_is_deterministic_per_seed():

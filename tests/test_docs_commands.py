@@ -18,7 +18,7 @@ from hydra.types import RunMode
 from flowers_sweep.config import CONFIG_MODULE, validate, validate_added_keys
 from flowers_sweep.errors import ConfigError
 
-from .conftest import ROOT, TINY, run_cli
+from .helpers.cli import ROOT, TINY, run_cli
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # The commands that take Hydra overrides; aggregate, evaluate and predict take paths.

@@ -14,7 +14,7 @@ from flowers_sweep.data import flowers102 as fl
 from flowers_sweep.data.images import load_resized
 from flowers_sweep.errors import DatasetNotFoundError, ImageDecodeError
 
-from .conftest import make_cfg, run_cli
+from .helpers.cli import make_cfg, run_cli
 
 
 def flowers_cfg(root, *overrides, verify=False):
@@ -122,7 +122,7 @@ def test_greyscale_and_cmyk_become_rgb(tmp_path, mode):
 @pytest.mark.parametrize("train", [False, True])
 def test_cached_and_reference_pipelines_agree(tmp_path, cache_dir, train):
     """Same images through both pipelines: same shape, dtype and value statistics."""
-    from .fake_flowers102 import write_tree
+    from .helpers.fake_flowers102 import write_tree
 
     write_tree(tmp_path, per_split=40, size=96, upscale_to=(300, 250))
     stats = {}

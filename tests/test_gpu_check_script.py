@@ -21,7 +21,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from .conftest import HANG_GUARD_S
+from .helpers.cli import HANG_GUARD_S
 
 ROOT = Path(__file__).resolve().parent.parent
 WHEELHOUSE = ROOT / "scripts" / "wheelhouse.sh"
@@ -70,7 +70,8 @@ def closure(names) -> set[str]:
 def imported_modules() -> set[str]:
     """Top-level modules imported anywhere in what gpu_check runs: tests/test_gpu.py with
     conftest and the test helpers it imports, the benchmarks, and the package."""
-    files = [ROOT / "tests" / n for n in ("test_gpu.py", "conftest.py", "fake_flowers102.py")]
+    files = [ROOT / "tests" / n for n in ("test_gpu.py", "conftest.py")]
+    files += sorted((ROOT / "tests" / "helpers").glob("*.py"))
     files += sorted((ROOT / "benchmarks").glob("*.py"))
     files += sorted((ROOT / "flowers_sweep").rglob("*.py"))
     found: set[str] = set()

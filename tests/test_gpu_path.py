@@ -18,7 +18,7 @@ from flowers_sweep.gpu_slots import assigned_device, claim_slot
 from flowers_sweep.hardware import resolve_device
 from flowers_sweep.train import FiniteCheck, evaluate, train_steps
 
-from .conftest import HANG_GUARD_S
+from .helpers.cli import HANG_GUARD_S
 
 FOUR_GPUS = ["GPU-a", "GPU-b", "GPU-c", "GPU-d"]
 # jobs are separate processes; fork starts them without importing torch again

@@ -14,7 +14,7 @@ from flowers_sweep.errors import ConfigError
 from flowers_sweep.evaluate import class_names_of, per_class_table
 from flowers_sweep.models.weights import resolve_weights_file
 
-from .conftest import SHARED_FIXTURES, TINY, make_cfg, result, run_cli
+from .helpers.cli import SHARED_FIXTURES, TINY, make_cfg, result, run_cli
 
 pytestmark = pytest.mark.e2e
 

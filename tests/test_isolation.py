@@ -9,8 +9,8 @@ import flowers_sweep.aggregate as agg
 from flowers_sweep.app import record_failure
 from flowers_sweep.callbacks import SweepEnd
 
-from .conftest import make_cfg
-from .runfolders import write_run
+from .helpers.cli import make_cfg
+from .helpers.runfolders import write_run
 
 
 def test_recording_a_failure_that_cannot_be_written_is_logged_not_raised(tmp_path, caplog):

@@ -10,7 +10,7 @@ import yaml
 
 from flowers_sweep.launch import SweepBusyError, claim_sweep, release_sweep, unique_dir
 
-from .conftest import HANG_GUARD_S, ROOT, TINY, result, run_cli, start_cli
+from .helpers.cli import HANG_GUARD_S, ROOT, TINY, result, run_cli, start_cli
 
 pytestmark = pytest.mark.e2e
 # The two launches: same model, different learning rates and seeds.

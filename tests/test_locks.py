@@ -7,11 +7,12 @@ import textwrap
 import pytest
 import torch
 
+from flowers_sweep.atomic import atomic_create
 from flowers_sweep.data.cache import cached
 from flowers_sweep.errors import RunFolderBusyError
-from flowers_sweep.runfolder import atomic_create, hold, is_held
+from flowers_sweep.runfolder import hold, is_held
 
-from .conftest import HANG_GUARD_S, ROOT
+from .helpers.cli import HANG_GUARD_S, ROOT
 
 # Each process asks for the same entry; the build takes a while and leaves a mark.
 BUILDER = textwrap.dedent(

@@ -7,7 +7,7 @@ from flowers_sweep.errors import ConfigError
 from flowers_sweep.loggers import NoLogger, TensorBoardLogger, build_logger
 from flowers_sweep.train import logged_settings
 
-from .conftest import make_cfg
+from .helpers.cli import make_cfg
 
 
 def row(epoch, val_acc):

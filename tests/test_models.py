@@ -6,7 +6,7 @@ from torch import nn
 from flowers_sweep.models import BaselineCNN, ResNet, build_model, count_parameters
 from flowers_sweep.models.activations import ACTIVATIONS, make_activation
 
-from .conftest import make_cfg
+from .helpers.cli import make_cfg
 
 RESNETS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 

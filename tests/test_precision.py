@@ -15,7 +15,7 @@ from flowers_sweep.hardware import (
 from flowers_sweep.models import ResNet
 from flowers_sweep.train import evaluate, train_epoch
 
-from .conftest import TINY, run_cli
+from .helpers.cli import TINY, run_cli
 
 CPU = torch.device("cpu")
 MEAN, STD = [0.49, 0.48, 0.45], [0.2, 0.2, 0.2]

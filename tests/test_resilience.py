@@ -10,7 +10,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from .conftest import HANG_GUARD_S, ROOT, SLOW, TINY, metrics, result, run_cli
+from .helpers.cli import HANG_GUARD_S, ROOT, SLOW, TINY, metrics, result, run_cli
 
 pytestmark = pytest.mark.e2e
 

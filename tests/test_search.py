@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from hydra_plugins.flowers_sweep_search._study import StudyImpl
 
-from .conftest import TINY, run_cli
+from .helpers.cli import TINY, run_cli
 
 PARAMS = {"optimizer.lr": "tag(log, interval(1e-4, 1e-2))", "trainer.batch_size": "choice(16, 32)"}
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from .conftest import HANG_GUARD_S, ROOT, SLOW, TINY, metrics, result, run_cli
+from .helpers.cli import HANG_GUARD_S, ROOT, SLOW, TINY, metrics, result, run_cli
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
 # submitit requeues (SLURM then stops the job) before our write of the last epoch on its

@@ -12,7 +12,7 @@ import torchvision
 
 from flowers_sweep.summary import Summary, summarize
 
-from .conftest import HANG_GUARD_S, make_cfg, run_cli
+from .helpers.cli import HANG_GUARD_S, make_cfg, run_cli
 
 # He et al. (2016), Table 1: multiply-adds at 224 px ("FLOPs" in the paper).
 REPORT_MACS = {

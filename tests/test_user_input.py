@@ -14,7 +14,7 @@ from flowers_sweep.errors import ConfigError, DatasetNotFoundError
 from flowers_sweep.models import build_model
 from flowers_sweep.models.weights import load_weights
 
-from .conftest import TINY, make_cfg, result, run_cli
+from .helpers.cli import TINY, make_cfg, result, run_cli
 
 GROUPS = {"model", "dataset", "trainer", "optimizer", "experiment", "case"}
 
@@ -119,7 +119,7 @@ def test_another_architecture_is_still_named_as_such(tmp_path):
 
 @pytest.mark.e2e
 def test_relative_paths_mean_the_launch_folder_under_chdir(tmp_path, cache_dir):
-    from .fake_flowers102 import write_tree
+    from .helpers.fake_flowers102 import write_tree
 
     write_tree(tmp_path / "tree", per_split=6, size=40)
     cfg = make_cfg("model=baseline_cnn", "dataset=flowers102")
@@ -141,7 +141,7 @@ def test_relative_paths_mean_the_launch_folder_under_chdir(tmp_path, cache_dir):
 
 @pytest.mark.e2e
 def test_joblib_runs_the_reference_pipeline_with_dataloader_workers(tmp_path, cache_dir):
-    from .fake_flowers102 import write_tree
+    from .helpers.fake_flowers102 import write_tree
 
     write_tree(tmp_path / "tree", per_split=6, size=40)
     sweep = tmp_path / "sweep"

@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from .conftest import HANG_GUARD_S, ROOT, TINY
+from .helpers.cli import HANG_GUARD_S, ROOT, TINY
 
 pytestmark = pytest.mark.e2e
 

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from filelock import FileLock, Timeout
 
+from flowers_sweep.atomic import atomic_create
 from flowers_sweep.paths import user_path
-from flowers_sweep.runfolder import atomic_create
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from flowers_sweep.runfolder import METRIC_COLUMNS
+from flowers_sweep.runrecord import METRIC_COLUMNS
 
-from .conftest import make_cfg
+from .cli import make_cfg
 
 
 @cache

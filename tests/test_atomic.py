@@ -4,14 +4,8 @@ import stat
 
 import pytest
 
-from flowers_sweep.runfolder import (
-    METRIC_COLUMNS,
-    atomic_write,
-    atomic_write_text,
-    read_json,
-    write_json,
-    write_metrics,
-)
+from flowers_sweep.atomic import atomic_write, atomic_write_text, read_json, write_json
+from flowers_sweep.runrecord import METRIC_COLUMNS, write_metrics
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
@@ -50,7 +44,7 @@ def test_files_get_the_umask_mode_like_open_and_the_umask_is_left_alone(tmp_path
 
 def test_metrics_columns_in_order(tmp_path):
     row = dict.fromkeys(METRIC_COLUMNS, 1) | {"extra": 5}
-    write_metrics(tmp_path / "metrics.csv", [row, {**row, "epoch": 2}])
+    write_metrics(tmp_path, [row, {**row, "epoch": 2}])
     rows = list(csv.DictReader((tmp_path / "metrics.csv").read_text().splitlines()))
     assert list(rows[0]) == list(METRIC_COLUMNS)
     assert [r["epoch"] for r in rows] == ["1", "2"]  # the extra key is not written

@@ -1,0 +1,299 @@
+"""What a run folder holds, defined once: its files, its result, its per-epoch metrics
+and its settings, with the one reader and the one writer of each.
+
+    RUN_DIR/
+      .hydra/config.yaml     the run's composed config (Hydra's; the settings)
+      .hydra/hydra.yaml      Hydra's own config, with the group choices (case, model)
+      .hydra/overrides.yaml  the command line's overrides
+      run_config.json        the settings the folder's run started with (see runfolder.py)
+      metrics.csv            one row per completed epoch (METRIC_COLUMNS)
+      result.json            the outcome: a completed run's numbers, or why it stopped
+      traceback.txt          where a failed run failed
+      checkpoint.pt          the last completed epoch, for an exact resume
+      model.pt               the last epoch's weights (trainer.keep_weights)
+      model_best_val.pt      the best validation epoch's weights
+
+The training loop, the failure path, the sweep's end, the aggregator, `evaluate` and
+the search all go through this module, and folders written by every earlier version
+still read (tests/data/sweep_v1 is one).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flowers_sweep.atomic import atomic_write_text, write_json
+from flowers_sweep.errors import FlowersSweepError
+
+HYDRA_DIR = ".hydra"  # Hydra's default hydra.output_subdir
+CONFIG_FILE = "config.yaml"
+HYDRA_FILE = "hydra.yaml"
+OVERRIDES_FILE = "overrides.yaml"
+METRICS_FILE = "metrics.csv"
+RESULT_FILE = "result.json"
+WEIGHTS_FILE = "model.pt"  # the last epoch's weights, as the report tested
+BEST_WEIGHTS_FILE = "model_best_val.pt"  # the weights of the best validation epoch
+CHECKPOINT_FILE = "checkpoint.pt"
+TRACEBACK_FILE = "traceback.txt"
+RUN_CONFIG_FILE = "run_config.json"
+LOCK_FILE = ".run.lock"  # held by the process training in the folder
+RUN_FILES = (METRICS_FILE, RESULT_FILE, WEIGHTS_FILE, BEST_WEIGHTS_FILE, CHECKPOINT_FILE,
+             TRACEBACK_FILE)  # fmt: skip
+WEIGHT_FILES = {"last": WEIGHTS_FILE, "best_val": BEST_WEIGHTS_FILE}  # --weights NAME
+KEEP_WEIGHTS = ("last", "best", "both", "none")  # trainer.keep_weights: which files a run keeps
+
+METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s")
+# The test-time numbers of a completed run: logged to TensorBoard's HParams, and the ones
+# a sweeper may optimize (optimized_metric).
+FINAL_METRICS = ("test_acc", "test_loss", "best_val_acc", "test_acc_best_val")
+# result.json's keys, in the order they are written.
+RUN_KEYS = ("status", "case", "model", "activation", "epochs", "seed")
+COMPLETED_KEYS = (*RUN_KEYS, "test_acc", "test_loss", "best_val_acc", "best_epoch",
+                  "test_acc_best_val", "params", "num_classes", "train_size", "val_size",
+                  "test_size", "wall_s", "device", "precision")  # fmt: skip
+STOPPED_KEYS = (*RUN_KEYS, "error_type", "error", "epochs_done", "traceback")
+
+# Settings that change how a run is carried out, not what it computes. A relaunch may
+# change them and still resume; they never split a case in the report; they are not
+# logged as the experiment's hyperparameters. Everything else is the experiment.
+EXECUTION_SETTINGS = (
+    "aggregate", "resume", "trainer.num_workers", "trainer.threads", "trainer.device",
+    "trainer.keep_checkpoint", "dataset.cache_dir", "dataset.download",
+    "trainer.checkpoint_every_epochs", "trainer.checkpoint_every_s", "trainer.keep_weights",
+    "trainer.jobs_per_gpu", "logger.name", "optimized_metric",
+)  # fmt: skip
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
+
+
+class RunRecordError(FlowersSweepError, ValueError):
+    """A run folder's file that cannot be trusted; the message names the file."""
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values (milestones are one setting)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(flatten(value, f"{prefix}{key}." if isinstance(value, dict) else prefix + key))
+    return out
+
+
+def experiment_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The flattened settings that make the experiment: all but EXECUTION_SETTINGS."""
+    return {k: v for k, v in flatten(dict(config)).items() if k not in EXECUTION_SETTINGS}
+
+
+# --- result.json ---------------------------------------------------------------------
+
+
+def completed_record(**values: Any) -> dict[str, Any]:
+    """A completed run's result, keys in COMPLETED_KEYS order; every key is required."""
+    return {"status": "completed", **{k: values[k] for k in COMPLETED_KEYS[1:]}}
+
+
+def stopped_record(status: str, exc: BaseException, epochs_done: int | None,
+                   **run: Any) -> dict[str, Any]:  # fmt: skip
+    """The result of a run that did not complete: what it was, and what stopped it.
+    `run` gives RUN_KEYS' values (case, model, activation, epochs, seed)."""
+    return {
+        "status": status,
+        **{k: run.get(k) for k in RUN_KEYS[1:]},
+        "error_type": type(exc).__name__,
+        "error": str(exc) or type(exc).__name__,
+        "epochs_done": epochs_done,
+        "traceback": TRACEBACK_FILE,
+    }
+
+
+def evaluation_files(run_dir: Path, suffix: str = "") -> tuple[Path, Path]:
+    """Where `evaluate` writes its per-class accuracy table (CSV) and confusion matrix
+    (PNG); `suffix` names a split and weights other than the test split's last."""
+    return Path(run_dir) / f"per_class{suffix}.csv", Path(
+        run_dir
+    ) / f"confusion_matrix{suffix}.png"
+
+
+def write_result(run_dir: Path, result: Mapping[str, Any]) -> None:
+    write_json(Path(run_dir) / RESULT_FILE, result)
+
+
+def read_result(run_dir: Path) -> dict[str, Any] | None:
+    """result.json, or None while the run has none (it is going, or was killed).
+
+    Raises RunRecordError when the file is unreadable, not a JSON object, or says
+    completed without a `test_acc` in [0, 1].
+    """
+    path = Path(run_dir) / RESULT_FILE
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RunRecordError(f"{path}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(result, dict):
+        raise RunRecordError(f"{path}: not a JSON object")
+    if result.get("status") == "completed":
+        acc = result.get("test_acc")
+        if not isinstance(acc, (int, float)) or isinstance(acc, bool) or not 0 <= acc <= 1:
+            raise RunRecordError(f"{path}: test_acc={acc!r} is not an accuracy in [0, 1]")
+    return result
+
+
+def completed_result(run_dir: Path) -> dict[str, Any] | None:
+    """The folder's result when its run completed, else None (absent, stopped, unreadable)."""
+    try:
+        result = read_result(run_dir)
+    except RunRecordError:
+        return None
+    return result if result is not None and result.get("status") == "completed" else None
+
+
+# --- metrics.csv ---------------------------------------------------------------------
+
+
+def write_metrics(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rewrite the whole (small) table each epoch, so it is never half a row."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row[k] for k in METRIC_COLUMNS})
+    atomic_write_text(Path(run_dir) / METRICS_FILE, buf.getvalue())
+
+
+def read_metrics(
+    run_dir: Path, required: Sequence[str] = METRIC_COLUMNS
+) -> list[dict[str, float]]:
+    """metrics.csv as numbers, one dict per epoch ([] while there is none).
+
+    Raises RunRecordError naming the file when a `required` column is missing or a
+    line is not all numbers.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in required if c not in (reader.fieldnames or [])]
+            if missing:
+                raise RunRecordError(f"{path}: no column {', '.join(missing)}")
+            rows = []
+            for line, row in enumerate(reader, start=2):
+                try:
+                    rows.append({k: float(v) for k, v in row.items() if k is not None})
+                except (TypeError, ValueError):
+                    raise RunRecordError(f"{path}: line {line} is not all numbers") from None
+    except (OSError, csv.Error) as exc:
+        raise RunRecordError(f"{path}: {type(exc).__name__}: {exc}") from exc
+    return rows
+
+
+# --- the settings (Hydra's .hydra/ folder) and the whole record ------------------------
+
+
+def config_path(run_dir: Path) -> Path:
+    """The run's composed config, as Hydra wrote it (and as runfolder.claim keeps it)."""
+    return Path(run_dir) / HYDRA_DIR / CONFIG_FILE
+
+
+def read_yaml(path: Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=_Loader)
+
+
+def is_run_dir(path: Path) -> bool:
+    return config_path(path).is_file()
+
+
+@dataclass
+class RunRecord:
+    """One run folder as read back: settings, result and metrics.
+
+    `broken` says why a file could not be read; the fields read before it are kept.
+    """
+
+    path: Path
+    config: dict[str, Any]  # flattened: "optimizer.lr" -> 0.001
+    result: dict[str, Any] | None
+    metrics: list[dict[str, float]] = field(default_factory=list)
+    broken: str | None = None
+    _choices: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> str:
+        """The result's status; "unfinished" without one, "broken" when unreadable."""
+        if self.broken is not None:
+            return "broken"
+        if self.result is None:
+            return "unfinished"
+        return str(self.result.get("status", "unknown"))
+
+    @property
+    def choices(self) -> dict[str, Any]:
+        """Hydra's group choices (case, model); parsed only when asked for, since
+        .hydra/hydra.yaml is the largest file of a run folder."""
+        if self._choices is None:
+            hydra_file = Path(self.path) / HYDRA_DIR / HYDRA_FILE
+            tree = read_yaml(hydra_file) if hydra_file.is_file() else None
+            self._choices = ((tree or {}).get("hydra", {}).get("runtime", {}).get("choices")) or {}
+        return self._choices
+
+    @property
+    def case(self) -> str | None:
+        if self.result and "case" in self.result:
+            return self.result["case"]
+        return self.choices.get("case")
+
+    @property
+    def model(self) -> str:
+        if self.result and self.result.get("model"):
+            return str(self.result["model"])
+        return str(self.choices.get("model") or self.config.get("model.arch", "model"))
+
+
+def read_run(path: Path, metric_columns: Sequence[str] = METRIC_COLUMNS) -> RunRecord:
+    """One run folder; a file that cannot be read marks the record broken (the caller
+    names it) rather than raising. `metric_columns`: those metrics.csv must have."""
+    config: dict[str, Any] = {}
+    result, metrics = None, []
+    where = config_path(path)
+    try:
+        config = flatten(read_yaml(where) or {})
+        where = Path(path) / RESULT_FILE
+        result = read_result(path)
+        where = Path(path) / METRICS_FILE
+        metrics = read_metrics(path, metric_columns)
+    except RunRecordError as exc:
+        return RunRecord(path, config, result, metrics, str(exc).splitlines()[0])
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        return RunRecord(path, config, result, metrics, f"{where}: {type(exc).__name__}: {reason}")
+    return RunRecord(path, config, result, metrics)
+
+
+def find_run_dirs(root: Path, skip: str | None = None) -> list[Path]:
+    """Every folder under root that Hydra ran a job in (it has .hydra/config.yaml), in
+    natural order (job 2 before job 10); folders under one named `skip` are left out."""
+    found = set()
+    for cfg in Path(root).rglob(f"{HYDRA_DIR}/{CONFIG_FILE}"):
+        run_dir = cfg.parent.parent
+        if skip is None or skip not in run_dir.relative_to(root).parts:
+            found.add(run_dir)
+    return sorted(found, key=natural_key)
+
+
+def natural_key(path: Path) -> list[tuple[int, int, str]]:
+    """Job folders 2 before 10; a number and a name at the same level still compare
+    (numbers first) instead of raising TypeError."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in path.parts]

@@ -1,0 +1,89 @@
+"""Running the real command line in a fresh interpreter, and reading what it wrote."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from flowers_sweep.runrecord import METRICS_FILE, RESULT_FILE
+
+ROOT = Path(__file__).resolve().parents[2]
+CONF = ROOT / "conf"
+SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures" / "flowers102"
+# Small enough for a test to train in seconds, big enough to exercise every path.
+TINY = [
+    "trainer.epochs=1",
+    "trainer.batch_size=16",
+    "dataset.image_size=32",
+    "dataset.train_size=48",
+    "dataset.val_size=20",
+    "dataset.test_size=20",
+]
+
+# Enough data that an epoch takes a moment (about a second here), so a kill can land
+# between two of them; one block a stage, since depth adds time, not paths.
+SLOW = [*TINY, "dataset.train_size=320", "trainer.epochs=4", "model.layers=[1,1,1,1]"]
+COMPARED = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")  # not epoch_s
+
+
+def metrics(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / METRICS_FILE, newline="") as f:
+        return [{k: r[k] for k in COMPARED} for r in csv.DictReader(f)]
+
+
+def result(run_dir: Path) -> dict:
+    return json.loads((run_dir / RESULT_FILE).read_text())
+
+
+def make_cfg(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+# A guard against a hung subprocess, far above what any test's work takes on a busy
+# 2-core machine: a test's outcome must never depend on how loaded the machine is.
+HANG_GUARD_S = 1800
+
+
+def cli_env(cache: Path | None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if cache is not None:
+        env["FLOWERS_SWEEP_CACHE"] = str(cache)
+    return env
+
+
+def run_cli(
+    *args: str,
+    cache: Path | None,
+    timeout: float = HANG_GUARD_S,
+    module: str = "flowers_sweep",
+    cwd: Path = ROOT,
+) -> subprocess.CompletedProcess:
+    """The real entry point (`python -m module`) in a fresh interpreter, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=cli_env(cache),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_cli(*args: str, cache: Path | None, cwd: Path = ROOT) -> subprocess.Popen:
+    """Like run_cli, without waiting: for launches that must overlap."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowers_sweep", *args],
+        cwd=cwd,
+        env=cli_env(cache),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
