@@ -15,6 +15,9 @@ from flowers_sweep.aggregate import (
     console_text,
     holm,
     main,
+    pairwise_tests,
+    results_markdown,
+    results_table,
 )
 
 from .helpers.runfolders import write_run
@@ -30,6 +33,21 @@ def sweep_of(tmp_path, cases: dict[str, list[float]], **kwargs):
             write_run(sweep / str(job), case=case, seed=seed, test_acc=acc, **kwargs)
             job += 1
     return sweep
+
+
+def welch(a, b):
+    """The two-sided p-value of Welch's t-test, from its formula (Welch 1947)."""
+
+    def mean(x):
+        return sum(x) / len(x)
+
+    def var_of_mean(x):  # s^2 / n, s^2 with n - 1 in its denominator
+        return sum((v - mean(x)) ** 2 for v in x) / (len(x) - 1) / len(x)
+
+    va, vb = var_of_mean(a), var_of_mean(b)
+    t = (mean(a) - mean(b)) / (va + vb) ** 0.5
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return 2 * stats.t.sf(abs(t), df)
 
 
 def test_seeds_are_grouped_with_mean_std_and_ci(tmp_path):
@@ -66,38 +84,99 @@ def test_a_comparison_without_spread_is_not_testable_rather_than_certain(tmp_pat
     # Two seeds each, every run of a case scoring the same: Welch's t is x/0, and
     # scipy's answer (p = 0, or nan) is no evidence of anything.
     sweep = sweep_of(
-        tmp_path, {"a": [0.700, 0.700], "b": [0.638, 0.638 + 1e-16], "c": [0.6, 0.7]}
+        tmp_path, {"a": [0.700, 0.700], "b": [0.638, 0.638 + 1e-16], "c": [0.6, 0.62]}
     )  # b: one ulp apart, as float sums give: the same accuracy
     report = aggregate([sweep])
     tests = report.tests.set_index(["case_a", "case_b"])
     assert pd.isna(tests.loc[("a", "b"), "p_value"]) and not tests.loc[("a", "b"), "significant"]
     assert not pd.isna(tests.loc[("a", "c"), "p_value"])  # one case with spread: defined
-    md = (sweep / "report" / "results.md").read_text()
-    assert "| a | b | +6.2 pts | - | - | not testable (no spread in either case) |" in md
-    assert "Not testable (every run of both cases scored the same): a vs b." in md
-    assert "Holm-adjusted over 2 testable comparisons" in md
+    assert tests.loc[("a", "b"), "diff"] == pytest.approx(0.062)  # the difference is still shown
+    assert pd.isna(tests.loc[("a", "b"), "p_holm"])
+    # Holm adjusts over the two testable pairs only: the untestable one is not counted.
+    p_ac, p_bc = welch([0.7, 0.7], [0.6, 0.62]), welch([0.638, 0.638], [0.6, 0.62])
+    assert 2 * p_ac < p_bc  # so: a-c times 2 (not 3), b-c times 1 (not 2)
+    assert tests.loc[("a", "c"), "p_value"] == pytest.approx(p_ac)
+    assert tests.loc[("a", "c"), "p_holm"] == pytest.approx(2 * p_ac)
+    assert tests.loc[("b", "c"), "p_holm"] == pytest.approx(p_bc)
 
 
 def test_significance_is_reported_both_ways(tmp_path):
-    sweep = sweep_of(
-        tmp_path,
-        {
-            "relu": [0.75, 0.74, 0.76],
-            "leaky_relu": [0.74, 0.76, 0.745],
-            "sigmoid": [0.46, 0.45, 0.47],
-        },
-    )
-    report = aggregate([sweep])
+    accs = {
+        "relu": [0.75, 0.74, 0.76],
+        "leaky_relu": [0.74, 0.76, 0.745],
+        "sigmoid": [0.46, 0.45, 0.47],
+    }
+    report = aggregate([sweep_of(tmp_path, accs)])
     tests = report.tests.set_index(["case_a", "case_b"])
-    assert not tests.loc[("relu", "leaky_relu"), "significant"]
-    assert tests.loc[("relu", "sigmoid"), "significant"]
-    md = (sweep / "report" / "results.md").read_text()
-    assert "Not significant: relu vs leaky_relu." in md
-    assert "| relu | resnet18 | relu | 3 | 75.0% ± 1.0 | 3 |" in md
+    pairs = [("relu", "leaky_relu"), ("relu", "sigmoid"), ("leaky_relu", "sigmoid")]
+    assert tests.index.tolist() == pairs
+    p = [welch(accs[a], accs[b]) for a, b in pairs]
+    assert tests["p_value"].tolist() == pytest.approx(p)
+    # Holm: the smallest, p[1], times 3; p[2] times 2 is below that and takes it; p[0]
+    # times 1 is above both and stays.
+    assert p[1] < p[2] < p[0] and 2 * p[2] < 3 * p[1] < p[0]
+    assert tests["p_holm"].tolist() == pytest.approx([p[0], 3 * p[1], 3 * p[1]])
+    assert 3 * p[1] < 0.05 < p[0]
+    assert tests["significant"].tolist() == [False, True, True]
+    assert tests.loc[("relu", "sigmoid"), "diff"] == pytest.approx(0.29)
+    relu = report.results.set_index("case").loc["relu"]
+    assert (relu["n"], relu["test_acc_mean"], relu["test_acc_std"]) == pytest.approx(
+        (3, 0.75, 0.01)
+    )
 
 
 def test_holm_adjustment():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+RESULTS_MD = """\
+# Results
+
+Test accuracy per case, of the weights of each run's best validation epoch.
+
+| case | model | activation | epochs | accuracy | n | 95% CI |
+|---|---|---|---|---|---|---|
+| relu | resnet18 | relu | 3 | 71.0% ± 1.4 | 2 | 58.3% to 83.7% |
+| sigmoid | resnet18 | relu | 3 | 40.0% ± 0.0 | 2 | 40.0% to 40.0% |
+| tanh | resnet18 | relu | 3 | 66.0% ± 0.0 | 2 | 66.0% to 66.0% |
+| cnn | baseline_cnn | relu | 3 | 50.0% | 1 | |
+
+Accuracy is mean ± std over seeds; the interval is Student's t for the mean.
+
+## Pairwise comparisons
+
+Welch's t-test on test accuracy, all pairs, p-values Holm-adjusted over 2 testable \
+comparisons (significant: adjusted p < 0.05).
+
+| case A | case B | A - B | p | p (Holm) | verdict |
+|---|---|---|---|---|---|
+| relu | sigmoid | +31.0 pts | 0.0205 | 0.0411 | significant |
+| relu | tanh | +5.0 pts | 0.126 | 0.126 | not significant |
+| sigmoid | tanh | -26.0 pts | - | - | not testable (no spread in either case) |
+
+Not significant: relu vs tanh.
+Not testable (every run of both cases scored the same): sigmoid vs tanh.
+
+1 run(s) not completed are listed in runs.csv but left out here.
+"""
+
+
+def test_results_markdown_shape():
+    """The one test of results.md's layout: the other tests check the report's numbers
+    on its tables, and tests/test_golden.py pins a whole report of an old sweep."""
+    rows = [("relu", 0.70), ("relu", 0.72), ("sigmoid", 0.40), ("sigmoid", 0.40)]
+    rows += [("tanh", 0.66), ("tanh", 0.66), ("cnn", 0.5)]
+    runs = pd.DataFrame(rows, columns=["case", "test_acc"])
+    runs = runs.assign(model="resnet18", activation="relu", epochs=3, status="completed")
+    runs.loc[runs["case"] == "cnn", "model"] = "baseline_cnn"
+    markdown = results_markdown(results_table(runs), pairwise_tests(runs), 1, "best_val")
+    assert markdown == RESULTS_MD
+    nothing = results_markdown(pd.DataFrame(), pairwise_tests(runs.iloc[:0]), 2)
+    assert nothing.splitlines()[2:] == [
+        "No run has completed: runs.csv lists every run and its status.",
+        "",
+        "2 runs not completed.",
+    ]
 
 
 def test_single_runs_have_no_interval_or_tests(tmp_path):
@@ -105,8 +184,11 @@ def test_single_runs_have_no_interval_or_tests(tmp_path):
     report = aggregate([sweep])
     assert report.results["n"].tolist() == [1, 1]
     assert report.results["ci95_low"].isna().all()
+    assert report.results["test_acc_std"].isna().all()
+    assert report.results["test_acc_mean"].tolist() == pytest.approx([0.75, 0.46])
+    relu = report.results.set_index("case").loc["relu"]
+    assert relu[["model", "activation", "epochs"]].tolist() == ["resnet18", "relu", 3]
     assert report.tests.empty
-    assert "| relu | resnet18 | relu | 3 | 75.0% |" in report.markdown
 
 
 def test_labels_from_varying_overrides_when_no_case(tmp_path):
@@ -134,7 +216,6 @@ def test_failed_and_unfinished_runs_are_listed_not_counted(tmp_path, caplog):
     assert report.results["n"].tolist() == [2]
     assert report.results["test_acc_mean"].tolist() == pytest.approx([0.71])
     assert "status failed" in caplog.text and "status unfinished" in caplog.text
-    assert "2 run(s) not completed" in report.markdown
 
 
 def test_sweeps_from_several_machines_merge_into_one_row_per_case(tmp_path):
@@ -186,7 +267,7 @@ def test_one_unreadable_run_file_still_gives_the_report(tmp_path, caplog, capsys
 
 
 def test_a_figure_that_cannot_be_drawn_leaves_the_rest(tmp_path, monkeypatch):
-    import flowers_sweep.aggregate as agg
+    from flowers_sweep.aggregate import report as agg  # where `aggregate` finds its plots
 
     sweep = sweep_of(tmp_path, {"relu": [0.7]})
     aggregate([sweep])  # an earlier report, whose loss figure would be stale
@@ -215,13 +296,13 @@ def test_a_large_sweep_tests_each_case_against_the_best(tmp_path):
     assert len(report.tests) == n - 1  # not n (n - 1) / 2
     assert set(report.tests["case_a"]) == {best}
     assert report.tests["p_holm"].notna().all()
-    assert f"each case against {best}" in report.markdown
+    assert report.tests.attrs["scope"] == f"each case against {best}"
 
 
 def test_a_small_sweep_tests_every_pair(tmp_path):
     report = aggregate([grid_sweep(tmp_path, ALL_PAIRS_MAX)])
     assert len(report.tests) == ALL_PAIRS_MAX * (ALL_PAIRS_MAX - 1) // 2
-    assert "all pairs" in report.markdown
+    assert report.tests.attrs["scope"] == "all pairs"
 
 
 def test_figures_of_a_large_sweep_show_the_best_cases_at_a_bounded_size(tmp_path):
@@ -248,9 +329,12 @@ def test_select_best_val_weights(tmp_path, capsys):
     report = aggregate([sweep], select="best_val")
     assert report.results["test_acc_mean"].tolist() == pytest.approx([0.75])
     assert report.results["n"].tolist() == [2]
-    assert "best validation epoch" in report.markdown
-    assert main([str(sweep), "--select", "best_val"]) == 0
-    assert "75.0% ± 1.4" in capsys.readouterr().out
+    assert report.results["test_acc_std"].tolist() == pytest.approx([0.02**0.5 / 10])
+    assert report.runs["status"].tolist() == ["completed", "completed", "no test_acc_best_val"]
+    assert main([str(sweep), "--select", "best_val", "--out", str(tmp_path / "cli")]) == 0
+    written = pd.read_csv(tmp_path / "cli" / "results.csv")
+    assert written["test_acc_mean"].tolist() == pytest.approx([0.75])
+    assert written["test_acc_std"].tolist() == pytest.approx([0.02**0.5 / 10])
 
 
 def test_accuracy_figure_widens_with_the_cases_so_labels_do_not_collide(tmp_path):
@@ -265,17 +349,17 @@ def test_accuracy_figure_widens_with_the_cases_so_labels_do_not_collide(tmp_path
 
 def test_lr_schedules_one_line_each(tmp_path, monkeypatch):
     """Two runs with different schedules: one line each, at the rates each epoch used."""
-    from flowers_sweep import aggregate as agg
+    from flowers_sweep.aggregate import figures
 
     drawn = {}
-    real_save = agg._save
+    real_save = figures.save_figure
 
     def keep(fig, path):
         drawn[path.name] = [line.get_ydata() for line in fig.axes[0].get_lines()
                             if len(line.get_xdata()) > 1]  # fmt: skip
         real_save(fig, path)
 
-    monkeypatch.setattr(agg, "_save", keep)
+    monkeypatch.setattr(figures, "save_figure", keep)
     sweep = tmp_path / "sweep"
     write_run(sweep / "0", case="relu", epochs=100, milestones=(40, 70), gamma=0.2)
     write_run(sweep / "1", case="sigmoid", epochs=100, milestones=(60,), gamma=0.5)

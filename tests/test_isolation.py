@@ -35,7 +35,7 @@ def test_a_crash_in_the_report_still_gives_the_sweep_its_exit_status(
     def crash(roots, out=None):
         raise KeyError("lr")
 
-    monkeypatch.setattr(agg, "aggregate", crash)
+    monkeypatch.setattr(agg, "aggregate", crash)  # the callback imports it from the package
     with pytest.raises(SystemExit) as stop:
         SweepEnd().on_multirun_end(sweep_config(tmp_path / "sweep"))
     assert stop.value.code == 1

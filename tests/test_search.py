@@ -10,9 +10,12 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from flowers_sweep.aggregate import aggregate
+from flowers_sweep.aggregate.search import ranked, read_search
 from hydra_plugins.flowers_sweep_search._study import StudyImpl
 
 from .helpers.cli import TINY, run_cli
+from .helpers.runfolders import write_run
 
 PARAMS = {"optimizer.lr": "tag(log, interval(1e-4, 1e-2))", "trainer.batch_size": "choice(16, 32)"}
 
@@ -90,6 +93,36 @@ def test_a_trial_left_running_is_resumed_with_its_own_values_in_its_own_folder(t
     assert overrides == tuple(f"{k}={v}" for k, v in killed.params.items())
     assert [n for n, _ in rest] == [2]
     assert [t.state for t in study(tmp_path).trials] == [TrialState.COMPLETE] * 3
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_a_search_report_ranks_trials_by_the_metric_searched(tmp_path, direction):
+    """The report of a search folder, read without Optuna: one row per trial, ranked by
+    the metric the search optimised; a failed trial has no value."""
+    sweep = tmp_path / "search"
+    lrs, accs = [1e-3, 1e-2, 1e-4, 3e-3], [0.5, 0.7, 0.6, 0.0]
+    for trial, (lr, acc) in enumerate(zip(lrs, accs, strict=True)):
+        status = "failed" if trial == 3 else "completed"
+        write_run(sweep / str(trial), case="relu", lr=lr, test_acc=acc, status=status)
+    sweeper = {
+        "_target_": "hydra_plugins.flowers_sweep_search.study_sweeper.StudySweeper",
+        "direction": direction,
+        "params": {"optimizer.lr": PARAMS["optimizer.lr"]},
+    }
+    (sweep / "multirun.yaml").write_text(OmegaConf.to_yaml({"hydra": {"sweeper": sweeper}}))
+    report = aggregate([sweep])
+    trials = report.results
+    assert report.search and trials["trial"].tolist() == [0, 1, 2, 3]
+    assert trials["status"].tolist() == ["completed"] * 3 + ["failed"]
+    assert trials["value"].tolist()[:3] == pytest.approx(accs[:3])  # best_val_acc
+    assert math.isnan(trials["value"].iloc[3])
+    assert trials["optimizer.lr"].tolist() == pytest.approx(lrs)
+    search = read_search(sweep)
+    assert search.metric == "best_val_acc" and search.maximize == (direction == "maximize")
+    best_first = [1, 2, 0] if direction == "maximize" else [0, 2, 1]
+    assert ranked(search, trials)["trial"].tolist() == best_first
+    for name in ("runs.csv", "trials.csv", "search.png", "loss_curves.png"):
+        assert (sweep / "report" / name).is_file()
 
 
 def digest(folder):

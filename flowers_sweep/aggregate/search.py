@@ -18,6 +18,10 @@ from typing import Any
 
 import pandas as pd
 
+from flowers_sweep.aggregate.figures import DARK_BLUE, PALE_BLUE, save_figure
+from flowers_sweep.aggregate.runs import fmt
+from flowers_sweep.runrecord import RunRecord, read_yaml
+
 SEARCH_TARGETS = ("optuna", "studysweeper")  # sweepers (_target_, lower case) that search
 SHOWN_TRIALS = 20  # rows of results.md; trials.csv has them all
 
@@ -29,12 +33,12 @@ class Search:
     maximize: bool
 
 
-def read_search(root: Path, load_yaml: Any) -> Search | None:
+def read_search(root: Path) -> Search | None:
     """The search that made this sweep folder, or None for a plain sweep."""
     path = Path(root) / "multirun.yaml"
     if not path.is_file():
         return None
-    tree = load_yaml(path) or {}
+    tree = read_yaml(path) or {}
     sweeper = (tree.get("hydra") or {}).get("sweeper") or {}
     target = str(sweeper.get("_target_", "")).lower()
     if not any(name in target for name in SEARCH_TARGETS):
@@ -49,19 +53,23 @@ def trial_number(run_dir: Path) -> int | None:
     return int(run_dir.name) if run_dir.name.isdigit() else None
 
 
-def trials_table(search: Search, runs: Sequence[Any], fmt: Any) -> pd.DataFrame:
+def trials_table(search: Search, runs: Sequence[RunRecord]) -> pd.DataFrame:
     """One row per trial: its number, status, value, searched values, test accuracy."""
     rows = []
     for run in runs:
         result = run.result or {}
         value = result.get(search.metric) if run.status == "completed" else None
-        row = {"trial": trial_number(run.path), "status": run.status,
-               "value": float(value) if isinstance(value, (int, float)) else math.nan}  # fmt: skip
+        row = {
+            "trial": trial_number(run.path),
+            "status": run.status,
+            "value": float(value) if isinstance(value, (int, float)) else math.nan,
+        }
         for name in search.params:
             v = run.config.get(name)
             row[name] = fmt(v) if isinstance(v, list) else v
-        row.update(test_acc=result.get("test_acc"), best_epoch=result.get("best_epoch"),
-                   run_dir=str(run.path))  # fmt: skip
+        row["test_acc"] = result.get("test_acc")
+        row["best_epoch"] = result.get("best_epoch")
+        row["run_dir"] = str(run.path)
         rows.append(row)
     return pd.DataFrame(rows).sort_values("trial", kind="stable", ignore_index=True)
 
@@ -73,12 +81,13 @@ def ranked(search: Search, trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def search_markdown(search: Search, trials: pd.DataFrame) -> str:
+    """results.md of a search: the trials' statuses, the best trial, the best trials."""
     best = ranked(search, trials)
     counts = trials["status"].value_counts()
     summary = ", ".join(f"{n} {status}" for status, n in counts.items())
     goal = "maximising" if search.maximize else "minimising"
-    lines = ["# Search results", "",
-             f"{len(trials)} trials ({summary}), {goal} {search.metric}.", ""]  # fmt: skip
+    lines = ["# Search results", "", f"{len(trials)} trials ({summary}), {goal} {search.metric}."]
+    lines.append("")
     if best.empty:
         return "\n".join([*lines, "No trial has completed yet.", ""])
     top = best.iloc[0]
@@ -86,20 +95,21 @@ def search_markdown(search: Search, trials: pd.DataFrame) -> str:
     lines += [
         f"**Best trial: {int(top['trial'])}**, {search.metric} {top['value']:.4g}, "
         f"test accuracy {100 * float(top['test_acc']):.1f}% (last epoch's weights), "
-        f"with {values} ({top['run_dir']}).", "",
-        "Test accuracy is shown, not searched on: the search saw only "
-        f"{search.metric}.", "",
-    ]  # fmt: skip
+        f"with {values} ({top['run_dir']}).",
+        "",
+        f"Test accuracy is shown, not searched on: the search saw only {search.metric}.",
+        "",
+    ]
     names = list(search.params)
-    lines += ["| trial | " + " | ".join([search.metric, *names, "test acc"]) + " |",
-              "|---" * (len(names) + 3) + "|"]  # fmt: skip
+    lines.append("| trial | " + " | ".join([search.metric, *names, "test acc"]) + " |")
+    lines.append("|---" * (len(names) + 3) + "|")
     for r in best.head(SHOWN_TRIALS).to_dict("records"):
-        cells = [str(int(r["trial"])), f"{r['value']:.4g}", *(_cell(r[n]) for n in names),
-                 f"{100 * float(r['test_acc']):.1f}%"]  # fmt: skip
+        value, acc = f"{r['value']:.4g}", f"{100 * float(r['test_acc']):.1f}%"
+        cells = [str(int(r["trial"])), value, *(_cell(r[n]) for n in names), acc]
         lines.append("| " + " | ".join(cells) + " |")
     if len(best) > SHOWN_TRIALS:
-        lines.append(f"\nThe {SHOWN_TRIALS} best of {len(best)} completed trials; trials.csv "
-                     "has every trial.")  # fmt: skip
+        shown = f"The {SHOWN_TRIALS} best of {len(best)} completed trials"
+        lines.append(f"\n{shown}; trials.csv has every trial.")
     return "\n".join([*lines, ""])
 
 
@@ -107,7 +117,7 @@ def _cell(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def plot_search(search: Search, trials: pd.DataFrame, path: Path, save: Any) -> None:
+def plot_search(search: Search, trials: pd.DataFrame, path: Path) -> None:
     """Left, the best value so far against the trial number; then each searched setting
     against the value, on a log axis where the search space was."""
     import matplotlib.pyplot as plt
@@ -117,12 +127,12 @@ def plot_search(search: Search, trials: pd.DataFrame, path: Path, save: Any) -> 
     logging.getLogger("matplotlib.category").setLevel(logging.WARNING)  # "[0.6]" is a label
     done = trials[trials["value"].notna()].sort_values("trial")
     names = list(search.params)
-    fig, axes = plt.subplots(1, 1 + len(names), figsize=(4.2 * (1 + len(names)), 3.8),
-                             squeeze=False)  # fmt: skip
+    size = (4.2 * (1 + len(names)), 3.8)
+    fig, axes = plt.subplots(1, 1 + len(names), figsize=size, squeeze=False)
     ax = axes[0][0]
     best = done["value"].cummax() if search.maximize else done["value"].cummin()
-    ax.plot(done["trial"], best, drawstyle="steps-post", color="#08306b", label="best so far")
-    ax.scatter(done["trial"], done["value"], color="#9ecae1", label="trial", zorder=3)
+    ax.plot(done["trial"], best, drawstyle="steps-post", color=DARK_BLUE, label="best so far")
+    ax.scatter(done["trial"], done["value"], color=PALE_BLUE, label="trial", zorder=3)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel(search.metric)
@@ -131,14 +141,14 @@ def plot_search(search: Search, trials: pd.DataFrame, path: Path, save: Any) -> 
     for ax, name in zip(axes[0][1:], names, strict=True):
         numeric = pd.to_numeric(done[name], errors="coerce")
         if numeric.notna().all() and "interval" in search.params[name]:
-            ax.scatter(numeric, done["value"], color="#08306b")
+            ax.scatter(numeric, done["value"], color=DARK_BLUE)
             if "log" in search.params[name]:
                 ax.set_xscale("log")
         else:
-            sns.stripplot(x=done[name].astype(str), y=done["value"], ax=ax, color="#08306b")
+            sns.stripplot(x=done[name].astype(str), y=done["value"], ax=ax, color=DARK_BLUE)
         ax.set_xlabel(name)
         ax.set_ylabel(search.metric)
         ax.set_title(name)
     fig.tight_layout()
-    save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)

@@ -1,0 +1,53 @@
+"""The command line: `python -m flowers_sweep.aggregate SWEEP_DIR [SWEEP_DIR ...]`.
+
+Exit status 0 when the report is whole; 1 when it was written but is incomplete (a run
+that cannot be read, a figure that could not be drawn: each named on stderr); 2, with
+one line on stderr, when there is nothing to aggregate (the commands' shared policy,
+see outcome.command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from flowers_sweep.aggregate.markdown import console_text
+from flowers_sweep.aggregate.report import aggregate
+from flowers_sweep.aggregate.tables import SELECT
+from flowers_sweep.outcome import command
+
+PROG = "flowers_sweep.aggregate"  # what starts its lines on stderr
+
+
+def arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {PROG}",
+        description="Collect a sweep's run folders into the accuracy table and figures.",
+    )
+    parser.add_argument("sweep_dirs", nargs="+", type=Path, metavar="SWEEP_DIR")
+    parser.add_argument("--out", type=Path, help="output folder (default SWEEP_DIR/report)")
+    parser.add_argument(
+        "--select",
+        choices=list(SELECT),
+        default="last",
+        help="whose test accuracy: the last epoch's weights (default, as the report) or the "
+        "best validation epoch's",
+    )
+    return parser
+
+
+@command(PROG)
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write the report of the sweep folders; print its text and where it went."""
+    args = arg_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    report = aggregate(args.sweep_dirs, args.out, args.select)
+    print(console_text(report))
+    tables = "trials.csv" if report.search else "results.csv"
+    print(f"wrote {report.out}/: runs.csv, {tables}, results.md and figures")
+    for problem in report.problems:
+        print(f"{PROG}: incomplete: {problem}", file=sys.stderr)
+    return 1 if report.problems else 0

@@ -1,0 +1,127 @@
+"""The report's text: results.md (the table of cases and the pairwise comparisons) and
+what a terminal shows of it. Numbers come from the tables (tables.py, stats.py); this
+module only words and rounds them."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from flowers_sweep.aggregate.stats import ALPHA
+
+if TYPE_CHECKING:
+    from flowers_sweep.aggregate.report import Report
+
+CASE_HEAD = ("| case | model | activation | epochs | accuracy |", "|---|---|---|---|---|")
+SPREAD_HEAD = (" n | 95% CI |", "---|---|")  # columns added when a case has seeds
+TESTS_HEAD = ("| case A | case B | A - B | p | p (Holm) | verdict |", "|---|---|---|---|---|---|")
+WEIGHTS = {
+    "last": "the last epoch's weights, as in the report",
+    "best_val": "the weights of each run's best validation epoch",
+}
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def results_markdown(
+    results: pd.DataFrame, tests: pd.DataFrame, skipped: int, select: str = "last"
+) -> str:
+    """results.md: a row per case, then the comparisons, then what was left out."""
+    if results.empty:  # no table without a row: say so instead
+        lines = [
+            "# Results",
+            "",
+            "No run has completed: runs.csv lists every run and its status.",
+            "",
+        ]
+        if skipped:
+            lines += [f"{plural(skipped, 'run')} not completed.", ""]
+        return "\n".join(lines)
+    weights = WEIGHTS["last"] if select == "last" else WEIGHTS["best_val"]
+    lines = ["# Results", "", f"Test accuracy per case, of {weights}.", ""]
+    lines += _cases(results)
+    if len(tests):
+        lines += _comparisons(tests)
+    if skipped:
+        lines += [f"{skipped} run(s) not completed are listed in runs.csv but left out here.", ""]
+    return "\n".join(lines)
+
+
+def _cases(results: pd.DataFrame) -> list[str]:
+    """The table of cases: accuracy, with std, n and interval where a case has seeds."""
+    multi = bool((results["n"] > 1).any())
+    head, rule = CASE_HEAD
+    if multi:
+        head, rule = head + SPREAD_HEAD[0], rule + SPREAD_HEAD[1]
+    lines = [head, rule]
+    for r in results.itertuples():
+        acc = _pct(r.test_acc_mean)
+        row = f"| {r.case} | {r.model} | {r.activation} | {r.epochs} |"
+        if r.n > 1:
+            acc += f" ± {100 * r.test_acc_std:.1f}"
+            row += f" {acc} | {r.n} | {_pct(r.ci95_low)} to {_pct(r.ci95_high)} |"
+        else:
+            row += f" {acc} |" + (f" {r.n} | |" if multi else "")
+        lines.append(row)
+    lines.append("")
+    if multi:
+        lines += [
+            "Accuracy is mean ± std over seeds; the interval is Student's t for the mean.",
+            "",
+        ]
+    return lines
+
+
+def _comparisons(tests: pd.DataFrame) -> list[str]:
+    """The pairwise tests: one row per pair, then which pairs are not told apart."""
+    testable_count = plural(int(tests["p_value"].notna().sum()), "testable comparison")
+    lines = [
+        "## Pairwise comparisons",
+        "",
+        f"Welch's t-test on test accuracy, {tests.attrs.get('scope', 'all pairs')}, "
+        f"p-values Holm-adjusted over {testable_count} "
+        f"(significant: adjusted p < {ALPHA}).",
+        "",
+        *TESTS_HEAD,
+    ]
+    untestable, not_significant = [], []
+    for t in tests.itertuples():
+        pair = f"{t.case_a} vs {t.case_b}"
+        diff = f"| {t.case_a} | {t.case_b} | {100 * t.diff:+.1f} pts |"
+        if math.isnan(t.p_value):
+            untestable.append(pair)
+            lines.append(f"{diff} - | - | not testable (no spread in either case) |")
+            continue
+        if not t.significant:
+            not_significant.append(pair)
+        verdict = "significant" if t.significant else "not significant"
+        lines.append(f"{diff} {t.p_value:.3g} | {t.p_holm:.3g} | {verdict} |")
+    lines += ["", "Not significant: " + (", ".join(not_significant) or "none") + "."]
+    if untestable:
+        lines.append(
+            f"Not testable (every run of both cases scored the same): {', '.join(untestable)}."
+        )
+    lines.append("")
+    return lines
+
+
+def console_text(report: Report, limit: int = 30) -> str:
+    """What a terminal shows: the whole results.md for a small sweep or a search, the best
+    cases of a large sweep (results.md and results.csv hold every case)."""
+    if report.search or len(report.results) <= limit:
+        return report.markdown
+    best = report.results.sort_values("test_acc_mean", ascending=False, kind="stable").head(10)
+    lines = [
+        f"{len(report.results)} cases; the 10 best by mean test accuracy "
+        f"(every case in {report.out / 'results.md'}):"
+    ]
+    lines += [f"  {r.case}: {_pct(r.test_acc_mean)} (n={r.n})" for r in best.itertuples()]
+    return "\n".join(lines)
