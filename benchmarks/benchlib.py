@@ -1,8 +1,14 @@
 """What the benchmarks share, so each times what a real run runs.
 
-- `seed_like_a_run`: `flowers_sweep.train.seed_everything(seed, deterministic)`, as
-  `train.run` calls it (deterministic kernels, cuDNN benchmark off, and whatever else the
-  package's seeding sets), optionally with the uninitialised-memory fill forced.
+- `seed_like_a_run`: `flowers_sweep.runstate.seed_everything(seed, deterministic)`, as
+  a run's set-up (`runstate.set_up`) calls it (deterministic kernels, cuDNN benchmark
+  off, and whatever else the package's seeding sets), optionally with the
+  uninitialised-memory fill forced.
+- `bench_state`: the `RunState` that `runstate.set_up(cfg, None, device)` builds (seeded,
+  placed: device, precision, layout; the config's model, compiled or not; optimizer,
+  schedule, generator), less the data: the benchmarks time their own in-memory splits
+  (`photo_split`), through `loop.train_one_epoch` and `loop.eval_one_epoch`, augmented
+  by `flowers_sweep.data.batch_augment`, as the run's loaders build it.
 - `photo_split`: an in-memory split with each image's original photo size, so the
   training view is the report's bicubic squash-conjugated warp, as for a Flowers102
   cache, not the nearest-neighbour rotation of square images.
@@ -24,7 +30,7 @@ from typing import Any
 import torch
 
 from flowers_sweep.data.splits import Split
-from flowers_sweep.train import seed_everything
+from flowers_sweep.runstate import Placement, RunState, build_state, place, seed_everything
 
 REPO = Path(__file__).resolve().parent.parent
 CASES = ("relu", "sigmoid", "leaky_relu", "baseline_cnn")  # the report's four
@@ -34,16 +40,49 @@ PHOTO_SIZES = ((667, 500), (500, 667), (667, 500))
 
 
 def seed_like_a_run(seed: int, deterministic: bool, nan_fill: bool | None = None) -> dict:
-    """Seed and set determinism as `train.run` does; nan_fill forces
+    """Seed and set determinism as a run's set-up does; nan_fill forces
     torch.utils.deterministic.fill_uninitialized_memory afterwards (None: as seeded)."""
     seed_everything(seed, deterministic)
     if nan_fill is not None:
         torch.utils.deterministic.fill_uninitialized_memory = nan_fill
+    return seeding()
+
+
+def seeding() -> dict:
+    """The determinism settings in force (what `seed_like_a_run` set)."""
     return {
-        "deterministic": bool(deterministic),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
         "fill_uninitialized_memory": bool(torch.utils.deterministic.fill_uninitialized_memory),
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
     }
+
+
+def bench_state(
+    cfg: Any,
+    device: torch.device | str | None = None,
+    *,
+    deterministic: bool | None = None,
+    nan_fill: bool | None = None,
+    compile: bool | None = None,
+) -> RunState:
+    """What `runstate.set_up(cfg, None, device)` builds, through the same steps, without
+    loading the data (`data` stays None: pass batches to the loop). `device`: as `place`
+    takes it (None: trainer.device). deterministic, compile: instead of the config's
+    trainer values (None: the config's); nan_fill: as `seed_like_a_run` takes it."""
+    trainer = cfg.trainer
+    deterministic = trainer.deterministic if deterministic is None else deterministic
+    seed_like_a_run(cfg.seed, deterministic, nan_fill)
+    where = place(cfg, device)
+    weights = cfg.model.get("weights")
+    return build_state(cfg, where, cfg.dataset.num_classes, weights, compile=compile)
+
+
+def precision_label(where: Placement) -> str:
+    return "bf16" if where.dtype is torch.bfloat16 else "fp32"
+
+
+def layout_label(where: Placement) -> str:
+    return "NHWC" if where.layout == torch.channels_last else "NCHW"
 
 
 def photo_split(n: int, size: int, num_classes: int, device: torch.device, seed: int = 0) -> Split:
@@ -62,8 +101,8 @@ def warm_split(split: Split, batch_size: int) -> Split:
     """Two full batches and the trailing partial one: the batch shapes of a whole pass."""
     n = len(split)
     k = min(n, 2 * batch_size + n % batch_size)
-    sizes = None if split.sizes is None else split.sizes[:k]
-    return Split(split.images[:k], split.labels[:k], sizes)
+    image_sizes = None if split.image_sizes is None else split.image_sizes[:k]
+    return Split(split.images[:k], split.labels[:k], image_sizes)
 
 
 def sync(device: torch.device) -> None:

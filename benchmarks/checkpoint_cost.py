@@ -3,17 +3,18 @@
     python benchmarks/checkpoint_cost.py [--device cpu] [--quick] [--json FILE]
 
 For each report case's model at the report's size (ResNet-18 and the baseline CNN,
-102 classes, 224 px, Adam as `experiment=report` builds them), after one real training
-step so that Adam's moments exist, this times side by side:
+102 classes, 224 px, Adam as `experiment=report` builds them: the run state a run's
+set-up builds), after one real training step so that Adam's moments exist, this times
+side by side:
 
-- before: what every epoch wrote until now: the whole checkpoint (`save_checkpoint`)
-  and, when validation improved, `model_best_val.pt` (counted here every epoch, as in
-  the early epochs where it does);
+- before: what every epoch wrote until now: the whole checkpoint
+  (`save_checkpoint(path, state)`) and, when validation improved, `model_best_val.pt`
+  (counted here every epoch, as in the early epochs where it does);
 - now: what an epoch costs under the default `trainer.checkpoint_every_s=300`, as
   `Checkpointer` does it: every epoch written when epochs take 300 s or more; else one
   write every 300 s of training spread over the epochs in between, plus copies in
-  memory of the best weights and of the epoch's state (`checkpoint_state(copy_tensors=
-  True)`, kept for a stop).
+  memory of the best weights and of the epoch's state (`checkpoint_state(state,
+  copy_tensors=True)`, kept for a stop).
 
 An epoch's own time is measured with a few training steps on this device (6,149 images
 at the preset's batch size, extrapolated), or given with --epoch-s. Prints each part,
@@ -30,13 +31,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from benchlib import REPORT_SPLIT, compose_case, seed_like_a_run, sync, timed, write_json
+from benchlib import REPORT_SPLIT, bench_state, compose_case, sync, timed, write_json
 
 from flowers_sweep.atomic import save_torch
 from flowers_sweep.checkpoint import Progress, checkpoint_state, save_checkpoint
-from flowers_sweep.hardware import resolve_channels_last, resolve_device
-from flowers_sweep.models import build_model
-from flowers_sweep.optim import build_optimizer, build_scheduler
+from flowers_sweep.hardware import resolve_device
 
 CASES = {"resnet18": "relu", "baseline_cnn": "baseline_cnn"}
 
@@ -55,19 +54,12 @@ def measure(
     rounds: int,
 ) -> dict:
     cfg = compose_case(case, [f"dataset.image_size={size}"])
-    seed_like_a_run(cfg.seed, cfg.trainer.deterministic)
-    layout = (
-        torch.channels_last
-        if resolve_channels_last(cfg.trainer.channels_last, cfg.model.arch)
-        else torch.contiguous_format
-    )
-    model = build_model(cfg.model, 102, size).to(device, memory_format=layout)
-    optimizer = build_optimizer(model.parameters(), cfg.optimizer)
-    scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.trainer.epochs)
-    gen = torch.Generator().manual_seed(0)
-    bs = cfg.trainer.batch_size
-    x = torch.randn(bs, 3, size, size, device=device).contiguous(memory_format=layout)
-    y = torch.randint(0, 102, (bs,), device=device)
+    state = bench_state(cfg, device)  # as a run's set-up builds it, less the data
+    model, optimizer = state.model, state.optimizer
+    bs, classes = cfg.trainer.batch_size, cfg.dataset.num_classes
+    x = torch.randn(bs, 3, size, size, device=device)
+    x = x.contiguous(memory_format=state.placement.layout)
+    y = torch.randint(0, classes, (bs,), device=device)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -78,19 +70,11 @@ def measure(
     if epoch_s is None:
         per_step = statistics.median(timed(step, device) for _ in range(steps))
         epoch_s = per_step * REPORT_SPLIT["train"] / bs
-    progress = Progress(epoch=1, rows=[{"epoch": 1}])
-
-    def state(copy: bool) -> dict:
-        return checkpoint_state(model, optimizer, scheduler, gen, progress, device, copy)
-
+    state.progress = Progress(epoch=1, rows=[{"epoch": 1}])
     ckpt, best = folder / f"{case}-checkpoint.pt", folder / f"{case}-best.pt"
-    write_ckpt = best_of(
-        lambda: save_checkpoint(ckpt, model, optimizer, scheduler, gen, progress, device),
-        rounds,
-        device,
-    )
+    write_ckpt = best_of(lambda: save_checkpoint(ckpt, state), rounds, device)
     write_best = best_of(lambda: save_torch(best, model.state_dict()), rounds, device)
-    copy_state = best_of(lambda: state(True), rounds, device)
+    copy_state = best_of(lambda: checkpoint_state(state, copy_tensors=True), rounds, device)
     copy_best = best_of(
         lambda: {k: v.clone() for k, v in model.state_dict().items()}, rounds, device
     )

@@ -4,42 +4,35 @@
         [--case relu] [--quick] [--json FILE]
 
 Builds a report case (`experiment=report case=CASE`, ResNet-18 by default) at the given
-size and times the framework's own training pass (`train_steps` over `TensorBatches`
-with the report's augmentation, the short last batch included) and evaluation pass,
-eager and compiled, on one device, seeded as a run is. The compiled model's first
-passes include compiling; later passes are its steady state. Prints the compile time,
-both throughputs, how many images it takes to earn the compile back (and how many
-report epochs of 6,149 images that is), the number of graphs compiled (2 expected:
-training and evaluation; more means a recompile), and last `ratio: X`, compiled over
-eager steady-state training throughput.
+size as a run's set-up builds it and times the framework's own training pass
+(`train_one_epoch` over `TensorBatches` with the report's augmentation, the short last
+batch included) and evaluation pass (`eval_one_epoch`), eager and compiled, on one
+device, seeded as a run is. The compiled model's first passes include compiling; later
+passes are its steady state. Prints the compile time, both throughputs, how many images
+it takes to earn the compile back (and how many report epochs of 6,149 images that is),
+the number of graphs compiled (2 expected: training and evaluation; more means a
+recompile), and last `ratio: X`, compiled over eager steady-state training throughput.
 """
 
 from __future__ import annotations
 
 import argparse
 
-import torch
 from benchlib import (
     REPORT_SPLIT,
+    bench_state,
     compose_case,
     photo_split,
-    seed_like_a_run,
     timed,
     warm_split,
     write_json,
 )
 
-from flowers_sweep.data.augment import BatchAugment
+from flowers_sweep.data import batch_augment
 from flowers_sweep.data.loaders import TensorBatches
-from flowers_sweep.hardware import (
-    autocast,
-    resolve_channels_last,
-    resolve_device,
-    resolve_precision,
-)
-from flowers_sweep.models import build_model
-from flowers_sweep.optim import build_optimizer
-from flowers_sweep.train import evaluate, train_steps
+from flowers_sweep.hardware import resolve_device
+from flowers_sweep.loop import eval_one_epoch, train_one_epoch
+from flowers_sweep.runstate import RunState, place
 
 
 def graphs_compiled() -> int:
@@ -65,42 +58,26 @@ def main() -> None:
         overrides = ["dataset.image_size=32"]
     args.case = args.case or ("baseline_cnn" if args.quick else "relu")
     cfg = compose_case(args.case, overrides)
-    t, a, d = cfg.trainer, cfg.augment, cfg.dataset
-    bs = t.batch_size
-    layout = (
-        torch.channels_last
-        if resolve_channels_last(t.channels_last, cfg.model.arch)
-        else torch.contiguous_format
-    )
-    cast = autocast(device, resolve_precision(t.precision, device))
-    aug = BatchAugment(d.mean, d.std, a.vflip_p, a.rotation, a.grayscale, layout)
+    bs = cfg.trainer.batch_size
+    aug = batch_augment(cfg, place(cfg, device).layout)
     n = args.batches * bs - bs // 2  # a short last batch, as almost every real split has
-    split = photo_split(n, size, 102, device)
+    split = photo_split(n, size, cfg.dataset.num_classes, device)
     train = TensorBatches(split, bs, device, aug.train_view)
     val = TensorBatches(warm_split(split, bs), bs, device, aug.eval_view)
 
-    def setup(compiled: bool):
-        seed_like_a_run(cfg.seed, t.deterministic)
-        model = build_model(cfg.model, 102, size).to(device, memory_format=layout)
-        optimizer = build_optimizer(model.parameters(), cfg.optimizer)
-        if compiled:
-            torch._dynamo.reset()
-        return (torch.compile(model) if compiled else model), optimizer
-
-    def one_pass(model, optimizer, gen) -> None:
-        train_steps(model, optimizer, train, gen, device, "bench", cast)
-        evaluate(model, val, device, cast)
+    def one_pass(run: RunState) -> None:
+        train_one_epoch(run, train, "bench")
+        eval_one_epoch(run, val)
 
     figures: dict = {"device": str(device), "case": args.case, "image_size": size, "batch": bs}
-    gen = torch.Generator().manual_seed(0)
-    model, optimizer = setup(compiled=False)
-    one_pass(model, optimizer, gen)  # warm-up at the timed shapes
-    eager_s = min(timed(lambda: one_pass(model, optimizer, gen), device) for _ in range(2))
-    model, optimizer = setup(compiled=True)
-    first_s = timed(lambda: one_pass(model, optimizer, gen), device)  # compiles both graphs
-    one_pass(model, optimizer, gen)
-    compiled_s = min(timed(lambda: one_pass(model, optimizer, gen), device) for _ in range(2))
-    one_pass(model, optimizer, gen)  # a later epoch must not compile again
+    run = bench_state(cfg, device, compile=False)
+    one_pass(run)  # warm-up at the timed shapes
+    eager_s = min(timed(lambda: one_pass(run), device) for _ in range(2))
+    run = bench_state(cfg, device, compile=True)
+    first_s = timed(lambda: one_pass(run), device)  # compiles both graphs
+    one_pass(run)
+    compiled_s = min(timed(lambda: one_pass(run), device) for _ in range(2))
+    one_pass(run)  # a later epoch must not compile again
     images = train.num_samples + val.num_samples
     gain_per_image = (eager_s - compiled_s) / images
     compile_s = first_s - compiled_s

@@ -4,15 +4,15 @@ after another: is one GPU better shared?
     python benchmarks/concurrent_cases.py [--device cuda] [--train-size 6149]
         [--image-size 224] [--json FILE] [overrides ...]
 
-Each case is composed as `experiment=report case=CASE`, seeded as a run seeds, with its
-own training split on the device that keeps each photo's original size (the report's
-warp), and trains one epoch through `train_epoch` after a warm-up at the same batch
-shapes. Sequentially: the four in this process, one at a time. Concurrently: four spawned
-processes (as four jobs of a joblib sweep on one GPU would be), each warmed up, then
-started together at a barrier. Aggregate img/s: all images over the wall time from the
-first start to the last end (concurrently) or over the sum of the epochs (sequentially).
-On a CPU each process gets its share of the cores, as parallel joblib jobs do. The last
-line is `ratio: X`, concurrent over sequential aggregate img/s.
+Each case is composed as `experiment=report case=CASE`, set up and seeded as a run is,
+with its own training split on the device that keeps each photo's original size (the
+report's warp), and trains one epoch through `train_one_epoch` after a warm-up at the
+same batch shapes. Sequentially: the four in this process, one at a time. Concurrently:
+four spawned processes (as four jobs of a joblib sweep on one GPU would be), each warmed
+up, then started together at a barrier. Aggregate img/s: all images over the wall time
+from the first start to the last end (concurrently) or over the sum of the epochs
+(sequentially). On a CPU each process gets its share of the cores, as parallel joblib
+jobs do. The last line is `ratio: X`, concurrent over sequential aggregate img/s.
 """
 
 from __future__ import annotations
@@ -26,27 +26,19 @@ import torch
 from benchlib import (
     CASES,
     REPORT_SPLIT,
+    bench_state,
     compose_case,
     device_name,
     photo_split,
-    seed_like_a_run,
     sync,
     warm_split,
     write_json,
 )
 
-from flowers_sweep.data.augment import BatchAugment
+from flowers_sweep.data import batch_augment
 from flowers_sweep.data.loaders import TensorBatches
-from flowers_sweep.hardware import (
-    autocast,
-    available_cpus,
-    resolve_channels_last,
-    resolve_device,
-    resolve_precision,
-)
-from flowers_sweep.models import build_model
-from flowers_sweep.optim import build_optimizer
-from flowers_sweep.train import train_epoch
+from flowers_sweep.hardware import available_cpus, resolve_device
+from flowers_sweep.loop import train_one_epoch
 
 BARRIER_S = 600  # a hang guard: the slowest process's start-up and warm-up, far above
 
@@ -56,26 +48,19 @@ def train_case(case: str, args, threads: int, barrier=None) -> dict:
     torch.set_num_threads(threads)
     overrides = [f"trainer.device={args.device}", f"dataset.image_size={args.image_size}"]
     cfg = compose_case(case, [*overrides, *args.overrides])
-    t, d, a = cfg.trainer, cfg.dataset, cfg.augment
-    device = resolve_device(t.device)
-    seed_like_a_run(cfg.seed, t.deterministic)
-    layout = (torch.channels_last if resolve_channels_last(t.channels_last, cfg.model.arch)
-              else torch.contiguous_format)  # fmt: skip
-    cast = autocast(device, resolve_precision(t.precision, device))
-    model = build_model(cfg.model, d.num_classes, d.image_size).to(device, memory_format=layout)
-    step_model = torch.compile(model) if t.compile else model
-    optimizer = build_optimizer(model.parameters(), cfg.optimizer)
+    t, d = cfg.trainer, cfg.dataset
+    run = bench_state(cfg)  # as a run's set-up builds it, less the data
+    device = run.device
     split = photo_split(args.train_size, d.image_size, d.num_classes, device)
-    aug = BatchAugment(d.mean, d.std, a.vflip_p, a.rotation, a.grayscale, layout)
+    aug = batch_augment(cfg, run.placement.layout)
     batches = TensorBatches(split, t.batch_size, device, aug.train_view)
     warm = TensorBatches(warm_split(split, t.batch_size), t.batch_size, device, aug.train_view)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    train_epoch(step_model, optimizer, warm, gen, device, "warm-up", cast)
+    train_one_epoch(run, warm, "warm-up").means()
     sync(device)
     if barrier is not None:
         barrier.wait(timeout=BARRIER_S)
     start = time.monotonic()
-    train_epoch(step_model, optimizer, batches, gen, device, case, cast)
+    train_one_epoch(run, batches, case).means()
     sync(device)
     return {"case": case, "images": len(split), "start": start, "end": time.monotonic()}
 

@@ -7,8 +7,8 @@ Each case is composed as `experiment=report case=CASE` (batch size, precision, l
 and model as shipped; extra Hydra overrides apply to every case). Its training split is
 held on the device as a Flowers102 cache is: uint8 images with each photo's original
 size, so augmentation is the report's bicubic squash-conjugated warp. One whole epoch
-goes through the framework's `train_epoch` after a warm-up at the same batch shapes,
-with a fresh model, in three settings:
+goes through the framework's `train_one_epoch` after a warm-up at the same batch shapes,
+with a fresh model (set up as a run sets it up), in three settings:
 
 - shipped: `seed_everything(seed, trainer.deterministic)`, exactly as a run seeds;
 - nan_fill: the same, then `torch.utils.deterministic.fill_uninitialized_memory = True`
@@ -30,46 +30,40 @@ from pathlib import Path
 import torch
 from benchlib import (
     REPORT_SPLIT,
+    bench_state,
     compose_case,
     device_name,
+    layout_label,
     peak_memory_mb,
     photo_split,
+    precision_label,
     reset_peak_memory,
     seed_like_a_run,
+    seeding,
     timed,
     warm_split,
     write_json,
 )
 
-from flowers_sweep.data.augment import BatchAugment
+from flowers_sweep.data import batch_augment
 from flowers_sweep.data.loaders import TensorBatches
-from flowers_sweep.hardware import (
-    autocast,
-    resolve_channels_last,
-    resolve_device,
-    resolve_precision,
-)
-from flowers_sweep.models import build_model, model_label
-from flowers_sweep.optim import build_optimizer
-from flowers_sweep.train import train_epoch
+from flowers_sweep.hardware import resolve_device
+from flowers_sweep.loop import train_one_epoch
+from flowers_sweep.models import model_label
+from flowers_sweep.runstate import place
 
 SETTINGS = ("shipped", "nondeterministic", "nan_fill")  # nan_fill last: it sticks
 
 
-def time_setting(cfg, setting: str, split, batches, warm, device, layout, cast) -> dict:
+def time_setting(cfg, setting: str, split, batches, warm, device) -> dict:
     """One epoch with a fresh model, seeded for `setting`, after a warm-up."""
-    t, d = cfg.trainer, cfg.dataset
-    deterministic = bool(t.deterministic) if setting != "nondeterministic" else False
-    seeded = seed_like_a_run(cfg.seed, deterministic, True if setting == "nan_fill" else None)
-    model = build_model(cfg.model, d.num_classes, d.image_size).to(device, memory_format=layout)
-    step_model = torch.compile(model) if t.compile else model
-    optimizer = build_optimizer(model.parameters(), cfg.optimizer)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    train_epoch(step_model, optimizer, warm, gen, device, "warm-up", cast)
+    deterministic = bool(cfg.trainer.deterministic) if setting != "nondeterministic" else False
+    run = bench_state(cfg, device, deterministic=deterministic,
+                      nan_fill=True if setting == "nan_fill" else None)  # fmt: skip
+    seeded = seeding()
+    train_one_epoch(run, warm, "warm-up").means()
     reset_peak_memory(device)
-    seconds = timed(
-        lambda: train_epoch(step_model, optimizer, batches, gen, device, setting, cast), device
-    )
+    seconds = timed(lambda: train_one_epoch(run, batches, setting).means(), device)
     out = {**seeded, "epoch_s": round(seconds, 3), "img_s": round(len(split) / seconds, 1)}
     if setting == "shipped":
         out["peak_memory_mb"] = peak_memory_mb(device)
@@ -90,26 +84,23 @@ def time_pipeline(split, batches, warm, device) -> float:
 
 
 def one_case(cfg, args) -> dict:
-    t, d, a = cfg.trainer, cfg.dataset, cfg.augment
-    device = resolve_device(t.device)
-    layout = (torch.channels_last if resolve_channels_last(t.channels_last, cfg.model.arch)
-              else torch.contiguous_format)  # fmt: skip
-    dtype = resolve_precision(t.precision, device)
-    cast = autocast(device, dtype)
+    t, d = cfg.trainer, cfg.dataset
+    where = place(cfg)  # the run's device, precision and layout
+    device = where.device
     split = photo_split(args.train_size, d.image_size, d.num_classes, device)
-    aug = BatchAugment(d.mean, d.std, a.vflip_p, a.rotation, a.grayscale, layout)
+    aug = batch_augment(cfg, where.layout)
     batches = TensorBatches(split, t.batch_size, device, aug.train_view)
     warm = TensorBatches(warm_split(split, t.batch_size), t.batch_size, device, aug.train_view)
     out: dict = {
         "model": model_label(cfg.model),
-        "precision": "bf16" if dtype is torch.bfloat16 else "fp32",
-        "layout": "NHWC" if layout == torch.channels_last else "NCHW",
+        "precision": precision_label(where),
+        "layout": layout_label(where),
         "batch_size": t.batch_size,
         "compile": bool(t.compile),
         "split_mb": round(split.images.numel() / 2**20, 1),
     }
     for setting in SETTINGS:
-        out[setting] = time_setting(cfg, setting, split, batches, warm, device, layout, cast)
+        out[setting] = time_setting(cfg, setting, split, batches, warm, device)
         if setting == "shipped":
             out["peak_memory_mb"] = out[setting].pop("peak_memory_mb")
             seed_like_a_run(cfg.seed, bool(t.deterministic))

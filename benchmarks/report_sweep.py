@@ -6,11 +6,12 @@ Composes `experiment=report` for each of the report's four cases (ResNet-18 with
 Sigmoid, LeakyReLU; the baseline CNN) and times what a run of each does, on this
 device, with the preset's batch size, precision, layout and determinism:
 
-- training and evaluation batches through the framework's own loop, seeded as a run
-  seeds (`seed_everything`), on an in-memory split that keeps each photo's original
-  size as the Flowers102 cache does, so augmentation is the report's bicubic
-  squash-conjugated warp; random pixels stand in for the photos. Warm-up passes use
-  exactly the batch shapes that are timed;
+- training and evaluation batches through the framework's own loop, with what a run's
+  set-up builds (`runstate`: placement, model, optimizer), seeded as a run seeds
+  (`seed_everything`), on an in-memory split that keeps each photo's original size as
+  the Flowers102 cache does, so augmentation is the report's bicubic squash-conjugated
+  warp; random pixels stand in for the photos. Warm-up passes use exactly the batch
+  shapes that are timed;
 - one real `save_checkpoint` of the case's model and optimizer (the best of two
   writes, to a temporary folder), counted as often as `trainer.checkpoint_every_epochs`
   and `trainer.checkpoint_every_s` make a run write one (every epoch where a config
@@ -41,79 +42,57 @@ import torch  # noqa: E402
 from benchlib import (  # noqa: E402
     CASES,
     REPORT_SPLIT,
+    bench_state,
     checkpoint_policy,
     checkpoints_per_run,
     compose_case,
+    layout_label,
     photo_split,
-    seed_like_a_run,
+    precision_label,
     sync,
     timed,
     write_json,
 )
 
 from flowers_sweep.checkpoint import Progress, save_checkpoint  # noqa: E402
-from flowers_sweep.data.augment import BatchAugment  # noqa: E402
+from flowers_sweep.data import batch_augment  # noqa: E402
 from flowers_sweep.data.loaders import TensorBatches  # noqa: E402
 from flowers_sweep.data.splits import Split  # noqa: E402
-from flowers_sweep.hardware import (  # noqa: E402
-    autocast,
-    resolve_channels_last,
-    resolve_device,
-    resolve_precision,
-)
-from flowers_sweep.models import build_model  # noqa: E402
-from flowers_sweep.optim import build_optimizer, build_scheduler  # noqa: E402
-from flowers_sweep.train import evaluate, train_epoch  # noqa: E402
+from flowers_sweep.hardware import resolve_device  # noqa: E402
+from flowers_sweep.loop import eval_one_epoch, train_one_epoch  # noqa: E402
 
 TEST_PASSES = 2  # the last weights, then the best validation epoch's
-
-
-def setup(cfg):
-    """Device, layout, autocast, seeded model and optimizer, augmentation: as train.run."""
-    t, d, a = cfg.trainer, cfg.dataset, cfg.augment
-    device = resolve_device(t.device)
-    seed_like_a_run(cfg.seed, t.deterministic)
-    layout = (torch.channels_last if resolve_channels_last(t.channels_last, cfg.model.arch)
-              else torch.contiguous_format)  # fmt: skip
-    dtype = resolve_precision(t.precision, device)
-    model = build_model(cfg.model, d.num_classes, d.image_size).to(device, memory_format=layout)
-    step_model = torch.compile(model) if t.compile else model
-    optimizer = build_optimizer(model.parameters(), cfg.optimizer)
-    aug = BatchAugment(d.mean, d.std, a.vflip_p, a.rotation, a.grayscale, layout)
-    return device, layout, dtype, autocast(device, dtype), model, step_model, optimizer, aug
 
 
 def measure(cfg, batches: int, folder: Path) -> dict:
     """Train and eval img/s, and the seconds of one checkpoint write, for one case."""
     t, d = cfg.trainer, cfg.dataset
-    device, layout, dtype, cast, model, step_model, optimizer, aug = setup(cfg)
+    run = bench_state(cfg)  # as a run's set-up builds it, less the data
+    device, aug = run.device, batch_augment(cfg, run.placement.layout)
     bs, eval_bs = t.batch_size, 2 * t.batch_size  # as build_loaders batches the splits
     train_split = photo_split(bs * batches, d.image_size, d.num_classes, device)
     eval_split = photo_split(eval_bs * max(1, batches // 2), d.image_size, d.num_classes,
                              device, seed=1)  # fmt: skip
     train = TensorBatches(train_split, bs, device, aug.train_view)
     val = TensorBatches(eval_split, eval_bs, device, aug.eval_view)
-    gen = torch.Generator().manual_seed(cfg.seed)
 
     def head(split: Split, n: int) -> Split:
-        return Split(split.images[:n], split.labels[:n], split.sizes[:n])
+        return Split(split.images[:n], split.labels[:n], split.image_sizes[:n])
 
     # warm-up at the timed shapes: full training batches of bs, evaluation batches of 2 bs
     warm_train = TensorBatches(head(train_split, 2 * bs), bs, device, aug.train_view)
-    train_epoch(step_model, optimizer, warm_train, gen, device, "warm-up", cast)
-    evaluate(step_model, TensorBatches(head(eval_split, eval_bs), eval_bs, device,
-                                       aug.eval_view), device, cast)  # fmt: skip
-    train_s = timed(lambda: train_epoch(step_model, optimizer, train, gen, device, "t", cast),
-                    device)  # fmt: skip
-    eval_s = timed(lambda: evaluate(step_model, val, device, cast), device)
+    train_one_epoch(run, warm_train, "warm-up").means()
+    eval_one_epoch(run, TensorBatches(head(eval_split, eval_bs), eval_bs, device, aug.eval_view))
+    train_s = timed(lambda: train_one_epoch(run, train, "t").means(), device)
+    eval_s = timed(lambda: eval_one_epoch(run, val), device)
 
-    scheduler = build_scheduler(optimizer, cfg.scheduler, t.epochs)
+    run.progress = Progress(epoch=1)
     path = folder / "checkpoint.pt"
     writes = []
     for _ in range(2):  # the first also creates the file; the best of two is kept
         sync(device)
         start = time.perf_counter()
-        save_checkpoint(path, model, optimizer, scheduler, gen, Progress(epoch=1), device)
+        save_checkpoint(path, run)
         writes.append(time.perf_counter() - start)
     return {
         "train_img_s": round(len(train_split) / train_s, 2),
@@ -121,8 +100,8 @@ def measure(cfg, batches: int, folder: Path) -> dict:
         "checkpoint_s": round(min(writes), 4),
         "checkpoint_mb": round(path.stat().st_size / 2**20, 1),
         "device": str(device),
-        "precision": "bf16" if dtype is torch.bfloat16 else "fp32",
-        "layout": "NHWC" if layout == torch.channels_last else "NCHW",
+        "precision": precision_label(run.placement),
+        "layout": layout_label(run.placement),
         "batch_size": bs,
         "deterministic": bool(t.deterministic),
     }
@@ -137,7 +116,8 @@ def startup_probe(overrides: list[str], cache_file: Path) -> None:
     cfg = compose_case("relu", overrides)
     parts["compose"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    device, _, _, cast, _, step_model, optimizer, aug = setup(cfg)
+    run = bench_state(cfg)
+    device, aug = run.device, batch_augment(cfg, run.placement.layout)
     sync(device)
     parts["device_and_model"] = time.perf_counter() - mark
     mark = time.perf_counter()
@@ -150,10 +130,9 @@ def startup_probe(overrides: list[str], cache_file: Path) -> None:
     mark = time.perf_counter()
     bs = cfg.trainer.batch_size
     train = splits["train"]
-    first = Split(train.images[:bs], train.labels[:bs], train.sizes[:bs])
+    first = Split(train.images[:bs], train.labels[:bs], train.image_sizes[:bs])
     batches = TensorBatches(first, bs, device, aug.train_view)
-    train_epoch(step_model, optimizer, batches, torch.Generator().manual_seed(0), device,
-                "first step", cast)  # fmt: skip
+    train_one_epoch(run, batches, "first step").means()
     parts["first_step"] = time.perf_counter() - mark
     print(json.dumps({k: round(v, 3) for k, v in parts.items()}))
 

@@ -2,17 +2,19 @@
 
     python benchmarks/train_step.py [--image-size 224] [--batch-size 32] [--batches 6]
 
-Same model, batch size, precision and memory layout, data already in memory, seeded as
-a run seeds (`seed_everything` with `trainer.deterministic` from the config, or
---deterministic). "Ours" is the framework's real path: `train_epoch` over
-`TensorBatches` of a split that keeps each photo's original size, as the Flowers102
-cache does (shuffle, index, the report's flip and rotation as the bicubic
-squash-conjugated warp, normalisation, loss and accuracy kept on the device, NaN
-check). "Bare" is zero_grad, forward, loss, backward, step over pre-normalised tensors,
-nothing else. Both warm up on two batches of the timed size first. The two alternate
-for several rounds and the best of each is kept; the script prints both throughputs, a
-bf16 against fp32 line for this device, and last `ratio: X` (ours over bare: what the
-loop and its augmentation cost on top of the model).
+Same model, batch size, precision and memory layout, data already in memory, seeded as a
+run seeds (`seed_everything` with `trainer.deterministic` from the config, or
+--deterministic). Both are set up as a run of `experiment=report case=relu` is (the
+run's placement, model and optimizer; the options below override the config's). "Ours"
+is the framework's real path: `train_one_epoch` over `TensorBatches` of a split that
+keeps each photo's original size, as the Flowers102 cache does (shuffle, index, the
+report's flip and rotation as the bicubic squash-conjugated warp, normalisation, loss
+and accuracy kept on the device, NaN check). "Bare" is zero_grad, forward, loss,
+backward, step over pre-normalised tensors, nothing else. Both warm up on two batches of
+the timed size first. The two alternate for several rounds and the best of each is kept;
+the script prints both throughputs, a bf16 against fp32 line for this device, and last
+`ratio: X` (ours over bare: what the loop and its augmentation cost on top of the
+model).
 """
 
 from __future__ import annotations
@@ -23,22 +25,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from benchlib import photo_split, seed_like_a_run, warm_split, write_json
+from benchlib import bench_state, compose_case, photo_split, warm_split, write_json
 
-from flowers_sweep.config import CONFIG_MODULE
-from flowers_sweep.data.augment import BatchAugment, normalize
+from flowers_sweep.data import batch_augment
+from flowers_sweep.data.augment import normalize
 from flowers_sweep.data.loaders import TensorBatches
-from flowers_sweep.hardware import autocast, resolve_device, resolve_precision
-from flowers_sweep.models import ResNet
-from flowers_sweep.train import train_epoch
-
-MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
-
-
-def make_model(device, layout, seed=0):
-    torch.manual_seed(seed)  # the same weights for ours and bare
-    model = ResNet("basic", [2, 2, 2, 2], 102).to(device, memory_format=layout)
-    return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+from flowers_sweep.hardware import resolve_device, resolve_precision
+from flowers_sweep.loop import train_one_epoch
 
 
 def sync(device):
@@ -65,31 +58,42 @@ def timed(fn, n_images, device) -> float:
     return n_images / (time.perf_counter() - start)
 
 
-def compare(args, device, dtype, layout) -> tuple[float, float]:
+def case_config(args, device, precision: str):
+    """`experiment=report case=relu` (ResNet-18, 102 classes, Adam 0.001, the report's
+    augmentation and normalisation) at this benchmark's size, batch, device, precision,
+    layout and determinism."""
+    return compose_case("relu", [
+        f"dataset.image_size={args.image_size}", f"trainer.batch_size={args.batch_size}",
+        f"trainer.device={device}", f"trainer.precision={precision}",
+        f"trainer.channels_last={str(not args.no_channels_last).lower()}",
+        f"trainer.deterministic={str(args.deterministic).lower()}", "trainer.compile=false",
+    ])  # fmt: skip
+
+
+def compare(args, device, dtype) -> tuple[float, float]:
     """Best images/s of (ours, bare) over alternating rounds."""
+    cfg = case_config(args, device, "bf16" if dtype is torch.bfloat16 else "32")
     n = args.batch_size * args.batches
-    seed_like_a_run(0, args.deterministic)
-    gen = torch.Generator().manual_seed(0)
-    split = photo_split(n, args.image_size, 102, device)  # original sizes: the warp path
-    aug = BatchAugment(MEAN, STD, vflip_p=0.5, rotation=10, memory_format=layout)
+    ours = bench_state(cfg, device)  # seeded as a run: the same weights for ours and bare
+    bare = bench_state(cfg, device)
+    layout, cast = ours.placement.layout, ours.cast
+    mean, std = cfg.dataset.mean, cfg.dataset.std
+    split = photo_split(n, args.image_size, cfg.dataset.num_classes, device)  # the warp path
+    aug = batch_augment(cfg, layout)
     batches = TensorBatches(split, args.batch_size, device, aug.train_view)
-    x_all = normalize(split.images, MEAN, STD, memory_format=layout)
-    cast = autocast(device, dtype)
-    ours_model, ours_opt = make_model(device, layout)
-    bare_model, bare_opt = make_model(device, layout)
+    x_all = normalize(split.images, mean, std, memory_format=layout)
     warm = warm_split(split, args.batch_size)  # two batches of the timed size: not timed
-    bare_epoch(bare_model, bare_opt, normalize(warm.images, MEAN, STD, memory_format=layout),
-               warm.labels, args.batch_size, cast)  # fmt: skip
-    train_epoch(ours_model, ours_opt, TensorBatches(warm, args.batch_size, device,
-                aug.train_view), gen, device, "warm-up", cast)  # fmt: skip
+    bare_epoch(bare.model, bare.optimizer, normalize(warm.images, mean, std,
+               memory_format=layout), warm.labels, args.batch_size, cast)  # fmt: skip
+    train_one_epoch(ours, TensorBatches(warm, args.batch_size, device, aug.train_view),
+                    "warm-up").means()  # fmt: skip
     best_ours = best_bare = 0.0
     for _ in range(args.rounds):
         best_bare = max(best_bare, timed(
-            lambda: bare_epoch(bare_model, bare_opt, x_all, split.labels, args.batch_size, cast),
-            n, device))  # fmt: skip
+            lambda: bare_epoch(bare.model, bare.optimizer, x_all, split.labels,
+                               args.batch_size, cast), n, device))  # fmt: skip
         best_ours = max(best_ours, timed(
-            lambda: train_epoch(ours_model, ours_opt, batches, gen, device, "bench", cast),
-            n, device))  # fmt: skip
+            lambda: train_one_epoch(ours, batches, "bench").means(), n, device))  # fmt: skip
     return best_ours, best_bare
 
 
@@ -107,10 +111,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     args = parser.parse_args()
     if args.deterministic is None:
-        from hydra import compose, initialize_config_module
-
-        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-            args.deterministic = bool(compose("config").trainer.deterministic)
+        args.deterministic = bool(compose_case("relu").trainer.deterministic)
     else:
         args.deterministic = args.deterministic == "true"
 
@@ -124,8 +125,8 @@ def main() -> None:
           f"deterministic={args.deterministic}")  # fmt: skip
 
     other = None if dtype is not None else torch.bfloat16
-    other_ours, other_bare = compare(args, device, other, layout)
-    ours, bare = compare(args, device, dtype, layout)
+    other_ours, other_bare = compare(args, device, other)
+    ours, bare = compare(args, device, dtype)
     label = {None: "fp32", torch.bfloat16: "bf16"}
     print(
         f"{label[other]} for comparison: ours {other_ours:.1f} img/s, bare {other_bare:.1f} img/s"

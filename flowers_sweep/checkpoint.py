@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ __all__ = [
     "CHECKPOINT_FILE",
     "Checkpointer",
     "Progress",
+    "TrainState",
     "checkpoint_state",
     "load_checkpoint",
     "save_checkpoint",
@@ -71,58 +71,47 @@ def set_rng_state(state: dict[str, Any], gen: torch.Generator, device: torch.dev
     gen.set_state(state["data"])
 
 
-def checkpoint_state(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    gen: torch.Generator,
-    progress: Progress,
-    device: torch.device,
-    copy_tensors: bool = False,
-) -> dict[str, Any]:
-    """Everything a resume needs, as a dict of tensors and plain data.
+@dataclass
+class TrainState:
+    """What a checkpoint holds: the objects training changes, and its progress."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # a torch.optim.lr_scheduler.LRScheduler
+    gen: torch.Generator | None  # shuffling and augmentation
+    device: torch.device
+    progress: Progress = field(default_factory=Progress)
+
+
+def checkpoint_state(state: TrainState, copy_tensors: bool = False) -> dict[str, Any]:
+    """Everything a resume needs, as one flat dict of tensors and plain data.
 
     copy_tensors: a snapshot that training goes on without changing (a copy on the
     tensors' own device: model and optimizer state, about 3x the weights with Adam),
     kept so that a run told to stop mid-epoch can still write its last whole epoch.
     """
-    state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": rng_state(gen, device),
-        "progress": vars(progress),
+    flat = {
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(),
+        "rng": rng_state(state.gen, state.device),
+        "progress": vars(state.progress),
     }
-    return copy.deepcopy(state) if copy_tensors else state
+    return copy.deepcopy(flat) if copy_tensors else flat
 
 
-def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
+def write_checkpoint(path: Path, flat: dict[str, Any]) -> None:
     """Atomically: a kill during the write leaves the previous checkpoint."""
-    save_torch(path, state, fsync=False)  # survives a killed process; a power cut may not
+    save_torch(path, flat, fsync=False)  # survives a killed process; a power cut may not
 
 
-def save_checkpoint(
-    path: Path,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    gen: torch.Generator,
-    progress: Progress,
-    device: torch.device,
-) -> None:
-    """`write_checkpoint` of the objects' current state."""
-    write_checkpoint(path, checkpoint_state(model, optimizer, scheduler, gen, progress, device))
+def save_checkpoint(path: Path, state: TrainState) -> None:
+    """`write_checkpoint` of the state's current values."""
+    write_checkpoint(path, checkpoint_state(state))
 
 
-def load_checkpoint(
-    path: Path,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    gen: torch.Generator,
-    device: torch.device,
-) -> Progress:
-    """Put the run back where the checkpoint left it.
+def load_checkpoint(path: Path, state: TrainState) -> None:
+    """Put the state back where the checkpoint at `path` left it (progress included).
 
     Everything is read onto the CPU: random states must live there (NumPy's key becomes
     an array), and `load_state_dict` copies weights and optimizer state to wherever the
@@ -130,12 +119,12 @@ def load_checkpoint(
     names it and the way out, not a traceback from deep inside PyTorch.
     """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"], gen, device)
-        return Progress(**state["progress"])
+        flat = torch.load(path, map_location="cpu", weights_only=True)
+        state.model.load_state_dict(flat["model"])
+        state.optimizer.load_state_dict(flat["optimizer"])
+        state.scheduler.load_state_dict(flat["scheduler"])
+        set_rng_state(flat["rng"], state.gen, state.device)
+        state.progress = Progress(**flat["progress"])
     except torch.OutOfMemoryError:
         raise  # the file is fine; the device is full
     except Exception as exc:
@@ -194,21 +183,21 @@ class Checkpointer:
         """The best epoch's weights from disk (an earlier process found them)."""
         return torch.load(self.best_path, map_location="cpu", weights_only=True)
 
-    def epoch_end(self, epoch: int, state: Callable[[bool], dict[str, Any]]) -> None:
-        """`state(copy_tensors)` is the epoch's checkpoint_state: written now when due
-        (no copy needed), else kept as a copy for `write_pending`."""
+    def epoch_end(self, epoch: int, state: TrainState) -> None:
+        """Write the epoch's checkpoint_state now when due (no copy needed), else keep a
+        copy of it for `write_pending`."""
         self.pending = None
         fresh, self.fresh_best = self.fresh_best, None
         if self.due(epoch):
             if fresh is not None:
                 self.best, self.best_written = fresh, False  # written just below, as they are
-            self._write(epoch, state(False))
+            self._write(epoch, checkpoint_state(state))
             if fresh is not None:
                 self.best = None  # the model trains on: these tensors will change
         else:
             if fresh is not None:  # a copy on the weights' device, kept until a write
                 self.best, self.best_written = copy.deepcopy(fresh), False
-            self.pending = state(True)
+            self.pending = checkpoint_state(state, copy_tensors=True)
 
     def write_pending(self) -> None:
         """Write the last whole epoch's state if it is not on disk yet."""
@@ -216,14 +205,14 @@ class Checkpointer:
             pending, self.pending = self.pending, None
             self._write(pending["progress"]["epoch"], pending)
 
-    def write_final(self, epoch: int, state: Callable[[bool], dict[str, Any]]) -> None:
+    def write_final(self, epoch: int, state: TrainState) -> None:
         """After the last epoch (trainer.keep_checkpoint): its state, unless already written."""
         self.pending = None
         if self.written_epoch != epoch:
-            self._write(epoch, state(False))
+            self._write(epoch, checkpoint_state(state))
 
-    def _write(self, epoch: int, state: dict[str, Any]) -> None:
+    def _write(self, epoch: int, flat: dict[str, Any]) -> None:
         self.write_best()
-        write_checkpoint(self.path, state)
+        write_checkpoint(self.path, flat)
         self.written_epoch, self.written_at = epoch, time.monotonic()
         self.writes += 1

@@ -28,15 +28,17 @@ from flowers_sweep.data import build_loaders
 from flowers_sweep.data.flowers102 import class_names as flowers102_class_names
 from flowers_sweep.data.synthetic import flower_classes
 from flowers_sweep.errors import FlowersSweepError
-from flowers_sweep.hardware import (
-    autocast,
-    resolve_channels_last,
-    resolve_device,
-    resolve_precision,
-)
-from flowers_sweep.models import build_model
+from flowers_sweep.outcome import command
 from flowers_sweep.paths import rebase_run_paths
-from flowers_sweep.runrecord import RESULT_FILE, WEIGHT_FILES, evaluation_files, read_result
+from flowers_sweep.runrecord import (
+    RESULT_FILE,
+    TEST_ACC_OF,
+    WEIGHT_FILES,
+    config_path,
+    evaluation_files,
+    read_result,
+)
+from flowers_sweep.runstate import place, placed_model
 
 PROG = "flowers_sweep.evaluate"
 
@@ -62,7 +64,7 @@ def class_names_of(cfg: DictConfig) -> list[str]:
 def restore(run_dir: Path, weights: str = "last", device: str = "auto") -> RestoredRun:
     """The run's model with its saved weights, under the run's own settings."""
     run_dir = Path(run_dir)
-    config, weights_file = run_dir / ".hydra" / "config.yaml", run_dir / WEIGHT_FILES[weights]
+    config, weights_file = config_path(run_dir), run_dir / WEIGHT_FILES[weights]
     if not config.is_file():
         raise FlowersSweepError(
             f"{config} not found: expected a finished run folder (one that has "
@@ -82,16 +84,11 @@ def restore(run_dir: Path, weights: str = "last", device: str = "auto") -> Resto
             )
         )
     rebase_run_paths(cfg, run_dir)  # relative to where the run was launched, not to here
-    dev = resolve_device(device)
-    layout = torch.channels_last if resolve_channels_last(
-        cfg.trainer.channels_last, cfg.model.arch) else torch.contiguous_format  # fmt: skip
+    where = place(cfg, device)  # as the run computed: its layout and number format
     names = class_names_of(cfg)
-    model = build_model(cfg.model, len(names), cfg.dataset.image_size)
     state = torch.load(weights_file, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    model = model.to(dev, memory_format=layout).eval()
-    cast = autocast(dev, resolve_precision(cfg.trainer.precision, dev))
-    return RestoredRun(cfg, model, dev, layout, cast, names)
+    model = placed_model(cfg, len(names), where, state).eval()
+    return RestoredRun(cfg, model, where.device, where.layout, where.cast, names)
 
 
 @torch.no_grad()
@@ -148,14 +145,14 @@ def plot_confusion(counts: np.ndarray, names: list[str], path: Path, title: str)
 
     order = clustered_order(counts)
     rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    frame = pd.DataFrame(rates[np.ix_(order, order)], index=[names[i] for i in order],
-                         columns=[names[i] for i in order])  # fmt: skip
+    ordered = [names[i] for i in order]
+    frame = pd.DataFrame(rates[np.ix_(order, order)], index=ordered, columns=ordered)
     n = len(names)
     side = max(6.0, 0.16 * n + 3)
     fig, ax = plt.subplots(figsize=(side + 1.5, side))
     bar = {"label": "share of the true class"}
-    sns.heatmap(frame, ax=ax, cmap="Blues", vmin=0, vmax=1, square=True,
-                xticklabels=True, yticklabels=True, cbar_kws=bar)  # fmt: skip
+    ticks = {"xticklabels": True, "yticklabels": True}
+    sns.heatmap(frame, ax=ax, cmap="Blues", vmin=0, vmax=1, square=True, cbar_kws=bar, **ticks)
     ax.tick_params(labelsize=5 if n > 30 else 8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
@@ -181,6 +178,7 @@ def evaluate_run(run_dir: Path, split: str = "test", weights: str = "last") -> d
     return {"top1": top1, "top5": top5, "images": n, "files": (table_file, figure_file)}
 
 
+@command(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0]
@@ -190,12 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--weights", choices=list(WEIGHT_FILES), default="last")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    try:
-        out = evaluate_run(args.run_dir, args.split, args.weights)
-    except FlowersSweepError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    key = "test_acc" if args.weights == "last" else "test_acc_best_val"
+    out = evaluate_run(args.run_dir, args.split, args.weights)
+    key = TEST_ACC_OF[args.weights]
     recorded = (read_result(args.run_dir) or {}).get(key)
     print(f"top1: {out['top1']:.4f}")
     print(f"top5: {out['top5']:.4f}")

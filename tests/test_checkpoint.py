@@ -10,13 +10,14 @@ from torch import nn
 from flowers_sweep.checkpoint import (
     Checkpointer,
     Progress,
-    checkpoint_state,
+    TrainState,
     load_checkpoint,
     rng_state,
     save_checkpoint,
 )
 from flowers_sweep.errors import CheckpointError
 from flowers_sweep.runrecord import BEST_WEIGHTS_FILE, CHECKPOINT_FILE, WEIGHTS_FILE
+from flowers_sweep.runstate import RunState
 from flowers_sweep.train import keep_weights
 
 CPU = torch.device("cpu")
@@ -30,16 +31,22 @@ def parts(device=CPU):
     return model, optimizer, scheduler, torch.Generator().manual_seed(7)
 
 
+def state_of(device=CPU, epoch=0):
+    """The TrainState of fresh `parts`, at the end of `epoch`."""
+    return TrainState(*parts(device), device, Progress(epoch=epoch))
+
+
 def trained_checkpoint(path):
-    model, optimizer, scheduler, gen = parts()
-    model(torch.randn(2, 4)).sum().backward()
-    optimizer.step()
-    scheduler.step()
+    state = state_of(epoch=3)
+    state.model(torch.randn(2, 4)).sum().backward()
+    state.optimizer.step()
+    state.scheduler.step()
     random.seed(1)
     np.random.seed(2)
-    torch.rand(3, generator=gen)
-    save_checkpoint(path, model, optimizer, scheduler, gen, Progress(epoch=3), CPU)
-    return np.random.get_state()[1].copy(), gen.get_state().clone(), model.weight.detach().clone()
+    torch.rand(3, generator=state.gen)
+    save_checkpoint(path, state)
+    weight = state.model.weight.detach().clone()
+    return np.random.get_state()[1].copy(), state.gen.get_state().clone(), weight
 
 
 @pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter")
@@ -49,22 +56,21 @@ def test_resume_onto_another_device_restores_every_state(tmp_path):
     path = tmp_path / "checkpoint.pt"
     np_key, data_state, _ = trained_checkpoint(path)
     np.random.seed(99)
-    meta = torch.device("meta")
-    model, optimizer, scheduler, gen = parts(meta)
-    progress = load_checkpoint(path, model, optimizer, scheduler, gen, meta)
-    assert progress.epoch == 3
+    state = state_of(torch.device("meta"))
+    load_checkpoint(path, state)
+    assert state.progress.epoch == 3
     assert np.array_equal(np.random.get_state()[1], np_key)
-    assert torch.equal(gen.get_state(), data_state)
-    assert optimizer.state_dict()["state"][0]["exp_avg"].device.type == "meta"
-    assert scheduler.last_epoch == 1
+    assert torch.equal(state.gen.get_state(), data_state)
+    assert state.optimizer.state_dict()["state"][0]["exp_avg"].device.type == "meta"
+    assert state.scheduler.last_epoch == 1
 
 
 def test_round_trip_on_the_cpu_restores_weights(tmp_path):
     path = tmp_path / "checkpoint.pt"
     _, _, weight = trained_checkpoint(path)
-    model, optimizer, scheduler, gen = parts()
-    load_checkpoint(path, model, optimizer, scheduler, gen, CPU)
-    assert torch.equal(model.weight, weight)
+    state = state_of()
+    load_checkpoint(path, state)
+    assert torch.equal(state.model.weight, weight)
 
 
 def test_a_cpu_run_never_touches_cuda(monkeypatch):
@@ -107,7 +113,7 @@ def test_a_damaged_checkpoint_names_the_file_and_the_way_out(tmp_path, damage):
     else:
         torch.save({"model": nn.Linear(9, 9).state_dict()}, path)
     with pytest.raises(CheckpointError) as err:
-        load_checkpoint(path, *parts(), CPU)
+        load_checkpoint(path, state_of())
     message = str(err.value)
     assert str(path) in message and "resume=false" in message and "\n" not in message
 
@@ -131,17 +137,12 @@ def clock(monkeypatch):
 
 def epochs_written(saver, path, epochs, seconds_each, clock):
     """Run `epochs` fake epochs; the epochs whose end wrote the checkpoint."""
-    model, optimizer, scheduler, gen = parts()
+    state = state_of()
     written = []
     for epoch in range(1, epochs + 1):
         clock.now += seconds_each
-        progress = Progress(epoch=epoch)
-        saver.epoch_end(
-            epoch,
-            lambda copy, p=progress: checkpoint_state(
-                model, optimizer, scheduler, gen, p, CPU, copy
-            ),
-        )
+        state.progress = Progress(epoch=epoch)
+        saver.epoch_end(epoch, state)
         if path.is_file():
             on_disk = torch.load(path, weights_only=True)["progress"]["epoch"]
             if not written or written[-1] != on_disk:
@@ -172,21 +173,21 @@ def test_a_run_stopped_mid_epoch_writes_its_last_whole_epoch(tmp_path, clock):
     """Between due writes the last epoch is kept as a copy: the training that follows
     (here: a step that changes the weights, and a new best not yet committed by its
     epoch's end) must not leak into what is written."""
-    model, optimizer, scheduler, gen = parts()
+    state = state_of(epoch=1)
+    model, optimizer = state.model, state.optimizer
     saver = Checkpointer(tmp_path, None, 300, epoch=0)
     weights_then = model.weight.detach().clone()
     saver.new_best(model.state_dict())
-    saver.epoch_end(
-        1, lambda copy: checkpoint_state(model, optimizer, scheduler, gen, Progress(1), CPU, copy)
-    )
+    saver.epoch_end(1, state)
     assert not (tmp_path / CHECKPOINT_FILE).exists()  # 300 s have not passed
     model(torch.randn(2, 4)).sum().backward()
     optimizer.step()  # epoch 2 under way...
+    state.progress.epoch = 2  # ...and counted done (fit does so before its epoch_end)...
     saver.new_best(model.state_dict())  # ...and its weights are the best, then the job is stopped
     saver.write_pending()
-    state = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
-    assert state["progress"]["epoch"] == 1
-    assert torch.equal(state["model"]["weight"], weights_then)
+    on_disk = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    assert on_disk["progress"]["epoch"] == 1
+    assert torch.equal(on_disk["model"]["weight"], weights_then)
     assert not torch.equal(model.weight.detach(), weights_then)
     best = torch.load(tmp_path / BEST_WEIGHTS_FILE, weights_only=True)  # named by the checkpoint
     assert torch.equal(best["weight"], weights_then)
@@ -209,16 +210,15 @@ def test_resume_counts_the_interval_from_the_checkpoint_it_resumed(tmp_path, clo
     ],
 )
 def test_a_completed_run_keeps_the_weights_asked_for(tmp_path, which, kept):
-    model, optimizer, scheduler, gen = parts()
+    state = RunState(*parts(), CPU, Progress(epoch=1), run_dir=tmp_path)
+    model = state.model
     saver = Checkpointer(tmp_path, None, None, epoch=0)
     best = {k: v.clone() for k, v in model.state_dict().items()}
     saver.new_best(model.state_dict())
-    saver.epoch_end(  # none due: kept in memory until the end
-        1, lambda copy: checkpoint_state(model, optimizer, scheduler, gen, Progress(1), CPU, copy)
-    )
+    saver.epoch_end(1, state)  # none due: kept in memory until the end
     with torch.no_grad():
         model.weight.add_(1.0)  # the last epoch differs from the best one
-    keep_weights(which, model, saver, tmp_path)
+    keep_weights(which, state, saver)
     assert {p.name for p in tmp_path.glob("*.pt")} == kept
     if WEIGHTS_FILE in kept:
         last = torch.load(tmp_path / WEIGHTS_FILE, weights_only=True)
@@ -230,13 +230,12 @@ def test_a_completed_run_keeps_the_weights_asked_for(tmp_path, which, kept):
 
 @pytest.mark.parametrize("every_epochs", [1, None], ids=["written", "kept in memory"])
 def test_the_best_weights_for_the_final_test_are_the_best_epochs(tmp_path, every_epochs):
-    model, optimizer, scheduler, gen = parts()
+    state = state_of(epoch=1)
+    model, optimizer = state.model, state.optimizer
     saver = Checkpointer(tmp_path, every_epochs, None, epoch=0)
     weights_then = model.weight.detach().clone()
     saver.new_best(model.state_dict())
-    saver.epoch_end(
-        1, lambda copy: checkpoint_state(model, optimizer, scheduler, gen, Progress(1), CPU, copy)
-    )
+    saver.epoch_end(1, state)
     model(torch.randn(2, 4)).sum().backward()
     optimizer.step()  # later epochs train on; the best stays the first epoch's
     best = saver.best or saver.load_best()

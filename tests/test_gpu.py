@@ -7,15 +7,18 @@ these; `bash benchmarks/gpu_check.sh` runs them with the GPU benchmarks).
 import pytest
 import torch
 
-from flowers_sweep.checkpoint import Progress, load_checkpoint, save_checkpoint
+from flowers_sweep.checkpoint import Progress, TrainState, load_checkpoint, save_checkpoint
 from flowers_sweep.data.augment import BatchAugment, rotate_by
 from flowers_sweep.data.loaders import TensorBatches
 from flowers_sweep.data.splits import Split
 from flowers_sweep.data.synthetic import generate_split
 from flowers_sweep.errors import DivergedError
 from flowers_sweep.hardware import autocast, native_bf16, resolve_precision
+from flowers_sweep.loop import FiniteCheck, train_one_epoch
 from flowers_sweep.models import ResNet
-from flowers_sweep.train import FiniteCheck, seed_everything, train_steps
+from flowers_sweep.runstate import RunState, seed_everything
+
+from .helpers.state import ProcessState
 
 pytestmark = pytest.mark.gpu
 MEAN, STD = [0.49, 0.48, 0.45], [0.2, 0.2, 0.2]
@@ -24,6 +27,17 @@ MEAN, STD = [0.49, 0.48, 0.45], [0.2, 0.2, 0.2]
 @pytest.fixture()
 def cuda():
     return torch.device("cuda")
+
+
+@pytest.fixture()
+def seeded_like_a_run():
+    """seed_everything(0, deterministic=True), as a run starts: it sets process-wide state
+    (deterministic kernels, CUBLAS_WORKSPACE_CONFIG, the NaN fill, cuDNN's autotuner),
+    put back after the test for the tests that follow."""
+    before = ProcessState.capture()
+    seed_everything(0, deterministic=True)
+    yield
+    before.restore()
 
 
 def device_split(device, n=160, size=32, squashed=False):
@@ -40,23 +54,24 @@ def model_and_optimizer(device):
 
 
 @pytest.mark.parametrize("squashed", [False, True], ids=["synthetic", "flowers102-cache"])
-def test_a_training_pass_makes_no_host_sync(cuda, squashed):
+def test_a_training_pass_makes_no_host_sync(cuda, squashed, seeded_like_a_run):
     """The real path: shuffle, index, flip, rotate (the squash-conjugated warp for a
     Flowers102 cache), normalise, forward, backward, step, NaN watch, loss and accuracy
     sums. Any blocking copy or read raises here."""
-    seed_everything(0, deterministic=True)
     aug = BatchAugment(MEAN, STD, 0.5, 10, memory_format=torch.channels_last)
     batches = TensorBatches(device_split(cuda, squashed=squashed), 32, cuda, aug.train_view)
     model, optimizer = model_and_optimizer(cuda)
     cast = autocast(cuda, resolve_precision("auto", cuda))
     gen = torch.Generator().manual_seed(0)
-    train_steps(model, optimizer, batches, gen, cuda, "warm-up", cast)  # cuDNN, allocator
+    run = RunState(model, optimizer, None, gen, cuda, cast=cast)
+    train_one_epoch(run, batches, "warm-up")  # cuDNN, allocator
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        loss_sum, correct, seen = train_steps(model, optimizer, batches, gen, cuda, "t", cast)
+        tally = train_one_epoch(run, batches, "t")
     finally:
         torch.cuda.set_sync_debug_mode(0)
+    loss_sum, correct, seen = tally.loss_sum, tally.correct, tally.seen
     assert seen == 160 and torch.isfinite(loss_sum).item() and 0 <= correct.item() <= seen
 
 
@@ -77,12 +92,14 @@ def test_checkpoint_round_trip_on_cuda(cuda, tmp_path):
     optimizer.step()
     gen = torch.Generator().manual_seed(3)
     cuda_state = torch.cuda.get_rng_state(cuda)
-    save_checkpoint(tmp_path / "c.pt", model, optimizer, scheduler, gen, Progress(epoch=2), cuda)
+    saved = TrainState(model, optimizer, scheduler, gen, cuda, Progress(epoch=2))
+    save_checkpoint(tmp_path / "c.pt", saved)
     torch.cuda.manual_seed(123)
     fresh, fresh_opt = model_and_optimizer(cuda)
     fresh_sched = torch.optim.lr_scheduler.MultiStepLR(fresh_opt, [1], 0.5)
-    progress = load_checkpoint(tmp_path / "c.pt", fresh, fresh_opt, fresh_sched, gen, cuda)
-    assert progress.epoch == 2
+    resumed = TrainState(fresh, fresh_opt, fresh_sched, gen, cuda)
+    load_checkpoint(tmp_path / "c.pt", resumed)
+    assert resumed.progress.epoch == 2
     assert torch.equal(torch.cuda.get_rng_state(cuda), cuda_state)
     for a, b in zip(model.parameters(), fresh.parameters(), strict=True):
         assert b.device.type == "cuda" and torch.equal(a, b)

@@ -16,7 +16,8 @@ from flowers_sweep import gpu_slots
 from flowers_sweep.errors import DivergedError, FlowersSweepError
 from flowers_sweep.gpu_slots import assigned_device, claim_slot
 from flowers_sweep.hardware import resolve_device
-from flowers_sweep.train import FiniteCheck, evaluate, train_steps
+from flowers_sweep.loop import FiniteCheck, eval_one_epoch, train_one_epoch
+from flowers_sweep.runstate import RunState
 
 from .helpers.cli import HANG_GUARD_S
 
@@ -219,12 +220,13 @@ def test_compiled_training_and_evaluation_compile_once_each():
     compiled = torch.compile(model, backend=counter)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     cpu = torch.device("cpu")
+    run = RunState(model, optimizer, None, None, cpu, step_model=compiled)
     for _ in range(2):  # two epochs
-        train_steps(compiled, optimizer, Batches([16, 16, 5]), None, cpu)
-        evaluate(compiled, Batches([32, 7]), cpu)
+        train_one_epoch(run, Batches([16, 16, 5]))
+        eval_one_epoch(run, Batches([32, 7]))
     assert counter.frame_count == 2  # training mode and evaluation mode
-    eager = evaluate(model, Batches([32, 7]), cpu)
-    padded_loss, padded_acc = evaluate(compiled, Batches([32, 7]), cpu)
+    eager = eval_one_epoch(RunState(model, optimizer, None, None, cpu), Batches([32, 7]))
+    padded_loss, padded_acc = eval_one_epoch(run, Batches([32, 7]))
     assert padded_acc == eager[1]  # the padding images are left out of both sums
     # the 7 images in a batch of 32: a conv may reorder its fp32 sums (fan-in 27)
     assert padded_loss == pytest.approx(eager[0], rel=4 * 27 * 2**-24)

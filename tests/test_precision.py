@@ -1,6 +1,7 @@
 """bf16 autocast and channels_last: correct results on the CPU (speed is benchmarked)."""
 
 import json
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -9,11 +10,10 @@ from flowers_sweep.data.augment import BatchAugment
 from flowers_sweep.data.loaders import TensorBatches
 from flowers_sweep.data.splits import Split
 from flowers_sweep.data.synthetic import generate_split
-from flowers_sweep.hardware import (
-    autocast,
-)
+from flowers_sweep.hardware import autocast
+from flowers_sweep.loop import eval_one_epoch, train_one_epoch
 from flowers_sweep.models import ResNet
-from flowers_sweep.train import evaluate, train_epoch
+from flowers_sweep.runstate import RunState
 
 from .helpers.cli import TINY, run_cli
 
@@ -26,6 +26,11 @@ def tiny_split(n=96):
     return Split(torch.from_numpy(images), torch.from_numpy(labels))
 
 
+def run_state(model, cast=nullcontext, optimizer=None, gen=None) -> RunState:
+    """A run's state on the CPU, built by hand around `model` (no schedule)."""
+    return RunState(model, optimizer, None, gen, CPU, cast=cast)
+
+
 def losses(dtype, layout, epochs=4):
     torch.manual_seed(0)
     model = ResNet("basic", [1, 1, 1, 1], 4).to(memory_format=layout)
@@ -33,8 +38,8 @@ def losses(dtype, layout, epochs=4):
     aug = BatchAugment(MEAN, STD, memory_format=layout)
     batches = TensorBatches(tiny_split(), 32, CPU, aug.train_view)
     gen = torch.Generator().manual_seed(0)
-    cast = autocast(CPU, dtype)
-    return [train_epoch(model, opt, batches, gen, CPU, "t", cast)[0] for _ in range(epochs)]
+    run = run_state(model, autocast(CPU, dtype), opt, gen)
+    return [train_one_epoch(run, batches, "t").means()[0] for _ in range(epochs)]
 
 
 # Unit roundoffs (half an ulp at 1.0): bf16 keeps 8 significant bits, fp32 24.
@@ -105,8 +110,8 @@ def test_eval_under_bf16_matches_fp32_closely():
     torch.manual_seed(0)
     model = ResNet("basic", [1, 1, 1, 1], 4)
     batches = TensorBatches(tiny_split(64), 32, CPU, BatchAugment(MEAN, STD).eval_view)
-    loss32, _ = evaluate(model, batches, CPU)
-    loss16, _ = evaluate(model, batches, CPU, autocast(CPU, torch.bfloat16))
+    loss32, _ = eval_one_epoch(run_state(model), batches)
+    loss16, _ = eval_one_epoch(run_state(model, autocast(CPU, torch.bfloat16)), batches)
     assert loss16 == pytest.approx(loss32, rel=bf16_bound(model))
 
 

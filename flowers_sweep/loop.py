@@ -1,0 +1,144 @@
+"""One pass over a split: `train_one_epoch` and `eval_one_epoch`, with no host sync.
+
+On a GPU, reading a number (`.item()`, `if loss.isnan()`) waits for every queued
+kernel, so the passes keep their sums on the device and are read once, at the end;
+a NaN loss is still caught within a few batches by `FiniteCheck`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from flowers_sweep.data.loaders import BatchSource
+from flowers_sweep.errors import DivergedError
+from flowers_sweep.runstate import RunState
+
+
+def progress_bar(it: Any, total: int, desc: str) -> Any:
+    """A bar on a terminal; silent otherwise (an epoch line is logged instead)."""
+    return tqdm(it, total=total, desc=desc, leave=False, disable=None)  # None: a TTY only
+
+
+class FiniteCheck:
+    """Stops training at the first NaN or infinite loss, without stalling a GPU.
+
+    On the CPU each loss is looked at as it comes. On a GPU each batch instead queues a
+    copy of its loss into page-locked host memory, and the copies are read once they
+    have landed (an event says so): a NaN stops the run a few batches late, with no
+    host sync.
+
+    `stream` is the one the losses are computed on (default: the current stream of
+    `device`, the run's GPU, which need not be the current device). The copy is queued
+    and the event recorded on it, so the event cannot complete before the copy has.
+    """
+
+    def __init__(self, device: torch.device, stream: Any = None) -> None:
+        self.device = device
+        self.stream = stream
+        if device.type == "cuda" and stream is None:
+            self.stream = torch.cuda.current_stream(device)
+        self.pending: deque[tuple[torch.Tensor, Any, str]] = deque()
+
+    def __call__(self, loss: torch.Tensor, where: str) -> None:
+        if self.device.type != "cuda":
+            self._check(loss, where)
+            return
+        with torch.cuda.stream(self.stream):  # also makes the stream's GPU current
+            host = torch.empty((), dtype=loss.dtype, pin_memory=True)
+            host.copy_(loss.detach(), non_blocking=True)
+            landed = self.stream.record_event()
+        self.pending.append((host, landed, where))
+        while self.pending and self.pending[0][1].query():
+            host, _, at = self.pending.popleft()
+            self._check(host, at)
+
+    @staticmethod
+    def _check(loss: torch.Tensor, where: str) -> None:
+        if not torch.isfinite(loss):
+            raise DivergedError(f"training loss became {loss.item()} in {where}")
+
+
+@dataclass
+class Tally:
+    """A pass's summed loss and number correct, still on the device, and its image count."""
+
+    loss_sum: torch.Tensor  # () float32
+    correct: torch.Tensor  # () int64
+    seen: int
+
+    def means(self) -> tuple[float, float]:
+        """Mean loss and accuracy (in [0, 1]): the pass's one host sync."""
+        return self.loss_sum.item() / self.seen, self.correct.item() / self.seen
+
+
+def train_one_epoch(
+    run: RunState, batches: BatchSource | None = None, desc: str = "train"
+) -> Tally:
+    """One pass of `run.step_model` over the shuffled, augmented training split (or
+    `batches`), drawing from `run.gen`, stepping `run.optimizer` once per batch.
+
+    Raises DivergedError at a NaN or infinite loss.
+    """
+    batches = run.data.train if batches is None else batches
+    model, optimizer, device = run.step_model, run.optimizer, run.device
+    model.train()
+    tally = Tally(torch.zeros((), device=device), torch.zeros((), device=device).long(), 0)
+    finite = FiniteCheck(device)
+    compiled = hasattr(model, "_orig_mod")  # torch.compile's OptimizedModule
+    for i, (x, y) in enumerate(progress_bar(batches(run.gen), len(batches), desc)):
+        if len(y) < batches.batch_size and (len(y) == 1 or compiled) and len(batches) > 1:
+            # A short last batch is left out (its images were still drawn, so the
+            # generator stays in step): batch norm cannot train on one image, and a
+            # compiled model would compile a second graph for another batch size.
+            continue
+        with run.cast():
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+        finite(loss, f"{desc}, batch {i + 1}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        tally.loss_sum += loss.detach() * len(y)
+        tally.correct += (logits.argmax(1) == y).sum()
+        tally.seen += len(y)
+    return tally
+
+
+def padded(x: torch.Tensor, size: int) -> torch.Tensor:
+    """`x` (N, C, H, W) with zero images appended up to `size`, in x's memory layout.
+    In eval mode each image's output depends on that image alone, so slicing the first
+    N outputs gives what the short batch would have."""
+    if len(x) >= size:
+        return x
+    layout = (
+        torch.channels_last
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        else torch.contiguous_format
+    )
+    zeros = x.new_zeros((size - len(x), *x.shape[1:]))
+    return torch.cat([x, zeros]).contiguous(memory_format=layout)
+
+
+@torch.no_grad()
+def eval_one_epoch(run: RunState, batches: BatchSource) -> tuple[float, float]:
+    """Mean cross-entropy loss (fp32) and top-1 accuracy in [0, 1] over `batches`, with
+    the run's model, device and number format, in eval mode."""
+    model = run.step_model
+    model.eval()
+    loss_sum = torch.zeros((), device=run.device)
+    correct = torch.zeros((), device=run.device, dtype=torch.long)
+    compiled = hasattr(model, "_orig_mod")
+    for x, y in batches():
+        if compiled:  # one graph: the short last batch is padded to the full size
+            x = padded(x, batches.batch_size)
+        with run.cast():
+            logits = model(x)[: len(y)]
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    return loss_sum.item() / batches.num_samples, correct.item() / batches.num_samples
