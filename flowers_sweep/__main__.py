@@ -8,6 +8,8 @@ if __name__ == "__main__":
 
         main()
     except KeyboardInterrupt:  # Ctrl-C outside a run (start-up, between jobs): one line
-        print("flowers_sweep: interrupted (Ctrl-C); run the same command again to resume",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "flowers_sweep: interrupted (Ctrl-C); run the same command again to resume",
+            file=sys.stderr,
+        )
         sys.exit(130)

@@ -62,8 +62,8 @@ def summary_lines(bad: list[tuple[Path, dict[str, Any]]]) -> list[str]:
     every job, say) is said once, with the count and the folders."""
     groups: dict[tuple[str, str, str], list[Path]] = {}
     for job, result in bad:
-        key = (str(result.get("status")), str(result.get("error_type") or ""),
-               str(result.get("error", "")))  # fmt: skip
+        status, kind = str(result.get("status")), str(result.get("error_type") or "")
+        key = (status, kind, str(result.get("error", "")))
         groups.setdefault(key, []).append(job)
     noun = "run" if len(bad) == 1 else "runs"
     lines = [f"flowers_sweep: {len(bad)} {noun} of the sweep did not complete:"]
@@ -133,6 +133,6 @@ class SweepEnd(Callback):
         if report.results.empty:  # every run failed: the summary below says why, once
             log.info("no run completed: nothing to tabulate (%s lists the runs)", report.out)
         else:
-            log.info("results table and figures written to %s\n%s", report.out,
-                     console_text(report))  # fmt: skip
+            table = console_text(report)
+            log.info("results table and figures written to %s\n%s", report.out, table)
         return report.problems

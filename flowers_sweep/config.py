@@ -56,19 +56,21 @@ def _check(key: str, value: Any, ok: Callable[[Any], bool], allowed: str) -> Non
         _fail(key, value, allowed)
 
 
-def validate_model(m: DictConfig) -> None:
-    _choice(m, "model.arch", ARCHS)
-    _choice(m, "model.activation", list(ACTIVATIONS))
-    weights = m.get("weights")
+def validate_model(model: DictConfig) -> None:
+    _choice(model, "model.arch", ARCHS)
+    _choice(model, "model.activation", list(ACTIVATIONS))
+    weights = model.get("weights")
     _check(
-        "model.weights", weights, lambda v: v is None or (isinstance(v, str) and v != ""),
+        "model.weights",
+        weights,
+        lambda v: v is None or (isinstance(v, str) and v != ""),
         "must be null, a state_dict file, or a torchvision weights name (IMAGENET1K_V1)",
-    )  # fmt: skip
+    )
     if weights:
-        resolve_weights_file(weights, model_label(m))  # a missing file fails before any data
-    if m.arch == "resnet":
-        _choice(m, "model.block", list(BLOCKS))
-        layers = list(m.layers) if m.get("layers") is not None else None
+        resolve_weights_file(weights, model_label(model))  # a missing file fails before any data
+    if model.arch == "resnet":
+        _choice(model, "model.block", list(BLOCKS))
+        layers = list(model.layers) if model.get("layers") is not None else None
         _check(
             "model.layers",
             layers,
@@ -77,150 +79,172 @@ def validate_model(m: DictConfig) -> None:
         )
 
 
-def validate_trainer(t: DictConfig) -> None:
-    _check("trainer.epochs", t.epochs, lambda v: _is_int(v) and v >= 1, "must be an integer >= 1")
+def validate_trainer(trainer: DictConfig) -> None:
+    _check(
+        "trainer.epochs",
+        trainer.epochs,
+        lambda v: _is_int(v) and v >= 1,
+        "must be an integer >= 1",
+    )
     _check(
         "trainer.batch_size",
-        t.batch_size,
+        trainer.batch_size,
         lambda v: _is_int(v) and v >= 1,
         "must be an integer >= 1",
     )
     _check(
         "trainer.num_workers",
-        t.num_workers,
+        trainer.num_workers,
         lambda v: v == "auto" or (_is_int(v) and v >= 0),
         "must be auto or an integer >= 0",
     )
     _check(
         "trainer.device",
-        t.device,
+        trainer.device,
         lambda v: isinstance(v, str) and DEVICE_PATTERN.match(v),
         "allowed values are auto, cpu, cuda, cuda:N, mps",
     )
     _check(
         "trainer.deterministic",
-        t.deterministic,
+        trainer.deterministic,
         lambda v: isinstance(v, bool),
         "must be true or false",
     )
 
 
-def validate_runtime(t: DictConfig, cfg: DictConfig) -> None:
+def validate_runtime(trainer: DictConfig, cfg: DictConfig) -> None:
     _check(
-        "trainer.threads", t.threads, lambda v: v == "auto" or (_is_int(v) and v >= 1),
+        "trainer.threads",
+        trainer.threads,
+        lambda v: v == "auto" or (_is_int(v) and v >= 1),
         "must be auto or an integer >= 1",
-    )  # fmt: skip
+    )
     _check(
-        "trainer.precision", t.precision, lambda v: str(v) in ("auto", "32", "bf16"),
+        "trainer.precision",
+        trainer.precision,
+        lambda v: str(v) in ("auto", "32", "bf16"),
         "allowed values are auto, 32, bf16",
-    )  # fmt: skip
+    )
     _check(
-        "trainer.channels_last", t.channels_last, lambda v: v == "auto" or isinstance(v, bool),
+        "trainer.channels_last",
+        trainer.channels_last,
+        lambda v: v == "auto" or isinstance(v, bool),
         "must be auto, true or false",
-    )  # fmt: skip
+    )
     _check(
         "trainer.checkpoint_every_epochs",
-        t.checkpoint_every_epochs,
+        trainer.checkpoint_every_epochs,
         lambda v: v is None or (_is_int(v) and v >= 1),
         "must be null or an integer >= 1",
     )
     _check(
         "trainer.checkpoint_every_s",
-        t.checkpoint_every_s,
+        trainer.checkpoint_every_s,
         lambda v: v is None or (_is_number(v) and v >= 0),
         "must be null or a number of seconds >= 0",
     )
     _check(
         "trainer.keep_weights",
-        t.keep_weights,
+        trainer.keep_weights,
         lambda v: v in KEEP_WEIGHTS,
         f"allowed values are {', '.join(KEEP_WEIGHTS)}",
     )
     _check(
         "trainer.jobs_per_gpu",
-        t.jobs_per_gpu,
+        trainer.jobs_per_gpu,
         lambda v: _is_int(v) and v >= 1,
         "must be an integer >= 1",
     )
-    flags = (("trainer.keep_checkpoint", t.keep_checkpoint), ("trainer.compile", t.compile),
-             ("resume", cfg.resume))  # fmt: skip
+    flags = (
+        ("trainer.keep_checkpoint", trainer.keep_checkpoint),
+        ("trainer.compile", trainer.compile),
+        ("resume", cfg.resume),
+    )
     for key, value in flags:
         _check(key, value, lambda v: isinstance(v, bool), "must be true or false")
 
 
-def validate_optim(o: DictConfig, s: DictConfig) -> None:
-    _choice(o, "optimizer.name", OPTIMIZERS)
-    _check("optimizer.lr", o.lr, lambda v: _is_number(v) and v > 0, "must be a number > 0")
-    _choice(s, "scheduler.name", SCHEDULERS)
-    if s.name == "multistep":
-        ms = list(s.milestones) if s.get("milestones") is not None else None
+def validate_optim(optimizer: DictConfig, scheduler: DictConfig) -> None:
+    _choice(optimizer, "optimizer.name", OPTIMIZERS)
+    _check("optimizer.lr", optimizer.lr, lambda v: _is_number(v) and v > 0, "must be a number > 0")
+    _choice(scheduler, "scheduler.name", SCHEDULERS)
+    if scheduler.name == "multistep":
+        milestones = scheduler.get("milestones")
+        milestones = list(milestones) if milestones is not None else None
         _check(
             "scheduler.milestones",
-            ms,
+            milestones,
             lambda v: (
                 v is not None
                 and (
                     all(_is_int(x) and x >= 1 for x in v)
                     or all(isinstance(x, float) and 0 < x < 1 for x in v)
                 )
-                and all(a < b for a, b in itertools.pairwise(v))
+                and all(earlier < later for earlier, later in itertools.pairwise(v))
             ),
             "must be strictly increasing epochs >= 1, e.g. [40, 70], or fractions of "
             "trainer.epochs in (0, 1), e.g. [0.4, 0.7]",
         )
         _check(
             "scheduler.gamma",
-            s.gamma,
+            scheduler.gamma,
             lambda v: _is_number(v) and 0 < v <= 1,
             "must be in (0, 1]",
         )
 
 
-def validate_flowers102(d: DictConfig) -> None:
-    _choice(d, "dataset.pipeline", PIPELINES)
+def validate_flowers102(dataset: DictConfig) -> None:
+    _choice(dataset, "dataset.pipeline", PIPELINES)
     for role in ROLES:
         _check(
             f"dataset.splits.{role}",
-            d.splits.get(role),
+            dataset.splits.get(role),
             lambda v: v in ROLES,
             "must name an official split: train, val or test",
         )
-    _check("dataset.root", d.root, lambda v: isinstance(v, str) and v != "", "must be a path")
+    _check(
+        "dataset.root", dataset.root, lambda v: isinstance(v, str) and v != "", "must be a path"
+    )
 
 
-def validate_workers(d: DictConfig, t: DictConfig) -> None:
+def validate_workers(dataset: DictConfig, trainer: DictConfig) -> None:
     """A pipeline that cannot start its workers in this job's process fails here, early."""
-    if d.get("pipeline") == "reference" and t.num_workers != 0:
+    if dataset.get("pipeline") == "reference" and trainer.num_workers != 0:
         worker_start_method()  # raises where no start method works (joblib off Linux)
 
 
-def validate_data(d: DictConfig, a: DictConfig) -> None:
-    _choice(d, "dataset.name", DATASETS)
-    if d.name == "flowers102":
-        validate_flowers102(d)
-        _check("dataset.num_classes", d.num_classes, lambda v: v == 102,
-               "Flowers102 has 102 classes")  # fmt: skip
+def validate_data(dataset: DictConfig, augment: DictConfig) -> None:
+    _choice(dataset, "dataset.name", DATASETS)
+    if dataset.name == "flowers102":
+        validate_flowers102(dataset)
+        _check(
+            "dataset.num_classes",
+            dataset.num_classes,
+            lambda v: v == 102,
+            "Flowers102 has 102 classes",
+        )
     else:
         _check(
-            "dataset.num_classes", d.num_classes,
+            "dataset.num_classes",
+            dataset.num_classes,
             lambda v: _is_int(v) and 2 <= v <= MAX_CLASSES,
             f"the synthetic dataset draws 2 to {MAX_CLASSES} classes",
-        )  # fmt: skip
+        )
     _check(
         "dataset.image_size",
-        d.image_size,
+        dataset.image_size,
         lambda v: _is_int(v) and v >= 16,
         "must be an integer >= 16",
     )
     _check(
         "augment.vflip_p",
-        a.vflip_p,
+        augment.vflip_p,
         lambda v: _is_number(v) and 0 <= v <= 1,
         "must be in [0, 1]",
     )
     _check(
         "augment.rotation",
-        a.rotation,
+        augment.rotation,
         lambda v: _is_number(v) and 0 <= v <= 180,
         "must be degrees in [0, 180]",
     )
@@ -238,17 +262,20 @@ def validate(cfg: DictConfig) -> None:
     if cfg.get("logger") is not None:
         _choice(cfg.logger, "logger.name", LOGGERS)
     _check(
-        "optimized_metric", cfg.get("optimized_metric"), lambda v: v in FINAL_METRICS,
+        "optimized_metric",
+        cfg.get("optimized_metric"),
+        lambda v: v in FINAL_METRICS,
         f"allowed values are {', '.join(FINAL_METRICS)} (what a completed run records)",
-    )  # fmt: skip
+    )
 
 
 def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
     if not isinstance(node, dict):
         return [prefix]
     keys = []
-    for k, v in node.items():
-        keys += _leaf_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [prefix + str(k)]
+    for key, child in node.items():
+        path = f"{prefix}{key}"
+        keys += _leaf_keys(child, f"{path}.") if isinstance(child, dict) else [path]
     return keys
 
 
@@ -274,7 +301,7 @@ def validate_added_keys(
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides([str(o) for o in overrides])
+    parsed = OverridesParser.create().parse_overrides([str(text) for text in overrides])
     for override in parsed:
         key = override.key_or_group
         added = override.is_add() or override.is_force_add()
@@ -287,8 +314,10 @@ def validate_added_keys(
         parent = OmegaConf.select(cfg, key.rpartition(".")[0]) if "." in key else None
         if isinstance(parent, DictConfig) and "_target_" in parent:
             continue
-        known = [k for k in _leaf_keys(OmegaConf.to_container(base or cfg)) if k != key]
-        siblings = [k for k in known if k.rpartition(".")[0] == key.rpartition(".")[0]]
+        leaves = _leaf_keys(OmegaConf.to_container(base or cfg))
+        known = [leaf for leaf in leaves if leaf != key]
+        section = key.rpartition(".")[0]
+        siblings = [leaf for leaf in known if leaf.rpartition(".")[0] == section]
         close = difflib.get_close_matches(key, siblings, n=1, cutoff=0.6) or (
             difflib.get_close_matches(key, known, n=1, cutoff=0.6)
         )

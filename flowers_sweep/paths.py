@@ -13,6 +13,8 @@ import yaml
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
+from flowers_sweep.runrecord import HYDRA_DIR, HYDRA_FILE
+
 RUN_PATH_KEYS = ("dataset.root", "dataset.cache_dir")  # what evaluate reads from a run
 
 
@@ -31,7 +33,7 @@ def rebase_run_paths(cfg: DictConfig, run_dir: Path) -> None:
     launched from (Hydra's `runtime.cwd` in its .hydra/hydra.yaml), so `evaluate` finds
     the run's data from any folder. Without that record the paths stay as they are."""
     try:
-        hydra_cfg = yaml.safe_load((Path(run_dir) / ".hydra" / "hydra.yaml").read_text())
+        hydra_cfg = yaml.safe_load((Path(run_dir) / HYDRA_DIR / HYDRA_FILE).read_text())
         launched_from = Path(hydra_cfg["hydra"]["runtime"]["cwd"])
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return

@@ -18,9 +18,10 @@ from typing import Any
 
 import torch
 
+from flowers_sweep import outcome
 from flowers_sweep.data.augment import BatchAugment
 from flowers_sweep.data.images import load_resized
-from flowers_sweep.errors import FlowersSweepError, ImageDecodeError
+from flowers_sweep.errors import ImageDecodeError
 from flowers_sweep.evaluate import WEIGHT_FILES, RestoredRun, restore
 
 PROG = "flowers_sweep.predict"
@@ -28,12 +29,13 @@ PROG = "flowers_sweep.predict"
 
 @torch.no_grad()
 def top5(run: RestoredRun, image: Path) -> list[dict[str, Any]]:
-    d = run.cfg.dataset
-    pixels = torch.from_numpy(load_resized(image, d.image_size)[0].copy())[None]
-    view = BatchAugment(d.mean, d.std, grayscale=run.cfg.augment.grayscale,
-                        memory_format=run.layout).eval_view  # fmt: skip
+    dataset = run.cfg.dataset
+    pixels = torch.from_numpy(load_resized(image, dataset.image_size)[0].copy())[None]
+    augment = BatchAugment(
+        dataset.mean, dataset.std, grayscale=run.cfg.augment.grayscale, memory_format=run.layout
+    )
     with run.cast():
-        logits = run.model(view(pixels.to(run.device)))
+        logits = run.model(augment.eval_view(pixels.to(run.device)))
     probs = logits.float().softmax(1)[0].cpu()
     best = probs.topk(min(5, len(probs)))
     return [
@@ -42,7 +44,9 @@ def top5(run: RestoredRun, image: Path) -> list[dict[str, Any]]:
     ]
 
 
+@outcome.command(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry: 0 when every image is labelled, 1 if one could not be, 2 on errors."""
     about = __doc__.split("\n\n")[1]
     parser = argparse.ArgumentParser(prog=f"python -m {PROG}", description=about)
     parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
@@ -50,17 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--weights", choices=list(WEIGHT_FILES), default="last")
     parser.add_argument("--json", action="store_true", help="one JSON list on stdout")
     args = parser.parse_args(argv)
-    try:
-        run = restore(args.run_dir, args.weights)
-    except FlowersSweepError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+    run = restore(args.run_dir, args.weights)
     answers, failed = [], 0
     for image in args.images:
         try:
             answers.append({"image": str(image), "top5": top5(run, image)})
         except ImageDecodeError as exc:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            outcome.error_line(PROG, exc)
             failed += 1
             continue
         if not args.json:

@@ -100,8 +100,8 @@ def claim(run_dir: Path, config: Mapping[str, Any], fresh: bool = False) -> None
             (run_dir / name).unlink(missing_ok=True)
     if record.is_file():
         old = _read_record(record)
-        changed = [k for k in sorted(set(old["config"]) | set(identity))
-                   if old["config"].get(k) != identity.get(k)]  # fmt: skip
+        keys = sorted(set(old["config"]) | set(identity))
+        changed = [k for k in keys if old["config"].get(k) != identity.get(k)]
         if changed:
             restore_hydra_files(run_dir)
             shown = ", ".join(

@@ -45,9 +45,16 @@ CHECKPOINT_FILE = "checkpoint.pt"
 TRACEBACK_FILE = "traceback.txt"
 RUN_CONFIG_FILE = "run_config.json"
 LOCK_FILE = ".run.lock"  # held by the process training in the folder
-RUN_FILES = (METRICS_FILE, RESULT_FILE, WEIGHTS_FILE, BEST_WEIGHTS_FILE, CHECKPOINT_FILE,
-             TRACEBACK_FILE)  # fmt: skip
+RUN_FILES = (
+    METRICS_FILE,
+    RESULT_FILE,
+    WEIGHTS_FILE,
+    BEST_WEIGHTS_FILE,
+    CHECKPOINT_FILE,
+    TRACEBACK_FILE,
+)
 WEIGHT_FILES = {"last": WEIGHTS_FILE, "best_val": BEST_WEIGHTS_FILE}  # --weights NAME
+TEST_ACC_OF = {"last": "test_acc", "best_val": "test_acc_best_val"}  # result.json's key
 KEEP_WEIGHTS = ("last", "best", "both", "none")  # trainer.keep_weights: which files a run keeps
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s")
@@ -56,20 +63,43 @@ METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr
 FINAL_METRICS = ("test_acc", "test_loss", "best_val_acc", "test_acc_best_val")
 # result.json's keys, in the order they are written.
 RUN_KEYS = ("status", "case", "model", "activation", "epochs", "seed")
-COMPLETED_KEYS = (*RUN_KEYS, "test_acc", "test_loss", "best_val_acc", "best_epoch",
-                  "test_acc_best_val", "params", "num_classes", "train_size", "val_size",
-                  "test_size", "wall_s", "device", "precision")  # fmt: skip
+COMPLETED_KEYS = (
+    *RUN_KEYS,
+    "test_acc",
+    "test_loss",
+    "best_val_acc",
+    "best_epoch",
+    "test_acc_best_val",
+    "params",
+    "num_classes",
+    "train_size",
+    "val_size",
+    "test_size",
+    "wall_s",
+    "device",
+    "precision",
+)
 STOPPED_KEYS = (*RUN_KEYS, "error_type", "error", "epochs_done", "traceback")
 
 # Settings that change how a run is carried out, not what it computes. A relaunch may
 # change them and still resume; they never split a case in the report; they are not
 # logged as the experiment's hyperparameters. Everything else is the experiment.
 EXECUTION_SETTINGS = (
-    "aggregate", "resume", "trainer.num_workers", "trainer.threads", "trainer.device",
-    "trainer.keep_checkpoint", "dataset.cache_dir", "dataset.download",
-    "trainer.checkpoint_every_epochs", "trainer.checkpoint_every_s", "trainer.keep_weights",
-    "trainer.jobs_per_gpu", "logger.name", "optimized_metric",
-)  # fmt: skip
+    "aggregate",
+    "resume",
+    "trainer.num_workers",
+    "trainer.threads",
+    "trainer.device",
+    "trainer.keep_checkpoint",
+    "dataset.cache_dir",
+    "dataset.download",
+    "trainer.checkpoint_every_epochs",
+    "trainer.checkpoint_every_s",
+    "trainer.keep_weights",
+    "trainer.jobs_per_gpu",
+    "logger.name",
+    "optimized_metric",
+)
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
 
@@ -101,8 +131,9 @@ def completed_record(**values: Any) -> dict[str, Any]:
     return {"status": "completed", **{k: values[k] for k in COMPLETED_KEYS[1:]}}
 
 
-def stopped_record(status: str, exc: BaseException, epochs_done: int | None,
-                   **run: Any) -> dict[str, Any]:  # fmt: skip
+def stopped_record(
+    status: str, exc: BaseException, epochs_done: int | None, **run: Any
+) -> dict[str, Any]:
     """The result of a run that did not complete: what it was, and what stopped it.
     `run` gives RUN_KEYS' values (case, model, activation, epochs, seed)."""
     return {

@@ -24,8 +24,8 @@ from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from flowers_sweep import outcome
 from flowers_sweep.config import CONFIG_MODULE, validate
-from flowers_sweep.errors import FlowersSweepError
 from flowers_sweep.models import build_model, count_parameters, model_label
 from flowers_sweep.models.resnet import BLOCKS
 from flowers_sweep.models.shapes import conv_output_size
@@ -183,16 +183,16 @@ def _attach_predictions(rows: list[Row], targets: dict[str, nn.Module], image_si
 
 def summarize(cfg: DictConfig, device: str = "meta") -> Summary:
     """Build the configured model (no data, no download) and trace one image through it."""
-    d = cfg.dataset
+    dataset = cfg.dataset
     with torch.device(device):  # on meta, no weights are allocated or initialised
-        model = build_model(cfg.model, d.num_classes, d.image_size)
+        model = build_model(cfg.model, dataset.num_classes, dataset.image_size)
     model.eval()
-    rows, macs, saved = trace(model, d.image_size, device)
+    rows, macs, saved = trace(model, dataset.image_size, device)
     return Summary(
         label=model_label(cfg.model),
         activation=cfg.model.activation,
-        image_size=d.image_size,
-        num_classes=d.num_classes,
+        image_size=dataset.image_size,
+        num_classes=dataset.num_classes,
         rows=rows,
         params=count_parameters(model),
         macs=macs,
@@ -259,19 +259,16 @@ def compose_config(overrides: Sequence[str]) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides))
 
 
+@outcome.command(PROG, HydraException, OmegaConfBaseException)
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry: 0 on success, 1 if the formula disagrees with the real pass, 2 on errors."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("-h", "--help"):
         print(f"usage: python -m {PROG} [hydra overrides, e.g. model=resnet50]")
         return 0
-    try:
-        cfg = compose_config(args)
-        validate(cfg)
-        summary = summarize(cfg)
-    except (FlowersSweepError, HydraException, OmegaConfBaseException) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+    cfg = compose_config(args)
+    validate(cfg)
+    summary = summarize(cfg)
     print("\n".join(render(summary)))
     for row in summary.mismatches:
         print(

@@ -10,6 +10,7 @@ import pytest
 
 from .helpers.cli import SHARED_FIXTURES, SLOW, TINY, run_cli
 from .helpers.slurm import slurm_cluster
+from .helpers.state import ProcessState
 
 
 def pytest_collection_modifyitems(config, items):
@@ -33,6 +34,24 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         where = os.environ.get("SLURM_CONF", "the default SLURM config")
         terminalreporter.write_line(
             f"slurm tests: {len(ran)} passed, {len(failed)} failed, against {where}"
+        )
+
+
+@pytest.fixture(autouse=True)
+def _process_state_left_as_found() -> Iterator[None]:
+    """A test that changes process-wide state (os.environ, the working directory, torch's
+    global settings...) must undo it, as monkeypatch does: what it left is put back, and
+    the test fails naming it. The global random generators are put back silently: a test
+    may seed them."""
+    before = ProcessState.capture()
+    yield
+    left = before.changes()
+    before.restore()
+    if left:
+        pytest.fail(
+            "the test left process-wide state changed; undo it (monkeypatch, or a fixture "
+            "that restores):\n  " + "\n  ".join(left),
+            pytrace=False,
         )
 
 

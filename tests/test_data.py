@@ -53,7 +53,7 @@ def test_load_splits_uses_cache(cache_dir, monkeypatch):
     monkeypatch.setattr(synthetic, "generate_split", lambda *a, **k: pytest.fail("generated"))
     again = load_splits(cfg.dataset)  # from the cache file: generating again would fail
     assert torch.equal(first.train.images, again.train.images)
-    assert first.sizes() == {"train": 30, "val": 10, "test": 10}
+    assert first.counts() == {"train": 30, "val": 10, "test": 10}
     assert first.num_classes == 10 and len(first.class_names) == 10
 
 

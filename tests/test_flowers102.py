@@ -30,7 +30,7 @@ def test_report_split_swap_sizes(flowers_tree, cache_dir):
     root, sizes, verify = flowers_tree
     cfg = flowers_cfg(root, "dataset.image_size=32", verify=verify)
     splits = load_splits(cfg.dataset, workers=2)
-    assert tuple(splits.sizes().values()) == sizes
+    assert tuple(splits.counts().values()) == sizes
     assert splits.train.images.shape[1:] == (3, 32, 32)
     assert splits.train.images.dtype == torch.uint8
     assert splits.num_classes == 102 and splits.class_names[0] == "pink primrose"
@@ -137,7 +137,7 @@ def test_cached_and_reference_pipelines_agree(tmp_path, cache_dir, train):
         stats[pipeline] = x
         assert x.shape == (40, 3, 64, 64) and x.dtype == torch.float32
     cached = load_splits(flowers_cfg(tmp_path, "dataset.image_size=64").dataset)
-    assert cached.train.sizes.tolist() == [[300, 250]] * 40  # kept with the cache
+    assert cached.train.image_sizes.tolist() == [[300, 250]] * 40  # kept with the cache
     ours, ref = stats["cached"], stats["reference"]
     assert ours.mean((0, 2, 3)) == pytest.approx(ref.mean((0, 2, 3)), abs=0.05)
     assert ours.std((0, 2, 3)) == pytest.approx(ref.std((0, 2, 3)), rel=0.05)

@@ -2,15 +2,15 @@
 
 import json
 import subprocess
-import sys
-import textwrap
 
 import pytest
 import yaml
 
-from flowers_sweep.launch import SweepBusyError, claim_sweep, release_sweep, unique_dir
+from flowers_sweep.launch import LAUNCH_DIR, SweepBusyError, claim_sweep, release_sweep, unique_dir
+from flowers_sweep.runrecord import RESULT_FILE
 
-from .helpers.cli import HANG_GUARD_S, ROOT, TINY, result, run_cli, start_cli
+from .helpers.cli import HANG_GUARD_S, TINY, result, run_cli, start_cli
+from .helpers.holders import CLAIM_SWEEP, HOLD_RUN_FOLDER, end_holder, held_elsewhere, start_holder
 
 pytestmark = pytest.mark.e2e
 # The issue's two launches: same model, different learning rates and seeds.
@@ -74,32 +74,22 @@ def test_two_launches_in_the_same_second_get_their_own_sweep_folders(tmp_path, c
     assert sorted(map(sorted, trained)) == [[(0, 0.001), (1, 0.001)], [(5, 0.01), (6, 0.01)]]
 
 
-HOLDER = textwrap.dedent(
-    """
-    import json, sys, time
-    from pathlib import Path
-    from flowers_sweep.runfolder import hold
-    sweep = Path(sys.argv[1])
-    with hold(sweep / "0"):
-        print("held", flush=True)
-        while not (sweep / ".launch" / "0.json").is_file():  # the launch skipped job 0
-            time.sleep(0.1)
-        # ... and finishes it before that launch ends
-        (sweep / "0" / "result.json").write_text(json.dumps({"status": "completed",
-                                                              "test_acc": 0.5}))
-    """
-)
+# Holds job 0's folder, so that the launch skips it, then completes it itself before that
+# launch ends: job 0 is done, but not by this launch.
+FINISH_JOB_0 = f"""
+job = ARGS[0]
+while not (job.parent / {LAUNCH_DIR!r} / "0.json").is_file():  # the launch skipped job 0
+    time.sleep(0.1)
+# ... and finishes it before that launch ends
+(job / {RESULT_FILE!r}).write_text(json.dumps({{"status": "completed", "test_acc": 0.5}}))
+"""
 
 
 def test_a_job_left_to_another_process_fails_the_launch_even_once_finished(tmp_path, cache_dir):
     sweep = tmp_path / "sweep"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(sweep)], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
-    assert holder.stdout.readline().strip() == "held"
+    holder = start_holder(HOLD_RUN_FOLDER, sweep / "0", then=FINISH_JOB_0)
     proc = run_cli(*LAUNCH_A, "aggregate=false", f"hydra.sweep.dir={sweep}", cache=cache_dir)
-    holder.communicate(timeout=HANG_GUARD_S)
-    assert holder.returncode == 0
+    end_holder(holder)
     assert result(sweep / "1")["status"] == "completed"
     assert proc.returncode == 1, proc.stderr[-2000:]
     line = next(x for x in proc.stderr.splitlines() if x.strip().startswith(str(sweep / "0")))
@@ -108,19 +98,7 @@ def test_a_job_left_to_another_process_fails_the_launch_even_once_finished(tmp_p
 
 def test_a_held_sweep_folder_is_refused_before_anything_is_written(tmp_path):
     sweep = tmp_path / "sweep"
-    other = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import sys
-            from pathlib import Path
-            from flowers_sweep.launch import claim_sweep
-            claim_sweep(Path({str(sweep)!r}), [])
-            print("held", flush=True)
-            sys.stdin.read()
-        """)],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert other.stdout.readline().strip() == "held"
+    with held_elsewhere(CLAIM_SWEEP, sweep) as other:
         before = sorted(p.name for p in sweep.iterdir())
         proc = run_cli(*LAUNCH_A, f"hydra.sweep.dir={sweep}", cache=None)
         assert proc.returncode == 2
@@ -128,8 +106,6 @@ def test_a_held_sweep_folder_is_refused_before_anything_is_written(tmp_path):
         (line,) = [x for x in proc.stderr.splitlines() if x.strip()]
         assert f"{sweep} is in use by another launch (pid {other.pid}" in line
         assert "seed=0,1" in line
-    finally:
-        other.communicate("", timeout=HANG_GUARD_S)
     claim_sweep(sweep, [])  # free again once that launch has ended
     release_sweep(sweep)
 

@@ -11,13 +11,13 @@ from flowers_sweep.data import flowers102
 from flowers_sweep.data.augment import BatchAugment
 from flowers_sweep.data.cache import default_cache_dir
 from flowers_sweep.data.loaders import Loaders, ReferenceBatches, TensorBatches
+from flowers_sweep.data.roles import ROLES, ByRole
 from flowers_sweep.data.splits import Split, Splits
 from flowers_sweep.data.synthetic import load_synthetic
 from flowers_sweep.paths import user_path
 
 DATASETS = ("synthetic", "flowers102")
 PIPELINES = ("cached", "reference")
-ROLES = ("train", "val", "test")
 
 
 def cache_dir_of(dataset_cfg: Any) -> Path:
@@ -38,12 +38,14 @@ def load_splits(dataset_cfg: Any, workers: int = 1) -> Splits:
 
 def reference_loaders(cfg: Any, device: torch.device, workers: int) -> Loaders:
     """The report's per-image pipeline over the same files, for comparison."""
-    d, bs = cfg.dataset, cfg.trainer.batch_size
+    dataset_cfg, batch_size = cfg.dataset, cfg.trainer.batch_size
     parts = []
     for role in ROLES:
-        tf = flowers102.reference_transform(d, cfg.augment, train=role == "train")
-        dataset = flowers102.open_split(d, d.splits[role], transform=tf)
-        parts.append(ReferenceBatches(dataset, bs if role == "train" else 2 * bs, device, workers))
+        train = role == "train"
+        transform = flowers102.reference_transform(dataset_cfg, cfg.augment, train=train)
+        dataset = flowers102.open_split(dataset_cfg, dataset_cfg.splits[role], transform=transform)
+        size = batch_size if train else 2 * batch_size
+        parts.append(ReferenceBatches(dataset, size, device, workers))
     return Loaders(*parts, class_names=flowers102.class_names())
 
 
@@ -52,7 +54,16 @@ def on_device(split: Split, device: torch.device) -> Split:
     batches never cross the bus and augmentation runs where the model does."""
     if device.type == "cpu":
         return split
-    return Split(split.images.to(device), split.labels.to(device), split.sizes)  # sizes: host
+    images, labels = split.images.to(device), split.labels.to(device)
+    return Split(images, labels, split.image_sizes)  # image_sizes stay on the host
+
+
+def batch_augment(cfg: Any, layout: torch.memory_format) -> BatchAugment:
+    """The config's augmentation and normalisation, producing batches in `layout`."""
+    augment, dataset = cfg.augment, cfg.dataset
+    return BatchAugment(
+        dataset.mean, dataset.std, augment.vflip_p, augment.rotation, augment.grayscale, layout
+    )
 
 
 def build_loaders(
@@ -63,17 +74,25 @@ def build_loaders(
     if cfg.dataset.get("pipeline", "cached") == "reference":
         return reference_loaders(cfg, device, workers)
     splits = load_splits(cfg.dataset, workers)
-    a = cfg.augment
-    aug = BatchAugment(
-        cfg.dataset.mean, cfg.dataset.std, a.vflip_p, a.rotation, a.grayscale, layout
-    )
-    bs = cfg.trainer.batch_size
+    aug = batch_augment(cfg, layout)
+    batch_size = cfg.trainer.batch_size
     return Loaders(
-        TensorBatches(on_device(splits.train, device), bs, device, aug.train_view),
-        TensorBatches(on_device(splits.val, device), 2 * bs, device, aug.eval_view),
-        TensorBatches(on_device(splits.test, device), 2 * bs, device, aug.eval_view),
+        TensorBatches(on_device(splits.train, device), batch_size, device, aug.train_view),
+        TensorBatches(on_device(splits.val, device), 2 * batch_size, device, aug.eval_view),
+        TensorBatches(on_device(splits.test, device), 2 * batch_size, device, aug.eval_view),
         class_names=splits.class_names,
     )
 
 
-__all__ = ["DATASETS", "PIPELINES", "Loaders", "Split", "Splits", "build_loaders", "load_splits"]
+__all__ = [
+    "DATASETS",
+    "PIPELINES",
+    "ROLES",
+    "ByRole",
+    "Loaders",
+    "Split",
+    "Splits",
+    "batch_augment",
+    "build_loaders",
+    "load_splits",
+]

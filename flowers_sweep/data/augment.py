@@ -113,8 +113,7 @@ def warp(batch: torch.Tensor, maps: torch.Tensor, mode: str = "bicubic") -> torc
         xs.view(1, 1, w, 1) * linear[:, None, None, :, 0]
         + ys.view(1, h, 1, 1) * linear[:, None, None, :, 1]
     )
-    out = F.grid_sample(batch.float(), grid, mode=mode, padding_mode="zeros",
-                        align_corners=False)  # fmt: skip
+    out = F.grid_sample(batch.float(), grid, mode=mode, padding_mode="zeros", align_corners=False)
     return out.clamp_(0, 255)  # bicubic overshoots at edges; the report's pixels cannot
 
 
@@ -251,5 +250,6 @@ class BatchAugment:
         if affine is None:
             affine = channel_affine(self.mean, self.std, batch.device, torch.float32)
             self._affine[batch.device] = affine
-        return normalize(batch, self.mean, self.std, memory_format=self.memory_format,
-                         affine=affine)  # fmt: skip
+        return normalize(
+            batch, self.mean, self.std, memory_format=self.memory_format, affine=affine
+        )

@@ -129,8 +129,14 @@ def load_split(cfg: Any, role: str, workers: int, cache_dir: Path) -> Split:
     held = _MEMORY.get((root, official))
     if held is not None and held[0] == key:
         return held[1]
-    spec = {"version": CACHE_VERSION, "root": root, "split": official, "size": cfg.image_size,
-            "files": len(files), "split_files": key[2]}  # fmt: skip
+    spec = {
+        "version": CACHE_VERSION,
+        "root": root,
+        "split": official,
+        "size": cfg.image_size,
+        "files": len(files),
+        "split_files": key[2],
+    }
 
     def build() -> dict:
         log.info("decoding %d images of split %r at %d px", len(files), official, cfg.image_size)

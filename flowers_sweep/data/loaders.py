@@ -10,12 +10,12 @@ from __future__ import annotations
 import multiprocessing
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from flowers_sweep.data.roles import ByRole
 from flowers_sweep.data.splits import Split
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.hardware import to_device
@@ -64,7 +64,7 @@ class TensorBatches(BatchSource):
 
     def __call__(self, gen: torch.Generator | None = None) -> Iterator[Batch]:
         """One pass; shuffled and augmented when a generator is given, in order otherwise."""
-        n, sizes = len(self.split), self.split.sizes
+        n, image_sizes = len(self.split), self.split.image_sizes
         order = host_order = None
         if gen is not None:  # drawn on the host (one generator, any device), queued once
             host_order = torch.randperm(n, generator=gen)
@@ -73,11 +73,11 @@ class TensorBatches(BatchSource):
             hi = lo + self.batch_size
             if order is None:
                 images, labels = self.split.images[lo:hi], self.split.labels[lo:hi]
-                batch_sizes = None if sizes is None else sizes[lo:hi]
+                batch_sizes = None if image_sizes is None else image_sizes[lo:hi]
             else:
                 idx = order[lo:hi]
                 images, labels = take(self.split.images, idx), self.split.labels[idx]
-                batch_sizes = None if sizes is None else sizes[host_order[lo:hi]]
+                batch_sizes = None if image_sizes is None else image_sizes[host_order[lo:hi]]
             x = self.prepare(images.to(self.device, non_blocking=True), gen, batch_sizes)
             yield x, labels.to(self.device, non_blocking=True)
 
@@ -132,16 +132,5 @@ class ReferenceBatches(BatchSource):
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
-@dataclass
-class Loaders:
-    train: BatchSource
-    val: BatchSource
-    test: BatchSource
-    class_names: list[str]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def sizes(self) -> dict[str, int]:
-        return {s: getattr(self, s).num_samples for s in ("train", "val", "test")}
+class Loaders(ByRole[BatchSource]):
+    """Train, val and test batches, whichever pipeline serves them, with the class names."""

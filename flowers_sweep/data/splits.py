@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from flowers_sweep.data.roles import ByRole
+
 
 @dataclass
 class Split:
@@ -17,22 +19,15 @@ class Split:
     labels: torch.Tensor  # (N,) int64
     # (N, 2) int64 on the host: each image's size (width, height) before the cache
     # squashed it to H x W; None when the images are at their own size
-    sizes: torch.Tensor | None = None
+    image_sizes: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
-
-@dataclass
-class Splits:
-    train: Split
-    val: Split
-    test: Split
-    class_names: list[str]
-
     @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
+    def num_samples(self) -> int:
+        return len(self.labels)
 
-    def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+class Splits(ByRole[Split]):
+    """The three splits of a dataset as uint8 tensors, with its class names."""

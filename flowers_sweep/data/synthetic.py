@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from flowers_sweep.data.cache import cached
+from flowers_sweep.data.roles import ROLES
 from flowers_sweep.data.splits import Split, Splits
 
 GENERATOR_VERSION = 1
@@ -145,19 +146,19 @@ def generate_split(
 
 def load_synthetic(cfg: Any, cache_dir: Path) -> Splits:
     """The three splits for a `dataset=synthetic` config, from the cache when possible."""
-    sizes = {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size}
+    counts = {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size}
     spec = {
         "version": GENERATOR_VERSION,
         "num_classes": cfg.num_classes,
         "image_size": cfg.image_size,
         "seed": cfg.seed,
         "noise": cfg.noise,
-        "sizes": sizes,
+        "sizes": counts,  # the cache key's name, kept so existing caches still match
     }
 
     def build() -> dict:
         entry = {}
-        for split, n in sizes.items():
+        for split, n in counts.items():
             images, labels = generate_split(
                 n, cfg.num_classes, cfg.image_size, cfg.seed, split, cfg.noise
             )
@@ -166,4 +167,4 @@ def load_synthetic(cfg: Any, cache_dir: Path) -> Splits:
 
     entry = cached(cache_dir, "synthetic", spec, build)
     names = [c.name for c in flower_classes(cfg.num_classes)]
-    return Splits(*(Split(*entry[s]) for s in ("train", "val", "test")), class_names=names)
+    return Splits(*(Split(*entry[role]) for role in ROLES), class_names=names)

@@ -21,6 +21,7 @@ from torch import nn
 
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.paths import user_path
+from flowers_sweep.runrecord import WEIGHT_FILES, WEIGHTS_FILE
 
 log = logging.getLogger(__name__)
 ENUM_NAME = re.compile(r"^[A-Z][A-Z0-9_]*_V\d+$")  # IMAGENET1K_V1, IMAGENET1K_V2
@@ -31,10 +32,10 @@ def resolve_weights_file(spec: str, model_name: str) -> Path:
     if not ENUM_NAME.match(spec):
         path = user_path(spec)
         if path.is_dir():
-            kept = [p.name for p in sorted(path.glob("model*.pt"))]
+            kept = [name for name in WEIGHT_FILES.values() if (path / name).is_file()]
             raise ConfigError(
                 f"model.weights={spec!r} is a folder; give a weights file"
-                + (f", e.g. {path / kept[0]}" if kept else " (a run keeps model.pt)")
+                + (f", e.g. {path / kept[0]}" if kept else f" (a run keeps {WEIGHTS_FILE})")
             )
         if not path.is_file():
             raise ConfigError(f"model.weights={spec!r} is invalid: no such file")
@@ -128,23 +129,36 @@ def load_weights(model: nn.Module, spec: str, model_name: str) -> None:
         log.info("model.weights=%s: unwrapped %s", spec, "; ".join(unwrapped))
     head = head_prefix(model)
     foreign = [k for k in state if k not in own]
-    absent = [k for k in own if k not in state and not k.startswith(head)
-              and not k.endswith("num_batches_tracked")]  # fmt: skip
+
+    def in_body(key: str) -> bool:  # a tensor of the model's body that a file must hold
+        return not key.startswith(head) and not key.endswith("num_batches_tracked")
+
+    absent = [k for k in own if k not in state and in_body(k)]
     if foreign or absent:
-        what = (f"{len(foreign)} tensors this {model_name} does not have, e.g. {foreign[0]}"
-                if foreign else f"it lacks {len(absent)} tensors of this {model_name}, "
-                f"e.g. {absent[0]}")  # fmt: skip
+        what = (
+            f"{len(foreign)} tensors this {model_name} does not have, e.g. {foreign[0]}"
+            if foreign
+            else f"it lacks {len(absent)} tensors of this {model_name}, e.g. {absent[0]}"
+        )
         raise ConfigError(f"model.weights={spec!r}: {path} is for another architecture ({what})")
     fits = {k: v for k, v in state.items() if v.shape == own[k].shape}
     misfits = [k for k in state if k not in fits]
     if any(not k.startswith(head) for k in misfits):
-        raise ConfigError(f"model.weights={spec!r}: shapes differ beyond the classifier: "
-                          f"{', '.join(misfits[:3])}")  # fmt: skip
+        raise ConfigError(
+            f"model.weights={spec!r}: shapes differ beyond the classifier: "
+            f"{', '.join(misfits[:3])}"
+        )
     model.load_state_dict(fits, strict=False)
     new = [k for k in own if k not in fits]
     why = ""
     if f"{head}weight" in misfits:
-        why = (f" (classifier replaced: the file has {state[f'{head}weight'].shape[0]} "
-               f"classes, this run {own[f'{head}weight'].shape[0]})")  # fmt: skip
-    log.info("loaded %d of %d tensors from %s; new, as built: %s%s", len(fits), len(own), path,
-             ", ".join(new) or "none", why)  # fmt: skip
+        theirs, ours = state[f"{head}weight"].shape[0], own[f"{head}weight"].shape[0]
+        why = f" (classifier replaced: the file has {theirs} classes, this run {ours})"
+    log.info(
+        "loaded %d of %d tensors from %s; new, as built: %s%s",
+        len(fits),
+        len(own),
+        path,
+        ", ".join(new) or "none",
+        why,
+    )
