@@ -155,7 +155,11 @@ def evaluation_files(run_dir: Path, suffix: str = "") -> tuple[Path, Path]:
 
 
 def write_result(run_dir: Path, result: Mapping[str, Any]) -> None:
+    """Write result.json atomically. A completed result also removes the traceback an
+    earlier, stopped attempt of the same run left (it no longer describes the folder)."""
     write_json(Path(run_dir) / RESULT_FILE, result)
+    if result.get("status") == "completed":
+        (Path(run_dir) / TRACEBACK_FILE).unlink(missing_ok=True)
 
 
 def read_result(run_dir: Path) -> dict[str, Any] | None:
