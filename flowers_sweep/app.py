@@ -58,7 +58,8 @@ def main(cfg: DictConfig) -> float | None:
         with hold(run_dir):
             try:
                 write_hydra_files(run_dir, cfg)
-                claim(run_dir, OmegaConf.to_container(cfg, resolve=True), fresh=not cfg.resume)
+                settings = OmegaConf.to_container(cfg, resolve=True)
+                claim(run_dir, settings, fresh=not cfg.resume, ready=lambda: validate_job(cfg))
                 outcome, value = execute(cfg, run_dir)
             except (Exception, KeyboardInterrupt, Terminated) as exc:
                 record_failure(run_dir, cfg, outcome_of(exc), exc)  # while still held
@@ -68,12 +69,18 @@ def main(cfg: DictConfig) -> float | None:
     return conclude(run_dir, outcome, value=value)
 
 
-def execute(cfg: DictConfig, run_dir: Path) -> tuple[Outcome, float]:
-    """Skip or run (start or resume) the run in run_dir; the optimized metric's value."""
-    validate(cfg)  # before the skip too: a sweeper needs the metric it asked for
+def validate_job(cfg: DictConfig) -> None:
+    """Every value, and every `+key=` override, before anything is trained or skipped
+    (a sweeper needs the metric it asked for even from a skipped run)."""
+    validate(cfg)
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
     validate_added_keys(cfg, overrides, set(hc.runtime.choices), composed_without_added(overrides))
+
+
+def execute(cfg: DictConfig, run_dir: Path) -> tuple[Outcome, float]:
+    """Skip or run (start or resume) the run in run_dir; the optimized metric's value."""
+    hc = HydraConfig.get()
     done = completed_result(run_dir)
     if done is not None:
         return "skipped", float(done.get(cfg.optimized_metric, math.nan))

@@ -1,5 +1,6 @@
 """What a Hydra job needs around its training run: its threads, its .hydra/ files, the
-check of `+key=` overrides, SIGTERM as an exception, and the note a sweep's end reads.
+job composed without its `+key=` overrides (for validate_added_keys), SIGTERM as an
+exception, and the note a sweep's end reads.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,9 @@ from tqdm import tqdm
 
 from flowers_sweep.data.loaders import BatchSource
 from flowers_sweep.errors import DivergedError
-from flowers_sweep.runstate import RunState
+
+if TYPE_CHECKING:  # only a type here: the loop needs none of the set-up's imports
+    from flowers_sweep.runstate import RunState
 
 
 def progress_bar(it: Any, total: int, desc: str) -> Any:

@@ -3,7 +3,7 @@
 A run ends in one of eight outcomes. Each has one rule: the status recorded in the run
 folder's result.json (None: the folder is left as it is), the exit status of a run
 launched alone, and what the job returns inside a sweep. app.py applies the rules;
-nothing else decides an exit.
+nothing else decides how a run ends (a sweep's end adds its own exit status: callbacks.py).
 
     outcome      recorded     alone   in a sweep
     completed    completed    0       the optimized metric

@@ -8,7 +8,7 @@ than mix two runs. What the folder's files are is runrecord.py's.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -85,12 +85,19 @@ def restore_hydra_files(run_dir: Path) -> None:
         atomic_write_text(Path(run_dir) / HYDRA_DIR / name, text)
 
 
-def claim(run_dir: Path, config: Mapping[str, Any], fresh: bool = False) -> None:
+def claim(
+    run_dir: Path,
+    config: Mapping[str, Any],
+    fresh: bool = False,
+    ready: Callable[[], None] = lambda: None,
+) -> None:
     """Make sure the folder holds this config's run, or nothing yet.
 
     The first start records the config (and Hydra's own files, which Hydra rewrites at
     every launch). A later start with other settings restores Hydra's files and stops
     rather than mix two runs in one folder; `fresh` (resume=false) clears it instead.
+    `ready()` runs once the folder is known to be this run's or free, before the record
+    is written; what it raises (a bad value) leaves the folder unclaimed.
     """
     run_dir = Path(run_dir)
     record = run_dir / RUN_CONFIG_FILE
@@ -113,7 +120,9 @@ def claim(run_dir: Path, config: Mapping[str, Any], fresh: bool = False) -> None
                 f"its settings to resume it, add resume=false to start it over, or use a "
                 f"new hydra.sweep.dir (hydra.run.dir)"
             )
+        ready()
         return
+    ready()  # a run that cannot start (a bad value) leaves no record to refuse others by
     hydra_dir = run_dir / HYDRA_DIR
     files = {p.name: p.read_text(encoding="utf-8") for p in sorted(hydra_dir.glob("*.yaml"))}
     write_json(record, {"config": identity, "hydra_files": files})

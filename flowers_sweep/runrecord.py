@@ -247,10 +247,6 @@ def read_yaml(path: Path) -> Any:
         return yaml.load(f, Loader=_Loader)
 
 
-def is_run_dir(path: Path) -> bool:
-    return config_path(path).is_file()
-
-
 @dataclass
 class RunRecord:
     """One run folder as read back: settings, result and metrics.

@@ -1,5 +1,5 @@
-"""One training run, in three steps a reader can hold in their head: set up (runstate.py),
-the epoch loop (`fit`), the finish (`finish`: the test passes, the weights, the result).
+"""One training run, in steps a reader can hold in their head: set up (runstate.py),
+`begin`, the epoch loop (`fit`), the finish (`finish`: tests, weights, the result).
 
 Knows nothing about sweeps: Hydra calls `run` once per job, and everything a later
 step needs is written to the run folder.
@@ -33,9 +33,9 @@ from flowers_sweep.runrecord import (
     write_metrics,
     write_result,
 )
-from flowers_sweep.runstate import RunState, seed_everything, set_up
+from flowers_sweep.runstate import RunState, set_up
 
-__all__ = ["finish", "fit", "keep_weights", "logged_settings", "run", "seed_everything"]
+__all__ = ["begin", "finish", "fit", "keep_weights", "logged_settings", "run"]
 log = logging.getLogger(__name__)
 
 
@@ -50,7 +50,7 @@ def run(
     """
     started = time.perf_counter()
     state = set_up(cfg, run_dir, device)
-    describe(state, model_name)
+    begin(state, model_name)
     saver = Checkpointer(
         run_dir,
         cfg.trainer.checkpoint_every_epochs,
@@ -77,8 +77,10 @@ def run(
     return result
 
 
-def describe(state: RunState, model_name: str) -> None:
-    """Log the data, the model and where it trains; say how the run starts."""
+def begin(state: RunState, model_name: str) -> None:
+    """Log the data, the model and where it trains, and make metrics.csv match where
+    training starts: rows past a resumed checkpoint, or of an attempt that left no
+    checkpoint, are dropped."""
     cfg, where, run_dir = state.cfg, state.placement, state.run_dir
     for split, n in state.data.counts().items():
         log.info("%sset size: %d", split, n)

@@ -56,6 +56,18 @@ def test_a_typo_added_with_plus_exits_2_in_one_line_before_training(tmp_path, ca
     assert not (run_dir / "metrics.csv").exists()
 
 
+@pytest.mark.e2e
+def test_a_bad_value_claims_no_folder_so_the_corrected_relaunch_runs(tmp_path, cache_dir):
+    """A run that failed on a bad value must not lock its folder to that value."""
+    run_dir = tmp_path / "run"
+    args = (*TINY, "model=baseline_cnn", f"hydra.run.dir={run_dir}")
+    bad = run_cli(*args, "optimizer.lr=-1", cache=cache_dir)
+    assert bad.returncode == 2 and result(run_dir)["error_type"] == "ConfigError"
+    fixed = run_cli(*args, "optimizer.lr=0.01", cache=cache_dir)
+    assert fixed.returncode == 0, fixed.stderr[-2000:]
+    assert result(run_dir)["status"] == "completed"
+
+
 def small_model():
     cfg = make_cfg("model=baseline_cnn")
     torch.manual_seed(0)
