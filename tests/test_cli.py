@@ -98,7 +98,9 @@ def tensorboard_runs(logdir, timeout=HANG_GUARD_S):
         while time.monotonic() < deadline and len(runs) < 3:
             assert server.poll() is None, server.stderr.read().decode()[-2000:]
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/runs", timeout=5) as r:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/data/runs", timeout=HANG_GUARD_S
+                ) as r:
                     runs = json.loads(r.read())
             except OSError:
                 pass  # not listening yet

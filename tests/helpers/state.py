@@ -110,18 +110,14 @@ class ProcessState:
             out.append(f"working directory: {self.cwd} -> {now.cwd}")
         if now.umask != self.umask:
             out.append(f"umask: {self.umask:o} -> {now.umask:o}")
-        out += [
-            f"signal {signal.Signals(s).name} handler: {h!r} -> {now.handlers[s]!r}"
-            for s, h in self.handlers.items()
-            if now.handlers[s] != h
-        ]
+        signals = {f"signal {signal.Signals(k).name} handler": v for k, v in self.handlers.items()}
+        now_signals = {
+            f"signal {signal.Signals(k).name} handler": v for k, v in now.handlers.items()
+        }
+        out += changed(signals, now_signals)
         if now.path != self.path:
             out.append(f"sys.path: {self.path} -> {now.path}")
-        out += [
-            f"{name}: {value!r} -> {now.torch[name]!r}"
-            for name, value in self.torch.items()
-            if now.torch[name] != value
-        ]
+        out += changed(self.torch, now.torch)
         return out
 
     def restore(self) -> None:
@@ -143,3 +139,8 @@ class ProcessState:
         torch.set_rng_state(self.rngs[0])
         np.random.set_state(self.rngs[1])
         random.setstate(self.rngs[2])
+
+
+def changed(before: dict, after: dict) -> list[str]:
+    """ "key: old -> new" for each key of `before` whose value differs in `after`."""
+    return [f"{k}: {v!r} -> {after[k]!r}" for k, v in before.items() if after[k] != v]
