@@ -24,7 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from flowers_sweep.atomic import atomic_write_text
-from flowers_sweep.config import CONFIG_MODULE, validate, validate_added_keys
+from flowers_sweep.config import CONFIG_MODULE, validate
 from flowers_sweep.errors import FlowersSweepError, Terminated
 from flowers_sweep.gpu_slots import assigned_device
 from flowers_sweep.job import (
@@ -34,8 +34,10 @@ from flowers_sweep.job import (
     thread_count,
     write_hydra_files,
 )
+from flowers_sweep.labels import activation_label, model_label
 from flowers_sweep.launch import register_resolvers
 from flowers_sweep.outcome import RULES, Outcome, outcome_of
+from flowers_sweep.overrides import validate_added_keys
 from flowers_sweep.runfolder import claim, hold, restore_hydra_files
 from flowers_sweep.runrecord import (
     TRACEBACK_FILE,
@@ -89,7 +91,8 @@ def execute(cfg: DictConfig, run_dir: Path) -> tuple[Outcome, float]:
         torch.set_num_threads(threads)
     choices, trainer = hc.runtime.choices, cfg.trainer
     with terminate_gracefully(), assigned_device(trainer.device, trainer.jobs_per_gpu) as device:
-        result = run(cfg, run_dir, choices.get("case"), choices.get("model"), device)
+        model = model_label(cfg.model, choices.get("model"))
+        result = run(cfg, run_dir, choices.get("case"), model, device)
     return "completed", float(result[cfg.optimized_metric])
 
 
@@ -144,8 +147,8 @@ def record_failure(run_dir: Path, cfg: DictConfig, outcome: Outcome, exc: BaseEx
             exc,
             epochs_done,
             case=choices.get("case"),
-            model=choices.get("model"),
-            activation=OmegaConf.select(cfg, "model.activation"),
+            model=model_label(cfg.model, choices.get("model")),
+            activation=activation_label(OmegaConf.select(cfg, "model.activation")),
             epochs=OmegaConf.select(cfg, "trainer.epochs"),
             seed=OmegaConf.select(cfg, "seed"),
         )

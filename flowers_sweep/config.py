@@ -6,24 +6,26 @@ values, each with a one-line message naming the key, the value and what is allow
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+import torch
+from omegaconf import DictConfig
 
+from flowers_sweep import targets
 from flowers_sweep.data import DATASETS, PIPELINES, ROLES
 from flowers_sweep.data.loaders import worker_start_method
 from flowers_sweep.data.synthetic import MAX_CLASSES
 from flowers_sweep.errors import ConfigError
-from flowers_sweep.loggers import LOGGERS
-from flowers_sweep.models import ARCHS, model_label
+from flowers_sweep.labels import model_label
+from flowers_sweep.models import OWN_KEYS, SUPPLIED, build_model
 from flowers_sweep.models.activations import ACTIVATIONS
-from flowers_sweep.models.resnet import BLOCKS
+from flowers_sweep.models.activations import unknown as unknown_activation
+from flowers_sweep.models.hub import NATIVE
 from flowers_sweep.models.weights import resolve_weights_file
-from flowers_sweep.optim import OPTIMIZERS, SCHEDULERS
+from flowers_sweep.optim import build_optimizer, build_scheduler
 from flowers_sweep.runrecord import FINAL_METRICS, KEEP_WEIGHTS
 
 # The clone's conf/ folder, shipped inside the package (pyproject.toml): Hydra finds it
@@ -56,9 +58,26 @@ def _check(key: str, value: Any, ok: Callable[[Any], bool], allowed: str) -> Non
         _fail(key, value, allowed)
 
 
-def validate_model(model: DictConfig) -> None:
-    _choice(model, "model.arch", ARCHS)
-    _choice(model, "model.activation", list(ACTIVATIONS))
+def constructor_error(key: str, node: Any, exc: BaseException) -> ConfigError:
+    """A constructor's refusal as one line: `model.layers=[2] is invalid: ...` where its
+    message starts with one of the node's keys, else naming the target."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    first = re.match(r"^(\w+)=", text)
+    if first and first.group(1) in node:
+        return ConfigError(f"{key}.{text}")
+    return ConfigError(f"{key}: {node.get('_target_')} refused the config's values: {text}")
+
+
+def validate_model(model: DictConfig, dataset: DictConfig) -> None:
+    """The node's target and keys, its activation, its weights file; then a build on the
+    meta device (no memory, no data), so what the constructor refuses (a hub model's
+    name, a block count) is refused now."""
+    targets.check("model", model, supplied=SUPPLIED, own=OWN_KEYS)
+    activation = model.get("activation")
+    if targets.is_node(activation):
+        targets.check("model.activation", activation)
+    elif isinstance(activation, str) and activation not in (*ACTIVATIONS, NATIVE):
+        raise unknown_activation(activation, list(ACTIVATIONS))
     weights = model.get("weights")
     _check(
         "model.weights",
@@ -68,15 +87,13 @@ def validate_model(model: DictConfig) -> None:
     )
     if weights:
         resolve_weights_file(weights, model_label(model))  # a missing file fails before any data
-    if model.arch == "resnet":
-        _choice(model, "model.block", list(BLOCKS))
-        layers = list(model.layers) if model.get("layers") is not None else None
-        _check(
-            "model.layers",
-            layers,
-            lambda v: v is not None and len(v) == 4 and all(_is_int(x) and x >= 1 for x in v),
-            "must be four block counts >= 1, e.g. [2, 2, 2, 2]",
-        )
+    try:
+        with torch.device("meta"):
+            build_model(model, dataset.num_classes, dataset.image_size)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise constructor_error("model", model, exc) from None
 
 
 def validate_trainer(trainer: DictConfig) -> None:
@@ -164,11 +181,14 @@ def validate_runtime(trainer: DictConfig, cfg: DictConfig) -> None:
         _check(key, value, lambda v: isinstance(v, bool), "must be true or false")
 
 
-def validate_optim(optimizer: DictConfig, scheduler: DictConfig) -> None:
-    _choice(optimizer, "optimizer.name", OPTIMIZERS)
-    _check("optimizer.lr", optimizer.lr, lambda v: _is_number(v) and v > 0, "must be a number > 0")
-    _choice(scheduler, "scheduler.name", SCHEDULERS)
-    if scheduler.name == "multistep":
+def validate_optim(optimizer: DictConfig, scheduler: DictConfig, epochs: int) -> None:
+    """Both nodes' targets and keys, the numbers the presets hold, then both built for
+    one dummy parameter, so a value torch refuses (a negative eps) is refused now."""
+    targets.check("optimizer", optimizer, positional=1)
+    if "lr" in optimizer:
+        _check("optimizer.lr", optimizer.lr, lambda v: _is_number(v) and v > 0, "must be > 0")
+    targets.check("scheduler", scheduler, positional=1, supplied=("epochs",))
+    if "milestones" in scheduler:
         milestones = scheduler.get("milestones")
         milestones = list(milestones) if milestones is not None else None
         _check(
@@ -185,12 +205,23 @@ def validate_optim(optimizer: DictConfig, scheduler: DictConfig) -> None:
             "must be strictly increasing epochs >= 1, e.g. [40, 70], or fractions of "
             "trainer.epochs in (0, 1), e.g. [0.4, 0.7]",
         )
+    if "gamma" in scheduler:
         _check(
             "scheduler.gamma",
             scheduler.gamma,
             lambda v: _is_number(v) and 0 < v <= 1,
             "must be in (0, 1]",
         )
+    probe = torch.zeros(1, requires_grad=True)
+    key, node = "optimizer", optimizer
+    try:
+        built = build_optimizer([probe], optimizer)
+        key, node = "scheduler", scheduler
+        build_scheduler(built, scheduler, epochs)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise constructor_error(key, node, exc) from None
 
 
 def validate_flowers102(dataset: DictConfig) -> None:
@@ -252,84 +283,18 @@ def validate_data(dataset: DictConfig, augment: DictConfig) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first bad value."""
-    validate_model(cfg.model)
+    validate_model(cfg.model, cfg.dataset)
     validate_trainer(cfg.trainer)
     validate_runtime(cfg.trainer, cfg)
-    validate_optim(cfg.optimizer, cfg.scheduler)
+    validate_optim(cfg.optimizer, cfg.scheduler, cfg.trainer.epochs)
     validate_data(cfg.dataset, cfg.augment)
     validate_workers(cfg.dataset, cfg.trainer)
     _check("seed", cfg.seed, _is_int, "must be an integer")
     if cfg.get("logger") is not None:
-        _choice(cfg.logger, "logger.name", LOGGERS)
+        targets.check("logger", cfg.logger, supplied=("run_dir", "resumed_after"))
     _check(
         "optimized_metric",
         cfg.get("optimized_metric"),
         lambda v: v in FINAL_METRICS,
         f"allowed values are {', '.join(FINAL_METRICS)} (what a completed run records)",
     )
-
-
-def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
-    if not isinstance(node, dict):
-        return [prefix]
-    keys = []
-    for key, child in node.items():
-        path = f"{prefix}{key}"
-        keys += _leaf_keys(child, f"{path}.") if isinstance(child, dict) else [path]
-    return keys
-
-
-def validate_added_keys(
-    cfg: DictConfig,
-    overrides: Sequence[str],
-    groups: Collection[str],
-    base: DictConfig | None = None,
-) -> None:
-    """A `+key=value` (or `++key=value`) that adds a key no config defines is refused as
-    a likely typo.
-
-    Hydra answers `trainer.epoch=3` with "Key 'epoch' is not in struct" and suggests the
-    `+` form, which then adds the key silently: the run would train with the default and
-    record a setting that did nothing. `base` is the config composed without the added
-    keys; a key it holds is an existing one (`+model.layers=[...]` works in Hydra).
-    Without `base`, `+` keys are refused and `++` keys let through. Adding a config
-    group (`+experiment=report`) is fine, and so is a key under a `_target_` node (its
-    constructor takes it).
-
-    Raises:
-        ConfigError: naming the key and the closest key that exists.
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides([str(text) for text in overrides])
-    for override in parsed:
-        key = override.key_or_group
-        added = override.is_add() or override.is_force_add()
-        if not added or key in groups or key.startswith("hydra"):
-            continue
-        if base is None and override.is_force_add():
-            continue
-        if base is not None and OmegaConf.select(base, key, default=_ABSENT) is not _ABSENT:
-            continue
-        parent = OmegaConf.select(cfg, key.rpartition(".")[0]) if "." in key else None
-        if isinstance(parent, DictConfig) and "_target_" in parent:
-            continue
-        leaves = _leaf_keys(OmegaConf.to_container(base or cfg))
-        known = [leaf for leaf in leaves if leaf != key]
-        section = key.rpartition(".")[0]
-        siblings = [leaf for leaf in known if leaf.rpartition(".")[0] == section]
-        close = difflib.get_close_matches(key, siblings, n=1, cutoff=0.6) or (
-            difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        )
-        hint = (
-            f"; did you mean {close[0]}? (set an existing key without +)"
-            if close
-            else ("; `--cfg job` lists the keys that exist")
-        )
-        raise ConfigError(
-            f"+{key.lstrip('+')} adds a key that no config defines, so it would change "
-            f"nothing{hint}"
-        )
-
-
-_ABSENT = object()

@@ -28,6 +28,7 @@ from flowers_sweep.data import build_loaders
 from flowers_sweep.data.flowers102 import class_names as flowers102_class_names
 from flowers_sweep.data.synthetic import flower_classes
 from flowers_sweep.errors import FlowersSweepError
+from flowers_sweep.legacy import upgrade_tree
 from flowers_sweep.outcome import command
 from flowers_sweep.paths import rebase_run_paths
 from flowers_sweep.runrecord import (
@@ -37,6 +38,7 @@ from flowers_sweep.runrecord import (
     config_path,
     evaluation_files,
     read_result,
+    read_yaml,
 )
 from flowers_sweep.runstate import place, placed_model
 
@@ -70,7 +72,7 @@ def restore(run_dir: Path, weights: str = "last", device: str = "auto") -> Resto
             f"{config} not found: expected a finished run folder (one that has "
             f"{RESULT_FILE} with status completed)"
         )
-    cfg = OmegaConf.load(config)
+    cfg = OmegaConf.create(upgrade_tree(read_yaml(config)))  # in today's keys (legacy.py)
     if not weights_file.is_file():
         kept = [k for k, f in WEIGHT_FILES.items() if (run_dir / f).is_file()]
         raise FlowersSweepError(

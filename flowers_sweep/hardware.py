@@ -93,8 +93,9 @@ def autocast(
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def resolve_channels_last(setting: bool | str, arch: str) -> bool:
-    """NHWC helps convolutions (oneDNN, cuDNN tensor cores); `auto`: on for ResNets."""
+def resolve_channels_last(setting: bool | str, convolutional: Callable[[], bool]) -> bool:
+    """NHWC helps convolutions (oneDNN, cuDNN tensor cores); `auto`: on where they hold
+    most of the model's weights (asked only then: `convolutional()` builds the model)."""
     if setting == "auto":
-        return arch == "resnet"
+        return convolutional()
     return bool(setting)

@@ -1,5 +1,5 @@
 """What a Hydra job needs around its training run: its threads, its .hydra/ files, the
-job composed without its `+key=` overrides (for validate_added_keys), SIGTERM as an
+job composed without its `+key=` overrides (for overrides.validate_added_keys), SIGTERM as an
 exception, and the note a sweep's end reads.
 """
 
@@ -67,7 +67,7 @@ def terminate_gracefully() -> Iterator[None]:
 def composed_without_added(overrides: list[str]) -> DictConfig | None:
     """This job's config composed from its own sources without its `+`/`++` overrides,
     to tell a key that exists from one that was added; None if it cannot be composed
-    (then the check is stricter, see validate_added_keys)."""
+    (then the check is stricter, see overrides.validate_added_keys)."""
     try:
         import hydra.conf  # noqa: F401  (registers Hydra's own schema)
         from hydra._internal.config_loader_impl import ConfigLoaderImpl

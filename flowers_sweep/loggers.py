@@ -12,19 +12,22 @@ from typing import Any, Protocol
 
 from omegaconf import DictConfig
 
-from flowers_sweep.errors import ConfigError
+from flowers_sweep import targets
 
-LOGGERS = ("tensorboard", "none")
 FINAL_PREFIX = "final/"  # final metrics' tags, apart from the per-epoch curves
 
 
 class RunLogger(Protocol):
+    """What the loop calls: once per epoch with its metrics.csv row, once at the end."""
+
     def log_epoch(self, row: dict[str, float]) -> None: ...
     def log_final(self, settings: dict[str, Any], metrics: dict[str, float]) -> None: ...
     def close(self) -> None: ...
 
 
 class NoLogger:
+    """Nothing beyond metrics.csv and result.json."""
+
     def log_epoch(self, row: dict[str, float]) -> None:
         pass
 
@@ -84,10 +87,10 @@ class TensorBoardLogger:
         self.writer.close()
 
 
-def build_logger(cfg: DictConfig | None, run_dir: Path, resumed_after: int) -> RunLogger:
-    name = "none" if cfg is None else cfg.get("name")
-    if name == "tensorboard":
-        return TensorBoardLogger(run_dir, resumed_after)
-    if name == "none":
+def build_logger(node: DictConfig | None, run_dir: Path, resumed_after: int) -> RunLogger:
+    """The `logger` node's target (TensorBoardLogger, NoLogger, or a user's class with
+    RunLogger's three methods), given run_dir and resumed_after where it takes them;
+    None: no logger."""
+    if node is None:
         return NoLogger()
-    raise ConfigError(f"logger.name={name!r} is invalid: allowed values are {', '.join(LOGGERS)}")
+    return targets.build(node, run_dir=run_dir, resumed_after=resumed_after)

@@ -17,6 +17,7 @@ from filelock import FileLock, Timeout
 
 from flowers_sweep.atomic import atomic_write_text, read_json, write_json
 from flowers_sweep.errors import RunFolderBusyError, RunFolderError, RunFolderMismatchError
+from flowers_sweep.legacy import upgrade_settings
 from flowers_sweep.runrecord import (
     HYDRA_DIR,
     LOCK_FILE,
@@ -106,14 +107,12 @@ def claim(
         for name in (*RUN_FILES, RUN_CONFIG_FILE):
             (run_dir / name).unlink(missing_ok=True)
     if record.is_file():
-        old = _read_record(record)
-        keys = sorted(set(old["config"]) | set(identity))
-        changed = [k for k in keys if old["config"].get(k) != identity.get(k)]
+        old = upgrade_settings(_read_record(record)["config"])  # written before _target_ nodes?
+        keys = sorted(set(old) | set(identity))
+        changed = [k for k in keys if old.get(k) != identity.get(k)]
         if changed:
             restore_hydra_files(run_dir)
-            shown = ", ".join(
-                f"{k}={old['config'].get(k)!r} (now {identity.get(k)!r})" for k in changed[:3]
-            )
+            shown = ", ".join(f"{k}={old.get(k)!r} (now {identity.get(k)!r})" for k in changed[:3])
             more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
             raise RunFolderMismatchError(
                 f"{run_dir} holds a run with other settings: {shown}{more}; relaunch with "

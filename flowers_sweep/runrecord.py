@@ -32,6 +32,8 @@ import yaml
 
 from flowers_sweep.atomic import atomic_write_text, write_json
 from flowers_sweep.errors import FlowersSweepError
+from flowers_sweep.labels import activation_label, model_label, section
+from flowers_sweep.legacy import upgrade_settings
 
 HYDRA_DIR = ".hydra"  # Hydra's default hydra.output_subdir
 CONFIG_FILE = "config.yaml"
@@ -81,7 +83,8 @@ COMPLETED_KEYS = (
 )
 STOPPED_KEYS = (*RUN_KEYS, "error_type", "error", "epochs_done", "traceback")
 
-# Settings that change how a run is carried out, not what it computes. A relaunch may
+# Settings that change how a run is carried out, not what it computes (a name covers
+# the keys under it). A relaunch may
 # change them and still resume; they never split a case in the report; they are not
 # logged as the experiment's hyperparameters. Everything else is the experiment.
 EXECUTION_SETTINGS = (
@@ -97,7 +100,7 @@ EXECUTION_SETTINGS = (
     "trainer.checkpoint_every_s",
     "trainer.keep_weights",
     "trainer.jobs_per_gpu",
-    "logger.name",
+    "logger",  # the whole node: where a run reports, not what it computes
     "optimized_metric",
 )
 
@@ -118,9 +121,16 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def is_execution_setting(key: str) -> bool:
+    """Whether the flattened `key` is one of EXECUTION_SETTINGS or under one."""
+    return any(key == name or key.startswith(f"{name}.") for name in EXECUTION_SETTINGS)
+
+
 def experiment_settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The flattened settings that make the experiment: all but EXECUTION_SETTINGS."""
-    return {k: v for k, v in flatten(dict(config)).items() if k not in EXECUTION_SETTINGS}
+    """The flattened settings that make the experiment: all but EXECUTION_SETTINGS.
+    A config written before `_target_` nodes comes in today's keys (legacy.py)."""
+    flat = upgrade_settings(flatten(dict(config)))
+    return {k: v for k, v in flat.items() if not is_execution_setting(k)}
 
 
 # --- result.json ---------------------------------------------------------------------
@@ -290,7 +300,13 @@ class RunRecord:
     def model(self) -> str:
         if self.result and self.result.get("model"):
             return str(self.result["model"])
-        return str(self.choices.get("model") or self.config.get("model.arch", "model"))
+        return model_label(section(self.config, "model"), self.choices.get("model"))
+
+    @property
+    def activation(self) -> str | None:
+        if self.result and self.result.get("activation"):
+            return str(self.result["activation"])
+        return activation_label(section(self.config, "model").get("activation"))
 
 
 def read_run(path: Path, metric_columns: Sequence[str] = METRIC_COLUMNS) -> RunRecord:
@@ -300,7 +316,7 @@ def read_run(path: Path, metric_columns: Sequence[str] = METRIC_COLUMNS) -> RunR
     result, metrics = None, []
     where = config_path(path)
     try:
-        config = flatten(read_yaml(where) or {})
+        config = upgrade_settings(flatten(read_yaml(where) or {}))
         where = Path(path) / RESULT_FILE
         result = read_result(path)
         where = Path(path) / METRICS_FILE

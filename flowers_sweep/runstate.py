@@ -27,7 +27,8 @@ from flowers_sweep.hardware import (
     resolve_device,
     resolve_precision,
 )
-from flowers_sweep.models import build_model, count_parameters, model_label
+from flowers_sweep.labels import model_label
+from flowers_sweep.models import build_model, convolutional, count_parameters
 from flowers_sweep.models.weights import load_weights
 from flowers_sweep.optim import build_optimizer, build_scheduler
 from flowers_sweep.runrecord import CHECKPOINT_FILE
@@ -76,9 +77,17 @@ def place(cfg: Any, device: torch.device | str | None = None) -> Placement:
         device = resolve_device(trainer.device if device is None else device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    channels_last = resolve_channels_last(trainer.channels_last, cfg.model.arch)
+    channels_last = resolve_channels_last(trainer.channels_last, lambda: meta_convolutional(cfg))
     layout = torch.channels_last if channels_last else torch.contiguous_format
     return Placement(device, resolve_precision(trainer.precision, device), layout)
+
+
+def meta_convolutional(cfg: Any) -> bool:
+    """models.convolutional for the config's model, built on the meta device: shapes
+    without memory or initialisation, so deciding costs a fraction of a build."""
+    with torch.device("meta"):
+        model = build_model(cfg.model, cfg.dataset.num_classes, cfg.dataset.image_size)
+    return convolutional(model)
 
 
 def placed_model(cfg: Any, num_classes: int, where: Placement, weights: Any = None) -> nn.Module:

@@ -14,29 +14,31 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from flowers_sweep import outcome
 from flowers_sweep.config import CONFIG_MODULE, validate
-from flowers_sweep.models import build_model, count_parameters, model_label
+from flowers_sweep.errors import ConfigError
+from flowers_sweep.labels import activation_label, model_label, optimizer_label
+from flowers_sweep.models import BaselineCNN, ResNet, build_model, count_parameters
 from flowers_sweep.models.resnet import BLOCKS
 from flowers_sweep.models.shapes import conv_output_size
+from flowers_sweep.optim import build_optimizer
 
 PROG = "flowers_sweep.summary"
 SIZED = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)  # layers the report's formula describes
 ROW_TYPES = (*SIZED, nn.AdaptiveAvgPool2d, nn.Linear)
 BLOCK_TYPES = tuple(BLOCKS.values())
 BYTES_FP32 = 4
-# Optimizer state in fp32 values per parameter: Adam keeps two moments, SGD one momentum.
-OPTIMIZER_STATE = {"adam": 2, "sgd": 1}
 
 HW = tuple[int, int]
 
@@ -75,6 +77,7 @@ class Summary:
     activations_per_sample: int  # elements of all leaf-module outputs for one image
     batch_size: int = 1
     optimizer: str = "adam"
+    optimizer_state: int = 2  # values the optimizer keeps per parameter (Adam: 2 moments)
     mismatches: list[Row] = field(default_factory=list)
 
 
@@ -135,19 +138,25 @@ def _leaves(model: nn.Module) -> Iterator[nn.Module]:
 def trace(model: nn.Module, image_size: int, device: str = "meta") -> tuple[list[Row], int, int]:
     """One forward pass of a single image: rows with real shapes, total MACs, activations.
 
-    Predictions are chained from the image size through the rows in execution order, so
-    the predicted column never sees a real shape: it is what the formula alone gives.
+    In this project's models, whose rows form one path, predictions are chained from the
+    image size through the rows in execution order, so the predicted column never sees a
+    real shape: it is what the formula alone gives. Other models branch (squeeze-and-
+    excitation, attention), so each row is predicted from the size that reached it.
     """
     targets = row_modules(model)
     rows: list[Row] = []
     saved = [3 * image_size * image_size]  # the input batch is kept for the first conv
 
-    def on_row(name: str, module: nn.Module, output: torch.Tensor) -> None:
+    inputs: list[HW | None] = []
+
+    def on_row(name: str, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
         rows.append(Row(name, type(module).__name__, tuple(output.shape[1:]), 0))
         rows[-1].params = count_parameters(module)
+        shape = args[0].shape if args and torch.is_tensor(args[0]) else ()
+        inputs.append((shape[-2], shape[-1]) if len(shape) == 4 else None)
 
     hooks = [
-        m.register_forward_hook(lambda mod, _inp, out, n=n: on_row(n, mod, out))
+        m.register_forward_hook(lambda mod, inp, out, n=n: on_row(n, mod, inp, out))
         for n, m in targets.items()
     ]
     hooks += [
@@ -162,7 +171,8 @@ def trace(model: nn.Module, image_size: int, device: str = "meta") -> tuple[list
         for hook in hooks:
             hook.remove()
     _attach_macs(rows, counter, type(model).__name__)
-    _attach_predictions(rows, targets, image_size)
+    chained = isinstance(model, (ResNet, BaselineCNN))
+    _attach_predictions(rows, targets, image_size, None if chained else inputs)
     return rows, counter.get_total_flops() // 2, sum(saved)
 
 
@@ -174,23 +184,42 @@ def _attach_macs(rows: list[Row], counter: FlopCounterMode, root: str) -> None:
         row.macs = sum(counts.get(f"{root}.{row.name}", {}).values()) // 2
 
 
-def _attach_predictions(rows: list[Row], targets: dict[str, nn.Module], image_size: int) -> None:
+def _attach_predictions(
+    rows: list[Row],
+    targets: dict[str, nn.Module],
+    image_size: int,
+    inputs: list[HW | None] | None = None,
+) -> None:
     hw: HW = (image_size, image_size)
-    for row in rows:
+    for i, row in enumerate(rows):
+        if inputs is not None:  # each row from the size that reached it
+            hw = inputs[i] or hw
         row.predicted = predict(targets[row.name], hw)
         hw = row.predicted or hw
 
 
-def summarize(cfg: DictConfig, device: str = "meta") -> Summary:
-    """Build the configured model (no data, no download) and trace one image through it."""
+def optimizer_state(node: Any) -> int:
+    """Values the optimizer keeps per parameter (Adam: two moments; SGD with momentum:
+    one; plain SGD: none), counted by one step on a two-element parameter."""
+    weight = torch.zeros(2, requires_grad=True)
+    optimizer = build_optimizer([weight], node)
+    weight.grad = torch.ones(2)
+    optimizer.step()
+    state = optimizer.state[weight].values()
+    return sum(1 for v in state if torch.is_tensor(v) and v.shape == weight.shape)
+
+
+def summarize(cfg: DictConfig, device: str = "meta", choice: str | None = None) -> Summary:
+    """Build the configured model (no data, no download) and trace one image through it;
+    `choice` is the model preset's name, its label."""
     dataset = cfg.dataset
     with torch.device(device):  # on meta, no weights are allocated or initialised
         model = build_model(cfg.model, dataset.num_classes, dataset.image_size)
     model.eval()
     rows, macs, saved = trace(model, dataset.image_size, device)
     return Summary(
-        label=model_label(cfg.model),
-        activation=cfg.model.activation,
+        label=model_label(cfg.model, choice),
+        activation=str(activation_label(cfg.model.get("activation"))),
         image_size=dataset.image_size,
         num_classes=dataset.num_classes,
         rows=rows,
@@ -198,7 +227,8 @@ def summarize(cfg: DictConfig, device: str = "meta") -> Summary:
         macs=macs,
         activations_per_sample=saved,
         batch_size=cfg.trainer.batch_size,
-        optimizer=cfg.optimizer.name,
+        optimizer=optimizer_label(cfg.optimizer) or "optimizer",
+        optimizer_state=optimizer_state(cfg.optimizer),
         mismatches=[r for r in rows if r.mismatch],
     )
 
@@ -206,7 +236,7 @@ def summarize(cfg: DictConfig, device: str = "meta") -> Summary:
 def memory_estimate(s: Summary) -> int:
     """Bytes for one training step in fp32: weights, gradients, optimizer state, and the
     activations autograd keeps for backward (every leaf module's output, per image)."""
-    per_param = 2 + OPTIMIZER_STATE.get(s.optimizer, 0)  # weights + gradients + state
+    per_param = 2 + s.optimizer_state  # weights + gradients + the optimizer's state
     return BYTES_FP32 * (per_param * s.params + s.batch_size * s.activations_per_sample)
 
 
@@ -253,10 +283,36 @@ def render(s: Summary) -> list[str]:
     ]
 
 
-def compose_config(overrides: Sequence[str]) -> DictConfig:
-    """The same composition as a run, without @hydra.main, so no output folder appears."""
+def config_dir_overrides(args: Sequence[str]) -> list[str]:
+    """Hydra's `--config-dir DIR` / `-cd DIR` as the override that does the same in
+    Hydra's compose API (`hydra.searchpath`), so a user's config folder works here as
+    for a run; the other arguments are kept as they are.
+
+    Raises ConfigError when DIR is not a folder.
+    """
+    out, rest = [], list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg in ("-cd", "--config-dir") or arg.startswith("--config-dir="):
+            folder = arg.split("=", 1)[1] if "=" in arg else (rest.pop(0) if rest else "")
+            path = Path(folder).expanduser().resolve()
+            if not folder or not path.is_dir():
+                raise ConfigError(f"--config-dir={folder!r} is invalid: no such folder")
+            out.insert(0, f"hydra.searchpath=[file://{path}]")
+        else:
+            out.append(arg)
+    return out
+
+
+def compose_config(overrides: Sequence[str]) -> tuple[DictConfig, dict[str, Any]]:
+    """The same composition as a run, without @hydra.main, so no output folder appears;
+    with Hydra's group choices (the model preset's name labels the summary)."""
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    choices = dict(cfg.hydra.runtime.choices)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, choices
 
 
 @outcome.command(PROG, HydraException, OmegaConfBaseException)
@@ -264,11 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry: 0 on success, 1 if the formula disagrees with the real pass, 2 on errors."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("-h", "--help"):
-        print(f"usage: python -m {PROG} [hydra overrides, e.g. model=resnet50]")
+        print(f"usage: python -m {PROG} [-cd CONFIG_DIR] [hydra overrides, e.g. model=resnet50]")
         return 0
-    cfg = compose_config(args)
+    cfg, choices = compose_config(config_dir_overrides(args))
     validate(cfg)
-    summary = summarize(cfg)
+    summary = summarize(cfg, choice=choices.get("model"))
     print("\n".join(render(summary)))
     for row in summary.mismatches:
         print(

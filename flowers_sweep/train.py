@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from flowers_sweep.atomic import save_torch
 from flowers_sweep.checkpoint import Checkpointer
 from flowers_sweep.errors import DivergedError
+from flowers_sweep.labels import activation_label
 from flowers_sweep.loggers import RunLogger, build_logger
 from flowers_sweep.loop import eval_one_epoch, train_one_epoch
 from flowers_sweep.runrecord import (
@@ -87,7 +88,7 @@ def begin(state: RunState, model_name: str) -> None:
     log.info(
         "%s (%s), %d parameters, on %s (%s, %s%s), %d threads",
         model_name,
-        cfg.model.activation,
+        activation_label(cfg.model.get("activation")),
         state.params,
         where.device,
         where.dtype or "fp32",
@@ -183,7 +184,7 @@ def finish(
     result = completed_record(
         case=case,
         model=model_name,
-        activation=cfg.model.activation,
+        activation=activation_label(cfg.model.get("activation")),
         epochs=cfg.trainer.epochs,
         seed=cfg.seed,
         test_acc=test_acc,

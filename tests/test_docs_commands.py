@@ -15,8 +15,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 
-from flowers_sweep.config import CONFIG_MODULE, validate, validate_added_keys
+from flowers_sweep.config import CONFIG_MODULE, validate
 from flowers_sweep.errors import ConfigError
+from flowers_sweep.overrides import validate_added_keys
 
 from .helpers.cli import ROOT, TINY, run_cli
 

@@ -65,5 +65,5 @@ def test_final_metrics_and_settings_go_to_the_run_folder_itself(tmp_path):
 def test_logger_none_writes_nothing_and_a_bad_name_is_named(tmp_path):
     assert isinstance(build_logger(make_cfg("logger=none").logger, tmp_path, 0), NoLogger)
     assert not any(tmp_path.iterdir())
-    with pytest.raises(ConfigError, match=r"logger\.name='wandb'.*tensorboard, none"):
-        build_logger({"name": "wandb"}, tmp_path, 0)
+    with pytest.raises(ConfigError, match=r"_target_='flowers_sweep\.loggers\.Wandb'.*import"):
+        build_logger({"_target_": "flowers_sweep.loggers.Wandb"}, tmp_path, 0)

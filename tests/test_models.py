@@ -45,7 +45,8 @@ def test_activation_swap_reaches_every_activation(name, activation):
     model = build_model(make_cfg(f"model={name}", f"model.activation={activation}").model, 10, 32)
     expected = type(make_activation(activation))
     n_relu = sum(isinstance(m, nn.ReLU) for m in relu_model.modules())
-    acts = [m for m in model.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.Sigmoid))]
+    kinds = tuple(ACTIVATIONS.values())
+    acts = [m for m in model.modules() if isinstance(m, kinds)]
     assert n_relu > 0
     assert len(acts) == n_relu
     assert all(type(m) is expected for m in acts)
@@ -58,7 +59,7 @@ def test_activation_modules_are_not_shared():
 
 
 def test_unknown_activation_names_the_choices():
-    with pytest.raises(ValueError, match=r"'tanhh'.*relu, leaky_relu, sigmoid"):
+    with pytest.raises(ValueError, match=r"'tanhh'.*did you mean tanh.*leaky_relu.*sigmoid"):
         make_activation("tanhh")
 
 

@@ -8,11 +8,12 @@ import urllib.error
 import pytest
 import torch
 
-from flowers_sweep.config import validate_added_keys
 from flowers_sweep.data import flowers102
+from flowers_sweep.config import validate
 from flowers_sweep.errors import ConfigError, DatasetNotFoundError
 from flowers_sweep.models import build_model
 from flowers_sweep.models.weights import load_weights
+from flowers_sweep.overrides import validate_added_keys
 
 from .helpers.cli import TINY, make_cfg, result, run_cli
 
@@ -32,16 +33,21 @@ def test_plus_on_an_existing_key_is_accepted_and_plus_plus_typos_are_not():
     cfg = make_cfg("++trainer.epoch=3")
     with pytest.raises(ConfigError, match=r"\+trainer\.epoch .*did you mean trainer\.epochs\?"):
         validate_added_keys(cfg, ["++trainer.epoch=3"], GROUPS, base)
+    cfg = make_cfg("+dataset.noize=0.1")
+    with pytest.raises(ConfigError, match=r"did you mean dataset\.noise\?"):
+        validate_added_keys(cfg, ["+dataset.noize=0.1"], GROUPS, base)
+    # under a _target_ node the constructor's signature judges the key, in validate()
     cfg = make_cfg("+optimizer.lrr=0.1")
-    with pytest.raises(ConfigError, match=r"did you mean optimizer\.lr\?"):
-        validate_added_keys(cfg, ["+optimizer.lrr=0.1"], GROUPS, base)
+    validate_added_keys(cfg, ["+optimizer.lrr=0.1"], GROUPS, base)
+    with pytest.raises(ConfigError, match=r"optimizer\.lrr=0\.1 .*did you mean lr\?"):
+        validate(cfg)
 
 
 def test_added_groups_and_a_targets_own_keys_are_accepted():
     cfg = make_cfg("experiment=report")
     validate_added_keys(cfg, ["+experiment=report", "seed=3"], GROUPS)
-    cfg = make_cfg("+logger._target_=x.Y", "+logger.flush_secs=5")
-    validate_added_keys(cfg, ["+logger._target_=x.Y", "+logger.flush_secs=5"], GROUPS)
+    cfg = make_cfg("+logger.flush_secs=5")
+    validate_added_keys(cfg, ["+logger.flush_secs=5"], GROUPS)
 
 
 @pytest.mark.e2e

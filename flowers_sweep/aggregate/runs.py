@@ -15,15 +15,16 @@ from typing import Any
 import pandas as pd
 
 from flowers_sweep.errors import FlowersSweepError
+from flowers_sweep.labels import optimizer_label, section
 from flowers_sweep.runrecord import (
     CONFIG_FILE,
-    EXECUTION_SETTINGS,
     HYDRA_DIR,
     RunRecord,
     natural_key,
     read_run,
 )
 from flowers_sweep.runrecord import find_run_dirs as find_run_dirs_under
+from flowers_sweep.runrecord import is_execution_setting as execution
 
 REPORT_DIRNAME = "report"
 CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "lr")  # what the figures read
@@ -99,12 +100,12 @@ def case_labels(runs: Sequence[RunRecord]) -> list[str]:
     Model keys that only follow the model's name (its block counts, say) are implied by
     it and left out, so `model=resnet18,resnet34` labels as resnet18-relu, resnet34-relu.
     """
-    keys = sorted({k for r in runs for k in r.config} - {"seed", *EXECUTION_SETTINGS})
+    keys = sorted(k for k in {k for r in runs for k in r.config} - {"seed"} if not execution(k))
     varying = [k for k in keys if len({_key(r.config.get(k)) for r in runs}) > 1]
 
     def implied(key: str) -> bool:
-        if key == "model.activation":
-            return True
+        if key in ("model.activation", "model.activation._target_"):
+            return True  # in the label's base
         if not key.startswith("model."):
             return False
         by_base: dict[str, set[str]] = {}
@@ -116,7 +117,7 @@ def case_labels(runs: Sequence[RunRecord]) -> list[str]:
     extras = [k for k in varying if not implied(k)]
     labels = []
     for r in runs:
-        base = r.case or f"{r.model}-{r.config.get('model.activation')}"
+        base = r.case or "-".join(x for x in (r.model, r.activation) if x is not None)
         parts = [f"{_short(k, extras)}={fmt(r.config.get(k))}" for k in extras]
         labels.append("-".join([str(base), *parts]))
     return labels
@@ -132,8 +133,8 @@ def runs_table(runs: Sequence[RunRecord]) -> pd.DataFrame:
             {
                 "case": label,
                 "model": run.model,
-                "activation": cfg.get("model.activation"),
-                "optimizer": cfg.get("optimizer.name"),
+                "activation": run.activation,
+                "optimizer": optimizer_label(section(cfg, "optimizer")),
                 "lr": cfg.get("optimizer.lr"),
                 "milestones": fmt(milestones) if milestones is not None else "",
                 "gamma": cfg.get("scheduler.gamma"),

@@ -1,50 +1,75 @@
-"""Models by name: the config's `model` group maps onto these constructors."""
+"""Models from the `model` config node: any `_target_`, built with what the data gives.
+
+The node names a class or function (`flowers_sweep.models.ResNet`, the hub builders
+`torchvision_model` and `timm_model`, or a user's own) and its arguments. The framework
+adds `num_classes`, and `image_size` and `in_chans` where the signature takes them;
+`model.activation` arrives as a short name or, from a `_target_` node, as a factory.
+`model.weights` is read by the framework (models/weights.py), never passed on.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from hydra.utils import instantiate
 from torch import nn
 
+from flowers_sweep import targets
 from flowers_sweep.models.cnn import BaselineCNN
+from flowers_sweep.models.hub import timm_model, torchvision_model
 from flowers_sweep.models.resnet import ResNet
 
-ARCHS = ("resnet", "baseline_cnn")
+# Keys of the model node the framework reads itself, never passed to the constructor.
+OWN_KEYS = ("weights",)
+IN_CHANS = 3  # every dataset here arrives as RGB (a greyscale choice is replicated to 3)
+SUPPLIED = ("num_classes", "image_size", "in_chans")  # from the data, where taken
+
+
+def model_arguments(model_cfg: Any, num_classes: int, image_size: int) -> dict[str, Any]:
+    """What the framework passes besides the node's own keys; each only where taken."""
+    supplied: dict[str, Any] = {
+        "num_classes": num_classes,
+        "image_size": image_size,
+        "in_chans": IN_CHANS,
+    }
+    activation = model_cfg.get("activation")
+    if targets.is_node(activation):  # a layer factory: each call a fresh module
+        supplied["activation"] = instantiate(activation, _partial_=True, _convert_="all")
+    return supplied
 
 
 def build_model(model_cfg: Any, num_classes: int, image_size: int) -> nn.Module:
-    """Build from the `model` config group (a mapping with an `arch` key)."""
-    arch = model_cfg["arch"]
-    if arch == "resnet":
-        return ResNet(
-            block=model_cfg["block"],
-            layers=list(model_cfg["layers"]),
-            num_classes=num_classes,
-            activation=model_cfg["activation"],
-        )
-    if arch == "baseline_cnn":
-        return BaselineCNN(
-            num_classes=num_classes,
-            image_size=image_size,
-            activation=model_cfg["activation"],
-            channels=list(model_cfg["channels"]),
-            kernel_size=model_cfg["kernel_size"],
-            hidden=list(model_cfg["hidden"]),
-        )
-    raise ValueError(f"model.arch={arch!r} is not one of: {', '.join(ARCHS)}")
+    """The model the node describes, for `num_classes` classes of image_size-px images.
 
-
-def model_label(model_cfg: Any) -> str:
-    """The architecture's name (`resnet18`), true even when `model.layers` is overridden."""
-    if model_cfg["arch"] != "resnet":
-        return str(model_cfg["arch"])
-    per_block = 2 if model_cfg["block"] == "basic" else 3
-    depth = per_block * sum(model_cfg["layers"]) + 2  # + stem conv + fc
-    return f"resnet{depth}"
+    Raises ConfigError (an unknown activation or hub model name) and whatever the
+    constructor raises for values it refuses (config.validate turns those into one line).
+    """
+    supplied = model_arguments(model_cfg, num_classes, image_size)
+    own = (*OWN_KEYS, *(k for k in supplied if k in model_cfg))
+    return targets.build(model_cfg, own=own, **supplied)
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ARCHS", "BaselineCNN", "ResNet", "build_model", "count_parameters", "model_label"]
+def convolutional(model: nn.Module) -> bool:
+    """Whether convolutions hold most of the model's weights (the ResNets, EfficientNets,
+    not the baseline CNN, whose linear layers dominate, nor a ViT)."""
+    conv = sum(
+        p.numel() for m in model.modules() if isinstance(m, nn.Conv2d) for p in m.parameters()
+    )
+    return 2 * conv > count_parameters(model)
+
+
+__all__ = [
+    "OWN_KEYS",
+    "SUPPLIED",
+    "BaselineCNN",
+    "ResNet",
+    "build_model",
+    "convolutional",
+    "count_parameters",
+    "timm_model",
+    "torchvision_model",
+]

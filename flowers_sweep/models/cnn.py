@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from flowers_sweep.models.activations import make_activation
+from flowers_sweep.models.activations import ActLayer, make_activation
 from flowers_sweep.models.shapes import conv_output_size
 
 
@@ -22,7 +22,7 @@ class BaselineCNN(nn.Module):
         self,
         num_classes: int,
         image_size: int,
-        activation: str = "relu",
+        activation: str | ActLayer = "relu",
         channels: Sequence[int] = (16, 32),
         kernel_size: int = 5,
         hidden: Sequence[int] = (120, 84),

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from flowers_sweep.models.activations import make_activation
+from flowers_sweep.models.activations import ActLayer, act_layer, make_activation
 
 
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
@@ -38,7 +38,7 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, in_ch: int, width: int, stride: int, activation: str) -> None:
+    def __init__(self, in_ch: int, width: int, stride: int, activation: str | ActLayer) -> None:
         super().__init__()
         out_ch = width * self.expansion
         self.conv1 = conv3x3(in_ch, width, stride)
@@ -61,7 +61,7 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_ch: int, width: int, stride: int, activation: str) -> None:
+    def __init__(self, in_ch: int, width: int, stride: int, activation: str | ActLayer) -> None:
         super().__init__()
         out_ch = width * self.expansion
         self.conv1 = conv1x1(in_ch, width)
@@ -91,18 +91,34 @@ STAGE_WIDTHS = (64, 128, 256, 512)
 
 
 class ResNet(nn.Module):
-    """Stem, four stages of blocks, global average pool, linear classifier."""
+    """Stem, four stages of blocks, global average pool, linear classifier.
+
+    block: `basic` (ResNet-18, -34) or `bottleneck` (ResNet-50 and deeper).
+    layers: blocks per stage, four integers >= 1 ([2, 2, 2, 2] is ResNet-18).
+    activation: a short name (`relu`, `gelu`; see activations.ACTIVATIONS) or a callable
+        returning a fresh module, as timm's `act_layer`.
+    Input (N, 3, H, W) float with H, W >= 16 (five halvings leave 1 x 1); output
+    (N, num_classes) logits.
+    Raises ValueError for a block or layers outside those, ConfigError for an unknown
+    activation name.
+    """
 
     def __init__(
         self,
         block: str,
         layers: Sequence[int],
         num_classes: int,
-        activation: str = "relu",
+        activation: str | ActLayer = "relu",
     ) -> None:
         super().__init__()
+        activation = act_layer(activation)  # a name is looked up once, not per block
         if block not in BLOCKS:
-            raise ValueError(f"block={block!r} is not one of: {', '.join(BLOCKS)}")
+            raise ValueError(f"block={block!r} is invalid: allowed values are {', '.join(BLOCKS)}")
+        if len(layers) != 4 or not all(isinstance(n, int) and n >= 1 for n in layers):
+            raise ValueError(
+                f"layers={list(layers)} is invalid: must be four block counts >= 1, "
+                "e.g. [2, 2, 2, 2]"
+            )
         block_cls = BLOCKS[block]
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)

@@ -2,7 +2,8 @@
 
 A file may hold our weights (a run's `model.pt`, `model_best_val.pt`, or a checkpoint) or
 torchvision's: the ResNets share torchvision's parameter names. A name such as
-`IMAGENET1K_V1` means torchvision's weights enum for the model's depth, read from the
+`IMAGENET1K_V1` means torchvision's weights enum for the model's name (`resnet18`,
+`efficientnet_b0`: torchvision's `get_model_weights`), read from the
 local torch hub cache, never downloaded here: runs are often offline, and a download in
 every job of a sweep is the wrong place for it. The classifier is left as built when the
 class count differs (102 flowers, not 1,000 ImageNet classes), and the log says so.
@@ -28,7 +29,9 @@ ENUM_NAME = re.compile(r"^[A-Z][A-Z0-9_]*_V\d+$")  # IMAGENET1K_V1, IMAGENET1K_V
 
 
 def resolve_weights_file(spec: str, model_name: str) -> Path:
-    """The file behind `model.weights`; one-line errors name what is missing and where."""
+    """The file behind `model.weights`: a path, or torchvision's weights `spec` for the
+    model torchvision calls `model_name`; one-line ConfigErrors name what is missing and
+    where."""
     if not ENUM_NAME.match(spec):
         path = user_path(spec)
         if path.is_dir():
@@ -43,7 +46,7 @@ def resolve_weights_file(spec: str, model_name: str) -> Path:
     import torchvision
 
     try:
-        enum = torchvision.models.get_weight(f"ResNet{model_name[6:]}_Weights.{spec}")
+        enum = torchvision.models.get_model_weights(model_name)[spec]
     except (KeyError, ValueError, AttributeError):
         raise ConfigError(
             f"model.weights={spec!r} is invalid: torchvision has no such weights for "

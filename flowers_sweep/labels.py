@@ -1,0 +1,72 @@
+"""The short names that label a run in result.json, folders, logs and report tables.
+
+Computed from the config alone (no torch, no import of the model), so the aggregator can
+label runs copied from a cluster. A preset's name stays its label: `resnet18` however it
+was reached, `gelu` for the activation, `adamw` for the optimizer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+# The ResNet's class, under the names a config may give it.
+RESNET_TARGETS = ("flowers_sweep.models.ResNet", "flowers_sweep.models.resnet.ResNet")
+BLOCKS_PER_UNIT = {"basic": 2, "bottleneck": 3}  # weighted layers in one residual block
+
+
+def snake_case(name: str) -> str:
+    """`BaselineCNN` -> `baseline_cnn`, `TinyNet` -> `tiny_net`, `AdamW` -> `adamw`."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z]{2,})", "_", name)
+    return spaced.lower()
+
+
+def target_name(target: Any) -> str:
+    """The last part of a `_target_` path, snake_cased: the label of a node without a name."""
+    return snake_case(str(target).rsplit(".", 1)[-1])
+
+
+def model_label(model: Mapping[str, Any], choice: str | None = None) -> str:
+    """`model.name` where the node has one (torchvision, timm); else the preset it was
+    chosen by (`choice`: Hydra's choice for the group, `tiny_net`); else a ResNet's depth
+    from its blocks (`resnet18`; He et al., 2016: 2 or 3 weighted layers a block, plus
+    the stem and the classifier); else the target's name (`flowers_sweep.models.BaselineCNN`
+    -> `baseline_cnn`). Without `choice` a ResNet's label is torchvision's name for it."""
+    if model.get("name") is not None:
+        return str(model["name"])
+    if choice:
+        return str(choice)
+    if model.get("_target_") in RESNET_TARGETS:
+        depth = BLOCKS_PER_UNIT[model["block"]] * sum(model["layers"]) + 2
+        return f"resnet{depth}"
+    return target_name(model.get("_target_", "model"))
+
+
+def activation_label(activation: Any) -> str | None:
+    """A short name as itself; a `_target_` node by its target (`my_act.ScaledTanh` ->
+    `scaled_tanh`); None for a model without an activation setting."""
+    if isinstance(activation, Mapping) or hasattr(activation, "keys"):
+        return target_name(activation.get("_target_"))
+    return None if activation is None else str(activation)
+
+
+def optimizer_label(optimizer: Mapping[str, Any] | None) -> str | None:
+    """torch.optim.AdamW -> `adamw`, torch.optim.SGD -> `sgd`."""
+    if not optimizer or optimizer.get("_target_") is None:
+        return None
+    return str(optimizer["_target_"]).rsplit(".", 1)[-1].lower()
+
+
+def section(flat: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """The nested node at `key` from a flattened config ({"model.block": ...} -> {"block": ...}),
+    so labels work on run records as on composed configs."""
+    prefix, node = f"{key}.", {}
+    for path, value in flat.items():
+        if path.startswith(prefix):
+            where, *rest = path[len(prefix) :].split(".")
+            if rest:
+                node.setdefault(where, {})[".".join(rest)] = value
+            else:
+                node[where] = value
+    return node

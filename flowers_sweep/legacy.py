@@ -1,0 +1,61 @@
+"""Configs written before `_target_` nodes, read in today's form.
+
+Run folders from earlier versions hold `model.arch`, `optimizer.name`, `scheduler.name`
+and `logger.name` where today's presets hold `_target_` nodes with the same numbers. A
+saved config is upgraded wherever it is read (the resume check, evaluate, the
+aggregator), so an old run resumes, skips, evaluates and aggregates as it did; nothing in
+the old folder is rewritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# What each old name was built as, and the target that builds it today.
+MODELS = {
+    "resnet": "flowers_sweep.models.ResNet",
+    "baseline_cnn": "flowers_sweep.models.BaselineCNN",
+}
+OPTIMIZERS = {"adam": "torch.optim.Adam", "sgd": "torch.optim.SGD"}
+SCHEDULERS = {"multistep": "flowers_sweep.optim.multistep", "none": "flowers_sweep.optim.constant"}
+LOGGERS = {
+    "tensorboard": "flowers_sweep.loggers.TensorBoardLogger",
+    "none": "flowers_sweep.loggers.NoLogger",
+}
+# old key -> (its names' targets, whether the new node is _partial_)
+RENAMED = {
+    "model.arch": (MODELS, False),
+    "optimizer.name": (OPTIMIZERS, True),
+    "scheduler.name": (SCHEDULERS, True),
+    "logger.name": (LOGGERS, True),
+}
+
+
+def upgrade_settings(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """A flattened config ({"model.arch": "resnet", ...}) in today's keys; a config
+    already in today's form comes back unchanged. Keys keep their order, the node's
+    `_target_` (and `_partial_`) taking the old name's place."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key in RENAMED and value in RENAMED[key][0]:
+            names, partial = RENAMED[key]
+            node = key.rsplit(".", 1)[0]
+            out[f"{node}._target_"] = names[value]
+            if partial:
+                out[f"{node}._partial_"] = True
+        else:
+            out[key] = value
+    return out
+
+
+def upgrade_tree(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """upgrade_settings for a nested config (`.hydra/config.yaml` as loaded)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat = upgrade_settings({f"{key}.{k}": v for k, v in value.items()})
+            out[key] = {k.split(".", 1)[1]: v for k, v in flat.items()}
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,81 @@
+"""The command line's `+key=value` overrides, checked for keys that no config defines.
+
+A typo'd key added with `+` would be taken silently and change nothing; this refuses it
+in one line with the closest key that exists, before any data is read.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from flowers_sweep.errors import ConfigError
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
+    if not isinstance(node, dict):
+        return [prefix]
+    keys = []
+    for key, child in node.items():
+        path = f"{prefix}{key}"
+        keys += _leaf_keys(child, f"{path}.") if isinstance(child, dict) else [path]
+    return keys
+
+
+def validate_added_keys(
+    cfg: DictConfig,
+    overrides: Sequence[str],
+    groups: Collection[str],
+    base: DictConfig | None = None,
+) -> None:
+    """A `+key=value` (or `++key=value`) that adds a key no config defines is refused as
+    a likely typo.
+
+    Hydra answers `trainer.epoch=3` with "Key 'epoch' is not in struct" and suggests the
+    `+` form, which then adds the key silently: the run would train with the default and
+    record a setting that did nothing. `base` is the config composed without the added
+    keys; a key it holds is an existing one (`+model.layers=[...]` works in Hydra).
+    Without `base`, `+` keys are refused and `++` keys let through. Adding a config
+    group (`+experiment=report`) is fine, and so is a key under a `_target_` node (its
+    constructor takes it).
+
+    Raises:
+        ConfigError: naming the key and the closest key that exists.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([str(text) for text in overrides])
+    for override in parsed:
+        key = override.key_or_group
+        added = override.is_add() or override.is_force_add()
+        if not added or key in groups or key.startswith("hydra"):
+            continue
+        if base is None and override.is_force_add():
+            continue
+        if base is not None and OmegaConf.select(base, key, default=_ABSENT) is not _ABSENT:
+            continue
+        parent = OmegaConf.select(cfg, key.rpartition(".")[0]) if "." in key else None
+        if isinstance(parent, DictConfig) and "_target_" in parent:
+            continue
+        leaves = _leaf_keys(OmegaConf.to_container(base or cfg))
+        known = [leaf for leaf in leaves if leaf != key]
+        section = key.rpartition(".")[0]
+        siblings = [leaf for leaf in known if leaf.rpartition(".")[0] == section]
+        close = difflib.get_close_matches(key, siblings, n=1, cutoff=0.6) or (
+            difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        )
+        hint = (
+            f"; did you mean {close[0]}? (set an existing key without +)"
+            if close
+            else ("; `--cfg job` lists the keys that exist")
+        )
+        raise ConfigError(
+            f"+{key.lstrip('+')} adds a key that no config defines, so it would change "
+            f"nothing{hint}"
+        )
+
+
+_ABSENT = object()
