@@ -36,7 +36,10 @@ def test_the_presets_are_found_in_every_group_the_defaults_select():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("model.activation=tanhh", r"model.activation='tanhh'.*did you mean tanh.*allowed.*leaky_relu.*mish"),
+        (
+            "model.activation=tanhh",
+            r"'tanhh' is invalid: did you mean tanh.*allowed.*leaky_relu.*mish",
+        ),
         ("trainer.epochs=-1", r"trainer.epochs=-1.*>= 1"),
         ("trainer.epochs=0", r"trainer.epochs=0"),
         ("trainer.batch_size=0", r"trainer.batch_size=0.*>= 1"),

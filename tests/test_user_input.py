@@ -8,8 +8,8 @@ import urllib.error
 import pytest
 import torch
 
-from flowers_sweep.data import flowers102
 from flowers_sweep.config import validate
+from flowers_sweep.data import flowers102
 from flowers_sweep.errors import ConfigError, DatasetNotFoundError
 from flowers_sweep.models import build_model
 from flowers_sweep.models.weights import load_weights
