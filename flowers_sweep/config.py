@@ -20,7 +20,7 @@ from flowers_sweep.data.loaders import worker_start_method
 from flowers_sweep.data.synthetic import MAX_CLASSES
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.labels import model_label
-from flowers_sweep.models import OWN_KEYS, SUPPLIED, build_model
+from flowers_sweep.models import OWN_KEYS, SUPPLIED, build_on_meta
 from flowers_sweep.models.activations import ACTIVATIONS
 from flowers_sweep.models.activations import unknown as unknown_activation
 from flowers_sweep.models.hub import NATIVE
@@ -88,8 +88,7 @@ def validate_model(model: DictConfig, dataset: DictConfig) -> None:
     if weights:
         resolve_weights_file(weights, model_label(model))  # a missing file fails before any data
     try:
-        with torch.device("meta"):
-            build_model(model, dataset.num_classes, dataset.image_size)
+        build_on_meta(model, dataset.num_classes, dataset.image_size)
     except ConfigError:
         raise
     except Exception as exc:

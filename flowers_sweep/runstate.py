@@ -28,7 +28,7 @@ from flowers_sweep.hardware import (
     resolve_precision,
 )
 from flowers_sweep.labels import model_label
-from flowers_sweep.models import build_model, convolutional, count_parameters
+from flowers_sweep.models import build_model, build_on_meta, convolutional, count_parameters
 from flowers_sweep.models.weights import load_weights
 from flowers_sweep.optim import build_optimizer, build_scheduler
 from flowers_sweep.runrecord import CHECKPOINT_FILE
@@ -85,9 +85,7 @@ def place(cfg: Any, device: torch.device | str | None = None) -> Placement:
 def meta_convolutional(cfg: Any) -> bool:
     """models.convolutional for the config's model, built on the meta device: shapes
     without memory or initialisation, so deciding costs a fraction of a build."""
-    with torch.device("meta"):
-        model = build_model(cfg.model, cfg.dataset.num_classes, cfg.dataset.image_size)
-    return convolutional(model)
+    return convolutional(build_on_meta(cfg.model, cfg.dataset.num_classes, cfg.dataset.image_size))
 
 
 def placed_model(cfg: Any, num_classes: int, where: Placement, weights: Any = None) -> nn.Module:

@@ -29,7 +29,7 @@ from flowers_sweep import outcome
 from flowers_sweep.config import CONFIG_MODULE, validate
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.labels import activation_label, model_label, optimizer_label
-from flowers_sweep.models import BaselineCNN, ResNet, build_model, count_parameters
+from flowers_sweep.models import BaselineCNN, ResNet, build_model, build_on_meta, count_parameters
 from flowers_sweep.models.resnet import BLOCKS
 from flowers_sweep.models.shapes import conv_output_size
 from flowers_sweep.optim import build_optimizer
@@ -213,8 +213,11 @@ def summarize(cfg: DictConfig, device: str = "meta", choice: str | None = None) 
     """Build the configured model (no data, no download) and trace one image through it;
     `choice` is the model preset's name, its label."""
     dataset = cfg.dataset
-    with torch.device(device):  # on meta, no weights are allocated or initialised
-        model = build_model(cfg.model, dataset.num_classes, dataset.image_size)
+    if device == "meta":  # no weights are allocated or initialised
+        model = build_on_meta(cfg.model, dataset.num_classes, dataset.image_size)
+    else:
+        with torch.device(device):
+            model = build_model(cfg.model, dataset.num_classes, dataset.image_size)
     model.eval()
     rows, macs, saved = trace(model, dataset.image_size, device)
     return Summary(

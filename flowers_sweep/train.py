@@ -220,7 +220,7 @@ def keep_weights(which: str, state: RunState, saver: Checkpointer) -> None:
 def logged_settings(cfg: Any) -> dict[str, Any]:
     """The settings that make the experiment, as TensorBoard's HParams shows them."""
     tree = OmegaConf.to_container(cfg, resolve=True)
-    return {k: v for k, v in experiment_settings(tree).items() if not k.startswith("logger.")}
+    return experiment_settings(tree)
 
 
 def stale_metrics(run_dir: Path) -> list[dict[str, float]]:

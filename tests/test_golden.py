@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from flowers_sweep.legacy import upgrade_settings
+
 from .helpers.cli import TINY, result, run_cli
 
 DATA = Path(__file__).parent / "data"
@@ -52,5 +54,6 @@ def test_a_new_run_writes_the_old_record_shape(tmp_path: Path, cache_dir: Path) 
     record = json.loads((run_dir / "run_config.json").read_text())
     old_record = json.loads((old / "run_config.json").read_text())
     assert sorted(record) == sorted(old_record)
-    assert sorted(record["config"]) == sorted(old_record["config"])
+    # the same settings, the old names in today's form (model.arch -> model._target_, ...)
+    assert sorted(record["config"]) == sorted(upgrade_settings(old_record["config"]))
     assert sorted(record["hydra_files"]) == sorted(old_record["hydra_files"])

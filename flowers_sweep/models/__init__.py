@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from hydra.utils import instantiate
 from torch import nn
 
@@ -49,6 +50,17 @@ def build_model(model_cfg: Any, num_classes: int, image_size: int) -> nn.Module:
     return targets.build(model_cfg, own=own, **supplied)
 
 
+def build_on_meta(model_cfg: Any, num_classes: int, image_size: int) -> nn.Module:
+    """build_model on the meta device: shapes without memory or initialisation, for
+    checks and summaries. A constructor that computes with tensors (torchvision's RegNets
+    size their stages so) cannot run there; it is built on the CPU and moved."""
+    try:
+        with torch.device("meta"):
+            return build_model(model_cfg, num_classes, image_size)
+    except NotImplementedError:  # "Cannot copy out of meta tensor"
+        return build_model(model_cfg, num_classes, image_size).to("meta")
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -68,6 +80,7 @@ __all__ = [
     "BaselineCNN",
     "ResNet",
     "build_model",
+    "build_on_meta",
     "convolutional",
     "count_parameters",
     "timm_model",

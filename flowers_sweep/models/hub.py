@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from torch.overrides import TorchFunctionMode
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.models.activations import ACTIVATIONS, ActLayer, act_layer
 
+log = logging.getLogger(__name__)
 NATIVE = "native"  # keep the model's own activation
 # Sigmoid-type modules inside a model are gates (squeeze-and-excitation), not its
 # activation: swapping them would change what the block computes, not its nonlinearity.
@@ -66,8 +68,8 @@ class _FunctionalCalls(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "").rstrip("_")
-        if not self.inside and name in ACTIVATIONS:
-            self.calls.add(name)
+        if not self.inside and name in ACTIVATIONS and issubclass(ACTIVATIONS[name], SWAPPABLE):
+            self.calls.add(name)  # a sigmoid scaling (Swin V2's attention bias) is no activation
         return func(*args, **(kwargs or {}))
 
 
@@ -168,7 +170,7 @@ def timm_model(
     if activation != NATIVE:
         kwargs["act_layer"] = _ignoring_inplace(act_layer(activation))
     try:
-        return timm.create_model(
+        model = timm.create_model(
             name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs
         )
     except TypeError as exc:
@@ -178,6 +180,21 @@ def timm_model(
             f"model.activation={_label(activation)!r} cannot apply to model.name={name!r}: "
             f"timm's {name} takes no act_layer; use model.activation={NATIVE}"
         ) from None
+    if activation != NATIVE:
+        # Some timm models pass act_layer to part of the network only (DPN: its stem);
+        # squeeze-excitation layers keep their own on purpose. Said, not refused.
+        new = type(kwargs["act_layer"]())
+        kept = [m for m in model.modules() if isinstance(m, SWAPPABLE) and type(m) is not new]
+        if kept:
+            log.warning(
+                "model.activation=%s reached only part of timm's %s: %d activation modules "
+                "keep timm's choice (%s)",
+                _label(activation),
+                name,
+                len(kept),
+                ", ".join(sorted({type(m).__name__ for m in kept})),
+            )
+    return model
 
 
 def _ignoring_inplace(layer: ActLayer) -> Callable[..., nn.Module]:
