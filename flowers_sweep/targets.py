@@ -11,6 +11,8 @@ a key the signature does not take, an argument nobody gives.
 from __future__ import annotations
 
 import difflib
+import importlib
+import importlib.util
 import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +50,13 @@ def locate(key: str, node: Any) -> Callable[..., Any]:
         cause = exc.__cause__
         if cause is not None and str(cause).strip():  # Hydra wraps the ImportError
             why = str(cause).strip().splitlines()[0]
+        module, _, name = str(path).rpartition(".")
+        if module and importlib.util.find_spec(module.split(".")[0]) is not None:
+            try:
+                importlib.import_module(module)
+                why = f"{module} has no {name!r}"
+            except Exception:  # the module itself fails: Hydra's reason stands
+                pass
         raise ConfigError(
             f"{key}._target_={path!r} is invalid: it does not import ({why})"
         ) from None

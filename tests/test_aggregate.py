@@ -19,6 +19,8 @@ from flowers_sweep.aggregate import (
     results_markdown,
     results_table,
 )
+from flowers_sweep.aggregate.runs import case_labels
+from flowers_sweep.runrecord import read_run
 
 from .helpers.runfolders import write_run
 
@@ -411,3 +413,18 @@ def test_job_folders_sort_by_number_beside_named_folders(tmp_path):
     for name in ("10", "extra", "2"):
         write_run(sweep / name, case="relu")
     assert [Path(d).name for d in aggregate([sweep]).runs["run_dir"]] == ["2", "10", "extra"]
+
+
+def test_an_activation_nodes_own_keys_show_only_where_one_label_has_several_values(tmp_path):
+    node = {"_target_": "my_layers.ScaledTanh", "alpha": 1.5}
+    kinds = ["relu", "gelu", node, {**node, "alpha": 2.0}]
+    runs = [
+        read_run(write_run(tmp_path / str(i), activation=a, status=None))
+        for i, a in enumerate(kinds)
+    ]
+    labels = ["resnet18-relu", "resnet18-gelu", "resnet18-scaled_tanh"]
+    assert case_labels(runs[:3]) == labels  # alpha follows the label: not shown
+    assert case_labels(runs)[2:] == [
+        "resnet18-scaled_tanh-alpha=1.5",
+        "resnet18-scaled_tanh-alpha=2",
+    ]

@@ -64,6 +64,10 @@ def test_the_presets_are_found_in_every_group_the_defaults_select():
         ("+model.depth=3", r"model.depth=3 .*takes no argument 'depth'"),
         ("model._target_=no_such_pkg.Net", r"model._target_='no_such_pkg.Net'.*does not import"),
         ("model._target_=math.pi", r"model._target_='math.pi'.*not a class or function"),
+        (
+            "model.activation={_target_:flowers_sweep.models.NoSuch}",
+            r"activation._target_=.*does not import \(flowers_sweep.models has no 'NoSuch'\)",
+        ),
         ("optimizer._target_=torch.optim.SGDD", r"optimizer._target_='torch.optim.SGDD'"),
         ("optimizer._target_=torch.optim.RMSprop", r"optimizer.betas=.*RMSprop takes no"),
         ("optimizer.betas=[1.5,0.9]", r"optimizer: torch.optim.Adam refused .*beta"),

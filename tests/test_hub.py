@@ -271,3 +271,24 @@ def test_a_timm_model_that_takes_act_layer_in_part_only_says_so(caplog):
             make_cfg("model=timm", "model.name=dpn68", "model.activation=mish").model, 7, 32
         )
     assert re.search(r"mish reached only part of timm's dpn68: \d+ .*\(ReLU\)", caplog.text)
+
+
+class ScaledTanh(nn.Module):
+    """A user's own activation: its forward calls torch.tanh, which is its business."""
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.alpha * torch.tanh(x)
+
+
+def test_a_users_own_activation_class_swaps_into_a_torchvision_model():
+    node = "{_target_:tests.test_hub.ScaledTanh,alpha:1.5}"
+    cfg = make_cfg("model=torchvision", "model.name=resnet18", f"model.activation={node}")
+    validate(cfg)
+    model = build_model(cfg.model, NUM_CLASSES, 32)
+    acts = [m for m in model.modules() if isinstance(m, ScaledTanh)]
+    assert acts and all(m.alpha == 1.5 for m in acts)
+    assert not any(isinstance(m, nn.ReLU) for m in model.modules())

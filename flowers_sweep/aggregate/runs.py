@@ -108,9 +108,12 @@ def case_labels(runs: Sequence[RunRecord]) -> list[str]:
             return True  # in the label's base
         if not key.startswith("model."):
             return False
-        by_base: dict[str, set[str]] = {}
+        # an activation node's own keys (alpha) follow its label, as block counts follow
+        # the model's: shown only where one label has several values
+        of_activation = key.startswith("model.activation.")
+        by_base: dict[tuple, set[str]] = {}
         for r in runs:
-            base = r.case or r.model
+            base = (r.case or r.model, r.activation if of_activation else None)
             by_base.setdefault(base, set()).add(_key(r.config.get(key)))
         return all(len(v) == 1 for v in by_base.values())
 

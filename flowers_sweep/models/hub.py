@@ -73,10 +73,13 @@ class _FunctionalCalls(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def functional_activations(model: nn.Module, image_size: int) -> set[str]:
+def functional_activations(
+    model: nn.Module, image_size: int, swapped_in: type[nn.Module] | None = None
+) -> set[str]:
     """Names of activations the model applies as functions (F.relu in its forward), found
     by one pass of a meta-device image through `model` (on the meta device: shapes only,
-    no memory, no arithmetic; it is left in eval mode)."""
+    no memory, no arithmetic; it is left in eval mode). What runs inside an activation
+    module, or inside the `swapped_in` class (a user's own), is the module's business."""
     probe = _FunctionalCalls()
 
     def enter(*_: Any) -> None:
@@ -88,7 +91,7 @@ def functional_activations(model: nn.Module, image_size: int) -> set[str]:
     model.eval()  # one image: batch norm in training mode would refuse it
     hooks = []
     for m in model.modules():
-        if isinstance(m, (*SWAPPABLE, *GATES)):
+        if isinstance(m, (*SWAPPABLE, *GATES)) or (swapped_in and isinstance(m, swapped_in)):
             hooks += [m.register_forward_pre_hook(enter), m.register_forward_hook(leave)]
     try:
         with torch.no_grad(), probe:
@@ -129,7 +132,8 @@ def torchvision_model(
         return model
     layer = act_layer(activation)
     swapped = swap_activations(model, layer)
-    functional = functional_activations(copy.deepcopy(model).to("meta"), image_size or 224)
+    probe = copy.deepcopy(model).to("meta")
+    functional = functional_activations(probe, image_size or 224, type(layer()))
     if not swapped or functional:
         what = ", ".join(sorted(functional)) or "its activations"
         raise ConfigError(
@@ -206,4 +210,7 @@ def _ignoring_inplace(layer: ActLayer) -> Callable[..., nn.Module]:
 
 
 def _label(activation: Any) -> str:
-    return activation if isinstance(activation, str) else getattr(activation, "__name__", "?")
+    """A short name as itself; a factory (a partial of a user's class) by its class."""
+    if isinstance(activation, str):
+        return activation
+    return getattr(getattr(activation, "func", activation), "__name__", str(activation))

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -52,10 +53,12 @@ def make_cfg(*overrides: str) -> DictConfig:
 HANG_GUARD_S = 1800
 
 
-def cli_env(cache: Path | None) -> dict[str, str]:
+def cli_env(cache: Path | None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a CLI run, with its data cache and `extra` set."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if cache is not None:
         env["FLOWERS_SWEEP_CACHE"] = str(cache)
+    env.update(extra or {})
     return env
 
 
@@ -65,12 +68,14 @@ def run_cli(
     timeout: float = HANG_GUARD_S,
     module: str = "flowers_sweep",
     cwd: Path = ROOT,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """The real entry point (`python -m module`) in a fresh interpreter, as a user runs it."""
+    """The real entry point (`python -m module`) in a fresh interpreter, as a user runs it;
+    `env`: variables to set besides the cache (PYTHONPATH for a user's module, say)."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,
-        env=cli_env(cache),
+        env=cli_env(cache, env),
         capture_output=True,
         text=True,
         timeout=timeout,
