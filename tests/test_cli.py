@@ -114,7 +114,7 @@ def tensorboard_runs(logdir, timeout=HANG_GUARD_S):
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("model.activation=tanhh", ["'tanhh'", "relu, leaky_relu, sigmoid"]),
+        ("model.activation=tanhh", ["'tanhh'", "did you mean tanh", "leaky_relu, logsigmoid"]),
     ],
 )
 def test_bad_value_exits_nonzero_before_training(tmp_path, cache_dir, override, expected):
