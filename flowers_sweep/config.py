@@ -6,6 +6,7 @@ values, each with a one-line message naming the key, the value and what is allow
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import re
 from collections.abc import Callable
@@ -216,11 +217,21 @@ def validate_optim(optimizer: DictConfig, scheduler: DictConfig, epochs: int) ->
     try:
         built = build_optimizer([probe], optimizer)
         key, node = "scheduler", scheduler
-        build_scheduler(built, scheduler, epochs)
+        schedule = build_scheduler(built, scheduler, epochs)
     except ConfigError:
         raise
     except Exception as exc:
         raise constructor_error(key, node, exc) from None
+    needs = [
+        p.name
+        for p in inspect.signature(schedule.step).parameters.values()
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if needs:  # ReduceLROnPlateau's step(metrics)
+        raise ConfigError(
+            f"scheduler._target_={scheduler._target_!r} is invalid: its step() needs "
+            f"{', '.join(needs)}; a schedule here steps once per epoch with no arguments"
+        )
 
 
 def validate_flowers102(dataset: DictConfig) -> None:

@@ -93,4 +93,4 @@ def build_logger(node: DictConfig | None, run_dir: Path, resumed_after: int) -> 
     None: no logger."""
     if node is None:
         return NoLogger()
-    return targets.build(node, run_dir=run_dir, resumed_after=resumed_after)
+    return targets.build(node, key="logger", run_dir=run_dir, resumed_after=resumed_after)

@@ -23,13 +23,13 @@ Schedule = lr_scheduler.LRScheduler
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], node: Any) -> torch.optim.Optimizer:
     """`node` (a `_target_` node such as torch.optim.Adam) called with `params`."""
-    return targets.build(node, params)
+    return targets.build(node, params, key="optimizer")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, node: Any, epochs: int) -> Schedule:
     """`node` called with the optimizer, and `epochs` where it takes them; stepped once
     per epoch, as in the report."""
-    return targets.build(node, optimizer, epochs=epochs)
+    return targets.build(node, optimizer, key="scheduler", epochs=epochs)
 
 
 def milestone_epochs(milestones: Sequence[float], epochs: int) -> list[int]:

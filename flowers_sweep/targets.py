@@ -136,9 +136,12 @@ def check(
     return fn
 
 
-def build(node: Any, *args: Any, own: Sequence[str] = (), **supplied: Any) -> Any:
+def build(
+    node: Any, *args: Any, key: str = "config", own: Sequence[str] = (), **supplied: Any
+) -> Any:
     """Call the node's target through Hydra's `instantiate`, with `args` by position and
-    those of `supplied` its signature names; the node's `own` keys are left out.
+    those of `supplied` its signature names; the node's `own` keys are left out. `key`
+    is the node's place in the config, named in errors.
 
     Nested `_target_` nodes are built first (Hydra's recursion); lists and dicts arrive as
     plain Python containers, so nothing OmegaConf-typed ends up in a state_dict.
@@ -147,7 +150,7 @@ def build(node: Any, *args: Any, own: Sequence[str] = (), **supplied: Any) -> An
         OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
     )
     plain = {k: v for k, v in dict(container).items() if k not in own}
-    fn = locate("config", plain)
+    fn = locate(key, plain)
     passed = {k: v for k, v in supplied.items() if names(fn, k)}
     factory = instantiate(plain, _partial_=True, _convert_="all")
     return factory(*args, **passed)

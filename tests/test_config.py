@@ -79,6 +79,15 @@ def test_the_presets_are_found_in_every_group_the_defaults_select():
             r"scheduler.step_size is missing",
         ),
         ("logger._target_=flowers_sweep.loggers.Nope", r"logger._target_=.*does not import"),
+        (
+            "scheduler=none scheduler._target_=torch.optim.lr_scheduler.ReduceLROnPlateau",
+            r"ReduceLROnPlateau' is invalid: its step\(\) needs metrics",
+        ),
+        ("model.weights=IMAGENET1K_V9", r"torchvision's weights for resnet18 are IMAGENET1K_V1"),
+        (
+            "model=timm model.weights=IMAGENET1K_V1",
+            r"resnet18d is not a torchvision model with named weights",
+        ),
     ],
 )
 def test_bad_values_are_named(override, message):

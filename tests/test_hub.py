@@ -292,3 +292,11 @@ def test_a_users_own_activation_class_swaps_into_a_torchvision_model():
     acts = [m for m in model.modules() if isinstance(m, ScaledTanh)]
     assert acts and all(m.alpha == 1.5 for m in acts)
     assert not any(isinstance(m, nn.ReLU) for m in model.modules())
+
+
+def test_a_timm_model_built_for_one_size_is_built_for_the_datas():
+    # timm's ViTs take img_size; its convnets take any size and no img_size
+    cfg = make_cfg("model=timm", "model.name=vit_tiny_patch16_224")
+    model = build_model(cfg.model, NUM_CLASSES, 32).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, 32, 32)).shape == (2, NUM_CLASSES)

@@ -121,7 +121,11 @@ def case_labels(runs: Sequence[RunRecord]) -> list[str]:
     labels = []
     for r in runs:
         base = r.case or "-".join(x for x in (r.model, r.activation) if x is not None)
-        parts = [f"{_short(k, extras)}={fmt(r.config.get(k))}" for k in extras]
+        parts = [
+            f"{_short(k, extras)}={fmt(r.config.get(k))}"
+            for k in extras
+            if not (k.startswith("model.activation.") and r.config.get(k) is None)
+        ]  # relu has no `approximate`: its label says nothing of it
         labels.append("-".join([str(base), *parts]))
     return labels
 

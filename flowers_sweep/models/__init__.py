@@ -47,7 +47,7 @@ def build_model(model_cfg: Any, num_classes: int, image_size: int) -> nn.Module:
     """
     supplied = model_arguments(model_cfg, num_classes, image_size)
     own = (*OWN_KEYS, *(k for k in supplied if k in model_cfg))
-    return targets.build(model_cfg, own=own, **supplied)
+    return targets.build(model_cfg, key="model", own=own, **supplied)
 
 
 def build_on_meta(model_cfg: Any, num_classes: int, image_size: int) -> nn.Module:

@@ -154,11 +154,13 @@ def timm_model(
     name: str,
     num_classes: int,
     in_chans: int = 3,
+    image_size: int | None = None,
     activation: str | ActLayer = NATIVE,
     **kwargs: Any,
 ) -> nn.Module:
     """timm's `name` (`resnet18d`) through `timm.create_model`, no pretrained download;
-    activation goes in as timm's `act_layer` (kwargs too: `drop_rate`, say).
+    activation goes in as timm's `act_layer` (kwargs too: `drop_rate`, say), image_size
+    as `img_size` to the models built for one size (the ViTs), not to the others.
 
     Raises ConfigError when timm is not installed, does not list the name, or the model
     takes no `act_layer`.
@@ -173,10 +175,20 @@ def timm_model(
         raise _no_such("timm", name, timm_names())
     if activation != NATIVE:
         kwargs["act_layer"] = _ignoring_inplace(act_layer(activation))
+    if image_size is not None and "img_size" not in kwargs:
+        kwargs["img_size"] = image_size
     try:
-        model = timm.create_model(
-            name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs
-        )
+        try:
+            model = timm.create_model(
+                name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs
+            )
+        except TypeError as exc:  # a convnet takes any size, and no img_size
+            if "img_size" not in str(exc) or image_size is None:
+                raise
+            kwargs.pop("img_size")
+            model = timm.create_model(
+                name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs
+            )
     except TypeError as exc:
         if "act_layer" not in str(exc):
             raise

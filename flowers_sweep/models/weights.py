@@ -46,12 +46,19 @@ def resolve_weights_file(spec: str, model_name: str) -> Path:
     import torchvision
 
     try:
-        enum = torchvision.models.get_model_weights(model_name)[spec]
+        names = [w.name for w in torchvision.models.get_model_weights(model_name)]
     except (KeyError, ValueError, AttributeError):
         raise ConfigError(
-            f"model.weights={spec!r} is invalid: torchvision has no such weights for "
-            f"{model_name} (e.g. IMAGENET1K_V1), and no file of that name exists"
+            f"model.weights={spec!r} is invalid: no file of that name exists, and "
+            f"{model_name} is not a torchvision model with named weights (give a "
+            f"state_dict file)"
         ) from None
+    if spec not in names:
+        raise ConfigError(
+            f"model.weights={spec!r} is invalid: no file of that name exists, and "
+            f"torchvision's weights for {model_name} are {', '.join(names)}"
+        )
+    enum = torchvision.models.get_model_weights(model_name)[spec]
     path = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
     if not path.is_file():
         raise ConfigError(
