@@ -12,7 +12,8 @@ from PIL import Image
 
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.evaluate import class_names_of, per_class_table
-from flowers_sweep.models.weights import resolve_weights_file
+from flowers_sweep.models import build_model
+from flowers_sweep.models.weights import load_weights, resolve_weights_file
 
 from .helpers.cli import SHARED_FIXTURES, TINY, make_cfg, result, run_cli
 
@@ -131,3 +132,17 @@ def test_a_run_folder_as_model_weights_names_the_file_to_give(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"is a folder; give a weights file, e\.g\. .*model\.pt"):
         resolve_weights_file(str(tmp_path), "resnet18")
+
+
+def test_imagenet_weights_start_a_model_whose_classifier_is_a_convolution(tmp_path, caplog):
+    """SqueezeNet classifies with a 1x1 convolution: its 1,000-class head is replaced,
+    the rest of the file loads (the file here is torchvision's layout, not ImageNet's
+    values: nothing is downloaded)."""
+    file = tmp_path / "squeezenet.pth"
+    torch.save(torchvision.models.squeezenet1_1(num_classes=1000).state_dict(), file)
+    model = build_model(make_cfg("model=torchvision", "model.name=squeezenet1_1").model, 10, 64)
+    with caplog.at_level("INFO", logger="flowers_sweep.models.weights"):
+        load_weights(model, str(file), "squeezenet1_1")
+    assert "classifier replaced: the file has 1000 classes, this run 10" in caplog.text
+    theirs = torch.load(file, weights_only=True)
+    assert torch.equal(model.state_dict()["features.0.weight"], theirs["features.0.weight"])

@@ -109,9 +109,11 @@ def unwrap_state_dict(state: Any, own: Iterable[str]) -> tuple[Any, list[str]]:
 
 
 def head_prefix(model: nn.Module) -> str:
-    """The classifier's parameter prefix: the last linear layer's name and a dot
-    (`fc.` for torchvision's ResNets, `classifier.4.` for the baseline CNN)."""
-    names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    """The classifier's parameter prefix: the name of the last linear or convolution
+    layer, and a dot (`fc.` for torchvision's ResNets, `classifier.4.` for the baseline
+    CNN, `classifier.1.` for SqueezeNet, whose classifier is a 1x1 convolution)."""
+    kinds = (nn.Linear, nn.Conv2d)
+    names = [name for name, m in model.named_modules() if isinstance(m, kinds)]
     return f"{names[-1]}." if names else "fc."
 
 
