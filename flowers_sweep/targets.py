@@ -79,7 +79,7 @@ def signature(fn: Callable[..., Any]) -> tuple[list[inspect.Parameter], bool]:
     return named, any(p.kind is p.VAR_KEYWORD for p in params)
 
 
-def names(fn: Callable[..., Any], name: str) -> bool:
+def names_parameter(fn: Callable[..., Any], name: str) -> bool:
     """Whether `fn`'s signature names the parameter `name` (not through **kwargs): the
     framework supplies an argument only to a callable that asks for it."""
     return any(p.name == name for p in signature(fn)[0])
@@ -151,7 +151,7 @@ def build(
     )
     plain = {k: v for k, v in dict(container).items() if k not in own}
     fn = locate(key, plain)
-    passed = {k: v for k, v in supplied.items() if names(fn, k)}
+    passed = {k: v for k, v in supplied.items() if names_parameter(fn, k)}
     factory = instantiate(plain, _partial_=True, _convert_="all")
     return factory(*args, **passed)
 

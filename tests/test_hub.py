@@ -42,10 +42,19 @@ def timm_params(name: str, num_classes: int) -> int:
 # --- torchvision --------------------------------------------------------------------
 
 
-def test_a_torchvision_model_is_torchvisions_own_with_the_head_sized_to_the_data():
-    cfg = make_cfg("model=torchvision", "model.name=mobilenet_v3_small")
+@pytest.mark.parametrize(
+    ("hub", "name", "library_params"),
+    [
+        ("torchvision", "mobilenet_v3_small", torchvision_params),
+        ("timm", "resnet18d", timm_params),
+    ],
+)
+def test_a_hub_model_is_the_librarys_own_with_the_head_sized_to_the_data(
+    hub, name, library_params
+):
+    cfg = make_cfg(f"model={hub}", f"model.name={name}")
     model = build_model(cfg.model, NUM_CLASSES, 32).eval()
-    assert count_parameters(model) == torchvision_params("mobilenet_v3_small", NUM_CLASSES)
+    assert count_parameters(model) == library_params(name, NUM_CLASSES)
     with torch.no_grad():
         assert model(torch.randn(2, 3, 32, 32)).shape == (2, NUM_CLASSES)
 
@@ -102,14 +111,6 @@ def test_a_name_torchvision_does_not_list_is_refused_with_the_closest(name, said
 
 
 # --- timm -----------------------------------------------------------------------------
-
-
-def test_a_timm_model_is_timms_own_with_the_head_sized_to_the_data():
-    cfg = make_cfg("model=timm", "model.name=resnet18d")
-    model = build_model(cfg.model, NUM_CLASSES, 32).eval()
-    assert count_parameters(model) == timm_params("resnet18d", NUM_CLASSES)
-    with torch.no_grad():
-        assert model(torch.randn(2, 3, 32, 32)).shape == (2, NUM_CLASSES)
 
 
 def test_a_timm_activation_goes_in_as_act_layer():
