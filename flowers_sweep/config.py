@@ -13,12 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from flowers_sweep import targets
-from flowers_sweep.data import DATASETS, PIPELINES, ROLES
+from flowers_sweep.data import PIPELINES, class_count, is_flowers102
+from flowers_sweep.data.augment import check_augment
 from flowers_sweep.data.loaders import worker_start_method
-from flowers_sweep.data.synthetic import MAX_CLASSES
+from flowers_sweep.data.sources import OWN as OWN_DATA
+from flowers_sweep.data.sources import SUPPLIED as SUPPLIED_DATA
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.labels import model_label
 from flowers_sweep.models import OWN_KEYS, SUPPLIED, build_on_meta
@@ -89,7 +91,7 @@ def validate_model(model: DictConfig, dataset: DictConfig) -> None:
     if weights:
         resolve_weights_file(weights, model_label(model))  # a missing file fails before any data
     try:
-        build_on_meta(model, dataset.num_classes, dataset.image_size)
+        build_on_meta(model, class_count(dataset), dataset.image_size)
     except ConfigError:
         raise
     except Exception as exc:
@@ -234,70 +236,57 @@ def validate_optim(optimizer: DictConfig, scheduler: DictConfig, epochs: int) ->
         )
 
 
-def validate_flowers102(dataset: DictConfig) -> None:
-    _choice(dataset, "dataset.pipeline", PIPELINES)
-    for role in ROLES:
-        _check(
-            f"dataset.splits.{role}",
-            dataset.splits.get(role),
-            lambda v: v in ROLES,
-            "must name an official split: train, val or test",
-        )
-    _check(
-        "dataset.root", dataset.root, lambda v: isinstance(v, str) and v != "", "must be a path"
-    )
-
-
 def validate_workers(dataset: DictConfig, trainer: DictConfig) -> None:
     """A pipeline that cannot start its workers in this job's process fails here, early."""
     if dataset.get("pipeline") == "reference" and trainer.num_workers != 0:
         worker_start_method()  # raises where no start method works (joblib off Linux)
 
 
+def _is_stats(v: Any) -> bool:
+    return v == "auto" or (
+        isinstance(v, (list, tuple, ListConfig)) and len(v) == 3 and all(_is_number(x) for x in v)
+    )
+
+
 def validate_data(dataset: DictConfig, augment: DictConfig) -> None:
-    _choice(dataset, "dataset.name", DATASETS)
-    if dataset.name == "flowers102":
-        validate_flowers102(dataset)
-        _check(
-            "dataset.num_classes",
-            dataset.num_classes,
-            lambda v: v == 102,
-            "Flowers102 has 102 classes",
-        )
-    else:
-        _check(
-            "dataset.num_classes",
-            dataset.num_classes,
-            lambda v: _is_int(v) and 2 <= v <= MAX_CLASSES,
-            f"the synthetic dataset draws 2 to {MAX_CLASSES} classes",
-        )
+    """The dataset node's target and keys, its constructor's own checks (no image is
+    read), the class count, the framework's keys; then the augmentation's keys."""
+    targets.check("dataset", dataset, supplied=SUPPLIED_DATA, own=OWN_DATA)
     _check(
         "dataset.image_size",
-        dataset.image_size,
+        dataset.get("image_size"),
         lambda v: _is_int(v) and v >= 16,
-        "must be an integer >= 16",
+        "must be an integer >= 16 (the side of the square images the model sees, px)",
     )
-    _check(
-        "augment.vflip_p",
-        augment.vflip_p,
-        lambda v: _is_number(v) and 0 <= v <= 1,
-        "must be in [0, 1]",
-    )
-    _check(
-        "augment.rotation",
-        augment.rotation,
-        lambda v: _is_number(v) and 0 <= v <= 180,
-        "must be degrees in [0, 180]",
-    )
+    for key in ("mean", "std"):
+        _check(
+            f"dataset.{key}",
+            dataset.get(key),
+            _is_stats,
+            "three per-channel numbers (R, G, B on the 0-1 scale), or auto (from the "
+            "training split)",
+        )
+    if dataset.get("std") != "auto" and isinstance(dataset.get("std"), (list, ListConfig)):
+        _check("dataset.std", dataset.std, lambda v: all(x > 0 for x in v), "must be > 0")
+    if "pipeline" in dataset:
+        _choice(dataset, "dataset.pipeline", PIPELINES)
+    if dataset.get("pipeline") == "reference" and not is_flowers102(dataset):
+        _fail(
+            "dataset.pipeline",
+            "reference",
+            "the report's per-image pipeline exists for dataset=flowers102 only",
+        )
+    class_count(dataset)  # builds the source (no image read): its own checks run here
+    check_augment(augment)
 
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first bad value."""
+    validate_data(cfg.dataset, cfg.augment)  # first: the model needs the class count
     validate_model(cfg.model, cfg.dataset)
     validate_trainer(cfg.trainer)
     validate_runtime(cfg.trainer, cfg)
     validate_optim(cfg.optimizer, cfg.scheduler, cfg.trainer.epochs)
-    validate_data(cfg.dataset, cfg.augment)
     validate_workers(cfg.dataset, cfg.trainer)
     _check("seed", cfg.seed, _is_int, "must be an integer")
     if cfg.get("logger") is not None:

@@ -25,8 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from flowers_sweep.atomic import atomic_write, atomic_write_text
 from flowers_sweep.data import build_loaders
-from flowers_sweep.data.flowers102 import class_names as flowers102_class_names
-from flowers_sweep.data.synthetic import flower_classes
+from flowers_sweep.data.sources import open_source
 from flowers_sweep.errors import FlowersSweepError
 from flowers_sweep.legacy import upgrade_tree
 from flowers_sweep.outcome import command
@@ -37,6 +36,7 @@ from flowers_sweep.runrecord import (
     WEIGHT_FILES,
     config_path,
     evaluation_files,
+    read_data,
     read_result,
     read_yaml,
 )
@@ -55,12 +55,21 @@ class RestoredRun:
     layout: torch.memory_format
     cast: Any
     class_names: list[str]
+    mean: list[float]  # the normalisation the run trained with (dataset.mean, auto resolved)
+    std: list[float]
 
 
-def class_names_of(cfg: DictConfig) -> list[str]:
-    if cfg.dataset.name == "flowers102":
-        return flowers102_class_names()
-    return [c.name for c in flower_classes(cfg.dataset.num_classes)]
+def data_of(cfg: DictConfig, run_dir: Path) -> tuple[list[str], list[float], list[float]]:
+    """The run's class names and normalisation, as its data.json recorded them; for a
+    run from before data.json, from its config (the source's names, without data)."""
+    record = read_data(run_dir)
+    if record is not None:
+        return record["class_names"], record["mean"], record["std"]
+    try:
+        names = open_source(cfg.dataset).class_names()
+    except FlowersSweepError:  # a function target: only its data knows the names
+        names = [str(i) for i in range(cfg.dataset.num_classes)]
+    return names, list(cfg.dataset.mean), list(cfg.dataset.std)
 
 
 def restore(run_dir: Path, weights: str = "last", device: str = "auto") -> RestoredRun:
@@ -87,10 +96,10 @@ def restore(run_dir: Path, weights: str = "last", device: str = "auto") -> Resto
         )
     rebase_run_paths(cfg, run_dir)  # relative to where the run was launched, not to here
     where = place(cfg, device)  # as the run computed: its layout and number format
-    names = class_names_of(cfg)
+    names, mean, std = data_of(cfg, run_dir)
     state = torch.load(weights_file, map_location="cpu", weights_only=True)
     model = placed_model(cfg, len(names), where, state).eval()
-    return RestoredRun(cfg, model, where.device, where.layout, where.cast, names)
+    return RestoredRun(cfg, model, where.device, where.layout, where.cast, names, mean, std)
 
 
 @torch.no_grad()

@@ -1,7 +1,8 @@
 """Configs written before `_target_` nodes, read in today's form.
 
-Run folders from earlier versions hold `model.arch`, `optimizer.name`, `scheduler.name`
-and `logger.name` where today's presets hold `_target_` nodes with the same numbers. A
+Run folders from earlier versions hold `model.arch`, `optimizer.name`, `scheduler.name`,
+`logger.name` and `dataset.name` where today's presets hold `_target_` nodes with the
+same numbers, and lack the augmentation keys added since (`ADDED`). A
 saved config is upgraded wherever it is read (the resume check, evaluate, the
 aggregator), so an old run resumes, skips, evaluates and aggregates as it did; nothing in
 the old folder is rewritten.
@@ -23,8 +24,13 @@ LOGGERS = {
     "tensorboard": "flowers_sweep.loggers.TensorBoardLogger",
     "none": "flowers_sweep.loggers.NoLogger",
 }
+DATASETS = {
+    "synthetic": "flowers_sweep.data.synthetic.SyntheticFlowers",
+    "flowers102": "flowers_sweep.data.flowers102.Flowers102",
+}
 # old key -> (its names' targets, whether the new node is _partial_)
 RENAMED = {
+    "dataset.name": (DATASETS, False),
     "model.arch": (MODELS, False),
     "optimizer.name": (OPTIMIZERS, True),
     "scheduler.name": (SCHEDULERS, True),
@@ -32,10 +38,20 @@ RENAMED = {
 }
 
 
+# Keys added since, with the value that does what the config did before they existed.
+ADDED = {
+    "augment.hflip_p": 0.0,
+    "augment.crop_padding": 0,
+    "augment.resized_crop_scale": None,
+    "augment.resized_crop_ratio": [0.75, 4 / 3],
+}
+
+
 def upgrade_settings(flat: Mapping[str, Any]) -> dict[str, Any]:
     """A flattened config ({"model.arch": "resnet", ...}) in today's keys; a config
     already in today's form comes back unchanged. Keys keep their order, the node's
-    `_target_` (and `_partial_`) taking the old name's place."""
+    `_target_` (and `_partial_`) taking the old name's place; keys added since
+    (`ADDED`) come last, at the value that changes nothing."""
     out: dict[str, Any] = {}
     for key, value in flat.items():
         if key in RENAMED and value in RENAMED[key][0]:
@@ -45,6 +61,10 @@ def upgrade_settings(flat: Mapping[str, Any]) -> dict[str, Any]:
             if partial:
                 out[f"{node}._partial_"] = True
         else:
+            out[key] = value
+    for key, value in ADDED.items():
+        node = key.rsplit(".", 1)[0]
+        if key not in out and any(k.startswith(f"{node}.") for k in out):
             out[key] = value
     return out
 

@@ -32,7 +32,7 @@ def top5(run: RestoredRun, image: Path) -> list[dict[str, Any]]:
     dataset = run.cfg.dataset
     pixels = torch.from_numpy(load_resized(image, dataset.image_size)[0].copy())[None]
     augment = BatchAugment(
-        dataset.mean, dataset.std, grayscale=run.cfg.augment.grayscale, memory_format=run.layout
+        run.mean, run.std, grayscale=run.cfg.augment.grayscale, memory_format=run.layout
     )
     with run.cast():
         logits = run.model(augment.eval_view(pixels.to(run.device)))

@@ -8,6 +8,7 @@ and its settings, with the one reader and the one writer of each.
       run_config.json        the settings the folder's run started with (see runfolder.py)
       metrics.csv            one row per completed epoch (METRIC_COLUMNS)
       result.json            the outcome: a completed run's numbers, or why it stopped
+      data.json              the data as the model saw it: class names, normalisation
       traceback.txt          where a failed run failed
       checkpoint.pt          the last completed epoch, for an exact resume
       model.pt               the last epoch's weights (trainer.keep_weights)
@@ -34,6 +35,12 @@ from flowers_sweep.atomic import atomic_write_text, write_json
 from flowers_sweep.errors import FlowersSweepError
 from flowers_sweep.labels import activation_label, model_label, section
 from flowers_sweep.legacy import upgrade_settings
+from flowers_sweep.settings import (  # noqa: F401  (the run folder's settings, re-exported)
+    EXECUTION_SETTINGS,
+    experiment_settings,
+    flatten,
+    is_execution_setting,
+)
 
 HYDRA_DIR = ".hydra"  # Hydra's default hydra.output_subdir
 CONFIG_FILE = "config.yaml"
@@ -41,6 +48,7 @@ HYDRA_FILE = "hydra.yaml"
 OVERRIDES_FILE = "overrides.yaml"
 METRICS_FILE = "metrics.csv"
 RESULT_FILE = "result.json"
+DATA_FILE = "data.json"  # class names and normalisation, for evaluate and predict
 WEIGHTS_FILE = "model.pt"  # the last epoch's weights, as the report tested
 BEST_WEIGHTS_FILE = "model_best_val.pt"  # the weights of the best validation epoch
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -50,6 +58,7 @@ LOCK_FILE = ".run.lock"  # held by the process training in the folder
 RUN_FILES = (
     METRICS_FILE,
     RESULT_FILE,
+    DATA_FILE,
     WEIGHTS_FILE,
     BEST_WEIGHTS_FILE,
     CHECKPOINT_FILE,
@@ -83,54 +92,11 @@ COMPLETED_KEYS = (
 )
 STOPPED_KEYS = (*RUN_KEYS, "error_type", "error", "epochs_done", "traceback")
 
-# Settings that change how a run is carried out, not what it computes (a name covers
-# the keys under it). A relaunch may
-# change them and still resume; they never split a case in the report; they are not
-# logged as the experiment's hyperparameters. Everything else is the experiment.
-EXECUTION_SETTINGS = (
-    "aggregate",
-    "resume",
-    "trainer.num_workers",
-    "trainer.threads",
-    "trainer.device",
-    "trainer.keep_checkpoint",
-    "dataset.cache_dir",
-    "dataset.download",
-    "trainer.checkpoint_every_epochs",
-    "trainer.checkpoint_every_s",
-    "trainer.keep_weights",
-    "trainer.jobs_per_gpu",
-    "logger",  # the whole node: where a run reports, not what it computes
-    "optimized_metric",
-)
-
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
 
 
 class RunRecordError(FlowersSweepError, ValueError):
     """A run folder's file that cannot be trusted; the message names the file."""
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values (milestones are one setting)."""
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        out.update(flatten(value, f"{prefix}{key}." if isinstance(value, dict) else prefix + key))
-    return out
-
-
-def is_execution_setting(key: str) -> bool:
-    """Whether the flattened `key` is one of EXECUTION_SETTINGS or under one."""
-    return any(key == name or key.startswith(f"{name}.") for name in EXECUTION_SETTINGS)
-
-
-def experiment_settings(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The flattened settings that make the experiment: all but EXECUTION_SETTINGS.
-    A config written before `_target_` nodes comes in today's keys (legacy.py)."""
-    flat = upgrade_settings(flatten(dict(config)))
-    return {k: v for k, v in flat.items() if not is_execution_setting(k)}
 
 
 # --- result.json ---------------------------------------------------------------------
@@ -159,9 +125,22 @@ def stopped_record(
 def evaluation_files(run_dir: Path, suffix: str = "") -> tuple[Path, Path]:
     """Where `evaluate` writes its per-class accuracy table (CSV) and confusion matrix
     (PNG); `suffix` names a split and weights other than the test split's last."""
-    return Path(run_dir) / f"per_class{suffix}.csv", Path(
-        run_dir
-    ) / f"confusion_matrix{suffix}.png"
+    run_dir = Path(run_dir)
+    return run_dir / f"per_class{suffix}.csv", run_dir / f"confusion_matrix{suffix}.png"
+
+
+def write_data(run_dir: Path, class_names: Sequence[str], mean: Any, std: Any) -> None:
+    """data.json: what a model of the run needs from the data to be used without it."""
+    record = {"class_names": list(class_names), "mean": list(mean), "std": list(std)}
+    write_json(Path(run_dir) / DATA_FILE, record)
+
+
+def read_data(run_dir: Path) -> dict[str, Any] | None:
+    """data.json, or None for a run from before it existed (or unreadable)."""
+    try:
+        return json.loads((Path(run_dir) / DATA_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def write_result(run_dir: Path, result: Mapping[str, Any]) -> None:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from flowers_sweep.checkpoint import TrainState, load_checkpoint
-from flowers_sweep.data import build_loaders
+from flowers_sweep.data import build_loaders, class_count
 from flowers_sweep.data.loaders import Loaders
 from flowers_sweep.hardware import (
     autocast,
@@ -31,7 +31,7 @@ from flowers_sweep.labels import model_label
 from flowers_sweep.models import build_model, build_on_meta, convolutional, count_parameters
 from flowers_sweep.models.weights import load_weights
 from flowers_sweep.optim import build_optimizer, build_scheduler
-from flowers_sweep.runrecord import CHECKPOINT_FILE
+from flowers_sweep.runrecord import CHECKPOINT_FILE, write_data
 
 log = logging.getLogger("flowers_sweep.train")
 
@@ -85,7 +85,9 @@ def place(cfg: Any, device: torch.device | str | None = None) -> Placement:
 def meta_convolutional(cfg: Any) -> bool:
     """models.convolutional for the config's model, built on the meta device: shapes
     without memory or initialisation, so deciding costs a fraction of a build."""
-    return convolutional(build_on_meta(cfg.model, cfg.dataset.num_classes, cfg.dataset.image_size))
+    return convolutional(
+        build_on_meta(cfg.model, class_count(cfg.dataset), cfg.dataset.image_size)
+    )
 
 
 def placed_model(cfg: Any, num_classes: int, where: Placement, weights: Any = None) -> nn.Module:
@@ -153,6 +155,8 @@ def set_up(cfg: Any, run_dir: Path | None, device: torch.device | None = None) -
     seed_everything(cfg.seed, cfg.trainer.deterministic)
     where = place(cfg, device)
     data = build_loaders(cfg, where.device, where.layout)
+    if run_dir is not None:  # what evaluate and predict need to use the model without data
+        write_data(run_dir, data.class_names, data.mean, data.std)
     ckpt = None if run_dir is None else Path(run_dir) / CHECKPOINT_FILE
     resuming = ckpt is not None and ckpt.is_file()
     # A resume has its own weights; model.weights only starts a run.

@@ -14,20 +14,19 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from flowers_sweep import outcome
-from flowers_sweep.config import CONFIG_MODULE, validate
-from flowers_sweep.errors import ConfigError
+from flowers_sweep.compose import compose_config, config_dir_overrides
+from flowers_sweep.config import validate
+from flowers_sweep.data.sources import class_count
 from flowers_sweep.labels import activation_label, model_label, optimizer_label
 from flowers_sweep.models import BaselineCNN, ResNet, build_model, build_on_meta, count_parameters
 from flowers_sweep.models.resnet import BLOCKS
@@ -213,18 +212,19 @@ def summarize(cfg: DictConfig, device: str = "meta", choice: str | None = None) 
     """Build the configured model (no data, no download) and trace one image through it;
     `choice` is the model preset's name, its label."""
     dataset = cfg.dataset
+    num_classes = class_count(dataset)  # the node's, or a folder listing: no image read
     if device == "meta":  # no weights are allocated or initialised
-        model = build_on_meta(cfg.model, dataset.num_classes, dataset.image_size)
+        model = build_on_meta(cfg.model, num_classes, dataset.image_size)
     else:
         with torch.device(device):
-            model = build_model(cfg.model, dataset.num_classes, dataset.image_size)
+            model = build_model(cfg.model, num_classes, dataset.image_size)
     model.eval()
     rows, macs, saved = trace(model, dataset.image_size, device)
     return Summary(
         label=model_label(cfg.model, choice),
         activation=str(activation_label(cfg.model.get("activation"))),
         image_size=dataset.image_size,
-        num_classes=dataset.num_classes,
+        num_classes=num_classes,
         rows=rows,
         params=count_parameters(model),
         macs=macs,
@@ -284,38 +284,6 @@ def render(s: Summary) -> list[str]:
         f"macs: {s.macs}",
         memory,
     ]
-
-
-def config_dir_overrides(args: Sequence[str]) -> list[str]:
-    """Hydra's `--config-dir DIR` / `-cd DIR` as the override that does the same in
-    Hydra's compose API (`hydra.searchpath`), so a user's config folder works here as
-    for a run; the other arguments are kept as they are.
-
-    Raises ConfigError when DIR is not a folder.
-    """
-    out, rest = [], list(args)
-    while rest:
-        arg = rest.pop(0)
-        if arg in ("-cd", "--config-dir") or arg.startswith("--config-dir="):
-            folder = arg.split("=", 1)[1] if "=" in arg else (rest.pop(0) if rest else "")
-            path = Path(folder).expanduser().resolve()
-            if not folder or not path.is_dir():
-                raise ConfigError(f"--config-dir={folder!r} is invalid: no such folder")
-            out.insert(0, f"hydra.searchpath=[file://{path}]")
-        else:
-            out.append(arg)
-    return out
-
-
-def compose_config(overrides: Sequence[str]) -> tuple[DictConfig, dict[str, Any]]:
-    """The same composition as a run, without @hydra.main, so no output folder appears;
-    with Hydra's group choices (the model preset's name labels the summary)."""
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
-    choices = dict(cfg.hydra.runtime.choices)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg, choices
 
 
 @outcome.command(PROG, HydraException, OmegaConfBaseException)

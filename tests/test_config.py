@@ -10,6 +10,7 @@ from .helpers.presets import (
     preset_files,
     preset_group,
     preset_override,
+    stand_in_data,
     stand_in_torchvision_weights,
 )
 
@@ -24,6 +25,7 @@ def test_every_preset_composes_to_a_valid_config(preset, tmp_path, monkeypatch):
     cfg, hydra = compose_with_hydra(preset_override(preset))
     assert hydra.runtime.choices[preset_group(preset)] == preset.stem
     stand_in_torchvision_weights(cfg.model, tmp_path)
+    stand_in_data(cfg, tmp_path)
     validate(cfg)
 
 

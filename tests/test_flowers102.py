@@ -193,5 +193,11 @@ def test_report_preset_decays_at_the_reports_epochs():
 def test_report_experiment_cfg_job_shows_settings():
     proc = run_cli("experiment=report", "--cfg", "job", cache=None)
     assert proc.returncode == 0, proc.stderr
-    for text in ("name: flowers102", "image_size: 224", "epochs: 100", "gamma: 0.2", "lr: 0.001"):
+    for text in (
+        "_target_: flowers_sweep.data.flowers102.Flowers102",
+        "image_size: 224",
+        "epochs: 100",
+        "gamma: 0.2",
+        "lr: 0.001",
+    ):
         assert text in proc.stdout

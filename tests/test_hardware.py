@@ -5,9 +5,8 @@ import os
 import pytest
 import torch
 
-from flowers_sweep.data import augment, loaders
+from flowers_sweep.data import augment, decode_workers, loaders
 from flowers_sweep.data.augment import BatchAugment, rotate, vertical_flip
-from flowers_sweep.data.flowers102 import decode_workers
 from flowers_sweep.data.loaders import TensorBatches
 from flowers_sweep.data.splits import Split
 from flowers_sweep.hardware import native_bf16, resolve_precision, to_device

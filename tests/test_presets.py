@@ -55,9 +55,9 @@ def run_folders(run_dir, sweep_dir) -> list:
 def test_every_experiment_runs_tiny_through_the_cli(preset, tmp_path, cache_dir, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # read by the run too
     override = preset_override(preset)
-    cfg, _ = compose_with_hydra(override)
+    cfg, hydra = compose_with_hydra(override)
     stand_in = stand_in_torchvision_weights(cfg.model, tmp_path / "torch")
-    tiny = tiny_settings(cfg.dataset.name, tmp_path)
+    tiny = tiny_settings(hydra.runtime.choices.dataset, tmp_path)
     run_dir, sweep_dir = tmp_path / "run", tmp_path / "sweep"
     proc = run_cli(
         override, *tiny, f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={sweep_dir}",

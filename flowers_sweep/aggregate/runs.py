@@ -24,7 +24,7 @@ from flowers_sweep.runrecord import (
     read_run,
 )
 from flowers_sweep.runrecord import find_run_dirs as find_run_dirs_under
-from flowers_sweep.runrecord import is_execution_setting as execution
+from flowers_sweep.settings import is_execution_setting as execution
 
 REPORT_DIRNAME = "report"
 CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "lr")  # what the figures read

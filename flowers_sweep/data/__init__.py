@@ -2,43 +2,40 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 from typing import Any
 
 import torch
 
 from flowers_sweep.data import flowers102
 from flowers_sweep.data.augment import BatchAugment
-from flowers_sweep.data.cache import default_cache_dir
 from flowers_sweep.data.loaders import Loaders, ReferenceBatches, TensorBatches
 from flowers_sweep.data.roles import ROLES, ByRole
+from flowers_sweep.data.sources import (
+    DataSource,
+    cache_dir_of,
+    class_count,
+    load_splits,
+    open_source,
+)
 from flowers_sweep.data.splits import Split, Splits
-from flowers_sweep.data.synthetic import load_synthetic
-from flowers_sweep.paths import user_path
+from flowers_sweep.errors import ConfigError
+from flowers_sweep.hardware import available_cpus
 
-DATASETS = ("synthetic", "flowers102")
 PIPELINES = ("cached", "reference")
+log = logging.getLogger(__name__)
 
 
-def cache_dir_of(dataset_cfg: Any) -> Path:
-    path = dataset_cfg.get("cache_dir")
-    return user_path(path) if path else default_cache_dir()
-
-
-def load_splits(dataset_cfg: Any, workers: int = 1) -> Splits:
-    """The three splits as uint8 tensors, from the on-disk cache when possible."""
-    cache_dir = cache_dir_of(dataset_cfg)
-    if dataset_cfg.name == "synthetic":
-        return load_synthetic(dataset_cfg, cache_dir)
-    if dataset_cfg.name == "flowers102":
-        parts = [flowers102.load_split(dataset_cfg, r, workers, cache_dir) for r in ROLES]
-        return Splits(*parts, class_names=flowers102.class_names())
-    raise ValueError(f"dataset.name={dataset_cfg.name!r} is not one of: {', '.join(DATASETS)}")
+def is_flowers102(dataset_cfg: Any) -> bool:
+    """Whether the node is Flowers102, the one dataset with the report's per-image
+    pipeline (`dataset.pipeline=reference`) to compare against."""
+    return dataset_cfg.get("_target_") == f"{flowers102.__name__}.Flowers102"
 
 
 def reference_loaders(cfg: Any, device: torch.device, workers: int) -> Loaders:
     """The report's per-image pipeline over the same files, for comparison."""
     dataset_cfg, batch_size = cfg.dataset, cfg.trainer.batch_size
+    mean, std = normalisation(dataset_cfg, None)
     parts = []
     for role in ROLES:
         train = role == "train"
@@ -46,7 +43,7 @@ def reference_loaders(cfg: Any, device: torch.device, workers: int) -> Loaders:
         dataset = flowers102.open_split(dataset_cfg, dataset_cfg.splits[role], transform=transform)
         size = batch_size if train else 2 * batch_size
         parts.append(ReferenceBatches(dataset, size, device, workers))
-    return Loaders(*parts, class_names=flowers102.class_names())
+    return Loaders(*parts, class_names=flowers102.class_names(), mean=mean, std=std)
 
 
 def on_device(split: Split, device: torch.device) -> Split:
@@ -58,41 +55,81 @@ def on_device(split: Split, device: torch.device) -> Split:
     return Split(images, labels, split.image_sizes)  # image_sizes stay on the host
 
 
-def batch_augment(cfg: Any, layout: torch.memory_format) -> BatchAugment:
-    """The config's augmentation and normalisation, producing batches in `layout`."""
-    augment, dataset = cfg.augment, cfg.dataset
-    return BatchAugment(
-        dataset.mean, dataset.std, augment.vflip_p, augment.rotation, augment.grayscale, layout
+def normalisation(dataset_cfg: Any, train: Split | None) -> tuple[list[float], list[float]]:
+    """`dataset.mean` and `dataset.std`; `auto` (either) means that one from the training
+    split (`Split.channel_stats`; a constant channel's std taken as 1). Computed at
+    set-up rather than cached: a pass over the uint8 split (about a second for
+    Flowers102) costs less than hashing it for a cache key.
+
+    Raises:
+        ConfigError: `auto` where no training split is at hand (the reference pipeline).
+    """
+    mean, std = dataset_cfg.mean, dataset_cfg.std
+    if mean != "auto" and std != "auto":
+        return list(mean), list(std)
+    if train is None:
+        raise ConfigError(
+            "dataset.mean=auto is invalid with dataset.pipeline=reference: give the numbers"
+        )
+    auto_mean, auto_std = train.channel_stats()
+    if 0.0 in auto_std:  # a constant channel: centre it, but dividing by 0 gives nan
+        log.warning("a channel of the training split is constant: its std is taken as 1")
+        auto_std = [v if v > 0 else 1.0 for v in auto_std]
+    log.info("normalisation from the training split: mean %s std %s", auto_mean, auto_std)
+    return (auto_mean if mean == "auto" else list(mean)), (
+        auto_std if std == "auto" else list(std)
     )
+
+
+def batch_augment(
+    cfg: Any, layout: torch.memory_format, train: Split | None = None
+) -> BatchAugment:
+    """The config's augmentation and normalisation, producing batches in `layout`."""
+    mean, std = normalisation(cfg.dataset, train)
+    return BatchAugment.from_config(cfg.augment, mean, std, layout)
+
+
+def decode_workers(num_workers: int | str) -> int:
+    """`trainer.num_workers`: "auto" means one thread per CPU this job may use."""
+    if num_workers == "auto":
+        return available_cpus()
+    return int(num_workers)
 
 
 def build_loaders(
     cfg: Any, device: torch.device, layout: torch.memory_format = torch.contiguous_format
 ) -> Loaders:
     """Train, val and test batches for a composed run config, in the model's layout."""
-    workers = flowers102.decode_workers(cfg.trainer.num_workers)
+    workers = decode_workers(cfg.trainer.num_workers)
     if cfg.dataset.get("pipeline", "cached") == "reference":
         return reference_loaders(cfg, device, workers)
     splits = load_splits(cfg.dataset, workers)
-    aug = batch_augment(cfg, layout)
+    aug = batch_augment(cfg, layout, splits.train)
     batch_size = cfg.trainer.batch_size
     return Loaders(
         TensorBatches(on_device(splits.train, device), batch_size, device, aug.train_view),
         TensorBatches(on_device(splits.val, device), 2 * batch_size, device, aug.eval_view),
         TensorBatches(on_device(splits.test, device), 2 * batch_size, device, aug.eval_view),
         class_names=splits.class_names,
+        mean=aug.mean,
+        std=aug.std,
     )
 
 
 __all__ = [
-    "DATASETS",
     "PIPELINES",
     "ROLES",
     "ByRole",
+    "DataSource",
     "Loaders",
     "Split",
     "Splits",
     "batch_augment",
     "build_loaders",
+    "cache_dir_of",
+    "class_count",
+    "decode_workers",
+    "is_flowers102",
     "load_splits",
+    "open_source",
 ]

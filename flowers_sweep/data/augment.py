@@ -16,6 +16,9 @@ out further from the report).
 
 Images cached at their native size (the synthetic dataset) have no resize to smooth
 them: there the report's operation is the plain nearest-neighbour rotation, kept as is.
+
+torchvision's horizontal flip, padded crop and resized crop (`geometry`) join the same
+single warp when on; off, nothing of theirs is drawn or computed.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from flowers_sweep.data import geometry
+from flowers_sweep.data.geometry import RATIO, Draws, check_augment
 from flowers_sweep.hardware import to_device
 
 
@@ -92,20 +97,30 @@ def squash_conjugated(
     return m
 
 
-def warp(batch: torch.Tensor, maps: torch.Tensor, mode: str = "bicubic") -> torch.Tensor:
+def warp(
+    batch: torch.Tensor, maps: torch.Tensor, mode: str = "bicubic", padding_mode: str = "zeros"
+) -> torch.Tensor:
     """Float (0-255) images warped by each one's map (`squash_conjugated`), black fill.
 
-    One sampling kernel for the batch, on whatever device holds it, with no host sync
+    maps: (N, 2, 2), or (N, 2, 3) with a shift in pixels (`geometry.compose`). One
+    sampling kernel for the batch, on whatever device holds it, with no host sync
     (the maps are built on the host and queued with the batch). Bicubic, because it
     comes closest to the report's rotate-then-resize: on generated 667x500 JPEGs the
     mean absolute difference is 0.90 (bilinear 1.17, nearest 2.05; benchmarks/
     augment_fidelity.py). The result stays float: normalisation comes next anyway.
+    padding_mode "border" repeats the edge pixels, as F.interpolate does at a crop's edge.
     """
     h, w = batch.shape[-2:]
     # grid_sample reads its input at coordinates running from -1 to 1 over the pixel
     # edges of each axis; the maps work in pixels about the centre
     scale = torch.tensor([[2 / w, 0], [0, 2 / h]], dtype=torch.float64)
-    linear = to_device((scale @ maps @ scale.inverse()).float(), batch.device)
+    shift = None
+    if maps.shape[-1] == 3:  # one copy to the device: the shift rides with the linear part
+        maps, shift = maps[..., :2], maps[..., 2:]
+        both = torch.cat([scale @ maps @ scale.inverse(), scale @ shift], 2).float()
+        linear, shift = to_device(both, batch.device).split([2, 1], 2)
+    else:
+        linear = to_device((scale @ maps @ scale.inverse()).float(), batch.device)
     xs = (torch.arange(w, device=batch.device) * 2 + 1) / w - 1  # output pixel centres
     ys = (torch.arange(h, device=batch.device) * 2 + 1) / h - 1
     # (n, h, w, 2): input x, y of each output pixel (affine_grid's result, 3x faster here)
@@ -113,7 +128,11 @@ def warp(batch: torch.Tensor, maps: torch.Tensor, mode: str = "bicubic") -> torc
         xs.view(1, 1, w, 1) * linear[:, None, None, :, 0]
         + ys.view(1, h, 1, 1) * linear[:, None, None, :, 1]
     )
-    out = F.grid_sample(batch.float(), grid, mode=mode, padding_mode="zeros", align_corners=False)
+    if shift is not None:
+        grid = grid + shift[:, None, None, :, 0]
+    out = F.grid_sample(
+        batch.float(), grid, mode=mode, padding_mode=padding_mode, align_corners=False
+    )
     return out.clamp_(0, 255)  # bicubic overshoots at edges; the report's pixels cannot
 
 
@@ -206,6 +225,12 @@ class BatchAugment:
 
     Greyscale is a property of the input, not an augmentation: it applies to every
     split, so a greyscale-trained model is also evaluated on greyscale images.
+
+    The report's moves (vflip_p, rotation) run as they always have unless a torchvision
+    move is on: hflip_p (RandomHorizontalFlip), crop_padding (RandomCrop(size, padding=P))
+    or resized_crop_scale with resized_crop_ratio (RandomResizedCrop(size, scale, ratio)).
+    Then the pipeline vflip, rotation, crop, hflip is one affine map per image applied by
+    one `warp` (`warp_view`); the new moves draw after the report's, only when on.
     """
 
     def __init__(
@@ -216,16 +241,46 @@ class BatchAugment:
         rotation: float = 0.0,
         grayscale: bool = False,
         memory_format: torch.memory_format = torch.contiguous_format,
+        hflip_p: float = 0.0,
+        crop_padding: int = 0,
+        resized_crop_scale: Sequence[float] | None = None,
+        resized_crop_ratio: Sequence[float] = RATIO,
     ) -> None:
         self.mean, self.std = list(mean), list(std)
         self.memory_format = memory_format
         self.vflip_p, self.rotation, self.grayscale = vflip_p, rotation, grayscale
+        self.hflip_p, self.crop_padding = hflip_p, crop_padding
+        scale = resized_crop_scale
+        self.resized_crop_scale = None if scale is None else (float(scale[0]), float(scale[1]))
+        self.resized_crop_ratio = (float(resized_crop_ratio[0]), float(resized_crop_ratio[1]))
+        self.moves = hflip_p > 0 or crop_padding > 0 or scale is not None
         self._affine: dict[torch.device, Affine] = {}
+
+    @classmethod
+    def from_config(
+        cls,
+        augment_cfg: Any,
+        mean: Sequence[float],
+        std: Sequence[float],
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ) -> BatchAugment:
+        """From the `augment` group (checked by `check_augment`); saved configs older than
+        a key get its default, which leaves their augmentation as it was."""
+        check_augment(augment_cfg)
+        get = augment_cfg.get
+        return cls(
+            mean, std, get("vflip_p", 0.0), get("rotation", 0.0), bool(get("grayscale", False)),
+            memory_format, hflip_p=get("hflip_p", 0.0), crop_padding=get("crop_padding", 0),
+            resized_crop_scale=get("resized_crop_scale"),
+            resized_crop_ratio=get("resized_crop_ratio", RATIO),
+        )  # fmt: skip
 
     def train_view(
         self, batch: torch.Tensor, gen: torch.Generator | None, sizes: torch.Tensor | None = None
     ) -> torch.Tensor:
         """sizes: each image's original (width, height) when the cache squashed it."""
+        if gen is not None and self.moves:
+            return self._normalize(self.warp_view(batch, gen, sizes)[0])
         if gen is not None and (self.vflip_p > 0 or self.rotation > 0):
             if sizes is not None:
                 if self.grayscale:  # first, as the report's transform: exact on uint8
@@ -237,6 +292,41 @@ class BatchAugment:
             else:
                 batch = rotate(vertical_flip(batch, self.vflip_p, gen), self.rotation, gen)
         return self.eval_view(batch, None)
+
+    def draw(self, n: int, height: int, width: int, gen: torch.Generator) -> Draws:
+        """n images' moves: the report's as `draw_geometry`, then the crop, then hflip."""
+        vflips, angles = draw_geometry(n, self.vflip_p, self.rotation, gen)
+        crops, hflips = geometry.draw_moves(
+            n, height, width, gen, self.hflip_p, self.crop_padding,
+            self.resized_crop_scale, self.resized_crop_ratio,
+        )  # fmt: skip
+        return Draws(vflips, angles, crops, hflips)
+
+    def warp_view(
+        self, batch: torch.Tensor, gen: torch.Generator, sizes: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Draws]:
+        """All the moves as one warp: float32 (N, C, H, W) on 0-255, and what was drawn.
+
+        batch: (N, C, H, W) uint8; sizes: (N, 2) photo (width, height) on the host when
+        the cache squashed them (the report's moves then act on the photo), else None.
+        Sampling: bicubic for squashed images with a rotation (stands in for the report's
+        resize), nearest for native ones with a rotation (the report's), else bilinear
+        (RandomResizedCrop's), with the edge repeated as F.interpolate does unless a
+        rotation or a padded crop brings in black.
+        """
+        if self.grayscale:  # first, as the report's transform: exact on uint8
+            batch = to_grayscale(batch)
+        n, _, h, w = batch.shape
+        d = self.draw(n, h, w, gen)
+        photo = sizes if sizes is not None else torch.ones(n, 2)  # ones: no squash
+        maps = geometry.moves_maps(
+            squash_conjugated(d.vflips, d.angles, photo), d, h, w, self.crop_padding
+        )
+        mode, fill = geometry.sampling(sizes is not None, self.rotation, self.crop_padding)
+        out = warp(batch, maps, mode, fill)
+        if self.crop_padding > 0:  # the padding is black even where the map sees beyond
+            out.mul_(geometry.frame_mask(d, h, w, self.crop_padding, out.device))
+        return out, d
 
     def eval_view(
         self, batch: torch.Tensor, gen: torch.Generator | None = None, sizes: Any = None

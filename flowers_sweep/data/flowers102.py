@@ -20,9 +20,8 @@ import torch
 
 from flowers_sweep.data.cache import cached
 from flowers_sweep.data.images import load_resized, load_rgb
-from flowers_sweep.data.splits import Split
+from flowers_sweep.data.splits import Split, Splits
 from flowers_sweep.errors import DatasetNotFoundError
-from flowers_sweep.hardware import available_cpus
 from flowers_sweep.paths import user_path
 
 log = logging.getLogger(__name__)
@@ -154,8 +153,54 @@ def class_names() -> list[str]:
     return list(checked_flowers102().classes)
 
 
+class Flowers102:
+    """`dataset=flowers102`: a data source (`data.sources`) over torchvision's loader.
+
+    Args:
+        root: the folder that holds flowers-102/ (torchvision's layout).
+        download: fetch the ~330 MB archive into root once (needs internet).
+        verify_checksums: False accepts label/split files other than the official ones.
+        splits: which official split serves each role ({"train": "test", ...}: the
+            report's swap); default the official roles.
+        image_size: side of the cached squares, px.
+
+    Raises:
+        ValueError: a role mapped to something that is not an official split.
+    """
+
+    def __init__(
+        self,
+        root: str = "data",
+        download: bool = False,
+        verify_checksums: bool = True,
+        splits: dict[str, str] | None = None,
+        image_size: int = 224,
+    ) -> None:
+        self.splits = dict(splits or {r: r for r in OFFICIAL_SPLITS})
+        for role in OFFICIAL_SPLITS:
+            if self.splits.get(role) not in OFFICIAL_SPLITS:
+                raise ValueError(
+                    f"splits.{role}={self.splits.get(role)!r} is invalid: it must name an "
+                    f"official split: train, val or test"
+                )
+        if not isinstance(root, str) or not root:
+            raise ValueError(f"root={root!r} is invalid: it must be a path")
+        self.root, self.download, self.verify_checksums = root, download, verify_checksums
+        self.image_size = image_size
+
+    def class_names(self) -> list[str]:
+        return class_names()
+
+    def load(self, cache_dir: Path, workers: int = 1) -> Splits:
+        """The three roles' official splits, decoded once into the cache."""
+        parts = [load_split(self, role, workers, cache_dir) for role in OFFICIAL_SPLITS]
+        return Splits(*parts, class_names=class_names())
+
+
 def reference_transform(cfg: Any, augment: Any, train: bool) -> Any:
-    """The report's per-image pipeline, in its order: augment, ToTensor, Normalize, Resize."""
+    """The report's per-image pipeline, in its order: augment, ToTensor, Normalize, Resize;
+    then the moves added since (a padded or resized crop, a horizontal flip) on the square
+    the report's pipeline ends with, as the cached pipeline applies them."""
     from torchvision import transforms as T
 
     steps: list[Any] = [T.Grayscale(num_output_channels=3)] if augment.grayscale else []
@@ -166,11 +211,13 @@ def reference_transform(cfg: Any, augment: Any, train: bool) -> Any:
         T.Normalize(list(cfg.mean), list(cfg.std)),
         T.Resize((cfg.image_size, cfg.image_size)),
     ]
+    if train:  # the moves added since the report, on the square, in the cached order
+        size, scale = cfg.image_size, augment.get("resized_crop_scale")
+        if augment.get("crop_padding", 0) > 0:
+            steps.append(T.RandomCrop(size, padding=augment.crop_padding))
+        elif scale is not None:
+            ratio = tuple(augment.get("resized_crop_ratio", (3 / 4, 4 / 3)))
+            steps.append(T.RandomResizedCrop(size, scale=tuple(scale), ratio=ratio))
+        if augment.get("hflip_p", 0) > 0:
+            steps.append(T.RandomHorizontalFlip(augment.hflip_p))
     return T.Compose(steps)
-
-
-def decode_workers(num_workers: int | str) -> int:
-    """`trainer.num_workers`: "auto" means one thread per CPU this job may use."""
-    if num_workers == "auto":
-        return available_cpus()
-    return int(num_workers)

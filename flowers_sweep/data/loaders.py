@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -132,5 +133,10 @@ class ReferenceBatches(BatchSource):
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
+@dataclass
 class Loaders(ByRole[BatchSource]):
-    """Train, val and test batches, whichever pipeline serves them, with the class names."""
+    """Train, val and test batches, whichever pipeline serves them, with the class names
+    and the per-channel normalisation applied (`dataset.mean`/`std`, `auto` resolved)."""
+
+    mean: list[float] | None = None
+    std: list[float] | None = None

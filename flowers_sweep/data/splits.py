@@ -28,6 +28,22 @@ class Split:
     def num_samples(self) -> int:
         return len(self.labels)
 
+    def channel_stats(self, chunk: int = 256) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of the images on the 0-1 scale (R, G, B), over
+        every pixel of the split (population std), summed in float64 a chunk at a time.
+        What `dataset.mean=auto` normalises with; 6,149 Flowers102 squares at 224 px
+        take about a second."""
+        total = torch.zeros(3, dtype=torch.float64)
+        square = torch.zeros(3, dtype=torch.float64)
+        for lo in range(0, len(self.images), chunk):
+            x = self.images[lo : lo + chunk].to(torch.float64) / 255
+            total += x.sum(dim=(0, 2, 3))
+            square += (x * x).sum(dim=(0, 2, 3))
+        count = self.images.numel() / 3
+        mean = total / count
+        std = (square / count - mean * mean).clamp_min(0).sqrt()
+        return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
+
 
 class Splits(ByRole[Split]):
     """The three splits of a dataset as uint8 tensors, with its class names."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -144,27 +143,72 @@ def generate_split(
     return images, labels
 
 
-def load_synthetic(cfg: Any, cache_dir: Path) -> Splits:
-    """The three splits for a `dataset=synthetic` config, from the cache when possible."""
-    counts = {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size}
-    spec = {
-        "version": GENERATOR_VERSION,
-        "num_classes": cfg.num_classes,
-        "image_size": cfg.image_size,
-        "seed": cfg.seed,
-        "noise": cfg.noise,
-        "sizes": counts,  # the cache key's name, kept so existing caches still match
-    }
+class SyntheticFlowers:
+    """`dataset=synthetic`: the generated flowers, a data source (`data.sources`).
 
-    def build() -> dict:
-        entry = {}
-        for split, n in counts.items():
-            images, labels = generate_split(
-                n, cfg.num_classes, cfg.image_size, cfg.seed, split, cfg.noise
+    Args:
+        num_classes: 2 to MAX_CLASSES (192) flower rules.
+        image_size: side of the square images, px.
+        train_size, val_size, test_size: images per split (classes balanced).
+        seed: the data's seed, separate from the training seed.
+        noise: std of the per-pixel Gaussian noise, as a fraction of 255.
+
+    Raises:
+        ValueError: a count or size out of range (`num_classes=500 ...`).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        image_size: int = 32,
+        train_size: int = 1000,
+        val_size: int = 300,
+        test_size: int = 300,
+        seed: int = 102,
+        noise: float = 0.08,
+    ) -> None:
+        if not 2 <= num_classes <= MAX_CLASSES:
+            raise ValueError(
+                f"num_classes={num_classes} is out of range: the synthetic dataset draws "
+                f"2 to {MAX_CLASSES} classes"
             )
-            entry[split] = (torch.from_numpy(images), torch.from_numpy(labels))
-        return entry
+        for name, n in (
+            ("train_size", train_size),
+            ("val_size", val_size),
+            ("test_size", test_size),
+        ):
+            if n < 1:
+                raise ValueError(f"{name}={n} is out of range: at least 1 image")
+        self.num_classes, self.image_size, self.seed, self.noise = (
+            num_classes,
+            image_size,
+            seed,
+            noise,
+        )
+        self.counts = {"train": train_size, "val": val_size, "test": test_size}
 
-    entry = cached(cache_dir, "synthetic", spec, build)
-    names = [c.name for c in flower_classes(cfg.num_classes)]
-    return Splits(*(Split(*entry[role]) for role in ROLES), class_names=names)
+    def class_names(self) -> list[str]:
+        return [c.name for c in flower_classes(self.num_classes)]
+
+    def load(self, cache_dir: Path, workers: int = 1) -> Splits:
+        """The three splits, generated once per setting and cached on disk."""
+        spec = {
+            "version": GENERATOR_VERSION,
+            "num_classes": self.num_classes,
+            "image_size": self.image_size,
+            "seed": self.seed,
+            "noise": self.noise,
+            "sizes": self.counts,  # the cache key's name, kept so existing caches still match
+        }
+
+        def build() -> dict:
+            entry = {}
+            for split, n in self.counts.items():
+                images, labels = generate_split(
+                    n, self.num_classes, self.image_size, self.seed, split, self.noise
+                )
+                entry[split] = (torch.from_numpy(images), torch.from_numpy(labels))
+            return entry
+
+        entry = cached(cache_dir, "synthetic", spec, build)
+        return Splits(*(Split(*entry[role]) for role in ROLES), class_names=self.class_names())

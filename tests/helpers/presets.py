@@ -69,3 +69,15 @@ def stand_in_torchvision_weights(model: DictConfig, torch_home: Path) -> Path | 
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(torchvision.models.get_model(label).state_dict(), path)
     return path
+
+
+def stand_in_data(cfg: DictConfig, where: Path) -> None:
+    """A preset that leaves `dataset.root` to the user (`???`: image_folder) gets a small
+    generated folder of class folders there, as a user's would be."""
+    from omegaconf import OmegaConf
+
+    from .datasets import make_image_folder
+
+    if OmegaConf.is_missing(cfg.dataset, "root"):
+        make_image_folder(where / "photos", per_class=4, odd=False)
+        cfg.dataset.root = str(where / "photos")

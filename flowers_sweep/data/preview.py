@@ -1,0 +1,115 @@
+"""`python -m flowers_sweep.data.preview [-cd DIR] [--out FILE] [overrides]`: look at the
+training images as the model will see them, before training on them.
+
+Composes the config as a run would (the same presets and overrides: `dataset=image_folder
+dataset.root=~/photos augment=imagenet_style`), loads the training split through the
+same cache, and draws a grid: one row per image, its class name, the image as evaluation
+sees it, then augmented views from the training pipeline (the same batched warp, the same
+seeded generator). Writes a PNG and prints its path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from flowers_sweep import outcome
+from flowers_sweep.atomic import atomic_write
+from flowers_sweep.compose import compose_config, config_dir_overrides
+from flowers_sweep.config import validate
+from flowers_sweep.data import batch_augment, decode_workers, load_splits
+from flowers_sweep.data.augment import BatchAugment
+
+PROG = "flowers_sweep.data.preview"
+
+
+def views(
+    aug: BatchAugment, images: torch.Tensor, sizes: torch.Tensor | None, count: int, seed: int
+) -> torch.Tensor:
+    """(count + 1, N, 3, H, W) uint8: the evaluation view, then `count` training views
+    of the same N images, drawn from one generator seeded with `seed`."""
+    gen = torch.Generator().manual_seed(seed)
+    out = [aug.eval_view(images)]
+    out += [aug.train_view(images, gen, sizes) for _ in range(count)]
+    mean = torch.tensor(aug.mean).view(1, 3, 1, 1)
+    std = torch.tensor(aug.std).view(1, 3, 1, 1)
+    # undo the normalisation: back to the pixels the model's input stands for
+    return torch.stack([((v * std + mean) * 255).round().clamp(0, 255) for v in out]).to(
+        torch.uint8
+    )
+
+
+def draw(grid: torch.Tensor, names: Sequence[str], title: str, out: Path) -> None:
+    """A PNG of the (V, N, 3, H, W) grid: one row per image, one column per view."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_views, n = grid.shape[:2]
+    fig, axes = plt.subplots(n, n_views, figsize=(1.4 * n_views, 1.4 * n), squeeze=False)
+    for row in range(n):
+        for col in range(n_views):
+            ax = axes[row][col]
+            ax.imshow(grid[col, row].permute(1, 2, 0).numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title("as evaluated" if col == 0 else f"train view {col}", fontsize=7)
+        axes[row][0].set_ylabel(names[row], fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)
+
+
+def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {PROG}",
+        description="Draw training images as the model sees them: the evaluation view, "
+        "then augmented views. Other arguments are the run's Hydra overrides "
+        "(e.g. dataset=image_folder dataset.root=DIR augment=imagenet_style).",
+    )
+    parser.add_argument("-cd", "--config-dir", help="your own config folder, as for a run")
+    parser.add_argument("--out", type=Path, default=Path("augment_preview.png"))
+    parser.add_argument("--images", type=int, default=6, help="rows (default 6)")
+    parser.add_argument("--views", type=int, default=5, help="training views per image")
+    parser.add_argument("--seed", type=int, default=0, help="which images, which draws")
+    args, overrides = parser.parse_known_args(argv)
+    for name in ("images", "views"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name}={getattr(args, name)} is invalid: at least 1")
+    if args.config_dir:
+        overrides = ["--config-dir", args.config_dir, *overrides]
+    return args, overrides
+
+
+@outcome.command(PROG, HydraException, OmegaConfBaseException)
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry: 0 on success, 2 with one line on stderr for a bad config or data."""
+    args, overrides = parse(list(sys.argv[1:] if argv is None else argv))
+    cfg, choices = compose_config(config_dir_overrides(overrides))
+    validate(cfg)
+    splits = load_splits(cfg.dataset, decode_workers(cfg.trainer.num_workers))
+    train = splits.train
+    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed))
+    pick = pick[: args.images]
+    sizes = None if train.image_sizes is None else train.image_sizes[pick]
+    aug = batch_augment(cfg, torch.contiguous_format, train)
+    grid = views(aug, train.images[pick], sizes, args.views, args.seed)
+    names = [splits.class_names[int(i)] for i in train.labels[pick]]
+    title = f"dataset={choices.get('dataset')}  augment={choices.get('augment')}"
+    draw(grid, names, title, args.out)
+    print(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
