@@ -5,7 +5,8 @@ evaluates it on one split the way training did (same batches, precision and layo
 its top-1 equals the run's `test_acc`), and writes into the run folder what the report
 never looked at: accuracy per class (`per_class.csv`) and a confusion matrix
 (`confusion_matrix.png`, classes ordered so that the ones confused together sit
-together). Prints top-1 and top-5 accuracy.
+together). Prints top-1 and top-5 accuracy, and the classes the model gets least right,
+by the names the run trained with (its data.json).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from flowers_sweep.runrecord import (
 from flowers_sweep.runstate import place, placed_model
 
 PROG = "flowers_sweep.evaluate"
+SHOWN_CLASSES = 10  # per-class accuracies printed; per_class.csv has them all
 
 
 @dataclass
@@ -186,7 +188,8 @@ def evaluate_run(run_dir: Path, split: str = "test", weights: str = "last") -> d
     title = f"{split} split, {weights} weights: top-1 {100 * top1:.1f}% ({n} images)"
     counts = confusion(logits, labels, len(run.class_names))
     plot_confusion(counts, run.class_names, figure_file, title)
-    return {"top1": top1, "top5": top5, "images": n, "files": (table_file, figure_file)}
+    files = (table_file, figure_file)
+    return {"top1": top1, "top5": top5, "images": n, "files": files, "table": table}
 
 
 @command(PROG)
@@ -206,6 +209,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"top5: {out['top5']:.4f}")
     if args.split == "test" and recorded is not None:
         print(f"{RESULT_FILE} {key}: {recorded:.4f}")
+    table = out["table"].dropna(subset=["accuracy"])
+    shown = table.sort_values("accuracy", kind="stable").head(SHOWN_CLASSES)
+    print(f"per class, lowest first ({len(shown)} of {len(out['table'])}):")
+    for row in shown.itertuples():
+        print(f"  {row.name}: {row.accuracy:.4f} ({row.support} images)")
     table_file, figure_file = out["files"]
     print(f"wrote {table_file} and {figure_file.name}")
     return 0

@@ -12,8 +12,9 @@ from flowers_sweep.data import load_splits
 from flowers_sweep.data.cifar import CIFAR10, CIFAR100
 from flowers_sweep.data.sources import class_count
 from flowers_sweep.errors import DatasetNotFoundError
+from flowers_sweep.runrecord import read_data
 
-from .helpers.cli import make_cfg
+from .helpers.cli import make_cfg, result, run_cli
 from .helpers.datasets import make_cifar
 
 NAMES = ["airplane", "automobile", "bird", "cat", "deer"] + [f"k{i}" for i in range(5)]
@@ -190,3 +191,19 @@ def test_through_the_config_and_load_splits(cifar_root, cache_dir, preset, count
     splits = load_splits(cfg.dataset)
     assert splits.num_classes == count and splits.train.images.shape[-1] == 32
     assert len(cfg.dataset.mean) == len(cfg.dataset.std) == 3
+
+
+@pytest.mark.e2e
+def test_cifar10_trains_through_the_cli_with_the_cifar_augmentation(cifar_root, tmp_path):
+    """The issue's command on generated files: 500 training files cut 450/50 (the
+    default fraction's 45,000/5,000 in proportion), the official 100 as test."""
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        "dataset=cifar10", f"dataset.root={cifar_root}", "dataset.verify_checksums=false",
+        "augment=cifar", "trainer.epochs=1", "trainer.batch_size=32", "model=baseline_cnn",
+        f"hydra.run.dir={run_dir}", cache=tmp_path / "cache",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = result(run_dir)
+    assert (record["train_size"], record["val_size"], record["test_size"]) == (450, 50, 100)
+    assert read_data(run_dir)["class_names"] == NAMES

@@ -39,9 +39,10 @@ def documented_commands() -> list[tuple[str, str, list[str], bool]]:
             for match in HYDRA_COMMANDS.finditer(line):
                 rest = match.group(2).split("`")[0].split("  #")[0].split(" # ")[0]
                 args = [a for a in shlex.split(rest) if a not in PLACEHOLDER]
-                # extending.md's -cd folder is one the page builds: test_extending.py
-                # writes it, and composes and runs these commands against it.
-                if page.name == "extending.md" and "-cd" in args:
+                # extending.md's and data.md's -cd folders are ones the pages build:
+                # test_extending.py and test_data_page.py write them, and run these
+                # commands against them.
+                if page.name in ("extending.md", "data.md") and "-cd" in args:
                     continue
                 found.append((f"{page.name}:{number}", match.group(1), args, fails))
     return found
