@@ -10,10 +10,12 @@ import torch
 import torchvision
 from PIL import Image
 
+from flowers_sweep.data import open_source
 from flowers_sweep.errors import ConfigError
-from flowers_sweep.evaluate import class_names_of, per_class_table
+from flowers_sweep.evaluate import per_class_table
 from flowers_sweep.models import build_model
 from flowers_sweep.models.weights import load_weights, resolve_weights_file
+from flowers_sweep.runrecord import read_data
 
 from .helpers.cli import SHARED_FIXTURES, TINY, make_cfg, result, run_cli
 
@@ -89,7 +91,8 @@ def test_predict_answers_good_images_and_names_bad_ones(trained, tmp_path, cache
     assert answer["image"] == str(good) and len(answer["top5"]) == 5
     probs = [g["probability"] for g in answer["top5"]]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
-    names = class_names_of(make_cfg())
+    names = open_source(make_cfg().dataset).class_names()
+    assert read_data(trained)["class_names"] == names  # what predict named them by
     assert all(g["name"] == names[g["class"]] for g in answer["top5"])
     errors = proc.stderr.strip().splitlines()
     assert len(errors) == 2 and str(bad) in errors[0] and str(missing) in errors[1]
@@ -119,7 +122,7 @@ def test_named_torchvision_weights_offline_say_where_the_file_goes(tmp_path, mon
 
 
 def test_flowers102_classes_are_the_official_names():
-    names = class_names_of(make_cfg("dataset=flowers102"))
+    names = open_source(make_cfg("dataset=flowers102").dataset).class_names()
     assert len(names) == 102 and names[0] == "pink primrose"
     if (SHARED_FIXTURES / "class_names.txt").is_file():  # the facts ../shared carries
         assert names == (SHARED_FIXTURES / "class_names.txt").read_text().splitlines()
