@@ -36,6 +36,7 @@ from flowers_sweep.runrecord import (
     TEST_ACC_OF,
     WEIGHT_FILES,
     config_path,
+    data_file,
     evaluation_files,
     read_data,
     read_result,
@@ -64,9 +65,14 @@ class RestoredRun:
 def data_of(cfg: DictConfig, run_dir: Path) -> tuple[list[str], list[float], list[float]]:
     """The run's class names and normalisation, as its data.json recorded them; for a
     run from before data.json, from its config (the source's names, without data)."""
-    record = read_data(run_dir)
-    if record is not None:
+    record = read_data(run_dir) or {}
+    if all(isinstance(record.get(k), list) for k in ("class_names", "mean", "std")):
         return record["class_names"], record["mean"], record["std"]
+    if "auto" in (cfg.dataset.get("mean"), cfg.dataset.get("std")):
+        raise FlowersSweepError(
+            f"{data_file(run_dir)} is missing or unreadable, and the run normalised with "
+            f"dataset.mean/std=auto: the numbers it used are unknown"
+        )
     try:
         names = open_source(cfg.dataset).class_names()
     except FlowersSweepError:  # a function target: only its data knows the names
@@ -97,8 +103,8 @@ def restore(run_dir: Path, weights: str = "last", device: str = "auto") -> Resto
             )
         )
     rebase_run_paths(cfg, run_dir)  # relative to where the run was launched, not to here
-    where = place(cfg, device)  # as the run computed: its layout and number format
     names, mean, std = data_of(cfg, run_dir)
+    where = place(cfg, device, len(names))  # as the run computed: its layout, number format
     state = torch.load(weights_file, map_location="cpu", weights_only=True)
     model = placed_model(cfg, len(names), where, state).eval()
     return RestoredRun(cfg, model, where.device, where.layout, where.cast, names, mean, std)
@@ -106,8 +112,20 @@ def restore(run_dir: Path, weights: str = "last", device: str = "auto") -> Resto
 
 @torch.no_grad()
 def predictions(run: RestoredRun, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and labels of a split, batched exactly as the run evaluated it."""
-    batches = getattr(build_loaders(run.cfg, run.device, run.layout), split)
+    """Logits and labels of a split, batched exactly as the run evaluated it.
+
+    Raises:
+        FlowersSweepError: the data's classes are no longer the run's, or the split is
+            empty (a folder changed since the run).
+    """
+    loaders = build_loaders(run.cfg, run.device, run.layout)
+    if loaders.class_names != run.class_names:
+        raise FlowersSweepError(
+            f"the data's classes are not the ones the run trained on ({len(loaders.class_names)}"
+            f" now, {len(run.class_names)} in its data.json): its labels would not mean the "
+            f"same; evaluate on the data as it was"
+        )
+    batches = getattr(loaders, split)
     logits, labels = [], []
     for x, y in batches():
         with run.cast():

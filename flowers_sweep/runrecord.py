@@ -135,6 +135,10 @@ def write_data(run_dir: Path, class_names: Sequence[str], mean: Any, std: Any) -
     write_json(Path(run_dir) / DATA_FILE, record)
 
 
+def data_file(run_dir: Path) -> Path:
+    return Path(run_dir) / DATA_FILE
+
+
 def read_data(run_dir: Path) -> dict[str, Any] | None:
     """data.json, or None for a run from before it existed (or unreadable)."""
     try:

@@ -21,6 +21,7 @@ from torch import nn
 from flowers_sweep.checkpoint import TrainState, load_checkpoint
 from flowers_sweep.data import build_loaders, class_count
 from flowers_sweep.data.loaders import Loaders
+from flowers_sweep.errors import RunFolderMismatchError
 from flowers_sweep.hardware import (
     autocast,
     resolve_channels_last,
@@ -31,7 +32,7 @@ from flowers_sweep.labels import model_label
 from flowers_sweep.models import build_model, build_on_meta, convolutional, count_parameters
 from flowers_sweep.models.weights import load_weights
 from flowers_sweep.optim import build_optimizer, build_scheduler
-from flowers_sweep.runrecord import CHECKPOINT_FILE, write_data
+from flowers_sweep.runrecord import CHECKPOINT_FILE, read_data, write_data
 
 log = logging.getLogger("flowers_sweep.train")
 
@@ -66,8 +67,12 @@ class Placement:
         return autocast(self.device, self.dtype)
 
 
-def place(cfg: Any, device: torch.device | str | None = None) -> Placement:
-    """The run's device (`device`, else trainer.device), precision and memory layout.
+def place(
+    cfg: Any, device: torch.device | str | None = None, num_classes: int | None = None
+) -> Placement:
+    """The run's device (`device`, else trainer.device), precision and memory layout;
+    `num_classes` (None: counted from the dataset node) sizes the model the layout is
+    decided on, so a finished run is placed without its data (evaluate, predict).
 
     On a GPU the device is also made current, so that everything implicit (streams,
     pinned memory, events, RNG) lands on the run's GPU and no context is made on GPU 0.
@@ -77,17 +82,18 @@ def place(cfg: Any, device: torch.device | str | None = None) -> Placement:
         device = resolve_device(trainer.device if device is None else device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    channels_last = resolve_channels_last(trainer.channels_last, lambda: meta_convolutional(cfg))
+    channels_last = resolve_channels_last(
+        trainer.channels_last, lambda: meta_convolutional(cfg, num_classes)
+    )
     layout = torch.channels_last if channels_last else torch.contiguous_format
     return Placement(device, resolve_precision(trainer.precision, device), layout)
 
 
-def meta_convolutional(cfg: Any) -> bool:
+def meta_convolutional(cfg: Any, num_classes: int | None = None) -> bool:
     """models.convolutional for the config's model, built on the meta device: shapes
     without memory or initialisation, so deciding costs a fraction of a build."""
-    return convolutional(
-        build_on_meta(cfg.model, class_count(cfg.dataset), cfg.dataset.image_size)
-    )
+    count = class_count(cfg.dataset) if num_classes is None else num_classes
+    return convolutional(build_on_meta(cfg.model, count, cfg.dataset.image_size))
 
 
 def placed_model(cfg: Any, num_classes: int, where: Placement, weights: Any = None) -> nn.Module:
@@ -155,8 +161,6 @@ def set_up(cfg: Any, run_dir: Path | None, device: torch.device | None = None) -
     seed_everything(cfg.seed, cfg.trainer.deterministic)
     where = place(cfg, device)
     data = build_loaders(cfg, where.device, where.layout)
-    if run_dir is not None:  # what evaluate and predict need to use the model without data
-        write_data(run_dir, data.class_names, data.mean, data.std)
     ckpt = None if run_dir is None else Path(run_dir) / CHECKPOINT_FILE
     resuming = ckpt is not None and ckpt.is_file()
     # A resume has its own weights; model.weights only starts a run.
@@ -165,5 +169,27 @@ def set_up(cfg: Any, run_dir: Path | None, device: torch.device | None = None) -
     state.data, state.resumed = data, resuming
     state.run_dir = None if run_dir is None else Path(run_dir)
     if resuming:
+        same_classes(run_dir, data.class_names)
         load_checkpoint(ckpt, state)
+    if run_dir is not None:  # what evaluate and predict need to use the model without data
+        write_data(run_dir, data.class_names, data.mean, data.std)
     return state
+
+
+def same_classes(run_dir: Path, names: list[str]) -> None:
+    """Refuse to resume a run on data whose classes are not the ones it started with.
+
+    Raises:
+        RunFolderMismatchError: the classes differ from the run folder's data.json.
+    """
+    recorded = (read_data(run_dir) or {}).get("class_names")
+    if recorded is not None and list(recorded) != list(names):
+        gone = [n for n in recorded if n not in names]
+        new = [n for n in names if n not in recorded]
+        what = f"new: {', '.join(new[:3])}" if new else f"gone: {', '.join(gone[:3])}"
+        if not new and not gone:
+            what = "the same names in another order"
+        raise RunFolderMismatchError(
+            f"{run_dir} started on {len(recorded)} classes, the data now has {len(names)} "
+            f"({what}); put the data back, or add resume=false to start the run over"
+        )

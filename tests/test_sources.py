@@ -69,6 +69,18 @@ def number() -> int:
     return 3
 
 
+def empty(image_size: int) -> Splits:
+    full = stripes(image_size)
+    return Splits(full.train, Split(full.val.images[:0], full.val.labels[:0]), full.test,
+                  class_names=full.class_names)
+
+
+def mislabelled(image_size: int) -> Splits:
+    full = stripes(image_size)
+    full.train.labels[0] = 7
+    return full
+
+
 def pictures(per_split: int = 6) -> dict:
     return {"train": Pictures(per_split), "val": Pictures(4), "test": Pictures(4)}
 '''
@@ -219,3 +231,46 @@ def test_the_splits_a_function_returns_are_used_as_they_are(user_project):
     assert isinstance(splits, Splits) and splits.counts()["train"] == 6
     assert splits.train.image_sizes is None  # at their own size: nothing squashed
     assert json.dumps(splits.class_names) == '["red", "green"]'
+
+
+def test_an_empty_split_or_a_label_out_of_range_is_refused_before_training(user_project):
+    with pytest.raises(ConfigError, match=r"^dataset: the val split is empty \(my_data.empty"):
+        load_splits(node(_target_="my_data.empty", image_size=32, num_classes=2))
+    with pytest.raises(ConfigError, match=r"a train label is 7; labels are class indices 0..1$"):
+        load_splits(node(_target_="my_data.mislabelled", image_size=32, num_classes=2))
+
+
+def test_a_resume_on_other_classes_is_refused_and_leaves_data_json(tmp_path):
+    from flowers_sweep.errors import RunFolderMismatchError
+    from flowers_sweep.runrecord import write_data
+    from flowers_sweep.runstate import same_classes
+
+    write_data(tmp_path, ["daisy", "rose"], [0.5] * 3, [0.2] * 3)
+    before = (tmp_path / "data.json").read_bytes()
+    same_classes(tmp_path, ["daisy", "rose"])
+    for names, says in ((["daisy", "rose", "aster"], "new: aster"),
+                        (["rose", "daisy"], "the same names in another order")):  # fmt: skip
+        with pytest.raises(RunFolderMismatchError, match=f"started on 2 classes.*{says}"):
+            same_classes(tmp_path, names)
+    assert (tmp_path / "data.json").read_bytes() == before
+
+
+def test_a_run_without_data_json_that_normalised_with_auto_says_so(tmp_path):
+    from flowers_sweep.errors import FlowersSweepError
+    from flowers_sweep.evaluate import data_of
+
+    cfg = make_cfg("dataset.mean=auto", "dataset.std=auto")
+    with pytest.raises(FlowersSweepError, match=r"data.json is missing or unreadable, and"):
+        data_of(cfg, tmp_path)
+    (tmp_path / "data.json").write_text('{"class_names": ["a"]}')  # no normalisation
+    with pytest.raises(FlowersSweepError, match=r"the numbers it used are unknown"):
+        data_of(cfg, tmp_path)
+    names, mean, _ = data_of(make_cfg(), tmp_path)  # numbers in the config: they stand
+    assert len(names) == 10 and mean == [0.4914, 0.4822, 0.4465]
+
+
+def test_grayscale_must_be_true_or_false():
+    from flowers_sweep.data.augment import check_augment
+
+    with pytest.raises(ConfigError, match=r"^augment.grayscale='maybe' is invalid: true or false"):
+        check_augment({"grayscale": "maybe"})

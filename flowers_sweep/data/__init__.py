@@ -75,10 +75,10 @@ def normalisation(dataset_cfg: Any, train: Split | None) -> tuple[list[float], l
     if 0.0 in auto_std:  # a constant channel: centre it, but dividing by 0 gives nan
         log.warning("a channel of the training split is constant: its std is taken as 1")
         auto_std = [v if v > 0 else 1.0 for v in auto_std]
-    log.info("normalisation from the training split: mean %s std %s", auto_mean, auto_std)
-    return (auto_mean if mean == "auto" else list(mean)), (
-        auto_std if std == "auto" else list(std)
-    )
+    used_mean = auto_mean if mean == "auto" else list(mean)
+    used_std = auto_std if std == "auto" else list(std)
+    log.info("normalisation (auto from the training split): mean %s std %s", used_mean, used_std)
+    return used_mean, used_std
 
 
 def batch_augment(

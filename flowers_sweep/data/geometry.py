@@ -238,6 +238,7 @@ def check_augment(augment_cfg: Any) -> None:
     checks = [
         ("vflip_p", get("vflip_p", 0.0), lambda v: _number(v) and 0 <= v <= 1, PROBABILITY),
         ("rotation", get("rotation", 0), lambda v: _number(v) and v >= 0, "degrees >= 0"),
+        ("grayscale", get("grayscale", False), lambda v: isinstance(v, bool), "true or false"),
         ("hflip_p", get("hflip_p", 0.0), lambda v: _number(v) and 0 <= v <= 1, PROBABILITY),
         ("crop_padding", get("crop_padding", 0),
          lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -76,14 +77,14 @@ def content_digest(root: Path, files: Sequence[Path], workers: int) -> str:
     so a changed, added or removed image changes the digest whatever its timestamps say.
     """
 
-    def one(path: Path) -> str:
+    def one(path: Path) -> bytes:
         data = path.read_bytes()
-        name = path.relative_to(root).as_posix()
-        return f"{name}\0{len(data)}\0{hashlib.sha256(data).hexdigest()}\n"
+        name = os.fsencode(path.relative_to(root).as_posix())  # any bytes a name may hold
+        return name + f"\0{len(data)}\0{hashlib.sha256(data).hexdigest()}\n".encode()
 
     with ThreadPoolExecutor(max(1, workers)) as pool:  # hashlib releases the GIL
         lines = list(pool.map(one, files))
-    return hashlib.sha256("".join(lines).encode()).hexdigest()
+    return hashlib.sha256(b"".join(lines)).hexdigest()
 
 
 def unreadable(files: Sequence[Path], workers: int) -> list[tuple[Path, str]]:

@@ -22,9 +22,12 @@ def as_rgb(img: Image.Image) -> Image.Image:
     values PIL's own conversion would clip at 255 rather than scale."""
     if img.mode.startswith("I") or img.mode == "F":
         values = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I") and values.max(initial=0) > 255 else 255.0
-        if img.mode == "F" and values.max(initial=0) <= 1.0:
-            top = 1.0
+        if img.mode.startswith("I;16"):  # a 16-bit file: its scale, whatever it holds
+            top = 65535.0
+        elif img.mode == "I":  # 32-bit integers: 16-bit data when it exceeds 8 bits
+            top = 65535.0 if values.max(initial=0) > 255 else 255.0
+        else:  # float: 0-1 when it fits there
+            top = 1.0 if values.max(initial=0) <= 1.0 else 255.0
         grey = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
         img = Image.fromarray(grey, mode="L")
     return img.convert("RGB")

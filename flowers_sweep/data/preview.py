@@ -27,6 +27,7 @@ from flowers_sweep.data import batch_augment, decode_workers, load_splits
 from flowers_sweep.data.augment import BatchAugment
 
 PROG = "flowers_sweep.data.preview"
+MOST_IMAGES, MOST_VIEWS = 32, 12  # a grid a screen can show
 
 
 def views(
@@ -66,7 +67,8 @@ def draw(grid: torch.Tensor, names: Sequence[str], title: str, out: Path) -> Non
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=110))
+    kind = out.suffix.lstrip(".").lower() or "png"  # the file's name says its format
+    atomic_write(out, lambda f: fig.savefig(f, format=kind, dpi=110))
     plt.close(fig)
 
 
@@ -83,9 +85,12 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--views", type=int, default=5, help="training views per image")
     parser.add_argument("--seed", type=int, default=0, help="which images, which draws")
     args, overrides = parser.parse_known_args(argv)
-    for name in ("images", "views"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name}={getattr(args, name)} is invalid: at least 1")
+    for name, most in (("images", MOST_IMAGES), ("views", MOST_VIEWS)):
+        if not 1 <= getattr(args, name) <= most:
+            parser.error(f"--{name}={getattr(args, name)} is invalid: 1 to {most}")
+    kind = args.out.suffix.lstrip(".").lower()
+    if kind not in ("png", "jpg", "jpeg", "pdf", "svg"):
+        parser.error(f"--out={args.out} is invalid: a .png, .jpg, .pdf or .svg file")
     if args.config_dir:
         overrides = ["--config-dir", args.config_dir, *overrides]
     return args, overrides
@@ -106,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     grid = views(aug, train.images[pick], sizes, args.views, args.seed)
     names = [splits.class_names[int(i)] for i in train.labels[pick]]
     title = f"dataset={choices.get('dataset')}  augment={choices.get('augment')}"
+    changed = [o for o in overrides if o.startswith(("augment.", "dataset.")) and "root" not in o]
+    title += "".join(f"  {o}" for o in changed)[:150]
     draw(grid, names, title, args.out)
     print(args.out)
     return 0

@@ -163,6 +163,21 @@ def checked(splits: Any, dataset_cfg: Any) -> Splits:
                 f"dataset._target_={target!r}: {role} has {len(images)} images but "
                 f"{len(split.labels)} labels"
             )
+        if len(images) == 0:
+            raise ConfigError(
+                f"dataset: the {role} split is empty ({target}); every split needs images "
+                f"(an image folder: at least 3 images a class, or files in {role}/)"
+            )
+        low, high = int(split.labels.min()), int(split.labels.max())
+        if low < 0 or high >= splits.num_classes:
+            raise ConfigError(
+                f"dataset._target_={target!r}: a {role} label is {low if low < 0 else high}; "
+                f"labels are class indices 0..{splits.num_classes - 1}"
+            )
+    present = set(splits.train.labels.unique().tolist())
+    absent = [name for i, name in enumerate(splits.class_names) if i not in present]
+    if absent:
+        log.warning("%d class(es) have no training image: %s", len(absent), ", ".join(absent[:5]))
     given = dataset_cfg.get("num_classes")
     if given is not None and given != splits.num_classes:
         raise ConfigError(
