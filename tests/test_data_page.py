@@ -5,7 +5,9 @@ the real CLI in that folder with tiny settings appended."""
 from __future__ import annotations
 
 import csv
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from PIL import Image
 
 from flowers_sweep.runrecord import read_data
 
-from .helpers.cli import ROOT, result
+from .helpers.cli import ROOT, result, run_cli
 from .helpers.datasets import CORRUPT_NAME, make_image_folder
 from .test_extending import Command, read_page, run_step
 
@@ -73,6 +75,29 @@ def test_your_photos_train_and_evaluate_by_their_folder_names(project: Path, tmp
     ok(shown)
     printed = re.findall(r"^  (\w+): [\d.]+ \((\d+) images\)$", shown.stdout, re.M)
     assert sorted(name for name, _ in printed) == list(CLASSES)
+    photo = next((project / "photos" / "rose").glob("*.jpg"))
+    (project / "photos").rename(project / "elsewhere")  # the data gone: the run still works
+    try:
+        answer = run_cli(str(run_dir), str(project / "elsewhere" / "rose" / photo.name),
+                         "--json", module="flowers_sweep.predict", cache=cache)  # fmt: skip
+        ok(answer)
+        assert json.loads(answer.stdout)[0]["top5"][0]["name"] in CLASSES
+    finally:
+        (project / "elsewhere").rename(project / "photos")
+    extra = project / "photos" / "aster"  # a class more than the run knew
+    make_image_folder(extra.parent, classes=("aster",), per_class=3, odd=False)
+    try:
+        changed = run_step(project, only("evaluate"), cache=cache)
+    finally:
+        shutil.rmtree(extra)
+    assert changed.returncode == 2
+    assert (
+        changed.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "flowers_sweep.evaluate: error: the data's classes are not the ones the run trained on"
+        )
+    )
 
 
 def test_your_own_dataset_function_trains_from_your_config_folder(project, tmp_path):

@@ -266,3 +266,17 @@ def test_through_the_config_and_load_splits(flat, cache_dir):
     assert splits.counts() == {"train": 24, "val": 3, "test": 3}
     assert splits.train.images.shape[-2:] == (32, 32)
     assert cfg.dataset.mean == [0.485, 0.456, 0.406] and cfg.dataset.std == [0.229, 0.224, 0.225]
+
+
+def test_file_and_folder_names_that_are_not_utf8_load(tmp_path, cache_dir):
+    """Names unzipped from a Windows archive (Latin-1 bytes) are valid on Linux."""
+    root = tmp_path / "photos"
+    make_image_folder(root, classes=("a", "b"), per_class=4, odd=False)
+    odd_folder = os.fsdecode(b"r\xf6se")
+    (root / "b").rename(root / odd_folder)
+    first = next((root / "a").iterdir())
+    first.rename(root / "a" / os.fsdecode(b"caf\xe9.jpg"))
+    source = ImageFolder(str(root), image_size=16)
+    assert source.class_names() == ["a", odd_folder]
+    splits = source.load(cache_dir)
+    assert sum(splits.counts().values()) == 8
