@@ -67,6 +67,8 @@ OLD_NAMES = [
     ("scheduler.name", "none", "none"),
     ("logger.name", "tensorboard", "tensorboard"),
     ("logger.name", "none", "none"),
+    ("dataset.name", "synthetic", "synthetic"),
+    ("dataset.name", "flowers102", "flowers102"),
 ]
 
 

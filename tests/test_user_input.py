@@ -33,14 +33,15 @@ def test_plus_on_an_existing_key_is_accepted_and_plus_plus_typos_are_not():
     cfg = make_cfg("++trainer.epoch=3")
     with pytest.raises(ConfigError, match=r"\+trainer\.epoch .*did you mean trainer\.epochs\?"):
         validate_added_keys(cfg, ["++trainer.epoch=3"], GROUPS, base)
-    cfg = make_cfg("+dataset.noize=0.1")
-    with pytest.raises(ConfigError, match=r"did you mean dataset\.noise\?"):
-        validate_added_keys(cfg, ["+dataset.noize=0.1"], GROUPS, base)
+    cfg = make_cfg("+augment.vflip=0.1")
+    with pytest.raises(ConfigError, match=r"did you mean augment\.vflip_p\?"):
+        validate_added_keys(cfg, ["+augment.vflip=0.1"], GROUPS, base)
     # under a _target_ node the constructor's signature judges the key, in validate()
-    cfg = make_cfg("+optimizer.lrr=0.1")
-    validate_added_keys(cfg, ["+optimizer.lrr=0.1"], GROUPS, base)
-    with pytest.raises(ConfigError, match=r"optimizer\.lrr=0\.1 .*did you mean lr\?"):
-        validate(cfg)
+    for key, says in (("optimizer.lrr", "lr"), ("dataset.noize", "noise")):
+        cfg = make_cfg(f"+{key}=0.1")
+        validate_added_keys(cfg, [f"+{key}=0.1"], GROUPS, base)
+        with pytest.raises(ConfigError, match=rf"{key}=0\.1 .*did you mean {says}\?"):
+            validate(cfg)
 
 
 def test_added_groups_and_a_targets_own_keys_are_accepted():
