@@ -208,6 +208,23 @@ def test_labels_from_varying_overrides_when_no_case(tmp_path):
     ]
 
 
+def test_a_groups_keys_that_follow_its_preset_are_labelled_by_the_presets_name(tmp_path):
+    """dataset=cifar10,cifar100 differs in a target and numbers: the label names the
+    preset; a key that varies within one preset still shows."""
+    sweep = tmp_path / "sweep"
+    cifar = {"dataset._target_": "flowers_sweep.data.cifar.CIFAR10", "dataset.num_classes": 10}
+    write_run(sweep / "0")
+    write_run(sweep / "1", settings=cifar, choices={"dataset": "cifar10"})
+    write_run(sweep / "2", settings={**cifar, "dataset.image_size": 64},
+              choices={"dataset": "cifar10"})  # fmt: skip
+    labels = aggregate([sweep]).runs["case"].tolist()
+    assert labels == [
+        "resnet18-relu-dataset=synthetic-image_size=32",
+        "resnet18-relu-dataset=cifar10-image_size=32",
+        "resnet18-relu-dataset=cifar10-image_size=64",
+    ]
+
+
 def test_failed_and_unfinished_runs_are_listed_not_counted(tmp_path, caplog):
     sweep = sweep_of(tmp_path, {"relu": [0.7, 0.72]})
     write_run(sweep / "2", case="relu", seed=2, status="failed", test_acc=0.0)

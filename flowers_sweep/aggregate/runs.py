@@ -90,6 +90,27 @@ def _key(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
+def chosen_groups(runs: Sequence[RunRecord], keys: Sequence[str]) -> dict[str, Any]:
+    """Config groups (other than the model's) whose preset differs between the runs, each
+    with a test of which of `keys` its preset's name implies (one value per preset):
+    those are labelled `group=preset` rather than key by key."""
+    found: dict[str, Any] = {}
+    for group in sorted({k.split(".", 1)[0] for k in keys if "." in k} - {"model"}):
+        names = [r.choices.get(group) for r in runs]
+        if None in names or len(set(map(str, names))) < 2:
+            continue
+
+        def follows(key: str, names: list = names) -> bool:
+            seen: dict[str, set[str]] = {}
+            for name, r in zip(names, runs, strict=True):
+                seen.setdefault(str(name), set()).add(_key(r.config.get(key)))
+            return all(len(v) == 1 for v in seen.values())
+
+        if any(follows(k) for k in keys if k.startswith(f"{group}.")):
+            found[group] = follows
+    return found
+
+
 def case_labels(runs: Sequence[RunRecord]) -> list[str]:
     """The run's `case`, else model-activation; plus whatever else varies but the seed.
 
@@ -98,7 +119,9 @@ def case_labels(runs: Sequence[RunRecord]) -> list[str]:
     machines give one row per case.
 
     Model keys that only follow the model's name (its block counts, say) are implied by
-    it and left out, so `model=resnet18,resnet34` labels as resnet18-relu, resnet34-relu.
+    it and left out, so `model=resnet18,resnet34` labels as resnet18-relu, resnet34-relu;
+    likewise another group's keys that follow its preset: `dataset=cifar10,cifar100`
+    labels as resnet18-relu-dataset=cifar10, not by the datasets' targets and numbers.
     """
     keys = sorted(k for k in {k for r in runs for k in r.config} - {"seed"} if not execution(k))
     varying = [k for k in keys if len({_key(r.config.get(k)) for r in runs}) > 1]
@@ -118,10 +141,13 @@ def case_labels(runs: Sequence[RunRecord]) -> list[str]:
         return all(len(v) == 1 for v in by_base.values())
 
     extras = [k for k in varying if not implied(k)]
+    chosen = chosen_groups(runs, extras)  # dataset=cifar10, not its keys one by one
+    extras = [k for k in extras if not chosen.get(k.split(".", 1)[0], lambda _: False)(k)]
     labels = []
     for r in runs:
         base = r.case or "-".join(x for x in (r.model, r.activation) if x is not None)
-        parts = [
+        parts = [f"{group}={r.choices.get(group)}" for group in chosen]
+        parts += [
             f"{_short(k, extras)}={fmt(r.config.get(k))}"
             for k in extras
             if not (k.startswith("model.activation.") and r.config.get(k) is None)

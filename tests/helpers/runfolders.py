@@ -36,10 +36,12 @@ def write_run(
     gamma: float = 0.2,
     settings: dict[str, Any] | None = None,
     test_acc_best_val: float | None = None,
+    choices: dict[str, str] | None = None,
 ) -> Path:
     """A job folder; status None leaves no result.json (a run still going or killed).
 
-    `settings` sets more dotted keys of the config, e.g. {"trainer.device": "cuda"}.
+    `settings` sets more dotted keys of the config, e.g. {"trainer.device": "cuda"};
+    `choices` more of Hydra's group choices, e.g. {"dataset": "cifar10"}.
     """
     cfg = json.loads(json.dumps(_base_config(model)))
     for key, value in (settings or {}).items():
@@ -54,7 +56,7 @@ def write_run(
     hydra_dir = path / ".hydra"
     hydra_dir.mkdir(parents=True)
     (hydra_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    choices = {"case": case, "model": model, "dataset": "synthetic"}
+    choices = {"case": case, "model": model, "dataset": "synthetic", **(choices or {})}
     (hydra_dir / "hydra.yaml").write_text(
         yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}})
     )
