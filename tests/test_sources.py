@@ -274,3 +274,17 @@ def test_grayscale_must_be_true_or_false():
 
     with pytest.raises(ConfigError, match=r"^augment.grayscale='maybe' is invalid: true or false"):
         check_augment({"grayscale": "maybe"})
+
+
+def test_an_hwc_tensor_or_an_unusable_cache_folder_is_one_line(user_project, tmp_path):
+    import my_data
+
+    my_data.hwc = lambda: {r: [(torch.zeros(8, 8, 3, dtype=torch.uint8), 0)] * 2
+                           for r in ("train", "val", "test")}  # fmt: skip
+    cfg = node(_target_="my_data.hwc", image_size=16, num_classes=2, cache_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"item 0 of list: an image tensor of shape \(8, 8, 3\)"):
+        load_splits(cfg)
+    (tmp_path / "file").write_text("")
+    cfg = make_cfg(*TINY[:2], f"dataset.cache_dir={tmp_path / 'file' / 'cache'}")
+    with pytest.raises(ConfigError, match=r"^dataset.cache_dir='.*' is unusable \("):
+        load_splits(cfg.dataset)

@@ -18,6 +18,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from flowers_sweep.atomic import atomic_create
+from flowers_sweep.errors import ConfigError
 from flowers_sweep.paths import user_path
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,13 @@ def cached(
     entry = _load(path)
     if entry is not None:
         return entry
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"dataset.cache_dir={str(cache_dir)!r} is unusable ({type(exc).__name__}: "
+            f"{exc.strerror or exc}): point it (or $FLOWERS_SWEEP_CACHE) at a writable folder"
+        ) from None
     lock = FileLock(path.with_name(path.name + ".lock"))
     try:
         lock.acquire(timeout=0)

@@ -53,9 +53,17 @@ def to_square(image: Any, size: int) -> tuple[np.ndarray, tuple[int, int]]:
     `image` is a PIL image of any mode, or a (C, H, W) tensor (uint8 0-255, or float
     0-1) with 1 or 3 channels, as torchvision-style datasets return them. An
     antialiased bilinear resize, as the report's pipeline ends.
+
+    Raises:
+        ValueError: a tensor that is not (C, H, W) with 1 or 3 channels.
     """
     if isinstance(image, torch.Tensor):
         t = image.detach().cpu()
+        if t.dim() not in (2, 3) or (t.dim() == 3 and t.shape[0] not in (1, 3)):
+            raise ValueError(
+                f"an image tensor of shape {tuple(t.shape)}: expected (C, H, W) with 1 or "
+                f"3 channels (a (H, W, C) array needs .permute(2, 0, 1))"
+            )
         if t.is_floating_point():
             t = (t.clamp(0, 1) * 255).round()
         t = t.to(torch.uint8)

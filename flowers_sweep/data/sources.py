@@ -241,6 +241,9 @@ def decode_dataset(dataset: Any, size: int) -> tuple[torch.Tensor, torch.Tensor,
     sizes = np.empty((n, 2), dtype=np.int64)
     for i in range(n):
         image, label = dataset[i]
-        images[i], sizes[i] = to_square(image, size)
+        try:
+            images[i], sizes[i] = to_square(image, size)
+        except ValueError as exc:
+            raise ConfigError(f"dataset: item {i} of {type(dataset).__name__}: {exc}") from None
         labels[i] = int(label)
     return torch.from_numpy(images), torch.from_numpy(labels), torch.from_numpy(sizes)
