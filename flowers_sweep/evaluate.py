@@ -32,6 +32,7 @@ from flowers_sweep.legacy import upgrade_tree
 from flowers_sweep.outcome import command
 from flowers_sweep.paths import rebase_run_paths
 from flowers_sweep.runrecord import (
+    DATA_FILE,
     RESULT_FILE,
     TEST_ACC_OF,
     WEIGHT_FILES,
@@ -122,7 +123,7 @@ def predictions(run: RestoredRun, split: str) -> tuple[torch.Tensor, torch.Tenso
     if loaders.class_names != run.class_names:
         raise FlowersSweepError(
             f"the data's classes are not the ones the run trained on ({len(loaders.class_names)}"
-            f" now, {len(run.class_names)} in its data.json): its labels would not mean the "
+            f" now, {len(run.class_names)} in its {DATA_FILE}): its labels would not mean the "
             f"same; evaluate on the data as it was"
         )
     batches = getattr(loaders, split)
