@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from flowers_sweep.atomic import atomic_write_text
 from flowers_sweep.config import CONFIG_MODULE, validate
-from flowers_sweep.errors import FlowersSweepError, Terminated
+from flowers_sweep.errors import FlowersSweepError, Terminated, TrialPrunedError
 from flowers_sweep.gpu_slots import assigned_device
 from flowers_sweep.job import (
     composed_without_added,
@@ -36,12 +36,14 @@ from flowers_sweep.job import (
 )
 from flowers_sweep.labels import activation_label, model_label
 from flowers_sweep.launch import register_resolvers
-from flowers_sweep.outcome import RULES, Outcome, outcome_of
+from flowers_sweep.outcome import RULES, Outcome, Pruned, outcome_of
 from flowers_sweep.overrides import validate_added_keys
+from flowers_sweep.pruning import trial_report
 from flowers_sweep.runfolder import claim, hold, restore_hydra_files
 from flowers_sweep.runrecord import (
     TRACEBACK_FILE,
     completed_result,
+    pruned_result,
     read_metrics,
     stopped_record,
     write_result,
@@ -52,8 +54,23 @@ log = logging.getLogger("flowers_sweep")
 register_resolvers()  # before Hydra resolves hydra.run.dir / hydra.sweep.dir
 
 
+def register_sweeper() -> None:
+    """Make hparams_search=optuna's sweeper known to Hydra however the package was
+    installed: Hydra finds plugins by listing the `hydra_plugins` package, which an
+    editable install (pip install -e) does not list, so from any folder but the clone's
+    root the search would end in "Unknown plugin class"."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.flowers_sweep_search.study_sweeper import StudySweeper
+
+    Plugins.instance().register(StudySweeper)
+
+
+register_sweeper()
+
+
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float | Pruned | None:
     """Hold the folder, check it is this run's, run; then end as the outcome's rule says."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
@@ -86,26 +103,29 @@ def execute(cfg: DictConfig, run_dir: Path) -> tuple[Outcome, float]:
     done = completed_result(run_dir)
     if done is not None:
         return "skipped", float(done.get(cfg.optimized_metric, math.nan))
+    if (pruned := pruned_result(run_dir)) is not None:  # a relaunch of a pruned trial
+        raise TrialPrunedError(pruned.get("error") or "pruned by the search")
+    report = trial_report(hc, cfg.optimized_metric)  # None unless a search's trial
     threads = thread_count(cfg.trainer.threads, hc.launcher)
     if threads:
         torch.set_num_threads(threads)
     choices, trainer = hc.runtime.choices, cfg.trainer
     with terminate_gracefully(), assigned_device(trainer.device, trainer.jobs_per_gpu) as device:
         model = model_label(cfg.model, choices.get("model"))
-        result = run(cfg, run_dir, choices.get("case"), model, device)
+        result = run(cfg, run_dir, choices.get("case"), model, device, report)
     return "completed", float(result[cfg.optimized_metric])
 
 
 def conclude(
     run_dir: Path, outcome: Outcome, exc: BaseException | None = None, value: float = math.nan
-) -> float | None:
+) -> float | Pruned | None:
     """Say, note, return or exit as RULES[outcome] says."""
     rule, multirun = RULES[outcome], HydraConfig.get().mode == RunMode.MULTIRUN
     if rule.recorded is None:  # the folder is kept as it was, but Hydra rewrote .hydra/
         with contextlib.suppress(FlowersSweepError):  # a process that holds it reports that
             restore_hydra_files(run_dir)
     words = {"run_dir": run_dir, "exc": exc, "kind": type(exc).__name__, "status": rule.recorded}
-    level = logging.INFO if exc is None else logging.ERROR
+    level = logging.INFO if exc is None or outcome == "pruned" else logging.ERROR
     for line in (rule.log, None if multirun else rule.log_alone):
         if line:
             log.log(level, line.format(**words))
@@ -115,6 +135,8 @@ def conclude(
             note_this_job(run_dir, status, why.format(**words))
         if rule.says_in_sweep:
             print(rule.says_in_sweep.format(**words), file=sys.stderr)
+        if rule.in_sweep == "pruned":
+            return Pruned(str(exc))
         return {"value": value, "none": None, "nan": math.nan}[rule.in_sweep]
     if rule.alone == 0:
         return value
@@ -132,16 +154,19 @@ def record_failure(run_dir: Path, cfg: DictConfig, outcome: Outcome, exc: BaseEx
     failure (a full disk, an unreadable metrics.csv) that escapes the run and sinks the
     sweep: it is logged and the run ends as it would.
     """
-    status = RULES[outcome].recorded
+    rule = RULES[outcome]
+    status = rule.recorded
     if status is None:
         return
     try:
-        atomic_write_text(run_dir / TRACEBACK_FILE, "".join(traceback.format_exception(exc)))
+        if rule.traceback:
+            atomic_write_text(run_dir / TRACEBACK_FILE, "".join(traceback.format_exception(exc)))
         choices = HydraConfig.get().runtime.choices
         try:
-            epochs_done = len(read_metrics(run_dir, required=()))
+            rows = read_metrics(run_dir, required=())
         except ValueError:
-            epochs_done = None
+            rows = None
+        epochs_done = None if rows is None else len(rows)
         record = stopped_record(
             status,
             exc,
@@ -151,6 +176,8 @@ def record_failure(run_dir: Path, cfg: DictConfig, outcome: Outcome, exc: BaseEx
             activation=activation_label(OmegaConf.select(cfg, "model.activation")),
             epochs=OmegaConf.select(cfg, "trainer.epochs"),
             seed=OmegaConf.select(cfg, "seed"),
+            rows=rows,
+            traceback=rule.traceback,
         )
         write_result(run_dir, record)
     except Exception as second:

@@ -20,11 +20,14 @@ from flowers_sweep.runfolder import is_held
 from flowers_sweep.runrecord import HYDRA_DIR, RESULT_FILE, RunRecordError, read_result
 
 log = logging.getLogger(__name__)
+FINISHED = ("completed", "pruned")  # a job folder's statuses that are not a failure
 
 
 def unfinished_runs(sweep_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     """Job folders whose result says failed, diverged or interrupted, or has no result.
 
+    A run the search's pruner stopped (status "pruned") is finished, not listed: the
+    search ended that trial on purpose.
     A folder still locked now belongs to a process of another launch (this launch's jobs
     have all returned): it is reported as running elsewhere, skipped by this launch.
     """
@@ -39,7 +42,7 @@ def unfinished_runs(sweep_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
             result = {"status": "unfinished", "error": f"unreadable: {exc}"}
         if result is None:
             result = {"status": "unfinished", "error": f"no {RESULT_FILE}"}
-        if result.get("status") != "completed":
+        if result.get("status") not in FINISHED:
             bad.append((job, result))
     return bad
 

@@ -42,3 +42,7 @@ class Terminated(BaseException):
 
     A BaseException, like KeyboardInterrupt, so that no `except Exception` swallows it.
     """
+
+
+class TrialPrunedError(FlowersSweepError):
+    """The search's pruner stopped this trial's run: a result, not a failure."""

@@ -51,6 +51,13 @@ def activation_label(activation: Any) -> str | None:
     return None if activation is None else str(activation)
 
 
+def study_name(model: Mapping[str, Any], choice: str | None = None) -> str:
+    """A search's default study name: the model's label and its activation's
+    (`resnet18-relu`, `resnet18-scaled_tanh` for a `_target_` activation)."""
+    activation = activation_label(model.get("activation"))
+    return model_label(model, choice) + (f"-{activation}" if activation else "")
+
+
 def optimizer_label(optimizer: Mapping[str, Any] | None) -> str | None:
     """torch.optim.AdamW -> `adamw`, torch.optim.SGD -> `sgd`."""
     if not optimizer or optimizer.get("_target_") is None:

@@ -31,11 +31,13 @@ from omegaconf import OmegaConf
 
 from flowers_sweep.atomic import atomic_write_text, read_json, write_json
 from flowers_sweep.errors import FlowersSweepError
+from flowers_sweep.labels import study_name
 
 SWEEP_LOCK_FILE = ".sweep.lock"  # held by the launch that runs the sweep
 SWEEP_OWNER_FILE = ".sweep.owner.json"  # who holds it (the lock file itself is truncated)
 LAUNCH_DIR = ".launch"  # one note per job this launch could not train
 RESOLVER = "fs.unique_dir"
+STUDY_NAME_RESOLVER = "fs.study_name"  # hparams_search=optuna's default study name
 _held: dict[str, FileLock] = {}  # module-level: callbacks are pickled to job processes
 
 
@@ -65,6 +67,8 @@ def unique_dir(base: str) -> str:
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver(RESOLVER):
         OmegaConf.register_new_resolver(RESOLVER, unique_dir, use_cache=True)
+    if not OmegaConf.has_resolver(STUDY_NAME_RESOLVER):
+        OmegaConf.register_new_resolver(STUDY_NAME_RESOLVER, study_name)
 
 
 def claim_sweep(sweep_dir: Path, overrides: list[str]) -> None:

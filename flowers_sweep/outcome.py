@@ -1,6 +1,6 @@
 """What happens at the end of a run, and of a command, in one table.
 
-A run ends in one of eight outcomes. Each has one rule: the status recorded in the run
+A run ends in one of nine outcomes. Each has one rule: the status recorded in the run
 folder's result.json (None: the folder is left as it is), the exit status of a run
 launched alone, and what the job returns inside a sweep. app.py applies the rules;
 nothing else decides how a run ends (a sweep's end adds its own exit status: callbacks.py).
@@ -8,6 +8,7 @@ nothing else decides how a run ends (a sweep's end adds its own exit status: cal
     outcome      recorded     alone   in a sweep
     completed    completed    0       the optimized metric
     skipped      (kept)       0       the metric the folder's run recorded
+    pruned       pruned       0       Pruned: the search's pruner stopped it early
     busy         (untouched)  2       None: the trial is another process's
     refused      (untouched)  2       exit 2: the whole launch stops
     failed       failed       2 (*)   NaN: a failed trial, the sweep goes on
@@ -35,13 +36,23 @@ from flowers_sweep.errors import (
     RunFolderBusyError,
     RunFolderMismatchError,
     Terminated,
+    TrialPrunedError,
 )
 from flowers_sweep.runrecord import HYDRA_DIR
 
 Outcome = Literal[
-    "completed", "skipped", "busy", "refused", "failed", "diverged", "interrupted", "terminated"
-]
-InSweep = Literal["value", "none", "nan", "exit"]
+    "completed", "skipped", "pruned", "busy", "refused", "failed", "diverged", "interrupted",
+    "terminated",
+]  # fmt: skip
+InSweep = Literal["value", "pruned", "none", "nan", "exit"]
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What a pruned run returns to the search's sweeper, which tells Optuna PRUNED (a
+    value of its own type, so it survives pickling by joblib and submitit)."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,7 @@ class Rule:
     says_alone: str | None = None  # one line on stderr when alone
     says_in_sweep: str | None = None  # one line on stderr in a sweep
     noted: tuple[str, str] | None = None  # in a sweep: (status, why) for the sweep's end
+    traceback: bool = True  # a recorded stop keeps the traceback (not a pruned run's)
 
 
 _ERROR = "flowers_sweep: error: {exc}"
@@ -70,6 +82,7 @@ RULES: dict[str, Rule] = {
         f"files, weights and {HYDRA_DIR}/ stay as that run left them)",
         log_alone="run folder: {run_dir}",
     ),
+    "pruned": Rule("pruned", 0, "pruned", log="run {status}: {exc}", traceback=False),
     "busy": Rule(
         None, 2, "none", says_alone=_ERROR,
         says_in_sweep="flowers_sweep: {run_dir}: skipped: {exc}",
@@ -100,6 +113,8 @@ RULES: dict[str, Rule] = {
 
 def outcome_of(exc: BaseException) -> Outcome:
     """The outcome of a run that raised `exc`."""
+    if isinstance(exc, TrialPrunedError):
+        return "pruned"
     if isinstance(exc, RunFolderBusyError):
         return "busy"
     if isinstance(exc, RunFolderMismatchError):

@@ -108,18 +108,29 @@ def completed_record(**values: Any) -> dict[str, Any]:
 
 
 def stopped_record(
-    status: str, exc: BaseException, epochs_done: int | None, **run: Any
+    status: str,
+    exc: BaseException,
+    epochs_done: int | None,
+    rows: Sequence[Mapping[str, Any]] | None = None,
+    traceback: bool = True,
+    **run: Any,
 ) -> dict[str, Any]:
     """The result of a run that did not complete: what it was, and what stopped it.
-    `run` gives RUN_KEYS' values (case, model, activation, epochs, seed)."""
-    return {
+    `run` gives RUN_KEYS' values (case, model, activation, epochs, seed); `rows`, the
+    run's metrics.csv, give a run kept without a traceback (pruned) its best epoch."""
+    record = {
         "status": status,
         **{k: run.get(k) for k in RUN_KEYS[1:]},
         "error_type": type(exc).__name__,
         "error": str(exc) or type(exc).__name__,
         "epochs_done": epochs_done,
-        "traceback": TRACEBACK_FILE,
     }
+    if traceback:
+        return {**record, "traceback": TRACEBACK_FILE}
+    best = max(rows or [], key=lambda r: float(r["val_acc"]), default=None)
+    record["best_val_acc"] = None if best is None else float(best["val_acc"])
+    record["best_epoch"] = None if best is None else int(float(best["epoch"]))
+    return record
 
 
 def evaluation_files(run_dir: Path, suffix: str = "") -> tuple[Path, Path]:
@@ -175,6 +186,15 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
         if not isinstance(acc, (int, float)) or isinstance(acc, bool) or not 0 <= acc <= 1:
             raise RunRecordError(f"{path}: test_acc={acc!r} is not an accuracy in [0, 1]")
     return result
+
+
+def pruned_result(run_dir: Path) -> dict[str, Any] | None:
+    """The folder's result when a search's pruner stopped its run, else None."""
+    try:
+        result = read_result(run_dir)
+    except RunRecordError:
+        return None
+    return result if result is not None and result.get("status") == "pruned" else None
 
 
 def completed_result(run_dir: Path) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from omegaconf import OmegaConf
 
 from flowers_sweep.atomic import save_torch
 from flowers_sweep.checkpoint import Checkpointer
-from flowers_sweep.errors import DivergedError
+from flowers_sweep.errors import DivergedError, TrialPrunedError
 from flowers_sweep.labels import activation_label
 from flowers_sweep.loggers import RunLogger, build_logger
 from flowers_sweep.loop import eval_one_epoch, train_one_epoch
@@ -40,14 +41,24 @@ __all__ = ["begin", "finish", "fit", "keep_weights", "logged_settings", "run"]
 log = logging.getLogger(__name__)
 
 
+EpochReport = Callable[[int, Mapping[str, float]], None]  # (epoch, metrics.csv's row)
+
+
 def run(
-    cfg: Any, run_dir: Path, case: str | None, model_name: str, device: torch.device | None = None
+    cfg: Any,
+    run_dir: Path,
+    case: str | None,
+    model_name: str,
+    device: torch.device | None = None,
+    report: EpochReport | None = None,
 ) -> dict[str, Any]:
     """Train, validate each epoch, test once; write metrics, checkpoints, weights, result.
 
     Resumes from the folder's checkpoint when there is one: the run then continues
     exactly as if it had never stopped. `device`: the one assigned to this job (see
-    gpu_slots.py); None resolves `trainer.device`. Returns the result it wrote.
+    gpu_slots.py); None resolves `trainer.device`. `report` is called after each epoch
+    (a search trial's, pruning.py); TrialPrunedError from it ends the run there, with no
+    test and no checkpoint kept. Returns the result it wrote.
     """
     started = time.perf_counter()
     state = set_up(cfg, run_dir, device)
@@ -60,8 +71,13 @@ def run(
     )
     logger = build_logger(cfg.get("logger"), run_dir, state.progress.epoch)
     try:
-        fit(state, saver, logger)
+        fit(state, saver, logger, report)
         result = finish(state, saver, logger, case, model_name, started)
+    except TrialPrunedError:
+        # The search has stopped this trial for good: nothing will resume it.
+        if not cfg.trainer.keep_checkpoint:
+            (Path(run_dir) / CHECKPOINT_FILE).unlink(missing_ok=True)
+        raise
     except BaseException:
         # Stopped early (SIGTERM, SLURM's USR2 through submitit, Ctrl-C, an error): keep
         # the last whole epoch, so that a resume loses only the epoch in progress.
@@ -109,8 +125,11 @@ def begin(state: RunState, model_name: str) -> None:
         )
 
 
-def fit(state: RunState, saver: Checkpointer, logger: RunLogger) -> None:
-    """The epochs left: train, validate, step the schedule, keep the best, checkpoint."""
+def fit(
+    state: RunState, saver: Checkpointer, logger: RunLogger, report: EpochReport | None = None
+) -> None:
+    """The epochs left: train, validate, step the schedule, keep the best, checkpoint;
+    then `report` the epoch (it may raise TrialPrunedError to stop the run)."""
     epochs, progress = state.cfg.trainer.epochs, state.progress
     for epoch in range(progress.epoch + 1, epochs + 1):
         t0 = time.perf_counter()
@@ -151,6 +170,8 @@ def fit(state: RunState, saver: Checkpointer, logger: RunLogger) -> None:
             lr,
             epoch_s,
         )
+        if report is not None:  # after the checkpoint: a pruned run's epochs are all kept
+            report(epoch, row)
 
 
 def finish(

@@ -446,3 +446,28 @@ def test_an_activation_nodes_own_keys_show_only_where_one_label_has_several_valu
         "resnet18-scaled_tanh-alpha=1.5",
         "resnet18-scaled_tanh-alpha=2",
     ]
+
+
+def test_a_pruned_run_is_left_out_but_not_called_a_failure(tmp_path, caplog):
+    from flowers_sweep.runrecord import write_result
+
+    sweep = sweep_of(tmp_path, {"relu": [0.7, 0.72]})
+    write_run(sweep / "2", case="relu", seed=2, status="failed", test_acc=0.0)
+    write_run(sweep / "3", case="relu", seed=3, status=None, epochs=6)
+    pruned = {"status": "pruned", "case": "relu", "model": "resnet18", "activation": "relu",
+              "epochs": 6, "seed": 3, "error_type": "TrialPrunedError", "error": "pruned",
+              "epochs_done": 3, "best_val_acc": 0.95, "best_epoch": 2}  # fmt: skip
+    write_result(sweep / "3", pruned)
+    with caplog.at_level(logging.INFO):
+        report = aggregate([sweep])
+    assert report.runs["status"].tolist() == ["completed", "completed", "failed", "pruned"]
+    assert report.results["n"].tolist() == [2]
+    assert report.results["test_acc_mean"].tolist() == pytest.approx([0.71])
+    assert "status pruned (stopped by the search's pruner)" in caplog.text
+    lines = report.markdown.splitlines()
+    assert "1 run(s) not completed are listed in runs.csv but left out here." in lines
+    assert [line for line in lines if "pruner" in line] == [
+        "1 run stopped early by the search's pruner (not a failure): listed in runs.csv, "
+        "left out here."
+    ]
+    assert not report.problems

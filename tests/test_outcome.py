@@ -15,6 +15,7 @@ from flowers_sweep.errors import (
     RunFolderBusyError,
     RunFolderMismatchError,
     Terminated,
+    TrialPrunedError,
 )
 from flowers_sweep.outcome import RULES, command, outcome_of
 
@@ -22,6 +23,7 @@ from flowers_sweep.outcome import RULES, command, outcome_of
 @pytest.mark.parametrize(
     ("exc", "expected"),
     [
+        (TrialPrunedError("x"), "pruned"),
         (RunFolderBusyError("x"), "busy"),
         (RunFolderMismatchError("x"), "refused"),
         (KeyboardInterrupt(), "interrupted"),
@@ -47,7 +49,8 @@ def test_the_documented_table_is_the_table():
         assert recorded == (rule.recorded or recorded), name
         assert rule.recorded is not None or recorded.startswith("("), name
         assert alone.split()[0] == str(rule.alone), name
-        starts = {"value": "the ", "none": "None", "nan": "NaN", "exit": f"exit {rule.alone}"}
+        starts = {"value": "the ", "none": "None", "nan": "NaN", "exit": f"exit {rule.alone}",
+                  "pruned": "Pruned"}  # fmt: skip
         assert in_sweep.startswith(starts[rule.in_sweep]), name
 
 

@@ -1,98 +1,22 @@
-"""Hyperparameter search: resumable studies, failed trials, and the search's report."""
+"""A search's report (trials ranked, pruned apart), and a search run and continued by
+the CLI; the study's own bookkeeping is test_study.py's."""
 
 import hashlib
 import math
 
-import optuna
 import pandas as pd
 import pytest
-from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
-from optuna.trial import TrialState
 
 from flowers_sweep.aggregate import aggregate
 from flowers_sweep.aggregate.search import ranked, read_search
-from hydra_plugins.flowers_sweep_search._study import StudyImpl
+from flowers_sweep.callbacks import unfinished_runs
+from flowers_sweep.runrecord import write_result
 
 from .helpers.cli import TINY, run_cli
 from .helpers.runfolders import write_run
 
-PARAMS = {"optimizer.lr": "tag(log, interval(1e-4, 1e-2))", "trainer.batch_size": "choice(16, 32)"}
-
-
-class FakeLauncher:
-    """Records what it was asked to launch; a job's value comes from `values`."""
-
-    def __init__(self, values=None):
-        self.launched = []  # (job number, overrides)
-        self.values = values or {}
-
-    def launch(self, overrides, initial_job_idx):
-        returns = []
-        for i, ov in enumerate(overrides):
-            num = initial_job_idx + i
-            self.launched.append((num, tuple(ov)))
-            ret = JobReturn(overrides=list(ov), status=JobStatus.COMPLETED)
-            ret.return_value = self.values.get(num, 0.1 * (num + 1))
-            returns.append(ret)
-        return returns
-
-
-def sweeper(tmp_path, n_trials, launcher):
-    impl = StudyImpl(
-        sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize",
-        storage=f"sqlite:///{tmp_path}/optuna.db", study_name="s", n_trials=n_trials,
-        n_jobs=2, max_failure_rate=0.0, search_space=None, custom_search_space=None,
-        params=OmegaConf.create(PARAMS),
-    )  # fmt: skip
-    impl.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
-    impl.sweep_dir, impl.launcher = str(tmp_path), launcher
-    return impl
-
-
-def study(tmp_path):
-    return optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/optuna.db")
-
-
-def test_n_trials_is_the_study_size_and_folders_follow_trial_numbers(tmp_path):
-    first = FakeLauncher()
-    sweeper(tmp_path, 3, first).sweep([])
-    assert [num for num, _ in first.launched] == [0, 1, 2]
-    again = FakeLauncher()
-    sweeper(tmp_path, 5, again).sweep([])
-    assert [num for num, _ in again.launched] == [3, 4]  # not 0, 1: those folders are done
-    assert len(study(tmp_path).trials) == 5
-    params = [ov for _, ov in first.launched + again.launched]
-    assert len(set(params)) == 5  # the continued search drew new values, not the first ones
-    sweeper(tmp_path, 5, nothing := FakeLauncher()).sweep([])
-    assert nothing.launched == []
-    results = OmegaConf.load(tmp_path / "optimization_results.yaml")
-    assert results.best_trial == 4 and results.best_value == pytest.approx(0.5)
-
-
-def test_failed_runs_are_failed_trials_and_the_search_goes_on(tmp_path):
-    launcher = FakeLauncher(values={0: math.nan, 1: None})  # diverged; busy elsewhere
-    sweeper(tmp_path, 4, launcher).sweep([])
-    assert [num for num, _ in launcher.launched] == [0, 1, 2, 3]
-    states = [t.state for t in study(tmp_path).trials]
-    assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.COMPLETE,
-                      TrialState.COMPLETE]  # fmt: skip
-
-
-def test_a_trial_left_running_is_resumed_with_its_own_values_in_its_own_folder(tmp_path):
-    s = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path}/optuna.db",
-                            direction="maximize")  # fmt: skip
-    s.tell(s.ask({"x": optuna.distributions.UniformDistribution(0, 1)}), 0.2)
-    killed = s.ask()
-    killed.suggest_float("optimizer.lr", 1e-4, 1e-2, log=True)
-    killed.suggest_categorical("trainer.batch_size", [16, 32])
-    launcher = FakeLauncher()
-    sweeper(tmp_path, 3, launcher).sweep([])
-    (num, overrides), *rest = launcher.launched
-    assert num == 1
-    assert overrides == tuple(f"{k}={v}" for k, v in killed.params.items())
-    assert [n for n, _ in rest] == [2]
-    assert [t.state for t in study(tmp_path).trials] == [TrialState.COMPLETE] * 3
+PARAMS = {"optimizer.lr": "tag(log, interval(1e-4, 1e-2))"}
 
 
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
@@ -154,3 +78,50 @@ def test_optuna_search_runs_continues_and_reports(tmp_path, cache_dir):
     assert {n: digest(sweep / n) for n in ("0", "1", "2")} == before
     assert proc.stdout.count("Launching 1 jobs locally") == 2
     assert pd.read_csv(sweep / "report" / "trials.csv")["trial"].tolist() == [0, 1, 2, 3, 4]
+
+
+def pruned_result(epochs: int, epochs_done: int, best_val_acc: float) -> dict:
+    """result.json of a run the search's pruner stopped (as the training run writes it)."""
+    return {
+        "status": "pruned", "case": "relu", "model": "resnet18", "activation": "relu",
+        "epochs": epochs, "seed": 0, "error_type": "TrialPrunedError",
+        "error": f"pruned by the search's MedianPruner after epoch {epochs_done}",
+        "epochs_done": epochs_done, "best_val_acc": best_val_acc, "best_epoch": epochs_done,
+    }  # fmt: skip
+
+
+def test_a_pruned_trial_has_its_value_and_epochs_but_is_never_the_best(tmp_path):
+    sweep = tmp_path / "search"
+    write_run(sweep / "0", case="relu", lr=1e-3, test_acc=0.5, epochs=6)
+    write_run(sweep / "1", case="relu", lr=1e-2, test_acc=0.6, epochs=6)
+    write_run(sweep / "2", case="relu", lr=1e-4, status=None, epochs=6)
+    write_result(sweep / "2", pruned_result(epochs=6, epochs_done=2, best_val_acc=0.9))
+    write_run(sweep / "3", case="relu", lr=3e-3, test_acc=0.0, status="failed", epochs=6)
+    sweeper = {
+        "_target_": "hydra_plugins.flowers_sweep_search.study_sweeper.StudySweeper",
+        "direction": "maximize",
+        "params": {"optimizer.lr": PARAMS["optimizer.lr"]},
+    }
+    (sweep / "multirun.yaml").write_text(OmegaConf.to_yaml({"hydra": {"sweeper": sweeper}}))
+    report = aggregate([sweep])
+    trials = pd.read_csv(sweep / "report" / "trials.csv")
+    assert trials["status"].tolist() == ["completed", "completed", "pruned", "failed"]
+    assert trials["value"].tolist()[:3] == pytest.approx([0.5, 0.6, 0.9])
+    assert math.isnan(trials["value"].iloc[3])
+    assert trials["epochs"].tolist()[:3] == [6, 6, 2]
+    assert ranked(read_search(sweep), report.results)["trial"].tolist() == [1, 0]
+    results_md = (sweep / "report" / "results.md").read_text()
+    assert "4 trials (2 completed, 1 pruned, 1 failed)" in results_md
+    assert "The pruner stopped 1 trial early: it trained 2 of its 6 epochs." in results_md
+    assert "**Best trial: 1**" in results_md
+    assert (sweep / "report" / "search.png").is_file()
+    assert not report.problems
+
+
+def test_a_pruned_job_is_finished_for_the_sweeps_exit_status(tmp_path):
+    sweep = tmp_path / "search"
+    write_run(sweep / "0", case="relu")
+    write_run(sweep / "1", case="relu", status=None)
+    write_result(sweep / "1", pruned_result(epochs=3, epochs_done=1, best_val_acc=0.2))
+    write_run(sweep / "2", case="relu", status="failed")
+    assert [job.name for job, _ in unfinished_runs(sweep)] == ["2"]

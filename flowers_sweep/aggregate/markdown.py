@@ -32,9 +32,14 @@ def _pct(x: float) -> str:
 
 
 def results_markdown(
-    results: pd.DataFrame, tests: pd.DataFrame, skipped: int, select: str = "last"
+    results: pd.DataFrame,
+    tests: pd.DataFrame,
+    skipped: int,
+    select: str = "last",
+    pruned: int = 0,
 ) -> str:
-    """results.md: a row per case, then the comparisons, then what was left out."""
+    """results.md: a row per case, then the comparisons, then what was left out: runs
+    that did not complete (`skipped`), and apart, runs the search's pruner stopped."""
     if results.empty:  # no table without a row: say so instead
         lines = [
             "# Results",
@@ -44,6 +49,8 @@ def results_markdown(
         ]
         if skipped:
             lines += [f"{plural(skipped, 'run')} not completed.", ""]
+        if pruned:
+            lines += [f"{plural(pruned, 'run')} stopped early by the search's pruner.", ""]
         return "\n".join(lines)
     weights = WEIGHTS["last"] if select == "last" else WEIGHTS["best_val"]
     lines = ["# Results", "", f"Test accuracy per case, of {weights}.", ""]
@@ -52,6 +59,9 @@ def results_markdown(
         lines += _comparisons(tests)
     if skipped:
         lines += [f"{skipped} run(s) not completed are listed in runs.csv but left out here.", ""]
+    if pruned:
+        stopped = f"{plural(pruned, 'run')} stopped early by the search's pruner"
+        lines += [f"{stopped} (not a failure): listed in runs.csv, left out here.", ""]
     return "\n".join(lines)
 
 

@@ -60,10 +60,11 @@ def aggregate(roots: Sequence[Path], out: Path | None = None, select: str = "las
     all_runs = runs_table(runs)
     runs_df = selected(all_runs, select)
     skipped = runs_df[runs_df["status"] != "completed"]
+    pruned = int((skipped["status"] == "pruned").sum())
     problems = broken_runs(runs)
     results = results_table(runs_df)
     tests = pairwise_tests(runs_df)
-    markdown = results_markdown(results, tests, len(skipped), select)
+    markdown = results_markdown(results, tests, len(skipped) - pruned, select, pruned)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "runs.csv", all_runs.to_csv(index=False))
     atomic_write_text(out / "results.csv", results.to_csv(index=False))
@@ -73,10 +74,16 @@ def aggregate(roots: Sequence[Path], out: Path | None = None, select: str = "las
 
 
 def broken_runs(runs: Sequence[RunRecord]) -> list[str]:
-    """The problems of runs that cannot be read, each also logged with the others."""
+    """The problems of runs that cannot be read, each also logged with the others (a
+    pruned run is no problem: the search's pruner stopped it on purpose)."""
     for r in runs:
         if r.broken:
             log.warning("%s: cannot be read (%s), left out of the statistics", r.path, r.broken)
+        elif r.status == "pruned":
+            log.info(
+                "%s: status pruned (stopped by the search's pruner), left out of the statistics",
+                r.path,
+            )
         elif r.status != "completed":
             log.warning("%s: status %s, left out of the statistics", r.path, r.status)
     return [f"{r.path}: broken: {r.broken}" for r in runs if r.broken]

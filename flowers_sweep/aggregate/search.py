@@ -24,6 +24,8 @@ from flowers_sweep.runrecord import RunRecord, read_yaml
 
 SEARCH_TARGETS = ("optuna", "studysweeper")  # sweepers (_target_, lower case) that search
 SHOWN_TRIALS = 20  # rows of results.md; trials.csv has them all
+VALUED = ("completed", "pruned")  # statuses whose trials have a value
+PRUNED_COLOUR = "#e6550d"  # pruned trials in search.png
 
 
 @dataclass
@@ -54,30 +56,58 @@ def trial_number(run_dir: Path) -> int | None:
 
 
 def trials_table(search: Search, runs: Sequence[RunRecord]) -> pd.DataFrame:
-    """One row per trial: its number, status, value, searched values, test accuracy."""
+    """One row per trial: its number, status, value, searched values, test accuracy and
+    epochs trained (`epochs_planned`: the epochs it would have trained).
+
+    A pruned trial's value is the searched metric it reached before the pruner stopped
+    it, where its result has it; a failed one has none.
+    """
     rows = []
     for run in runs:
         result = run.result or {}
-        value = result.get(search.metric) if run.status == "completed" else None
+        value = result.get(search.metric) if run.status in VALUED else None
+        planned = result.get("epochs", run.config.get("trainer.epochs"))
+        trained = planned if run.status == "completed" else result.get("epochs_done")
         row = {
             "trial": trial_number(run.path),
             "status": run.status,
-            "value": float(value) if isinstance(value, (int, float)) else math.nan,
+            "value": _number(value),
         }
         for name in search.params:
             v = run.config.get(name)
             row[name] = fmt(v) if isinstance(v, list) else v
         row["test_acc"] = result.get("test_acc")
         row["best_epoch"] = result.get("best_epoch")
+        row["epochs"] = _number(trained)
+        row["epochs_planned"] = _number(planned)
         row["run_dir"] = str(run.path)
         rows.append(row)
-    return pd.DataFrame(rows).sort_values("trial", kind="stable", ignore_index=True)
+    table = pd.DataFrame(rows).sort_values("trial", kind="stable", ignore_index=True)
+    return table.astype({"epochs": "Int64", "epochs_planned": "Int64"})  # NaN: not known
+
+
+def _number(value: Any) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if ok else math.nan
 
 
 def ranked(search: Search, trials: pd.DataFrame) -> pd.DataFrame:
-    """Completed trials, best first."""
-    done = trials[trials["value"].notna()]
+    """Completed trials, best first (a pruned trial's value is of fewer epochs: it is
+    never the best trial)."""
+    done = trials[(trials["status"] == "completed") & trials["value"].notna()]
     return done.sort_values("value", ascending=not search.maximize, kind="stable")
+
+
+def pruned_line(trials: pd.DataFrame) -> str | None:
+    """How many trials the pruner stopped and how many of their epochs they trained."""
+    pruned = trials[trials["status"] == "pruned"]
+    if pruned.empty:
+        return None
+    n, trained = len(pruned), int(pruned["epochs"].sum())
+    planned = int(pruned["epochs_planned"].sum())
+    who = "1 trial early: it trained" if n == 1 else f"{n} trials early: they trained"
+    their = "its" if n == 1 else "their"
+    return f"The pruner stopped {who} {trained} of {their} {planned} epochs."
 
 
 def search_markdown(search: Search, trials: pd.DataFrame) -> str:
@@ -87,7 +117,8 @@ def search_markdown(search: Search, trials: pd.DataFrame) -> str:
     summary = ", ".join(f"{n} {status}" for status, n in counts.items())
     goal = "maximising" if search.maximize else "minimising"
     lines = ["# Search results", "", f"{len(trials)} trials ({summary}), {goal} {search.metric}."]
-    lines.append("")
+    pruner = pruned_line(trials)
+    lines += [pruner, ""] if pruner else [""]
     if best.empty:
         return "\n".join([*lines, "No trial has completed yet.", ""])
     top = best.iloc[0]
@@ -125,7 +156,11 @@ def plot_search(search: Search, trials: pd.DataFrame, path: Path) -> None:
     from matplotlib.ticker import MaxNLocator
 
     logging.getLogger("matplotlib.category").setLevel(logging.WARNING)  # "[0.6]" is a label
-    done = trials[trials["value"].notna()].sort_values("trial")
+    valued = trials[trials["value"].notna()].sort_values("trial")
+    done = valued[valued["status"] == "completed"]
+    shown = valued[valued["status"].isin(VALUED)]  # pruned ones in their own colour
+    colours = {"completed": DARK_BLUE, "pruned": PRUNED_COLOUR}
+    pruned = shown[shown["status"] == "pruned"]
     names = list(search.params)
     size = (4.2 * (1 + len(names)), 3.8)
     fig, axes = plt.subplots(1, 1 + len(names), figsize=size, squeeze=False)
@@ -133,19 +168,38 @@ def plot_search(search: Search, trials: pd.DataFrame, path: Path) -> None:
     best = done["value"].cummax() if search.maximize else done["value"].cummin()
     ax.plot(done["trial"], best, drawstyle="steps-post", color=DARK_BLUE, label="best so far")
     ax.scatter(done["trial"], done["value"], color=PALE_BLUE, label="trial", zorder=3)
+    if not pruned.empty:
+        ax.scatter(
+            pruned["trial"],
+            pruned["value"],
+            color=PRUNED_COLOUR,
+            marker="x",
+            label="pruned",
+            zorder=3,
+        )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
     ax.set_ylabel(search.metric)
     ax.set_title("Search progress")
     ax.legend(loc="best")
     for ax, name in zip(axes[0][1:], names, strict=True):
-        numeric = pd.to_numeric(done[name], errors="coerce")
+        numeric = pd.to_numeric(shown[name], errors="coerce")
         if numeric.notna().all() and "interval" in search.params[name]:
-            ax.scatter(numeric, done["value"], color=DARK_BLUE)
+            for status, group in shown.groupby("status", sort=False):
+                marker = "x" if status == "pruned" else "o"
+                x = numeric[group.index]
+                ax.scatter(x, group["value"], color=colours[str(status)], marker=marker)
             if "log" in search.params[name]:
                 ax.set_xscale("log")
         else:
-            sns.stripplot(x=done[name].astype(str), y=done["value"], ax=ax, color=DARK_BLUE)
+            sns.stripplot(
+                x=shown[name].astype(str),
+                y=shown["value"],
+                ax=ax,
+                hue=shown["status"],
+                palette=colours,
+                legend=False,
+            )
         ax.set_xlabel(name)
         ax.set_ylabel(search.metric)
         ax.set_title(name)
