@@ -18,6 +18,8 @@ from hydra.types import RunMode
 from flowers_sweep.config import CONFIG_MODULE, validate
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.overrides import validate_added_keys
+from flowers_sweep.search_space import search_space
+from flowers_sweep.study import build_pruner, build_sampler
 
 from .helpers.cli import ROOT, TINY, run_cli
 
@@ -77,10 +79,11 @@ def compose_like_the_cli(args: list[str], check_values: bool = False) -> None:
                 continue  # a search space: the sweeper parses it (below)
             first.append(f"{o.get_key_element()}={next(o.sweep_string_iterator())}"
                          if o.is_sweep_override() else o.input_line)  # fmt: skip
-        if search:
-            from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
-
-            create_params_from_overrides([o for o in overrides if o not in first])
+        if search:  # the sweeper's own checks: its space, sampler and pruner
+            sweeper = master.hydra.sweeper
+            search_space(sweeper.params, [o for o in overrides if o not in first])
+            build_sampler(sweeper.sampler, 0)
+            build_pruner(sweeper.pruner)
         cfg = compose("config", overrides=first)
         validate_added_keys(cfg, first, set(master.hydra.runtime.choices))
         if check_values:

@@ -31,9 +31,11 @@ def preset_group(path: Path) -> str:
 
 def preset_override(path: Path) -> str:
     """How the command line selects the preset: `group=name`, or `+group=name` for a
-    group that conf/config.yaml's defaults list does not name."""
+    group that conf/config.yaml's defaults list does not name; Hydra's own groups
+    (conf/hydra/sweeper/) are always in its defaults list."""
     group = preset_group(path)
-    return f"{'' if group in default_groups() else '+'}{group}={path.stem}"
+    added = group not in default_groups() and not group.startswith("hydra/")
+    return f"{'+' if added else ''}{group}={path.stem}"
 
 
 def compose_with_hydra(*overrides: str) -> tuple[DictConfig, DictConfig]:
