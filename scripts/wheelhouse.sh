@@ -30,7 +30,7 @@
 #                                                           project, without build isolation
 #   On a target Python before 3.11 pytest also needs exceptiongroup and tomli (added).
 #
-# Not included, on purpose: optuna, hydra-optuna-sweeper and SQLAlchemy
+# Not included, on purpose: optuna, optuna-dashboard and SQLAlchemy
 # (hparams_search=optuna only; gpu_check never imports them) and the project itself
 # (gpu_check installs the clone it runs from, editable, with --no-deps --no-index).
 #

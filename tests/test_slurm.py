@@ -104,3 +104,28 @@ def test_preemption_requeues_and_resumes_to_the_same_metrics(tmp_path, cache_dir
     assert "resumed from" in log, log[-2000:]
     assert result(run_dir)["status"] == "completed"
     assert metrics(run_dir) == metrics(reference)
+
+
+def test_a_search_prunes_trials_running_as_slurm_jobs(tmp_path, cache_dir):
+    """Each trial runs as an array task that opens the journal study itself (the storage
+    meant for a cluster's shared file system), reports each epoch, and is pruned there;
+    the sweeper, on the login side, gets the pruned result back through submitit."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from flowers_sweep.study import open_storage
+
+    from .test_optuna_search import PRUNE_AFTER_2, SEARCH
+
+    sweep = tmp_path / "search"
+    proc = run_cli(
+        *SEARCH, "trainer.epochs=3", PRUNE_AFTER_2, "hydra.sweeper.storage=journal",
+        "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", *SLURM,
+        "hydra.launcher.cpus_per_task=1", f"hydra.sweep.dir={sweep}", cache=cache_dir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [result(sweep / j)["status"] for j in ("0", "1")] == ["pruned", "pruned"]
+    assert [result(sweep / j)["epochs_done"] for j in ("0", "1")] == [2, 2]
+    study = optuna.load_study(study_name="resnet18-relu", storage=open_storage("journal", sweep))
+    assert [t.state for t in study.trials] == [TrialState.PRUNED] * 2
+    assert len(list((sweep / ".submitit").rglob("*_log.out"))) == 2
