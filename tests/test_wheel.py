@@ -48,6 +48,7 @@ def test_the_wheel_carries_the_configs_and_nothing_test_only(wheel):
     assert "flowers_sweep/conf/config.yaml" in names
     assert "flowers_sweep/conf/experiment/report.yaml" in names
     assert "flowers_sweep/conf/hparams_search/optuna.yaml" in names
+    assert "flowers_sweep/conf/hydra/sweeper/optuna.yaml" in names  # the sweeper's config
     assert "hydra_plugins/flowers_sweep_search/study_sweeper.py" in names
     assert not [n for n in names if "fake_flowers102" in n or n.startswith("tests/")]
 
@@ -98,6 +99,12 @@ def test_a_wheel_runs_a_sweep_the_summary_and_the_aggregator_from_an_empty_folde
     again = run("-m", "flowers_sweep.aggregate", str(sweep), "--out", str(work / "again"))
     assert again.returncode == 0, again.stderr[-3000:]
     assert (work / "again" / "results.csv").is_file()
+    # the search's sweeper is found from the wheel too (test_optuna_search: editable)
+    search = work / "search"
+    proc = run("-m", "flowers_sweep", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=1",
+               *TINY, "logger=none", f"hydra.sweep.dir={search}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (search / "optuna.db").is_file() and (search / "0" / "result.json").is_file()
     summary = run("-m", "flowers_sweep.summary", "model=resnet18")
     assert summary.returncode == 0, summary.stderr[-3000:]
     assert "params: " in summary.stdout
