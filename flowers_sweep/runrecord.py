@@ -188,22 +188,23 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
     return result
 
 
-def pruned_result(run_dir: Path) -> dict[str, Any] | None:
-    """The folder's result when a search's pruner stopped its run, else None."""
+def result_if(run_dir: Path, status: str) -> dict[str, Any] | None:
+    """The folder's result when it says `status`, else None (absent, other, unreadable)."""
     try:
         result = read_result(run_dir)
     except RunRecordError:
         return None
-    return result if result is not None and result.get("status") == "pruned" else None
+    return result if result is not None and result.get("status") == status else None
+
+
+def pruned_result(run_dir: Path) -> dict[str, Any] | None:
+    """The folder's result when a search's pruner stopped its run, else None."""
+    return result_if(run_dir, "pruned")
 
 
 def completed_result(run_dir: Path) -> dict[str, Any] | None:
     """The folder's result when its run completed, else None (absent, stopped, unreadable)."""
-    try:
-        result = read_result(run_dir)
-    except RunRecordError:
-        return None
-    return result if result is not None and result.get("status") == "completed" else None
+    return result_if(run_dir, "completed")
 
 
 # --- metrics.csv ---------------------------------------------------------------------
