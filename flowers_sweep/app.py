@@ -105,7 +105,7 @@ def execute(cfg: DictConfig, run_dir: Path) -> tuple[Outcome, float]:
         return "skipped", float(done.get(cfg.optimized_metric, math.nan))
     if (pruned := pruned_result(run_dir)) is not None:  # a relaunch of a pruned trial
         raise TrialPrunedError(pruned.get("error") or "pruned by the search")
-    report = trial_report(hc, cfg.optimized_metric)  # None unless a search's trial
+    report = trial_report(hc, cfg.optimized_metric, cfg.trainer.epochs)  # None: not a trial
     threads = thread_count(cfg.trainer.threads, hc.launcher)
     if threads:
         torch.set_num_threads(threads)

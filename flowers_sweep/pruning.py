@@ -34,16 +34,19 @@ class TrialReport:
     Raises TrialPrunedError from `report` when the pruner says stop.
     """
 
-    def __init__(self, trial: Any, pruner_name: str, column: str, reported: set[int]) -> None:
+    def __init__(
+        self, trial: Any, pruner_name: str, column: str, reported: set[int], last: int = 0
+    ) -> None:
         self.trial, self.pruner_name, self.column = trial, pruner_name, column
         self.reported = reported  # epochs the trial already has (a resumed run)
+        self.last = last  # the run's last epoch: reported, never pruned (it is done)
 
     def __call__(self, epoch: int, row: Mapping[str, float]) -> None:
         value = float(row[self.column])
         if epoch not in self.reported:
             self.trial.report(value, epoch)
             self.reported.add(epoch)
-        if self.trial.should_prune():
+        if epoch != self.last and self.trial.should_prune():
             raise TrialPrunedError(
                 f"pruned by the search's {self.pruner_name} after epoch {epoch} "
                 f"({self.column} {value:.4g})"
@@ -55,11 +58,12 @@ def sweep_dir_of(hc: Any) -> Path:
     return Path(hc.runtime.cwd) / str(hc.sweep.dir)
 
 
-def trial_report(hc: Any, optimized_metric: str) -> TrialReport | None:
+def trial_report(hc: Any, optimized_metric: str, epochs: int = 0) -> TrialReport | None:
     """The reporter of this job's trial, or None when the job is not a search's trial.
 
-    `hc` is the job's HydraConfig. A trial the study does not have (a job run by hand
-    in a search folder) or has already finished gets no reporter: it trains to the end.
+    `hc` is the job's HydraConfig; `epochs` the run's last epoch, which is never
+    pruned (the run is done). A trial the study does not have (a job run by hand in a
+    search folder) or has already finished gets no reporter: it trains to the end.
     """
     sweeper = hc.sweeper
     if hc.mode != RunMode.MULTIRUN or sweeper.get("_target_") != SWEEPER:
@@ -86,4 +90,5 @@ def trial_report(hc: Any, optimized_metric: str) -> TrialReport | None:
                               sampler=optuna.samplers.RandomSampler())  # fmt: skip
     trial = optuna.trial.Trial(study, trial_id)
     column = PER_EPOCH[optimized_metric]
-    return TrialReport(trial, type(pruner).__name__, column, set(frozen.intermediate_values))
+    reported = set(frozen.intermediate_values)
+    return TrialReport(trial, type(pruner).__name__, column, reported, last=epochs)

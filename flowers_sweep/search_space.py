@@ -56,12 +56,24 @@ def override_text(value: Any) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def distribution(key: str, sweep: Any) -> BaseDistribution:
-    """The Optuna distribution of one sweep override's value.
+def distribution(key: str, sweep: Any, text: str = "") -> BaseDistribution:
+    """The Optuna distribution of one sweep override's value (`text`: as the user wrote
+    it, for messages).
 
     Raises:
-        ConfigError: a sweep Optuna cannot sample (an empty range, `glob`, ...).
+        ConfigError: a sweep Optuna cannot sample (an empty range, low > high, a log
+            scale from 0, `glob`, ...).
     """
+    try:
+        return _distribution(key, sweep, text)
+    except ValueError as exc:  # Optuna's own checks of the bounds
+        if isinstance(exc, ConfigError):
+            raise
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"{text or key}: {first}") from None
+
+
+def _distribution(key: str, sweep: Any, text: str) -> BaseDistribution:
     log = "log" in getattr(sweep, "tags", ())
     if isinstance(sweep, IntervalSweep):
         low, high = sweep.start, sweep.end
@@ -71,7 +83,7 @@ def distribution(key: str, sweep: Any) -> BaseDistribution:
     if isinstance(sweep, RangeSweep):
         values = list(sweep.range())
         if not values:
-            raise ConfigError(f"{key}: {sweep} holds no value")
+            raise ConfigError(f"{text or key}: holds no value")
         step = sweep.step
         if all(isinstance(v, int) for v in (sweep.start, step)):
             return IntDistribution(values[0], values[-1], step=step, log=log and step == 1)
@@ -81,7 +93,7 @@ def distribution(key: str, sweep: Any) -> BaseDistribution:
         choices = [v if isinstance(v, NUMERIC) else override_text(v) for v in sweep.list]
         return CategoricalDistribution(choices)
     raise ConfigError(
-        f"{key}: {type(sweep).__name__} cannot be searched; use interval(...), "
+        f"{text or key}: {type(sweep).__name__} cannot be searched; use interval(...), "
         "tag(log, interval(...)), int(interval(...)), range(...) or choice(...)"
     )
 
@@ -112,7 +124,7 @@ def search_space(
             space.pop(key, None)
             fixed.pop(key, None)
             if o.is_sweep_override():
-                space[key] = distribution(key, o.value())
+                space[key] = distribution(key, o.value(), o.input_line)
             else:
                 fixed[key] = o.get_value_element_as_str()
     return space, fixed

@@ -177,6 +177,9 @@ def test_a_trial_reports_each_epoch_once_and_stops_when_pruned():
     with pytest.raises(TrialPrunedError, match=r"ThresholdPruner after epoch 2 \(val_acc 0\.2\)"):
         report(2, {"val_acc": 0.2, "val_loss": 1.0})
     assert study.trials[0].intermediate_values == {1: 0.5, 2: 0.2}
+    last = TrialReport(study.ask(), "ThresholdPruner", "val_acc", reported=set(), last=2)
+    last(2, {"val_acc": 0.2, "val_loss": 1.0})  # the run is done: reported, not pruned
+    assert study.trials[1].intermediate_values == {2: 0.2}
 
 
 # --- the sweeper ----------------------------------------------------------------------
@@ -203,7 +206,9 @@ class FakeLauncher:
 def sweeper(tmp_path, n_trials, launcher, n_jobs=2):
     s = StudySweeper(study_name="s", storage="sqlite", n_trials=n_trials, n_jobs=n_jobs,
                      sampler="random", seed=0, params=OmegaConf.create(PARAMS))  # fmt: skip
-    s.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    s.config = OmegaConf.create(
+        {"optimized_metric": "best_val_acc", "hydra": {"sweep": {"dir": str(tmp_path)}}}
+    )
     s.sweep_dir, s.launcher = tmp_path, launcher
     return s
 
@@ -266,14 +271,59 @@ def test_trials_whose_numbers_do_not_follow_each_other_are_launched_apart(tmp_pa
     assert [n for n, _ in launcher.launched] == [1, 3]
 
 
-def test_bad_sweeper_settings_end_in_one_line_and_exit_2(tmp_path, capsys):
-    s = sweeper(tmp_path, 0, launcher := FakeLauncher())
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("n_trials", 0, "hydra.sweeper.n_trials=0: must be an integer >= 1"),
+        ("seed", "abc", "hydra.sweeper.seed=abc: must be an integer or null"),
+        ("direction", "up", "hydra.sweeper.direction=up: allowed values are maximize, minimize"),
+        ("direction", "minimize", "hydra.sweeper.direction=minimize with optimized_metric="
+         "best_val_acc: a search must maximize it"),
+        ("optimized_metric", "nonsense", "optimized_metric=nonsense: allowed values are "),
+    ],
+)  # fmt: skip
+def test_bad_sweeper_settings_end_in_one_line_and_exit_2(tmp_path, capsys, setting, value, says):
+    s = sweeper(tmp_path, 2, launcher := FakeLauncher())
+    if setting == "optimized_metric":
+        s.config.optimized_metric = value
+    else:
+        setattr(s, setting, value)
     with pytest.raises(SystemExit) as exit_:
         s.sweep([])
     assert exit_.value.code == 2 and launcher.launched == []
     err = capsys.readouterr().err
-    assert err == "flowers_sweep: error: hydra.sweeper.n_trials=0: must be an integer >= 1\n"
+    assert err.startswith(f"flowers_sweep: error: {says}") and err.count("\n") == 1, err
     assert not (tmp_path / SQLITE_FILE).exists()  # nothing was opened
+
+
+def test_a_study_is_continued_only_by_the_same_search(tmp_path, capsys):
+    """A study's name is only model and activation: another optimizer or epoch count in
+    the same folder must not find the study full and report its trials as its own."""
+    sweeper(tmp_path, 2, FakeLauncher()).sweep(["trainer.epochs=6"])
+    again = FakeLauncher()
+    sweeper(tmp_path, 3, again).sweep(["trainer.epochs=6"])  # the same search, continued
+    assert [n for n, _ in again.launched] == [2]
+    other = FakeLauncher()
+    with pytest.raises(SystemExit) as exit_:
+        sweeper(tmp_path, 4, other).sweep(["trainer.epochs=2", "optimizer=adamw"])
+    assert exit_.value.code == 2 and other.launched == []
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "holds another search (fixed: trainer.epochs=6 there, optimizer=adamw " in err
+    assert len(study(tmp_path).trials) == 3
+
+
+def test_a_shared_storage_url_belongs_to_one_sweep_folder(tmp_path, capsys):
+    """With a storage outside the sweep folder, a second folder's launch would take the
+    first's running trials for a killed launch's and run them again."""
+    url = storage_url("sqlite", tmp_path)
+    first = sweeper(tmp_path / "a", 1, FakeLauncher())
+    first.storage = url
+    first.sweep([])
+    second = sweeper(tmp_path / "b", 2, other := FakeLauncher())
+    second.storage = url
+    with pytest.raises(SystemExit):
+        second.sweep([])
+    assert other.launched == [] and "sweep_dir: " in capsys.readouterr().err
 
 
 def test_the_presets_study_name_takes_an_activation_node():

@@ -16,23 +16,27 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+import shlex
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
 from hydra.core.utils import JobReturn
 from omegaconf import OmegaConf
+from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.trial import TrialState
 
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.outcome import Pruned
+from flowers_sweep.runrecord import FINAL_METRICS
 from flowers_sweep.search_space import search_space, trial_overrides
-from flowers_sweep.study import build_pruner, build_sampler, open_storage, storage_url
+from flowers_sweep.study import STORAGES, build_pruner, build_sampler, open_storage, storage_url
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "optimization_results.yaml"
 DIRECTIONS = ("maximize", "minimize")
+SEARCH_ATTR = "flowers_sweep.search"  # the study's user attribute: what it searches
 
 
 def check(sweeper: Any) -> None:
@@ -46,6 +50,60 @@ def check(sweeper: Any) -> None:
                           f"{', '.join(DIRECTIONS)}")  # fmt: skip
     if not isinstance(sweeper.study_name, str) or not sweeper.study_name:
         raise ConfigError(f"hydra.sweeper.study_name={sweeper.study_name}: must be a name")
+    seed = sweeper.seed
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ConfigError(f"hydra.sweeper.seed={seed}: must be an integer or null")
+    metric = sweeper.config.get("optimized_metric")
+    if metric not in FINAL_METRICS:
+        raise ConfigError(f"optimized_metric={metric}: allowed values are "
+                          f"{', '.join(FINAL_METRICS)}")  # fmt: skip
+    wanted = "minimize" if "loss" in metric else "maximize"
+    if sweeper.direction != wanted:
+        raise ConfigError(f"hydra.sweeper.direction={sweeper.direction} with optimized_metric="
+                          f"{metric}: a search must {wanted} it")  # fmt: skip
+
+
+def same_search(
+    study: optuna.Study, fixed: Mapping[str, str], space: Mapping[str, BaseDistribution],
+    sweep_dir: Path | None, url: str,
+) -> None:  # fmt: skip
+    """Refuse to continue a study with another search: other fixed settings, another
+    space, or (for a storage outside the sweep folder) another sweep folder.
+
+    A study's name is only model and activation: without this, a search with another
+    optimizer or epoch count would find the old study full and report its trials.
+    """
+    this: dict[str, object] = {
+        "fixed": sorted(f"{k}={v}" for k, v in fixed.items()),
+        "space": {k: distribution_to_json(d) for k, d in sorted(space.items())},
+    }
+    if sweep_dir is not None:  # only one launch at a time holds a sweep folder
+        this["sweep_dir"] = str(sweep_dir.absolute())
+    known = study.user_attrs.get(SEARCH_ATTR)
+    if known is None:  # a new study, or one from before the check
+        study.set_user_attr(SEARCH_ATTR, this)
+        return
+    if known == this:
+        return
+    differs = []
+    for part in ("fixed", "space", "sweep_dir"):
+        if known.get(part) != this.get(part):
+            differs.append(
+                f"{part}: {_shown(known.get(part))} there, {_shown(this.get(part))} now"
+            )
+    raise ConfigError(
+        f"study {study.study_name} in {url} holds another search ({'; '.join(differs)}): "
+        "set hydra.sweep.dir (or hydra.sweeper.study_name) for a new one, or give the "
+        "study's settings to continue it"
+    )
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, list):
+        return " ".join(value) or "none"
+    if isinstance(value, dict):
+        return ",".join(value) or "none"
+    return str(value)
 
 
 def run_search(sweeper: Any, arguments: list[str]) -> list[Any]:
@@ -66,6 +124,9 @@ def run_search(sweeper: Any, arguments: list[str]) -> list[Any]:
         study_name=sweeper.study_name, storage=storage, sampler=sampler, pruner=pruner,
         direction=sweeper.direction, load_if_exists=True,
     )  # fmt: skip
+    url = storage_url(sweeper.storage, sweep_dir)
+    in_folder = sweeper.storage in STORAGES or sweeper.storage is None
+    same_search(study, fixed, space, None if in_folder else sweep_dir, url)
     trials = study.get_trials(deepcopy=False)
     if trials:
         # The sampler was seeded as at the study's start: continuing, it would draw the
@@ -73,9 +134,8 @@ def run_search(sweeper: Any, arguments: list[str]) -> list[Any]:
         study.sampler.reseed_rng()
     stale = [t for t in trials if t.state == TrialState.RUNNING]
     to_go = max(sweeper.n_trials - (len(trials) - len(stale)), 0)
-    url = storage_url(sweeper.storage, sweep_dir)
     log.info("Study %s in %s: %d trial(s) recorded, %d to run (watch it: optuna-dashboard "
-             "%s)", study.study_name, url, len(trials), to_go, url)  # fmt: skip
+             "%s)", study.study_name, url, len(trials), to_go, shlex.quote(url))  # fmt: skip
     returns: list[Any] = []
     resumed = stale[:to_go]
     for start in range(0, len(resumed), sweeper.n_jobs):

@@ -57,5 +57,8 @@ class StudySweeper(Sweeper):
         try:
             return run_search(self, arguments)
         except FlowersSweepError as exc:  # one line, as every error meant for the user
+            from flowers_sweep.launch import release_sweep
+
+            release_sweep(self.sweep_dir)  # SweepEnd's end will not run: let go of it here
             print(f"flowers_sweep: error: {exc}", file=sys.stderr)
             sys.exit(2)
