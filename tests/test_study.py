@@ -79,9 +79,11 @@ def test_a_trials_value_reads_back_as_itself(value):
 @pytest.mark.parametrize(
     ("grammar", "says"),
     [
-        ("range(5, 1)", "holds no value"),
+        ("range(5, 1)", "x=range(5, 1): holds no value"),
         ("glob(*)", "cannot be searched"),
         ("interval(1", "hydra.sweeper.params"),
+        ("interval(5, 1)", "x=interval(5, 1): "),
+        ("tag(log, interval(0, 1))", "x=tag(log, interval(0, 1)): "),
     ],
 )
 def test_a_space_optuna_cannot_sample_is_one_line(grammar, says):
