@@ -15,7 +15,13 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from flowers_sweep.launch import SweepBusyError, claim_sweep, noted_jobs, release_sweep
+from flowers_sweep.launch import (
+    SweepBusyError,
+    claim_sweep,
+    drop_unused_dirs,
+    noted_jobs,
+    release_sweep,
+)
 from flowers_sweep.runfolder import is_held
 from flowers_sweep.runrecord import HYDRA_DIR, RESULT_FILE, RunRecordError, read_result
 
@@ -99,9 +105,11 @@ class SweepEnd(Callback):
         except SweepBusyError as exc:
             print(f"flowers_sweep: error: {exc}", file=sys.stderr)
             sys.exit(2)
+        drop_unused_dirs(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        drop_unused_dirs(sweep_dir)  # those its jobs' composes made, in this process
         try:
             self._report(sweep_dir)
         finally:

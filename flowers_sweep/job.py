@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from flowers_sweep.atomic import atomic_write_text
 from flowers_sweep.errors import Terminated
 from flowers_sweep.hardware import available_cpus
-from flowers_sweep.launch import note_job
+from flowers_sweep.launch import drop_unused_dirs, note_job
 from flowers_sweep.runrecord import CONFIG_FILE, HYDRA_FILE, OVERRIDES_FILE
 
 log = logging.getLogger("flowers_sweep")
@@ -83,6 +83,7 @@ def composed_without_added(overrides: list[str]) -> DictConfig | None:
         loaded = ConfigLoaderImpl(config_search_path=search_path).load_configuration(
             hc.job.config_name, kept, run_mode=RunMode.RUN
         )
+        drop_unused_dirs(Path(hc.runtime.output_dir), Path(hc.sweep.dir))
         return loaded
     except Exception as exc:  # a check's helper must never fail the run
         log.debug("could not compose without the added keys: %s", exc)

@@ -39,6 +39,7 @@ LAUNCH_DIR = ".launch"  # one note per job this launch could not train
 RESOLVER = "fs.unique_dir"
 STUDY_NAME_RESOLVER = "fs.study_name"  # hparams_search=optuna's default study name
 _held: dict[str, FileLock] = {}  # module-level: callbacks are pickled to job processes
+_made: list[Path] = []  # the folders unique_dir made in this process (parents too)
 
 
 class SweepBusyError(FlowersSweepError):
@@ -53,15 +54,37 @@ def unique_dir(base: str) -> str:
     copies a launch's resolved values into every job's config, so all its jobs and
     callbacks see the one folder made for the launch.
     """
-    Path(base).parent.mkdir(parents=True, exist_ok=True)
+    parent = Path(base).parent
+    new = [p.absolute() for p in (parent, *parent.parents) if not p.exists()]  # deepest first
+    parent.mkdir(parents=True, exist_ok=True)
     for n in range(1, 10_000):
         path = base if n == 1 else f"{base}-{n}"
         try:
             os.mkdir(path)
         except FileExistsError:
             continue
+        _made.extend([Path(path).absolute(), *new])
         return path
     raise FlowersSweepError(f"{base}: 10,000 folders of this name exist; set hydra.run.dir")
+
+
+def drop_unused_dirs(*used: Path) -> None:
+    """Remove the folders unique_dir made in this process (with the parents it made)
+    that stayed empty and are not, and do not hold, one of `used`.
+
+    A preset that sets `hydra.sweep.dir` (hparams_search=optuna) replaces conf/config.yaml's
+    `${fs.unique_dir:...}`, but OmegaConf's merge evaluates the value it replaces, at
+    every compose (the launch's, each job's): each made a folder that nobody uses.
+    """
+    keep = [Path(u).absolute() for u in used]
+    for made in sorted(_made, key=lambda p: len(p.parts), reverse=True):  # leaves first
+        if any(k == made or made in k.parents for k in keep):
+            continue
+        try:
+            made.rmdir()  # only when empty: a folder with anything in it stays
+        except OSError:
+            continue
+        _made.remove(made)
 
 
 def register_resolvers() -> None:

@@ -113,15 +113,19 @@ def test_a_study_of_the_old_sweeper_says_how_to_upgrade_and_then_continues(tmp_p
 
 def test_folders_named_like_url_queries_keep_their_own_studies(tmp_path, cache_dir):
     """Before, `lr?1e-3` put its study in a file `lr`, and `lr?5e-4` found it there and
-    trained nothing."""
+    trained nothing. Nor does a search leave empty default sweep folders in the working
+    directory (conf/config.yaml's `${fs.unique_dir:...}`, which the preset replaces)."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
     for name in ("lr?1e-3", "lr?5e-4"):
         sweep = tmp_path / name
         proc = run_cli(*SEARCH, "hydra.sweeper.n_trials=1", f"hydra.sweep.dir='{sweep}'",
-                       cache=cache_dir)  # fmt: skip
+                       cache=cache_dir, cwd=cwd)  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert result(sweep / "0")["status"] == "completed"
         assert len(load(sweep).trials) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr?1e-3", "lr?5e-4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "lr?1e-3", "lr?5e-4"]
+    assert list(cwd.rglob("*")) == []
 
 
 ROUNDS = 5
