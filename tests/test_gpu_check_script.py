@@ -37,6 +37,9 @@ LOCAL = {"flowers_sweep", "tests", "benchmarks", "benchlib", "hydra_plugins", "c
 # An extra is imported only by the option it serves (`import timm` inside model=timm's
 # builder), which gpu_check never selects: pyproject's extras other than dev.
 EXTRAS = {"timm"}
+# Imported only when a search runs (study.py, search_space.py, loaded by the sweeper and by
+# a search trial's run): gpu_check runs none, and wheelhouse.sh leaves them out.
+SEARCH_ONLY = {"optuna", "sqlalchemy"}
 
 
 def test_the_extras_left_out_are_pyprojects_own():
@@ -113,13 +116,25 @@ def test_the_wheelhouse_holds_every_package_gpu_check_imports_beyond_the_image()
     image = closure(IMAGE)
     by_module = md.packages_distributions()
     missing = []
-    for module in sorted(imported_modules() - LOCAL - EXTRAS - set(sys.stdlib_module_names)):
+    outside = LOCAL | EXTRAS | SEARCH_ONLY | set(sys.stdlib_module_names)
+    for module in sorted(imported_modules() - outside):
         dists = by_module.get(module)
         assert dists, f"{module} is imported but no installed distribution provides it"
         for dist in closure(dists):
             if dist not in image and dist not in wheels:
                 missing.append(f"{dist} (for import {module})")
     assert not missing, f"not in the image nor in wheelhouse.sh: {sorted(set(missing))}"
+
+
+def test_a_run_imports_no_search_only_module():
+    """What SEARCH_ONLY leaves out must be true: the CLI's task and a run's modules load
+    without Optuna or SQLAlchemy."""
+    code = ("import sys, flowers_sweep.app, flowers_sweep.train, flowers_sweep.evaluate; "
+            f"print(sorted(m for m in {sorted(SEARCH_ONLY)!r} if m in sys.modules))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=HANG_GUARD_S, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
 
 
 def test_every_needed_wheel_brings_its_own_dependencies():
