@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.trial import TrialState
 
+from flowers_sweep.atomic import atomic_write_text
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.outcome import Pruned
 from flowers_sweep.runrecord import FINAL_METRICS
@@ -219,6 +220,4 @@ def save_results(study: optuna.Study, sweep_dir: Path) -> None:
 
 
 def save_atomically(config: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    OmegaConf.save(config, tmp)
-    tmp.replace(path)
+    atomic_write_text(path, OmegaConf.to_yaml(config))

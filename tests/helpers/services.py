@@ -23,7 +23,7 @@ def free_port() -> int:
 
 
 def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=60) as reply:
+    with urllib.request.urlopen(url, timeout=HANG_GUARD_S) as reply:
         return json.loads(reply.read())
 
 
@@ -38,7 +38,7 @@ def serving(command: Sequence[str], ready_url: str) -> Iterator[subprocess.Popen
             if proc.poll() is not None:
                 raise RuntimeError(f"{command[0]} exited: {proc.stdout.read()[-2000:]}")
             try:
-                urllib.request.urlopen(ready_url, timeout=5).close()
+                urllib.request.urlopen(ready_url, timeout=HANG_GUARD_S).close()
                 break
             except OSError:
                 if time.monotonic() > deadline:
@@ -48,7 +48,7 @@ def serving(command: Sequence[str], ready_url: str) -> Iterator[subprocess.Popen
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # its own session: any child it started, too
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=HANG_GUARD_S)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
