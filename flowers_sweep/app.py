@@ -48,7 +48,7 @@ from flowers_sweep.runrecord import (
     stopped_record,
     write_result,
 )
-from flowers_sweep.train import run
+from flowers_sweep.training import run
 
 log = logging.getLogger("flowers_sweep")
 register_resolvers()  # before Hydra resolves hydra.run.dir / hydra.sweep.dir
@@ -71,8 +71,18 @@ register_sweeper()
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name="config")
 def main(cfg: DictConfig) -> float | Pruned | None:
-    """Hold the folder, check it is this run's, run; then end as the outcome's rule says."""
+    """Run the case in Hydra's output folder; then end as the outcome's rule says."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    outcome, exc, value = attempt(cfg, run_dir)
+    return conclude(run_dir, outcome, exc=exc, value=value)
+
+
+def attempt(cfg: DictConfig, run_dir: Path) -> tuple[Outcome, BaseException | None, float]:
+    """Hold the folder, check it is this run's, run it: the outcome, with the exception
+    that ended the run (None when it completed or was skipped) and the metric's value.
+
+    A failure is recorded in the folder while it is still held (see record_failure).
+    """
     try:
         with hold(run_dir):
             try:
@@ -84,8 +94,8 @@ def main(cfg: DictConfig) -> float | Pruned | None:
                 record_failure(run_dir, cfg, outcome_of(exc), exc)  # while still held
                 raise
     except (Exception, KeyboardInterrupt, Terminated) as exc:
-        return conclude(run_dir, outcome_of(exc), exc=exc)
-    return conclude(run_dir, outcome, value=value)
+        return outcome_of(exc), exc, math.nan
+    return outcome, None, value
 
 
 def validate_job(cfg: DictConfig) -> None:

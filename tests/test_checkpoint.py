@@ -18,7 +18,7 @@ from flowers_sweep.checkpoint import (
 from flowers_sweep.errors import CheckpointError
 from flowers_sweep.runrecord import BEST_WEIGHTS_FILE, CHECKPOINT_FILE, WEIGHTS_FILE
 from flowers_sweep.runstate import RunState
-from flowers_sweep.train import keep_weights
+from flowers_sweep.training import keep_weights
 
 CPU = torch.device("cpu")
 

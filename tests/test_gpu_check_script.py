@@ -129,7 +129,7 @@ def test_the_wheelhouse_holds_every_package_gpu_check_imports_beyond_the_image()
 def test_a_run_imports_no_search_only_module():
     """What SEARCH_ONLY leaves out must be true: the CLI's task and a run's modules load
     without Optuna or SQLAlchemy."""
-    code = ("import sys, flowers_sweep.app, flowers_sweep.train, flowers_sweep.evaluate; "
+    code = ("import sys, flowers_sweep.app, flowers_sweep.training, flowers_sweep.evaluate; "
             f"print(sorted(m for m in {sorted(SEARCH_ONLY)!r} if m in sys.modules))")  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=HANG_GUARD_S, cwd=ROOT)  # fmt: skip

@@ -102,7 +102,7 @@ def begin(state: RunState, model_name: str) -> None:
     for split, n in state.data.counts().items():
         log.info("%sset size: %d", split, n)
     log.info(
-        "%s (%s), %d parameters, on %s (%s, %s%s), %d threads",
+        "%s (%s), %d parameters, on %s (%s, %s%s), %d thread%s",
         model_name,
         activation_label(cfg.model.get("activation")),
         state.params,
@@ -111,6 +111,7 @@ def begin(state: RunState, model_name: str) -> None:
         "channels_last" if where.layout == torch.channels_last else "NCHW",
         ", compiled" if cfg.trainer.compile else "",
         torch.get_num_threads(),
+        "" if torch.get_num_threads() == 1 else "s",
     )
     if state.resumed:
         write_metrics(run_dir, state.progress.rows)  # drop rows past the checkpoint

@@ -1,0 +1,288 @@
+"""The Python API, for a notebook or a script: compose a run's config, train it into a
+folder, run a sweep, and open run and sweep folders as a report of DataFrames.
+
+    import flowers_sweep as fs
+
+    cfg = fs.compose(["model=baseline_cnn", "trainer.epochs=1"])
+    result = fs.train(cfg, "runs/cnn")  # result.json's dict: test_acc, best_val_acc, ...
+    report = fs.sweep(["model.activation=relu,sigmoid", "trainer.epochs=2"])
+    report.cases  # the accuracy table; report.runs, report.curves, report.comparisons
+    report.figure("loss_curves")  # a matplotlib Figure, in the notebook's own backend
+
+Everything written here is what the command line writes: `train` runs the CLI's own
+task in this process, `sweep` runs `python -m flowers_sweep -m` in a subprocess (so any
+Hydra launcher works, and the kernel's state is left alone), and the aggregator,
+`evaluate` and resume accept their folders. See docs/notebook.ipynb.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import copy
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import weakref
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig, open_dict, read_write
+
+from flowers_sweep.config import CONFIG_MODULE, validate
+from flowers_sweep.errors import ConfigError, FlowersSweepError, Terminated
+
+if TYPE_CHECKING:
+    from flowers_sweep.aggregate.report import Report
+
+# id(config from compose()) -> (a weak reference to it, the whole composition with
+# Hydra's node, which train() needs: group choices label the run, Hydra's files are
+# written from it). By identity, not equality: an equal copy did not come from
+# compose; weak, so a config the user drops is forgotten.
+_COMPOSED: dict[int, tuple[weakref.ref, DictConfig]] = {}
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's job log's
+
+
+class RunFailedError(FlowersSweepError):
+    """A run trained through the API did not complete; the message says why."""
+
+
+class SweepFailedError(FlowersSweepError):
+    """A sweep run through the API could not start or trained nothing."""
+
+
+def compose(overrides: Sequence[str] = (), config_dir: str | Path | None = None) -> DictConfig:
+    """A run's config, composed as `python -m flowers_sweep OVERRIDES` composes it.
+
+    `overrides` are the command line's (`model=baseline_cnn`, `trainer.epochs=1`);
+    `config_dir` is your own config folder, searched before the package's (the CLI's
+    `--config-dir`). The config is validated before it is returned.
+
+    Raises ConfigError (a bad value, or no such config_dir), and Hydra's own errors for
+    an unknown group or key.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    from flowers_sweep.composition import config_dir_overrides
+    from flowers_sweep.launch import register_resolvers
+
+    register_resolvers()
+    args = list(overrides)
+    if config_dir is not None:
+        args = config_dir_overrides(["--config-dir", str(config_dir), *args])
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        whole = hydra_compose(config_name="config", overrides=args, return_hydra_config=True)
+    cfg = copy.deepcopy(whole)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    validate(cfg)
+    _COMPOSED[id(cfg)] = (weakref.ref(cfg), whole)
+    weakref.finalize(cfg, _COMPOSED.pop, id(cfg), None)
+    return cfg
+
+
+def _composition(cfg: DictConfig) -> DictConfig | None:
+    """compose()'s whole composition of `cfg`, or None when cfg is not from compose."""
+    ref, whole = _COMPOSED.get(id(cfg), (None, None))
+    return whole if ref is not None and ref() is cfg else None
+
+
+def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Train the run `cfg` (from `compose`, maybe edited since) in `run_dir`, in this
+    process; result.json's dict (test_acc and val accuracies as fractions, wall_s in s).
+
+    The folder is the CLI's: its .hydra/ files, metrics.csv, result.json, checkpoints
+    and log. As with the CLI, an unfinished run in `run_dir` resumes, a completed one is
+    not trained again (its result is returned), and a folder of another config is
+    refused. Progress is logged to stdout and to the run folder's log.
+
+    Raises ConfigError (cfg not from compose, or a bad value), RunFailedError (the run
+    failed: why is in the message and in the folder), KeyboardInterrupt when
+    interrupted (run it again to resume), and any other exception a bug raises.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from flowers_sweep import app
+    from flowers_sweep.runrecord import read_result
+
+    whole = _composition(cfg)
+    if whole is None:
+        raise ConfigError(
+            "train(cfg, run_dir): cfg is not from flowers_sweep.compose(...); compose it "
+            "there (edit it afterwards if you like)"
+        )
+    validate(cfg)
+    run_dir = Path(run_dir).expanduser().resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    hydra_cfg = copy.deepcopy(whole)
+    with read_write(hydra_cfg), open_dict(hydra_cfg):
+        hydra = hydra_cfg.hydra
+        # Fixed folders: the defaults' resolver would make new ones under the cwd
+        hydra.run.dir = hydra.sweep.dir = hydra.runtime.output_dir = str(run_dir)
+        hydra.mode = RunMode.RUN
+    HydraConfig.instance().set_config(hydra_cfg)
+    try:
+        with _job_logging(run_dir / f"{hydra_cfg.hydra.job.name}.log"), _kept_process_state():
+            outcome, exc, value = app.attempt(cfg, run_dir)  # the CLI's task, step by step
+            with contextlib.suppress(SystemExit):  # the CLI's exit: here, an exception
+                app.conclude(run_dir, outcome, exc=exc, value=value)  # logs; a bug raises
+    finally:
+        HydraConfig.instance().cfg = None
+    if isinstance(exc, (KeyboardInterrupt, Terminated)):
+        raise KeyboardInterrupt(f"{run_dir}: interrupted; train again to resume") from exc
+    if exc is not None:
+        raise RunFailedError(f"{run_dir}: run {outcome}: {exc}") from exc
+    result = read_result(run_dir)
+    if result is None:
+        raise RunFailedError(f"{run_dir}: the run wrote no result")
+    return result
+
+
+@contextlib.contextmanager
+def _job_logging(log_file: Path) -> Iterator[None]:
+    """The package's INFO log in the run folder (as Hydra's job logging does) and, when
+    nothing else shows it, on stdout; removed afterwards."""
+    logger = logging.getLogger("flowers_sweep")
+    handlers: list[logging.Handler] = [logging.FileHandler(log_file)]
+    if not (logger.handlers or logging.getLogger().handlers):
+        handlers.append(logging.StreamHandler(sys.stdout))
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+
+
+@contextlib.contextmanager
+def _kept_process_state() -> Iterator[None]:
+    """torch's global switches, CUBLAS_WORKSPACE_CONFIG and the global random generators
+    as they were: a run sets its own (threads, determinism, seeds), and the notebook
+    that called train() should not find them changed."""
+    import random
+
+    import numpy as np
+    import torch
+
+    det = torch.utils.deterministic
+    cudnn = torch.backends.cudnn
+    kept = (
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        det.fill_uninitialized_memory,
+        cudnn.benchmark,
+        cudnn.deterministic,
+        torch.get_float32_matmul_precision(),
+        os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        (torch.get_rng_state(), np.random.get_state(), random.getstate()),
+    )
+    try:
+        yield
+    finally:
+        threads, deterministic, warn_only, fill, benchmark, cudnn_det, matmul, cublas, rngs = kept
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        det.fill_uninitialized_memory = fill
+        cudnn.benchmark, cudnn.deterministic = benchmark, cudnn_det
+        torch.set_float32_matmul_precision(matmul)
+        if cublas is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas
+        torch.set_rng_state(rngs[0])
+        np.random.set_state(rngs[1])
+        random.setstate(rngs[2])
+
+
+def sweep(
+    overrides: Sequence[str],
+    sweep_dir: str | Path | None = None,
+    config_dir: str | Path | None = None,
+    echo: bool = True,
+) -> Report:
+    """Run `python -m flowers_sweep -m OVERRIDES` in a subprocess and open its report.
+
+    Exactly the CLI's multirun: `hydra/launcher=joblib` or `=submitit_slurm` in the
+    overrides launch as they do there; a sweep folder that already holds the runs
+    resumes them. `sweep_dir` defaults to a new outputs/multirun/<time> under the
+    current folder; `config_dir` is your own config folder. The sweep's output is
+    echoed as it comes (`echo=False`: kept quiet).
+
+    Returns the sweep's Report (see `load`); runs that failed are in it with their
+    status (the CLI's exit status 1). Raises ConfigError for an override this call
+    sets itself, SweepFailedError when the command refused its input (exit status 2:
+    its one-line reason is the message) or wrote no run, KeyboardInterrupt when
+    interrupted (the subprocess is interrupted too; run it again to resume).
+    """
+    from flowers_sweep.launch import unique_dir
+    from flowers_sweep.search_space import override_text
+
+    args = [o for o in overrides if o not in ("-m", "--multirun")]
+    if any(o.lstrip("+").startswith("hydra.sweep.dir=") for o in args):
+        raise ConfigError("sweep(...): give the folder as sweep_dir=..., not hydra.sweep.dir")
+    if sweep_dir is None:
+        sweep_dir = unique_dir(f"outputs/multirun/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
+    folder = Path(sweep_dir).expanduser().resolve()
+    command = [sys.executable, "-m", "flowers_sweep", "-m"]
+    if config_dir is not None:
+        command += ["--config-dir", str(Path(config_dir).expanduser().resolve())]
+    command += [*args, f"hydra.sweep.dir={override_text(str(folder))}"]
+    code, output = _run_streamed(command, echo)
+    lines = [line for line in output.splitlines() if line.strip()]
+    if code == 2 or not folder.is_dir():
+        why = lines[-1] if lines else f"exit status {code}"
+        raise SweepFailedError(f"the sweep did not start: {why}")
+    try:
+        return load(folder)
+    except FlowersSweepError as exc:
+        raise SweepFailedError(f"the sweep trained nothing (exit status {code}): {exc}") from None
+
+
+def _run_streamed(command: list[str], echo: bool) -> tuple[int, str]:
+    """Run `command`, its stdout and stderr echoed as they come; (exit status, output)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    assert proc.stdout is not None
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    chunks = []
+    try:
+        while chunk := proc.stdout.read1(65536):
+            text = decoder.decode(chunk)
+            chunks.append(text)
+            if echo:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+        return proc.wait(), "".join(chunks)
+    except BaseException:  # Ctrl-C in the notebook: the sweep stops too, resumable
+        proc.send_signal(signal.SIGINT)  # the CLI records its runs as interrupted
+        proc.wait()
+        raise
+
+
+def load(paths: str | Path | Sequence[str | Path], select: str = "last") -> Report:
+    """Open sweep or run folder(s) as a Report, reading files only, writing nothing.
+
+    Its tables are DataFrames: `runs` (one row per run, a column per setting that
+    varies), `curves` (one row per run and epoch), `cases` (the accuracy table) and
+    `comparisons` (Welch's tests); accuracies are fractions (docs/results.md has the
+    schema). `select`: whose test accuracy counts, "last" or "best_val" weights.
+
+    Raises AggregateError when no run folder is found under the paths.
+    """
+    from flowers_sweep.aggregate.report import build
+
+    roots = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    return build([Path(p).expanduser().resolve() for p in roots], select)

@@ -1,0 +1,119 @@
+"""The Python API (flowers_sweep.compose, train, sweep, load): what a notebook calls.
+
+The notebook that uses all four end to end is executed by tests/test_notebook.py; these
+tests take each piece apart, the run's folder checked against the CLI's.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+import pytest
+import torch
+
+import flowers_sweep as fs
+from flowers_sweep.api import RunFailedError, SweepFailedError
+from flowers_sweep.errors import ConfigError
+from flowers_sweep.runrecord import read_result
+
+from .helpers.cli import TINY, metrics, run_cli
+
+CNN = ["model=baseline_cnn", *TINY]
+
+
+def test_the_api_is_at_the_top_level():
+    names = dir(fs)
+    for name in ("compose", "train", "sweep", "load", "Report"):
+        assert name in names
+        assert callable(getattr(fs, name)), name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        fs.nope  # noqa: B018
+
+
+def test_compose_gives_the_validated_run_config_without_hydras_node():
+    cfg = fs.compose(["model=baseline_cnn", "trainer.epochs=3"])
+    assert cfg.trainer.epochs == 3
+    assert cfg.model._target_.endswith("BaselineCNN")
+    assert "hydra" not in cfg
+    with pytest.raises(ConfigError, match=r"trainer\.epochs"):
+        fs.compose(["trainer.epochs=0"])
+
+
+def test_compose_reads_a_users_config_folder(tmp_path):
+    (tmp_path / "optimizer").mkdir()
+    (tmp_path / "optimizer" / "my_sgd.yaml").write_text(
+        "_target_: torch.optim.SGD\n_partial_: true\nlr: 0.05\nmomentum: 0.8\n"
+    )
+    cfg = fs.compose(["optimizer=my_sgd"], config_dir=tmp_path)
+    assert cfg.optimizer.momentum == 0.8
+    with pytest.raises(ConfigError, match="no such folder"):
+        fs.compose([], config_dir=tmp_path / "missing")
+
+
+def test_train_refuses_a_config_not_from_compose(tmp_path):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(OmegaConf.to_container(fs.compose(CNN)))
+    with pytest.raises(ConfigError, match=r"not from flowers_sweep.compose"):
+        fs.train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.e2e
+def test_train_writes_the_clis_run_folder(tmp_path, monkeypatch, cache_dir):
+    """In this process, leaving it as found (the autouse fixture checks threads and
+    signals); the folder is the CLI's: its aggregator, evaluate and resume accept it."""
+    monkeypatch.chdir(tmp_path)
+    backend, threads = matplotlib.get_backend(), torch.get_num_threads()
+    cfg = fs.compose([*CNN, "trainer.threads=1"])
+    result = fs.train(cfg, "run")
+    run_dir = tmp_path / "run"
+    assert result["status"] == "completed"
+    assert result == read_result(run_dir)
+    assert 0 <= result["test_acc"] <= 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no outputs/ folder
+    assert torch.get_num_threads() == threads
+    assert matplotlib.get_backend() == backend
+    first = metrics(run_dir)
+
+    assert fs.train(cfg, run_dir) == result  # completed: not trained again
+    assert metrics(run_dir) == first
+    proc = run_cli(*CNN, "trainer.threads=1", f"hydra.run.dir={run_dir}", cache=cache_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "already holds a completed run" in proc.stdout + proc.stderr
+    proc = run_cli(str(run_dir), "--out", str(tmp_path / "report"), cache=None,
+                   module="flowers_sweep.aggregate")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "baseline_cnn" in (tmp_path / "report" / "results.md").read_text()
+    proc = run_cli(str(run_dir), cache=cache_dir, module="flowers_sweep.evaluate")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    cfg.trainer.epochs = 2  # an edited config is another run: the folder is refused
+    with pytest.raises(RunFailedError, match=r"another config|other config|settings"):
+        fs.train(cfg, run_dir)
+    assert metrics(run_dir) == first
+
+
+@pytest.mark.e2e
+def test_a_failed_run_raises_with_its_reason(tmp_path, cache_dir):
+    cfg = fs.compose([*CNN, "optimizer.lr=1e12", "trainer.epochs=3"])
+    with pytest.raises(
+        RunFailedError, match=r"run diverged: training loss became nan in epoch 1/3"
+    ):
+        fs.train(cfg, tmp_path / "run")
+    assert read_result(tmp_path / "run")["status"] == "diverged"
+
+
+@pytest.mark.e2e
+def test_sweep_refusals_are_one_line(tmp_path, monkeypatch, cache_dir):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="sweep_dir="):
+        fs.sweep(["hydra.sweep.dir=x"])
+    with pytest.raises(SweepFailedError, match=r"did not start: .*trainer\.epochs"):
+        fs.sweep([*CNN, "trainer.epochs=0,1"], sweep_dir="s", echo=False)
+
+
+def test_load_opens_run_and_sweep_folders(tmp_path):
+    from flowers_sweep.aggregate import AggregateError
+
+    with pytest.raises(AggregateError, match="no run folders"):
+        fs.load(tmp_path)
