@@ -41,6 +41,7 @@ from flowers_sweep.runrecord import (
     evaluation_files,
     read_data,
     read_result,
+    read_run,
     read_yaml,
 )
 from flowers_sweep.runstate import place, placed_model
@@ -193,7 +194,40 @@ def plot_confusion(counts: np.ndarray, names: list[str], path: Path, title: str)
     plt.close(fig)
 
 
+def shown_path(run_dir: Path, parts: int = 3) -> str:
+    """The run folder as a title shows it: the last `parts` components of its absolute
+    path (`.` or a sweep's job folder `3` alone says nothing; its sweep's date does)."""
+    path = Path(run_dir).resolve()
+    kept = path.parts[-parts:]
+    return str(Path(*kept)) if len(path.parts) <= parts else ".../" + "/".join(kept)
+
+
+def run_label(run_dir: Path) -> str:
+    """What the run trained, from its own records (result.json, else its .hydra/ files):
+    `case=relu model=resnet18 activation=relu seed=0`, the parts it has."""
+    record = read_run(run_dir)
+    parts = {
+        "case": record.case,
+        "model": record.model if record.config or record.result else None,
+        "activation": record.activation,
+        "seed": record.config.get("seed", (record.result or {}).get("seed")),
+    }
+    return " ".join(f"{k}={v}" for k, v in parts.items() if v is not None)
+
+
+def figure_title(run_dir: Path, split: str, weights: str, top1: float, images: int) -> str:
+    """The confusion matrix's title: which run (its folder, its case and model), which
+    split and weights, and the top-1 accuracy they gave."""
+    label = run_label(run_dir)
+    return (
+        f"{shown_path(run_dir)}" + (f"\n{label}" if label else "") + f"\n{split} split, "
+        f"{weights} weights: top-1 {100 * top1:.1f}% ({images} images)"
+    )
+
+
 def evaluate_run(run_dir: Path, split: str = "test", weights: str = "last") -> dict[str, Any]:
+    """Evaluate the run on `split` with its `weights`; write per_class and the confusion
+    matrix into its folder. Returns top1, top5, images, files (table, figure), table."""
     run = restore(run_dir, weights)
     logits, labels = predictions(run, split)
     n = len(labels)
@@ -204,22 +238,53 @@ def evaluate_run(run_dir: Path, split: str = "test", weights: str = "last") -> d
     table_file, figure_file = evaluation_files(run_dir, suffix)
     table = per_class_table(logits, labels, run.class_names)
     atomic_write_text(table_file, table.to_csv(index=False))
-    title = f"{split} split, {weights} weights: top-1 {100 * top1:.1f}% ({n} images)"
+    title = figure_title(run_dir, split, weights, top1, n)
     counts = confusion(logits, labels, len(run.class_names))
     plot_confusion(counts, run.class_names, figure_file, title)
     files = (table_file, figure_file)
     return {"top1": top1, "top5": top5, "images": n, "files": files, "table": table}
 
 
+def arg_parser() -> argparse.ArgumentParser:
+    """The command line: RUN_DIR, --split, --weights."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {PROG}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Evaluate a finished run again from its own saved config and weights, the\n"
+        "way training did (its top-1 on the test split with the last weights is the run's\n"
+        "test_acc). Prints top-1 and top-5 accuracy and the classes it gets least right;\n"
+        "writes per-class accuracy (CSV) and a confusion matrix (PNG, titled with the run,\n"
+        "split and weights) into the run folder.",
+        epilog=f"example:\n  python -m {PROG} outputs/multirun/2026-11-28_10-00-00/0 "
+        "--weights best_val\ndocs: docs/using_models.md",
+    )
+    parser.add_argument(
+        "run_dir",
+        type=Path,
+        metavar="RUN_DIR",
+        help="a finished run's folder (its saved config and weights): outputs/runs/DATE, "
+        "or one job of a sweep, outputs/multirun/DATE/N",
+    )
+    parser.add_argument(
+        "--split",
+        choices=["test", "val"],
+        default="test",
+        help="which split of the run's data to evaluate on (default: test)",
+    )
+    parser.add_argument(
+        "--weights",
+        choices=list(WEIGHT_FILES),
+        default="last",
+        help="the last epoch's weights (default, what the run tested) or the best validation "
+        "epoch's (kept when the run had trainer.keep_weights=best or both)",
+    )
+    return parser
+
+
 @command(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    parser.add_argument("--split", choices=["test", "val"], default="test")
-    parser.add_argument("--weights", choices=list(WEIGHT_FILES), default="last")
-    args = parser.parse_args(argv)
+    """CLI entry: 0 on success, 2 with one line on stderr for a run it cannot evaluate."""
+    args = arg_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     out = evaluate_run(args.run_dir, args.split, args.weights)
     key = TEST_ACC_OF[args.weights]

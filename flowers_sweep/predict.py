@@ -29,6 +29,7 @@ PROG = "flowers_sweep.predict"
 
 @torch.no_grad()
 def top5(run: RestoredRun, image: Path) -> list[dict[str, Any]]:
+    """The run's five most likely classes for the image, most likely first."""
     dataset = run.cfg.dataset
     pixels = torch.from_numpy(load_resized(image, dataset.image_size)[0].copy())[None]
     augment = BatchAugment(
@@ -44,16 +45,54 @@ def top5(run: RestoredRun, image: Path) -> list[dict[str, Any]]:
     ]
 
 
+def arg_parser() -> argparse.ArgumentParser:
+    """The command line: RUN_DIR, IMAGE..., --weights, --json."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {PROG}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Label photos with a finished run's model: the five most likely classes and\n"
+        "their probabilities for each image, through the run's own preprocessing (resize\n"
+        "to its image size, greyscale if it trained so, its normalisation). An image that\n"
+        "is missing or cannot be decoded is named in one line on stderr; the others are\n"
+        "still answered, and the exit status is 1.",
+        epilog=f"example:\n  python -m {PROG} outputs/runs/2026-11-28_10-00-00 photo.jpg "
+        "--json\ndocs: docs/using_models.md",
+    )
+    parser.add_argument(
+        "run_dir",
+        type=Path,
+        metavar="RUN_DIR",
+        help="a finished run's folder (its saved config and weights): outputs/runs/DATE, "
+        "or one job of a sweep, outputs/multirun/DATE/N",
+    )
+    parser.add_argument(
+        "images",
+        type=Path,
+        nargs="+",
+        metavar="IMAGE",
+        help="one or more image files (JPEG, PNG, ... any size: each is resized as the "
+        "run's images were)",
+    )
+    parser.add_argument(
+        "--weights",
+        choices=list(WEIGHT_FILES),
+        default="last",
+        help="the last epoch's weights (default) or the best validation epoch's (kept "
+        "when the run had trainer.keep_weights=best or both)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON list instead of text: per image, its top 5 with class index, "
+        "name and probability",
+    )
+    return parser
+
+
 @outcome.command(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry: 0 when every image is labelled, 1 if one could not be, 2 on errors."""
-    about = __doc__.split("\n\n")[1]
-    parser = argparse.ArgumentParser(prog=f"python -m {PROG}", description=about)
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
-    parser.add_argument("--weights", choices=list(WEIGHT_FILES), default="last")
-    parser.add_argument("--json", action="store_true", help="one JSON list on stdout")
-    args = parser.parse_args(argv)
+    args = arg_parser().parse_args(argv)
     run = restore(args.run_dir, args.weights)
     answers, failed = [], 0
     for image in args.images:

@@ -11,6 +11,7 @@ device, which has shapes and no storage, so even ResNet-152 at 224 px takes a se
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from flowers_sweep import outcome
-from flowers_sweep.compose import compose_config, config_dir_overrides
+from flowers_sweep.composition import compose_config, config_dir_overrides
 from flowers_sweep.config import validate
 from flowers_sweep.data.sources import class_count
 from flowers_sweep.labels import activation_label, model_label, optimizer_label
@@ -286,14 +287,40 @@ def render(s: Summary) -> list[str]:
     ]
 
 
+def arg_parser() -> argparse.ArgumentParser:
+    """The command line's one option, -cd; every other argument is a Hydra override."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {PROG}",
+        usage=f"python -m {PROG} [-h] [-cd CONFIG_DIR] [OVERRIDE ...]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # `--config` is not -cd's abbreviation: Hydra's to judge
+        description="Print each layer of the configured model: its output size from a real\n"
+        "forward pass next to the report's formula out = floor((in + 2p - d(k-1) - 1) / s)\n"
+        "+ 1, its parameters and multiply-accumulates, then the totals and a rough memory\n"
+        "estimate for one training batch. No data is read: the pass runs on the meta device.\n"
+        "Exit status 1 when the formula and the real pass disagree.\n\n"
+        "The config is composed as for a run: every argument that is not an option below\n"
+        "is one of the run's Hydra overrides (model=resnet50 dataset.image_size=224);\n"
+        "`python -m flowers_sweep --help` lists the groups.",
+        epilog=f"example:\n  python -m {PROG} experiment=report model=resnet50\n"
+        "docs: docs/model_summary.md",
+    )
+    parser.add_argument(
+        "-cd",
+        "--config-dir",
+        metavar="CONFIG_DIR",
+        help="your own config folder, searched besides the package's, as for a run",
+    )
+    return parser
+
+
 @outcome.command(PROG, HydraException, OmegaConfBaseException)
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry: 0 on success, 1 if the formula disagrees with the real pass, 2 on errors."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in ("-h", "--help"):
-        print(f"usage: python -m {PROG} [-cd CONFIG_DIR] [hydra overrides, e.g. model=resnet50]")
-        return 0
-    cfg, choices = compose_config(config_dir_overrides(args))
+    args, overrides = arg_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    if args.config_dir:
+        overrides = ["--config-dir", args.config_dir, *overrides]
+    cfg, choices = compose_config(config_dir_overrides(overrides))
     validate(cfg)
     summary = summarize(cfg, choice=choices.get("model"))
     print("\n".join(render(summary)))

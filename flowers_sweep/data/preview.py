@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from flowers_sweep import outcome
 from flowers_sweep.atomic import atomic_write
-from flowers_sweep.compose import compose_config, config_dir_overrides
+from flowers_sweep.composition import compose_config, config_dir_overrides
 from flowers_sweep.config import validate
 from flowers_sweep.data import batch_augment, decode_workers, load_splits
 from flowers_sweep.data.augment import BatchAugment
@@ -72,18 +72,63 @@ def draw(grid: torch.Tensor, names: Sequence[str], title: str, out: Path) -> Non
     plt.close(fig)
 
 
-def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+def arg_parser() -> argparse.ArgumentParser:
+    """The command line's own options; every other argument is a Hydra override."""
     parser = argparse.ArgumentParser(
         prog=f"python -m {PROG}",
-        description="Draw training images as the model sees them: the evaluation view, "
-        "then augmented views. Other arguments are the run's Hydra overrides "
-        "(e.g. dataset=image_folder dataset.root=DIR augment=imagenet_style).",
+        usage=f"python -m {PROG} [-h] [-cd CONFIG_DIR] [--out FILE]\n"
+        "         [--images N] [--views N] [--seed N] [OVERRIDE ...]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Draw training images as the model will see them, before training on them:\n"
+        "one row per image with its class name, the image as evaluation sees it, then\n"
+        "augmented views from the training pipeline. Writes the picture, prints its path.\n\n"
+        "The config is composed as for a run: every argument that is not an option below\n"
+        "is one of the run's Hydra overrides (dataset=image_folder dataset.root=DIR\n"
+        "augment=imagenet_style); `python -m flowers_sweep --help` lists the groups.",
+        epilog=f"example:\n  python -m {PROG} dataset=image_folder dataset.root=~/photos \\\n"
+        "      augment=imagenet_style --out preview.png\n"
+        "docs: docs/data.md",
     )
-    parser.add_argument("-cd", "--config-dir", help="your own config folder, as for a run")
-    parser.add_argument("--out", type=Path, default=Path("augment_preview.png"))
-    parser.add_argument("--images", type=int, default=6, help="rows (default 6)")
-    parser.add_argument("--views", type=int, default=5, help="training views per image")
-    parser.add_argument("--seed", type=int, default=0, help="which images, which draws")
+    parser.add_argument(
+        "-cd",
+        "--config-dir",
+        metavar="CONFIG_DIR",
+        help="your own config folder, searched besides the package's, as for a run",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("augment_preview.png"),
+        metavar="FILE",
+        help="the picture to write: .png, .jpg, .pdf or .svg (default augment_preview.png)",
+    )
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=6,
+        metavar="N",
+        help=f"rows: training images drawn at random (default 6, at most {MOST_IMAGES})",
+    )
+    parser.add_argument(
+        "--views",
+        type=int,
+        default=5,
+        metavar="N",
+        help=f"augmented training views per image (default 5, at most {MOST_VIEWS})",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seeds which images are drawn and their augmentations (default 0)",
+    )
+    return parser
+
+
+def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The options, checked, and the Hydra overrides (`-cd DIR` among them, for compose)."""
+    parser = arg_parser()
     args, overrides = parser.parse_known_args(argv)
     for name, most in (("images", MOST_IMAGES), ("views", MOST_VIEWS)):
         if not 1 <= getattr(args, name) <= most:
