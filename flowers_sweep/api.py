@@ -222,18 +222,19 @@ def sweep(
     echoed as it comes (`echo=False`: kept quiet).
 
     Returns the sweep's Report (see `load`); runs that failed are in it with their
-    status (the CLI's exit status 1). Raises ConfigError for an override this call
-    sets itself, SweepFailedError when the command refused its input (exit status 2:
-    its one-line reason is the message) or wrote no run, KeyboardInterrupt when
-    interrupted (the subprocess is interrupted too; run it again to resume).
+    status (the CLI exits 1 then). Raises ConfigError for an override this call sets
+    itself, SweepFailedError when the command wrote no run (an unknown group, a folder
+    in use: the command's reason is the message), KeyboardInterrupt when interrupted
+    (the subprocess is interrupted too; run it again to resume).
     """
-    from flowers_sweep.launch import unique_dir
+    from flowers_sweep.launch import drop_unused_dirs, unique_dir
     from flowers_sweep.search_space import override_text
 
     args = [o for o in overrides if o not in ("-m", "--multirun")]
     if any(o.lstrip("+").startswith("hydra.sweep.dir=") for o in args):
         raise ConfigError("sweep(...): give the folder as sweep_dir=..., not hydra.sweep.dir")
-    if sweep_dir is None:
+    made = sweep_dir is None
+    if made:
         sweep_dir = unique_dir(f"outputs/multirun/{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     folder = Path(sweep_dir).expanduser().resolve()
     command = [sys.executable, "-m", "flowers_sweep", "-m"]
@@ -241,14 +242,26 @@ def sweep(
         command += ["--config-dir", str(Path(config_dir).expanduser().resolve())]
     command += [*args, f"hydra.sweep.dir={override_text(str(folder))}"]
     code, output = _run_streamed(command, echo)
-    lines = [line for line in output.splitlines() if line.strip()]
-    if code == 2 or not folder.is_dir():
-        why = lines[-1] if lines else f"exit status {code}"
-        raise SweepFailedError(f"the sweep did not start: {why}")
-    try:
-        return load(folder)
-    except FlowersSweepError as exc:
-        raise SweepFailedError(f"the sweep trained nothing (exit status {code}): {exc}") from None
+    if not _has_runs(folder):
+        if made:
+            drop_unused_dirs()  # the empty folder made above, and its new parents
+        raise SweepFailedError(f"the sweep did not start (exit status {code}): {_reason(output)}")
+    return load(folder)
+
+
+def _has_runs(folder: Path) -> bool:
+    from flowers_sweep.runrecord import find_run_dirs
+
+    return folder.is_dir() and bool(find_run_dirs(folder))
+
+
+def _reason(output: str) -> str:
+    """The line of a command's output that says why it stopped: our own one-line error,
+    else the first line that is not a log record (Hydra's errors start so)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    ours = [line for line in lines if line.startswith("flowers_sweep:")]
+    others = [line for line in lines if not line.startswith("[")]
+    return (ours or others or lines or ["no output"])[-1 if ours else 0]
 
 
 def _run_streamed(command: list[str], echo: bool) -> tuple[int, str]:

@@ -170,11 +170,8 @@ def clustered_order(counts: np.ndarray) -> list[int]:
 
 
 def plot_confusion(counts: np.ndarray, names: list[str], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.figure import Figure  # not pyplot: no backend is chosen or switched
 
     order = clustered_order(counts)
     rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
@@ -182,7 +179,8 @@ def plot_confusion(counts: np.ndarray, names: list[str], path: Path, title: str)
     frame = pd.DataFrame(rates[np.ix_(order, order)], index=ordered, columns=ordered)
     n = len(names)
     side = max(6.0, 0.16 * n + 3)
-    fig, ax = plt.subplots(figsize=(side + 1.5, side))
+    fig = Figure(figsize=(side + 1.5, side))
+    ax = fig.subplots()
     bar = {"label": "share of the true class"}
     ticks = {"xticklabels": True, "yticklabels": True}
     sns.heatmap(frame, ax=ax, cmap="Blues", vmin=0, vmax=1, square=True, cbar_kws=bar, **ticks)
@@ -191,7 +189,6 @@ def plot_confusion(counts: np.ndarray, names: list[str], path: Path, title: str)
     ax.set_ylabel("true class")
     ax.set_title(title)
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=150, bbox_inches="tight"))
-    plt.close(fig)
 
 
 def shown_path(run_dir: Path, parts: int = 3) -> str:

@@ -12,6 +12,7 @@ from flowers_sweep.aggregate import (
     FIGURE_CASES,
     AggregateError,
     aggregate,
+    build,
     console_text,
     holm,
     main,
@@ -159,7 +160,7 @@ comparisons (significant: adjusted p < 0.05).
 Not significant: relu vs tanh.
 Not testable (every run of both cases scored the same): sigmoid vs tanh.
 
-1 run(s) not completed are listed in runs.csv but left out here.
+1 run not completed is listed in runs.csv but left out here.
 """
 
 
@@ -291,10 +292,10 @@ def test_a_figure_that_cannot_be_drawn_leaves_the_rest(tmp_path, monkeypatch):
     sweep = sweep_of(tmp_path, {"relu": [0.7]})
     aggregate([sweep])  # an earlier report, whose loss figure would be stale
 
-    def too_big(curves, path):
+    def too_big(curves, note=""):
         raise ValueError("Image size of 900x70000 pixels is too large")
 
-    monkeypatch.setattr(agg, "plot_loss_curves", too_big)
+    monkeypatch.setattr(agg, "loss_curves_figure", too_big)
     report = aggregate([sweep])
     assert len(report.problems) == 1 and "loss_curves.png" in report.problems[0]
     assert not (sweep / "report" / "loss_curves.png").exists()
@@ -349,7 +350,8 @@ def test_select_best_val_weights(tmp_path, capsys):
     assert report.results["test_acc_mean"].tolist() == pytest.approx([0.75])
     assert report.results["n"].tolist() == [2]
     assert report.results["test_acc_std"].tolist() == pytest.approx([0.02**0.5 / 10])
-    assert report.runs["status"].tolist() == ["completed", "completed", "no test_acc_best_val"]
+    assert report.scored["status"].tolist() == ["completed", "completed", "no test_acc_best_val"]
+    assert report.runs["status"].tolist() == ["completed"] * 3  # runs.csv: as the runs say
     assert main([str(sweep), "--select", "best_val", "--out", str(tmp_path / "cli")]) == 0
     written = pd.read_csv(tmp_path / "cli" / "results.csv")
     assert written["test_acc_mean"].tolist() == pytest.approx([0.75])
@@ -366,25 +368,15 @@ def test_accuracy_figure_widens_with_the_cases_so_labels_do_not_collide(tmp_path
     assert width_1 >= 800 and width_8 > 1.5 * width_1
 
 
-def test_lr_schedules_one_line_each(tmp_path, monkeypatch):
+def test_lr_schedules_one_line_each(tmp_path):
     """Two runs with different schedules: one line each, at the rates each epoch used."""
-    from flowers_sweep.aggregate import figures
-
-    drawn = {}
-    real_save = figures.save_figure
-
-    def keep(fig, path):
-        drawn[path.name] = [line.get_ydata() for line in fig.axes[0].get_lines()
-                            if len(line.get_xdata()) > 1]  # fmt: skip
-        real_save(fig, path)
-
-    monkeypatch.setattr(figures, "save_figure", keep)
     sweep = tmp_path / "sweep"
     write_run(sweep / "0", case="relu", epochs=100, milestones=(40, 70), gamma=0.2)
     write_run(sweep / "1", case="sigmoid", epochs=100, milestones=(60,), gamma=0.5)
     write_run(sweep / "2", case="leaky_relu", seed=1, epochs=100, milestones=(60,), gamma=0.5)
-    aggregate([sweep])
-    lines = sorted(drawn["lr_schedule.png"], key=lambda y: y[-1])
+    fig = build([sweep]).figure("lr_schedule")
+    drawn = [line.get_ydata() for line in fig.axes[0].get_lines() if len(line.get_xdata()) > 1]
+    lines = sorted(drawn, key=lambda y: y[-1])
     assert len(lines) == 2  # three runs, two distinct schedules
     assert sorted(set(lines[0].round(8))) == pytest.approx([0.001 * 0.04, 0.001 * 0.2, 0.001])
     assert sorted(set(lines[1].round(8))) == pytest.approx([0.0005, 0.001])
@@ -465,7 +457,7 @@ def test_a_pruned_run_is_left_out_but_not_called_a_failure(tmp_path, caplog):
     assert report.results["test_acc_mean"].tolist() == pytest.approx([0.71])
     assert "status pruned (stopped by the search's pruner)" in caplog.text
     lines = report.markdown.splitlines()
-    assert "1 run(s) not completed are listed in runs.csv but left out here." in lines
+    assert "1 run not completed is listed in runs.csv but left out here." in lines
     assert [line for line in lines if "pruner" in line] == [
         "1 run stopped early by the search's pruner (not a failure): listed in runs.csv, "
         "left out here."

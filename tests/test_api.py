@@ -105,11 +105,17 @@ def test_a_failed_run_raises_with_its_reason(tmp_path, cache_dir):
 
 @pytest.mark.e2e
 def test_sweep_refusals_are_one_line(tmp_path, monkeypatch, cache_dir):
+    """A sweep that cannot start raises with the command's reason and leaves no folder;
+    one whose runs fail returns the report that lists them."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="sweep_dir="):
         fs.sweep(["hydra.sweep.dir=x"])
-    with pytest.raises(SweepFailedError, match=r"did not start: .*trainer\.epochs"):
-        fs.sweep([*CNN, "trainer.epochs=0,1"], sweep_dir="s", echo=False)
+    with pytest.raises(SweepFailedError, match=r"did not start .*Could not find 'model/nope'"):
+        fs.sweep(["model=nope"], echo=False)
+    assert list(tmp_path.iterdir()) == []  # the default folder it made is gone
+    report = fs.sweep([*CNN, "trainer.epochs=0"], sweep_dir="s", echo=False)
+    assert report.runs["status"].tolist() == ["failed"]
+    assert report.cases.empty
 
 
 def test_load_opens_run_and_sweep_folders(tmp_path):

@@ -180,3 +180,25 @@ def test_the_package_has_at_most_10_fmt_skips():
         for line in fmt_markers(path.read_text(encoding="utf-8"))
     ]
     assert len(markers) <= MAX_FMT_SKIPS, f"{len(markers)} markers:\n" + "\n".join(markers)
+
+
+def test_the_package_never_switches_matplotlibs_backend():
+    """Figures are built as matplotlib.figure.Figure, never through pyplot, so that a
+    notebook's backend (inline, widget) is left as it was after a report is drawn."""
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Call) and ast.unparse(node.func) == "matplotlib.use":
+                names = ["matplotlib.use()"]
+            offenders += [
+                f"{path.relative_to(ROOT)}:{node.lineno}: {n}"
+                for n in names
+                if n.startswith(("matplotlib.pyplot", "matplotlib.use"))
+            ]
+    assert offenders == []

@@ -11,18 +11,31 @@ One module per job:
 
     runs.py      the run folders under the roots, each run's case label, runs.csv
     stats.py     Student's t-interval, Welch's t-test, Holm's adjustment
-    tables.py    which accuracy counts, one row per case (results.csv), loss curves
+    tables.py    which accuracy counts, one row per case (results.csv), curves.csv
     markdown.py  results.md and what a terminal shows of it
-    figures.py   the seaborn figures, each drawn on its own
+    figures.py   the seaborn figures, each a matplotlib Figure of its own (no pyplot)
     search.py    a hyperparameter search's report (trials.csv, search.png)
-    report.py    the whole report, written into one folder: `aggregate`
+    report.py    the report in memory (`build` -> `Report`), written into one folder
+                 (`write`); both at once: `aggregate`
     cli.py       the command line (`main`)
+
+In a notebook: `report = build([sweep_dir])`, then `report.runs`, `report.curves`,
+`report.cases`, `report.comparisons`, `report.figure("loss_curves")`.
 """
 
 from flowers_sweep.aggregate.cli import main
 from flowers_sweep.aggregate.figures import FIGURE_CASES, draw_each, shown_cases
 from flowers_sweep.aggregate.markdown import console_text, results_markdown
-from flowers_sweep.aggregate.report import Report, aggregate, aggregate_search, write_figures
+from flowers_sweep.aggregate.report import (
+    FIGURES,
+    SEARCH_FIGURES,
+    Report,
+    aggregate,
+    aggregate_search,
+    build,
+    build_search,
+    write,
+)
 from flowers_sweep.aggregate.runs import (
     REPORT_DIRNAME,
     AggregateError,
@@ -30,6 +43,7 @@ from flowers_sweep.aggregate.runs import (
     find_run_dirs,
     load_runs,
     runs_table,
+    varying_settings,
 )
 from flowers_sweep.aggregate.search import Search, read_search, trials_table
 from flowers_sweep.aggregate.stats import (
@@ -42,19 +56,29 @@ from flowers_sweep.aggregate.stats import (
     testable,
     welch_p,
 )
-from flowers_sweep.aggregate.tables import SELECT, curves_table, results_table, selected
+from flowers_sweep.aggregate.tables import (
+    SELECT,
+    curves_table,
+    long_curves,
+    results_table,
+    selected,
+)
 
 __all__ = [
     "ALL_PAIRS_MAX",
     "ALPHA",
+    "FIGURES",
     "FIGURE_CASES",
     "REPORT_DIRNAME",
+    "SEARCH_FIGURES",
     "SELECT",
     "AggregateError",
     "Report",
     "Search",
     "aggregate",
     "aggregate_search",
+    "build",
+    "build_search",
     "case_labels",
     "console_text",
     "curves_table",
@@ -63,6 +87,7 @@ __all__ = [
     "has_spread",
     "holm",
     "load_runs",
+    "long_curves",
     "main",
     "pairwise_tests",
     "read_search",
@@ -74,6 +99,7 @@ __all__ = [
     "t_interval",
     "testable",
     "trials_table",
+    "varying_settings",
     "welch_p",
-    "write_figures",
+    "write",
 ]

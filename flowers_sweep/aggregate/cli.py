@@ -25,10 +25,32 @@ PROG = "flowers_sweep.aggregate"  # what starts its lines on stderr
 def arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"python -m {PROG}",
-        description="Collect a sweep's run folders into the accuracy table and figures.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Collect the run folders of one or more sweeps into the report: the\n"
+        "accuracy table per case (mean and 95% interval over seeds, Welch's t-tests),\n"
+        "results.md and the figures; for an Optuna search, its trials. A sweep with\n"
+        "aggregate=true (the default) writes it when it ends: run this to redo it, or to\n"
+        "merge the sweeps of several machines. Prints the table and where it went.\n"
+        "Exit status 0 when the report is whole, 1 when a run or figure is missing from\n"
+        "it (named on stderr), 2 when there is nothing to aggregate.",
+        epilog=f"examples:\n  python -m {PROG} outputs/multirun/2026-11-28_10-00-00\n"
+        f"  python -m {PROG} outputs/multirun/laptop outputs/multirun/cluster "
+        "--out outputs/report\ndocs: docs/results.md",
     )
-    parser.add_argument("sweep_dirs", nargs="+", type=Path, metavar="SWEEP_DIR")
-    parser.add_argument("--out", type=Path, help="output folder (default SWEEP_DIR/report)")
+    parser.add_argument(
+        "sweep_dirs",
+        nargs="+",
+        type=Path,
+        metavar="SWEEP_DIR",
+        help="a sweep's folder (outputs/multirun/DATE, or its hydra.sweep.dir); every run "
+        "folder under it is read, wherever it sits",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="output folder (default: SWEEP_DIR/report, in the first SWEEP_DIR)",
+    )
     parser.add_argument(
         "--select",
         choices=list(SELECT),

@@ -1,23 +1,43 @@
 """The report's figures, drawn with seaborn: loss curves, accuracy per case and the
-learning-rate schedules, and `draw_each`, which writes each on its own so that one
-that cannot be drawn leaves the others."""
+learning-rate schedules, each a `matplotlib.figure.Figure` of its own, and `draw_each`,
+which writes each on its own so that one that cannot be drawn leaves the others.
+
+No figure goes through pyplot and nothing switches matplotlib's backend: each is built
+as `Figure(...)` and drawn with seaborn's axes-level functions, so building them in a
+notebook leaves its backend and its open figures as they were.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from flowers_sweep.aggregate.markdown import plural
 from flowers_sweep.atomic import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 # Figures show at most this many cases (the best by mean test accuracy) and summarise
 # the rest, so they stay readable, and under matplotlib's size limit, at any scale.
 FIGURE_CASES = 12
 PALE_BLUE, DARK_BLUE = "#9ecae1", "#08306b"  # the figures' two colours
+MARKERS_UP_TO = 30  # epochs: up to this many, each epoch's point is marked
+PANEL_COLUMNS = 2  # loss panels per row: the figure stays readable at page width
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure of its own (inches), not pyplot's: no backend, no open-figure list."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
 
 
 def save_figure(fig: Any, path: Path) -> None:
@@ -38,107 +58,173 @@ def shown_cases(results: pd.DataFrame) -> tuple[list[str], str]:
     return best["case"].head(FIGURE_CASES).tolist(), note
 
 
-def plot_loss_curves(curves: pd.DataFrame, path: Path, note: str = "") -> None:
-    """One panel per case: train and validation loss per epoch, a band of std over seeds."""
-    import seaborn as sns
+def epoch_axis(ax: Axes, epochs: pd.Series) -> None:
+    """Whole epochs on the x axis; a single epoch centred on its one tick (not an axis
+    from 0.945 to 1.050)."""
     from matplotlib.ticker import MaxNLocator
 
-    grid = sns.relplot(
-        data=curves,
-        x="epoch",
-        y="loss",
-        hue="split",
-        col="case",
-        col_wrap=min(curves["case"].nunique(), 4),
-        kind="line",
-        errorbar="sd",
-        height=3.6,
-        aspect=1.5,
-        facet_kws={"sharey": True},
-    )
-    grid.set_titles("{col_name}")
-    for ax in grid.axes.flat:
+    if epochs.empty:
+        return
+    low, high = int(epochs.min()), int(epochs.max())
+    if low == high:
+        ax.set_xlim(low - 0.5, high + 0.5)
+        ax.set_xticks([low])
+    else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    grid.set_axis_labels("epoch", "cross-entropy loss")
+    ax.set_xlabel("epoch")
+
+
+def marker_for(epochs: pd.Series) -> str | None:
+    """A marker on every point when there are few epochs: one epoch is one point, and a
+    line through one point draws nothing."""
+    return "o" if epochs.nunique() <= MARKERS_UP_TO else None
+
+
+def legend_below(fig: Figure, ax: Axes, columns: int = 1) -> None:
+    """The axes' legend moved off the data, below the figure."""
+    legend = ax.get_legend()
+    if legend is None:
+        return
+    handles, labels = ax.get_legend_handles_labels()
+    legend.remove()
+    fig.legend(handles, labels, loc="outside lower center", ncols=columns, frameon=False)
+
+
+def loss_curves_figure(curves: pd.DataFrame, note: str = "", per: str = "case") -> Figure:
+    """One panel per case, two to a row: train and validation loss per epoch; with
+    several seeds a case's line is their mean and its band their std.
+
+    `curves`: the long form (tables.long_curves: case, run_dir, epoch, split, loss);
+    `per`: what a panel is, for the title ("case", a search's "trial").
+    """
+    import seaborn as sns
+
+    cases = list(dict.fromkeys(curves["case"]))
+    columns = min(len(cases), PANEL_COLUMNS) or 1
+    rows = max(math.ceil(len(cases) / columns), 1)
+    fig = new_figure(4.6 * columns + 0.4, 2.9 * rows + 1.0)
+    axes = fig.subplots(rows, columns, sharey=True, squeeze=False).flat
+    seeds = int(curves.groupby("case")["run_dir"].nunique().max()) if cases else 0
+    marker = marker_for(curves["epoch"])
+    for i, (ax, case) in enumerate(zip(axes, cases, strict=False)):
+        sns.lineplot(
+            data=curves[curves["case"] == case],
+            x="epoch",
+            y="loss",
+            hue="split",
+            hue_order=["train", "val"],
+            errorbar="sd" if seeds > 1 else None,
+            marker=marker,
+            ax=ax,
+            legend=i == 0,
+        )
+        ax.set_title(case)
+        epoch_axis(ax, curves["epoch"])
+        ax.set_ylabel("cross-entropy loss" if i % columns == 0 else "")
+    for ax in list(axes)[len(cases) :]:
+        ax.set_visible(False)
+    legend_below(fig, axes[0], columns=2)
     what = f", {note}" if note else ""
-    grid.figure.suptitle(f"Training and validation loss{what} (band: std over seeds)", y=1.03)
-    save_figure(grid.figure, path)
+    spread = "line: mean, band: std over seeds" if seeds > 1 else f"one run per {per}"
+    fig.suptitle(f"Training and validation loss{what} ({spread})")
+    return fig
 
 
-def plot_accuracy(
-    runs_df: pd.DataFrame, path: Path, results: pd.DataFrame, cases: list[str], note: str = ""
-) -> None:
-    """Bars for the shown cases; with a note (a large sweep), a second panel beside them
-    gives every case's mean, so the rest are summarised rather than dropped."""
-    import matplotlib.pyplot as plt
+def spread_words(ns: Sequence[int]) -> str:
+    """What the accuracy figure's marks are, for the runs per case at hand."""
+    if not ns or max(ns) <= 1:
+        return "one run per case"
+    whisker = "whisker: std" if min(ns) > 1 else "whisker: std where a case has several runs"
+    return f"bar: mean, {whisker}, dots: seeds"
+
+
+def accuracy_figure(
+    runs_df: pd.DataFrame, results: pd.DataFrame, cases: list[str], note: str = ""
+) -> Figure:
+    """Bars for the shown cases (percent); with a note (a large sweep), a second panel
+    beside them gives every case's mean, so the rest are summarised rather than dropped.
+
+    `runs_df`: runs.csv's rows, `test_acc` the chosen weights' (tables.selected);
+    `results`: results.csv's (n per case)."""
     import seaborn as sns
 
     done = runs_df[(runs_df["status"] == "completed") & runs_df["case"].isin(cases)].copy()
     done["test accuracy (%)"] = 100 * done["test_acc"].astype(float)
+    ns = [int(n) for n in results.loc[results["case"].isin(cases), "n"]]
     n = len(cases)
     width = max(6.0, 1.3 * n + 2)
     if note:
-        fig, (ax, rest) = plt.subplots(
-            1, 2, figsize=(width + 4, 4.5), sharey=True, width_ratios=[width, 4]
-        )
+        fig = new_figure(width + 4, 4.5)
+        ax, rest = fig.subplots(1, 2, sharey=True, width_ratios=[width, 4])
         sns.histplot(y=100 * results["test_acc_mean"], ax=rest, color=PALE_BLUE)
         rest.set_title(f"all {len(results)} case means")
     else:
-        fig, ax = plt.subplots(figsize=(width, 4.5))
-    y, order = "test accuracy (%)", cases
+        fig = new_figure(width, 4.5)
+        ax = fig.subplots()
+    y, several = "test accuracy (%)", bool(ns) and max(ns) > 1
     sns.barplot(
-        data=done, x="case", y=y, errorbar="sd", ax=ax, order=order, color=PALE_BLUE, capsize=0.15
+        data=done,
+        x="case",
+        y=y,
+        errorbar="sd" if several else None,
+        ax=ax,
+        order=cases,
+        color=PALE_BLUE,
+        capsize=0.15 if several else 0,
     )
-    sns.stripplot(data=done, x="case", y=y, ax=ax, order=order, color=DARK_BLUE, size=5)
+    if several:
+        sns.stripplot(data=done, x="case", y=y, ax=ax, order=cases, color=DARK_BLUE, size=5)
     what = f": {note}" if note else " per case"
-    ax.set_title(f"Test accuracy{what} (bar: mean, whisker: std, dots: seeds)")
+    ax.set_title(f"Test accuracy{what} ({spread_words(ns)})")
     ax.set_xlabel("case")
-    ax.tick_params(axis="x", rotation=20 if n > 4 else 0)
-    save_figure(fig, path)
-    plt.close(fig)
+    if n > 4 or max(map(len, cases), default=0) > 14:  # long or many labels: slanted
+        ax.tick_params(axis="x", rotation=25)
+        for label in ax.get_xticklabels():
+            label.set(horizontalalignment="right", rotation_mode="anchor")
+    return fig
 
 
-def plot_lr_schedule(curves: pd.DataFrame, path: Path, note: str = "") -> None:
-    """The learning rate per epoch on a log axis, one line per distinct schedule."""
-    import matplotlib.pyplot as plt
+def lr_schedule_figure(curves: pd.DataFrame, note: str = "") -> Figure:
+    """The learning rate per epoch on a log axis, one line per distinct schedule, the
+    legend below the axes. `curves`: the long form (tables.long_curves)."""
     import seaborn as sns
-    from matplotlib.ticker import MaxNLocator
 
     lr = curves[curves["split"] == "train"].drop_duplicates(["schedule", "epoch"])
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    marker = "o" if lr["epoch"].max() <= 30 else None
+    schedules = lr["schedule"].nunique()
+    fig = new_figure(8, 4.0 + 0.25 * schedules)
+    ax = fig.subplots()
     sns.lineplot(
-        data=lr, x="epoch", y="lr", hue="schedule", drawstyle="steps-post", marker=marker, ax=ax
+        data=lr,
+        x="epoch",
+        y="lr",
+        hue="schedule",
+        drawstyle="steps-post",
+        marker=marker_for(lr["epoch"]),
+        ax=ax,
     )
     ax.set_yscale("log")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epoch_axis(ax, lr["epoch"])
     what = f" (schedules of {note})" if note else ""
-    ax.set_title(f"Learning rate per epoch, one line per distinct schedule{what}")
-    ax.set_xlabel("epoch")
+    ax.set_title(f"Learning rate per epoch, {plural(schedules, 'distinct schedule')}{what}")
     ax.set_ylabel("learning rate (log scale)")
-    save_figure(fig, path)
-    plt.close(fig)
+    legend_below(fig, ax)
+    return fig
 
 
-def draw_each(figures: Sequence[tuple[str, Callable[[Path], None]]], out: Path) -> list[str]:
-    """Each figure on its own: one that cannot be drawn is reported, the others written.
+def draw_each(makers: Mapping[str, Callable[[], Figure]], out: Path) -> list[str]:
+    """Each figure on its own, as out/NAME.png: one that cannot be drawn is reported
+    (the returned problems, one line each), the others written.
 
     A figure that failed is removed rather than left from an earlier aggregation, where
     it would silently disagree with the tables beside it.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; no display needed or wanted
-    import matplotlib.pyplot as plt
-
     problems = []
-    for name, draw in figures:
+    for name, make in makers.items():
+        path = out / f"{name}.png"
         try:
-            draw(out / name)
+            save_figure(make(), path)
         except Exception as exc:
-            (out / name).unlink(missing_ok=True)
-            problems.append(f"{out / name} not written: {type(exc).__name__}: {exc}")
+            path.unlink(missing_ok=True)
+            problems.append(f"{path} not written: {type(exc).__name__}: {exc}")
             log.warning("%s", problems[-1])
-        finally:
-            plt.close("all")
     return problems

@@ -23,8 +23,12 @@ WEIGHTS = {
 }
 
 
-def plural(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+SHOWN_APART = 10  # runs listed by name below the table; runs.csv has them all
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """`1 run`, `2 runs` (`nouns`: an irregular plural)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {nouns or noun + 's'}"
 
 
 def _pct(x: float) -> str:
@@ -37,9 +41,13 @@ def results_markdown(
     skipped: int,
     select: str = "last",
     pruned: int = 0,
+    apart: pd.DataFrame | None = None,
 ) -> str:
     """results.md: a row per case, then the comparisons, then what was left out: runs
-    that did not complete (`skipped`), and apart, runs the search's pruner stopped."""
+    that did not complete (`skipped`, a count), and apart, runs the search's pruner
+    stopped. `apart` (runs.csv's rows: case, status, run_dir) are the runs that did not
+    complete with settings no case has: listed by label, so that their settings do not
+    lengthen the cases' labels."""
     if results.empty:  # no table without a row: say so instead
         lines = [
             "# Results",
@@ -58,11 +66,28 @@ def results_markdown(
     if len(tests):
         lines += _comparisons(tests)
     if skipped:
-        lines += [f"{skipped} run(s) not completed are listed in runs.csv but left out here.", ""]
+        are = "is" if skipped == 1 else "are"
+        lines += [
+            f"{plural(skipped, 'run')} not completed {are} listed in runs.csv but left out here.",
+            "",
+        ]
+    if apart is not None and len(apart):
+        lines += _apart(apart)
     if pruned:
         stopped = f"{plural(pruned, 'run')} stopped early by the search's pruner"
         lines += [f"{stopped} (not a failure): listed in runs.csv, left out here.", ""]
     return "\n".join(lines)
+
+
+def _apart(apart: pd.DataFrame) -> list[str]:
+    """The runs that did not complete with settings of no case, each by its label."""
+    have = "has" if len(apart) == 1 else "have"
+    lines = [f"{plural(len(apart), 'run')} not completed {have} settings no case has:", ""]
+    for r in apart.head(SHOWN_APART).itertuples():
+        lines.append(f"- {r.case} ({r.status}): {r.run_dir}")
+    if len(apart) > SHOWN_APART:
+        lines.append(f"- and {len(apart) - SHOWN_APART} more (runs.csv lists them)")
+    return [*lines, ""]
 
 
 def _cases(results: pd.DataFrame) -> list[str]:
@@ -126,12 +151,12 @@ def _comparisons(tests: pd.DataFrame) -> list[str]:
 def console_text(report: Report, limit: int = 30) -> str:
     """What a terminal shows: the whole results.md for a small sweep or a search, the best
     cases of a large sweep (results.md and results.csv hold every case)."""
-    if report.search or len(report.results) <= limit:
+    if report.search or len(report.cases) <= limit:
         return report.markdown
-    best = report.results.sort_values("test_acc_mean", ascending=False, kind="stable").head(10)
+    best = report.cases.sort_values("test_acc_mean", ascending=False, kind="stable").head(10)
+    where = report.out / "results.md" if report.out is not None else "report.markdown"
     lines = [
-        f"{len(report.results)} cases; the 10 best by mean test accuracy "
-        f"(every case in {report.out / 'results.md'}):"
+        f"{len(report.cases)} cases; the 10 best by mean test accuracy (every case in {where}):"
     ]
     lines += [f"  {r.case}: {_pct(r.test_acc_mean)} (n={r.n})" for r in best.itertuples()]
     return "\n".join(lines)

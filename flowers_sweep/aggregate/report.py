@@ -1,76 +1,264 @@
-"""The report, end to end: read the runs, build the tables, write runs.csv,
-results.csv (or a search's trials.csv), results.md and the figures into one folder,
-and say what kept the report from being whole (`Report.problems`)."""
+"""The report, end to end: `build` reads the runs and builds every table in memory (a
+`Report`, whose figures are drawn when asked for); `write` puts runs.csv, results.csv
+(or a search's trials.csv), curves.csv, results.md and the figures into one folder;
+`aggregate` does both. `Report.problems` says what kept the report from being whole."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from flowers_sweep.aggregate.figures import (
     FIGURE_CASES,
+    accuracy_figure,
     draw_each,
-    plot_accuracy,
-    plot_loss_curves,
-    plot_lr_schedule,
+    loss_curves_figure,
+    lr_schedule_figure,
     shown_cases,
 )
 from flowers_sweep.aggregate.markdown import results_markdown
-from flowers_sweep.aggregate.runs import REPORT_DIRNAME, load_runs, runs_table
+from flowers_sweep.aggregate.runs import REPORT_DIRNAME, AggregateError, load_runs, runs_table
 from flowers_sweep.aggregate.search import (
     Search,
-    plot_search,
     ranked,
     read_search,
+    search_figure,
     search_markdown,
     trial_number,
     trials_table,
 )
 from flowers_sweep.aggregate.stats import pairwise_tests
-from flowers_sweep.aggregate.tables import curves_table, results_table, selected
+from flowers_sweep.aggregate.tables import (
+    SELECT,
+    curves_table,
+    long_curves,
+    results_table,
+    selected,
+)
 from flowers_sweep.atomic import atomic_write_text
 from flowers_sweep.runrecord import RunRecord
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 log = logging.getLogger(__name__)
+FIGURES = ("loss_curves", "accuracy", "lr_schedule")  # a sweep's, by file stem
+SEARCH_FIGURES = ("search", "loss_curves", "lr_schedule")  # a search's
+Makers = dict[str, Callable[[], "Figure"]]
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class Report:
+    """A sweep's report in memory; `write` puts it in a folder. The tables are those of
+    the files (docs/results.md gives their columns); accuracies are fractions in [0, 1]
+    (results.md shows percent), `run_dir` an absolute path.
+
+    runs:        runs.csv, one row per run, whatever its status
+    curves:      curves.csv, one row per run and epoch (every run with metrics)
+    cases:       results.csv, one row per case; a search's trials.csv
+    comparisons: the pairwise Welch tests (empty for a search)
+    markdown:    results.md
+    problems:    what kept the report from being whole (unreadable runs, figures not
+                 drawn), one line each
+    search:      whether `cases` holds a search's trials
+    out:         the folder it was written to; None until written
+    """
+
     runs: pd.DataFrame
-    results: pd.DataFrame
-    tests: pd.DataFrame
+    curves: pd.DataFrame
+    cases: pd.DataFrame
+    comparisons: pd.DataFrame
     markdown: str
-    out: Path
-    problems: list[str] = field(default_factory=list)  # what keeps the report from whole
-    search: bool = False  # results holds a search's trials, not cases
+    problems: list[str] = field(default_factory=list)
+    search: bool = False
+    out: Path | None = None
+    select: str = "last"  # whose test accuracy counts (tables.SELECT)
+    searched: Search | None = None  # a search's settings, for its figures
+
+    @property
+    def results(self) -> pd.DataFrame:
+        """`cases`, by its older name."""
+        return self.cases
+
+    @property
+    def tests(self) -> pd.DataFrame:
+        """`comparisons`, by its older name."""
+        return self.comparisons
+
+    @property
+    def scored(self) -> pd.DataFrame:
+        """`runs` as the statistics count them: `test_acc` the chosen weights' (select),
+        and a completed run that did not record it marked `no test_acc_best_val`."""
+        return self.runs if self.search else selected(self.runs, self.select)
+
+    def __repr__(self) -> str:
+        what = "trials" if self.search else "cases"
+        where = f", out={str(self.out)!r}" if self.out is not None else ""
+        return f"Report({len(self.runs)} runs, {len(self.cases)} {what}{where})"
+
+    def figure_names(self) -> tuple[str, ...]:
+        """The figures this kind of report has, by file stem."""
+        return SEARCH_FIGURES if self.search else FIGURES
+
+    def figures(self) -> dict[str, Figure]:
+        """Every figure that can be drawn, keyed by file stem (figure_names' order); one
+        that fails is logged and left out. Fresh matplotlib Figures, made without
+        pyplot: matplotlib's backend and pyplot's open figures are left as they were."""
+        drawn = {}
+        for name, make in self._makers()[0].items():
+            try:
+                drawn[name] = make()
+            except Exception as exc:
+                log.warning("figure %s not drawn: %s: %s", name, type(exc).__name__, exc)
+        return drawn
+
+    def figure(self, name: str) -> Figure:
+        """One figure by its file stem ("loss_curves", "accuracy", "lr_schedule"; a
+        search's "search", "loss_curves", "lr_schedule").
+
+        Raises AggregateError for another name, or when there is nothing to draw (no
+        completed run has metrics); what drawing raises otherwise passes through.
+        """
+        if name not in self.figure_names():
+            allowed = ", ".join(self.figure_names())
+            raise AggregateError(f"no figure {name!r}: this report's figures are {allowed}")
+        makers, reason = self._makers()
+        if name not in makers:
+            raise AggregateError(f"figure {name!r} has nothing to draw: {reason}")
+        return makers[name]()
+
+    def _makers(self) -> tuple[Makers, str]:
+        """What draws each figure, and why there is none when there is none."""
+        if self.search:
+            return self._search_makers()
+        scored = self.scored
+        curves = long_curves(self.curves, scored)
+        if curves.empty:
+            return {}, "no completed run has metrics"
+        cases, note = shown_cases(self.cases)
+        shown = curves[curves["case"].isin(cases)]
+        return {
+            "loss_curves": lambda: loss_curves_figure(shown, note),
+            "accuracy": lambda: accuracy_figure(scored, self.cases, cases, note),
+            "lr_schedule": lambda: lr_schedule_figure(shown, note),
+        }, ""
+
+    def _search_makers(self) -> tuple[Makers, str]:
+        search = self.searched
+        if search is None:
+            return {}, "the search's settings are not known (multirun.yaml)"
+        best = [f"trial {n}" for n in ranked(search, self.cases)["trial"].head(FIGURE_CASES)]
+        if not best:
+            return {}, "no trial has completed"
+        curves = long_curves(self.curves, self.runs)
+        shown = curves[curves["case"].isin(best)]
+        which = "the best trial" if len(best) == 1 else f"the {len(best)} best trials"
+        note = f"{which} by {search.metric}"
+        return {
+            "search": lambda: search_figure(search, self.cases),
+            "loss_curves": lambda: loss_curves_figure(shown, note, per="trial"),
+            "lr_schedule": lambda: lr_schedule_figure(shown, note),
+        }, ""
+
+
+def build(roots: Sequence[Path], select: str = "last") -> Report:
+    """Read every run under the roots and build the report's tables in memory; writes
+    nothing (see `write`). A single root holding a search (multirun.yaml of Optuna's
+    sweeper) gives a search's report.
+
+    `select`: whose test accuracy counts, "last" (the last epoch's weights, as the
+    report) or "best_val" (the best validation epoch's). Raises AggregateError, one line
+    naming the folder, when there is nothing to aggregate, or for another `select`.
+    """
+    if select not in SELECT:
+        raise AggregateError(f"select={select!r}: expected one of {', '.join(SELECT)}")
+    roots = [Path(r) for r in roots]
+    runs = load_runs(roots)
+    problems = broken_runs(runs)
+    search = read_search(roots[0]) if len(roots) == 1 else None
+    if search is not None:
+        return build_search(search, runs, problems)
+    all_runs = runs_table(runs)
+    scored = selected(all_runs, select)
+    skipped = scored[scored["status"] != "completed"]
+    pruned = int((skipped["status"] == "pruned").sum())
+    results = results_table(scored)
+    tests = pairwise_tests(scored)
+    known = results["case"] if len(results) else []
+    apart = skipped[(skipped["status"] != "pruned") & ~skipped["case"].isin(known)]
+    markdown = results_markdown(results, tests, len(skipped) - pruned, select, pruned, apart)
+    curves = curves_table(runs, all_runs)
+    return Report(all_runs, curves, results, tests, markdown, problems, select=select)
+
+
+def build_search(
+    search: Search, runs: Sequence[RunRecord], problems: list[str] | None = None
+) -> Report:
+    """A search's report in memory: trials.csv's table as `cases`, results.md naming
+    the best trial; its figures are search.png and the best trials' curves."""
+    labels = [f"trial {trial_number(r.path)}" for r in runs]
+    all_runs = runs_table(runs, labels)
+    trials = trials_table(search, runs)
+    markdown = search_markdown(search, trials)
+    curves = curves_table(runs, all_runs)
+    return Report(
+        all_runs,
+        curves,
+        trials,
+        pd.DataFrame(),
+        markdown,
+        list(problems or []),
+        search=True,
+        searched=search,
+    )
+
+
+def write(report: Report, out: Path) -> list[str]:
+    """Write the report into `out` (made if missing): runs.csv, results.csv (a search's
+    trials.csv), curves.csv, results.md and one PNG per figure, each file atomically.
+
+    Returns the problems of this writing (a figure that could not be drawn: its file is
+    removed rather than left stale), one line each; they are added to report.problems,
+    and report.out is set to `out`.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "runs.csv", report.runs.to_csv(index=False))
+    table = "trials.csv" if report.search else "results.csv"
+    atomic_write_text(out / table, report.cases.to_csv(index=False))
+    atomic_write_text(out / "curves.csv", report.curves.to_csv(index=False))
+    atomic_write_text(out / "results.md", report.markdown)
+    makers, reason = report._makers()
+    if reason:
+        log.warning("%s: figures skipped", reason)
+        for name in report.figure_names():  # an earlier report's would disagree
+            (out / f"{name}.png").unlink(missing_ok=True)
+    problems = draw_each(makers, out)
+    report.out = out
+    report.problems += [p for p in problems if p not in report.problems]
+    return problems
 
 
 def aggregate(roots: Sequence[Path], out: Path | None = None, select: str = "last") -> Report:
-    """Read every run under the roots; write runs.csv, results.csv/.md and the figures."""
+    """Read every run under the roots and write the report into `out` (default
+    ROOT/report, of the first root): `build`, then `write`. Raises AggregateError when
+    there is nothing to aggregate (nothing is written then)."""
     roots = [Path(r) for r in roots]
-    out = Path(out) if out is not None else roots[0] / REPORT_DIRNAME
-    runs = load_runs(roots)
-    search = read_search(roots[0]) if len(roots) == 1 else None
-    if search is not None:
-        return aggregate_search(search, runs, out)
-    all_runs = runs_table(runs)
-    runs_df = selected(all_runs, select)
-    skipped = runs_df[runs_df["status"] != "completed"]
-    pruned = int((skipped["status"] == "pruned").sum())
-    problems = broken_runs(runs)
-    results = results_table(runs_df)
-    tests = pairwise_tests(runs_df)
-    markdown = results_markdown(results, tests, len(skipped) - pruned, select, pruned)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "runs.csv", all_runs.to_csv(index=False))
-    atomic_write_text(out / "results.csv", results.to_csv(index=False))
-    atomic_write_text(out / "results.md", markdown)
-    problems += write_figures(curves_table(runs, runs_df), runs_df, results, out)
-    return Report(runs_df, results, tests, markdown, out, problems)
+    report = build(roots, select)
+    write(report, Path(out) if out is not None else roots[0] / REPORT_DIRNAME)
+    return report
+
+
+def aggregate_search(search: Search, runs: Sequence[RunRecord], out: Path) -> Report:
+    """A search's report, built (build_search) and written into `out`."""
+    report = build_search(search, runs, broken_runs(runs))
+    write(report, out)
+    return report
 
 
 def broken_runs(runs: Sequence[RunRecord]) -> list[str]:
@@ -87,48 +275,3 @@ def broken_runs(runs: Sequence[RunRecord]) -> list[str]:
         elif r.status != "completed":
             log.warning("%s: status %s, left out of the statistics", r.path, r.status)
     return [f"{r.path}: broken: {r.broken}" for r in runs if r.broken]
-
-
-def write_figures(
-    curves: pd.DataFrame, runs_df: pd.DataFrame, results: pd.DataFrame, out: Path
-) -> list[str]:
-    """The three figures of the report, each drawn on its own (see draw_each)."""
-    if curves.empty:
-        log.warning("no completed run has metrics: figures skipped")
-        return []
-    cases, note = shown_cases(results)
-    shown = curves[curves["case"].isin(cases)]
-    figures = (
-        ("loss_curves.png", lambda path: plot_loss_curves(shown, path, note)),
-        ("accuracy.png", lambda path: plot_accuracy(runs_df, path, results, cases, note)),
-        ("lr_schedule.png", lambda path: plot_lr_schedule(shown, path, note)),
-    )
-    return draw_each(figures, out)
-
-
-def aggregate_search(search: Search, runs: Sequence[RunRecord], out: Path) -> Report:
-    """A search's report: trials.csv, results.md naming the best trial, search.png, and
-    the loss curves and schedules of its best trials (see search.py)."""
-    all_runs = runs_table(runs)
-    all_runs["case"] = [f"trial {trial_number(r.path)}" for r in runs]
-    problems = broken_runs(runs)
-    trials = trials_table(search, runs)
-    markdown = search_markdown(search, trials)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "runs.csv", all_runs.to_csv(index=False))
-    atomic_write_text(out / "trials.csv", trials.to_csv(index=False))
-    atomic_write_text(out / "results.md", markdown)
-    best = [f"trial {n}" for n in ranked(search, trials)["trial"].head(FIGURE_CASES)]
-    curves = curves_table(runs, all_runs)
-    shown = curves[curves["case"].isin(best)]
-    note = f"the {len(best)} best trials by {search.metric}"
-    figures = (
-        ("search.png", lambda path: plot_search(search, trials, path)),
-        ("loss_curves.png", lambda path: plot_loss_curves(shown, path, note)),
-        ("lr_schedule.png", lambda path: plot_lr_schedule(shown, path, note)),
-    )
-    if not best:
-        log.warning("no trial has completed: figures skipped")
-        figures = ()
-    problems += draw_each(figures, out)
-    return Report(all_runs, trials, pd.DataFrame(), markdown, out, problems, search=True)

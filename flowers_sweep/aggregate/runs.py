@@ -8,7 +8,7 @@ runs.csv's table: one row per run, with its settings, status and numbers.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,11 @@ def _short(key: str, keys: Sequence[str]) -> str:
     return last if sum(k.rsplit(".", 1)[-1] == last for k in keys) == 1 else key
 
 
-def _key(value: Any) -> str:
+def _key(value: Any) -> Hashable:
+    """A setting's value as a set member: equal only for the same type and value (1,
+    1.0 and True are three values), lists and the like by their JSON."""
+    if value is None or isinstance(value, (str, int, float)):
+        return (type(value).__name__, "nan" if value != value else value)
     return json.dumps(value, default=str)
 
 
@@ -111,8 +115,57 @@ def chosen_groups(runs: Sequence[RunRecord], keys: Sequence[str]) -> dict[str, A
     return found
 
 
-def case_labels(runs: Sequence[RunRecord]) -> list[str]:
-    """The run's `case`, else model-activation; plus whatever else varies but the seed.
+def varying_settings(runs: Sequence[RunRecord]) -> list[str]:
+    """The dotted config keys whose value differs between the runs, sorted: every key
+    but the seed and the execution settings (settings.EXECUTION_SETTINGS). A run whose
+    config could not be read (no keys at all) takes no part."""
+    runs = [r for r in runs if r.config]
+    keys = {k for r in runs for k in r.config} - {"seed"}
+    return sorted(
+        k for k in keys if not execution(k) and len({_key(r.config.get(k)) for r in runs}) > 1
+    )
+
+
+def _experiment(run: RunRecord) -> str:
+    """What makes the run's experiment: its case and settings, but the seed and the
+    execution settings (two runs with the same are seeds of one case)."""
+    settings = {k: v for k, v in run.config.items() if k != "seed" and not execution(k)}
+    return json.dumps([run.case, sorted(settings.items())], default=str)
+
+
+def case_labels(runs: Sequence[RunRecord], varying: Sequence[str] | None = None) -> list[str]:
+    """Each run's case label (runs.csv's `case`), in the runs' order.
+
+    A completed run's label says what varies among the completed runs only (see
+    `_labels_among`), so a failed run with other settings does not lengthen every
+    case's label. A run that did not complete takes the label of a completed run with
+    its settings (another seed of that case); one whose settings no completed run has is
+    labelled among all the runs (a run whose config could not be read: by its case or
+    model and activation alone). `varying`: varying_settings(runs), when known.
+    """
+    done = [i for i, r in enumerate(runs) if r.status == "completed"]
+    rest = [i for i, r in enumerate(runs) if r.status != "completed"]
+    if not rest:
+        return _labels_among(runs, varying)
+    labels = [""] * len(runs)
+    for i, label in zip(done, _labels_among([runs[i] for i in done]), strict=True):
+        labels[i] = label
+    twin = {_experiment(runs[i]): labels[i] for i in done}
+    among_all = _labels_among(runs, varying) if any(runs[i].config for i in rest) else []
+    for i in rest:
+        run = runs[i]
+        if not run.config:
+            labels[i] = run.case or "-".join(
+                x for x in (run.model, run.activation) if x is not None
+            )
+        else:
+            labels[i] = twin.get(_experiment(run), among_all[i])
+    return labels
+
+
+def _labels_among(runs: Sequence[RunRecord], varying: Sequence[str] | None = None) -> list[str]:
+    """Each run's label among these runs: its `case`, else model-activation; plus
+    whatever else varies among them but the seed.
 
     Settings that do not change the experiment (device, threads, workers, resume: the
     ones a relaunch may change) never split a case, so sweeps merged from several
@@ -123,8 +176,7 @@ def case_labels(runs: Sequence[RunRecord]) -> list[str]:
     likewise another group's keys that follow its preset: `dataset=cifar10,cifar100`
     labels as resnet18-relu-dataset=cifar10, not by the datasets' targets and numbers.
     """
-    keys = sorted(k for k in {k for r in runs for k in r.config} - {"seed"} if not execution(k))
-    varying = [k for k in keys if len({_key(r.config.get(k)) for r in runs}) > 1]
+    varying = varying_settings(runs) if varying is None else varying
 
     def implied(key: str) -> bool:
         if key in ("model.activation", "model.activation._target_"):
@@ -156,15 +208,37 @@ def case_labels(runs: Sequence[RunRecord]) -> list[str]:
     return labels
 
 
-def runs_table(runs: Sequence[RunRecord]) -> pd.DataFrame:
-    """runs.csv: one row per run (RUN_COLUMNS), whatever its status."""
+def setting_columns(varying: Sequence[str]) -> dict[str, str]:
+    """The varying settings' columns of runs.csv and curves.csv: config key -> column
+    name, the dotted key itself (`trainer.batch_size`), or `config.KEY` where that
+    would be one of RUN_COLUMNS."""
+    return {k: f"config.{k}" if k in RUN_COLUMNS else k for k in varying}
+
+
+def setting_value(value: Any) -> Any:
+    """A setting as a table cell: a number or text as it is, a list as labels show it."""
+    return fmt(value) if isinstance(value, (list, tuple)) else value
+
+
+def runs_table(runs: Sequence[RunRecord], labels: Sequence[str] | None = None) -> pd.DataFrame:
+    """runs.csv: one row per run, whatever its status.
+
+    Columns: `case` (its label, `labels` or case_labels'), then each setting that varies
+    across the runs, by its dotted config key (setting_columns; lists as `[40,70]`),
+    then RUN_COLUMNS' others. `run_dir` is the folder's absolute path (resolved).
+    Accuracies are fractions in [0, 1]; `wall_s` is seconds; `params` a count.
+    """
+    varying = varying_settings(runs)
+    labels = case_labels(runs, varying) if labels is None else labels
+    settings = setting_columns(varying)
     rows = []
-    for run, label in zip(runs, case_labels(runs), strict=True):
+    for run, label in zip(runs, labels, strict=True):
         res, cfg = run.result or {}, run.config
         milestones = cfg.get("scheduler.milestones")
-        rows.append(
+        row = {"case": label}
+        row.update({col: setting_value(cfg.get(k)) for k, col in settings.items()})
+        row.update(
             {
-                "case": label,
                 "model": run.model,
                 "activation": run.activation,
                 "optimizer": optimizer_label(section(cfg, "optimizer")),
@@ -180,7 +254,20 @@ def runs_table(runs: Sequence[RunRecord]) -> pd.DataFrame:
                 "best_val_acc": res.get("best_val_acc"),
                 "params": res.get("params"),
                 "wall_s": res.get("wall_s"),
-                "run_dir": str(run.path),
+                "run_dir": str(Path(run.path).resolve()),
             }
         )
-    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["case", *settings.values(), *RUN_COLUMNS[1:]])
+    for column in settings.values():  # 5 stays 5 beside a run without the key, not 5.0
+        table[column] = setting_series([row[column] for row in rows])
+    return table
+
+
+def setting_series(values: Sequence[Any]) -> pd.Series:
+    """A setting's column: whole numbers as Int64 (missing where a run has no such
+    key), anything else as pandas infers it."""
+    known = [v for v in values if v is not None]
+    if known and all(isinstance(v, int) and not isinstance(v, bool) for v in known):
+        return pd.Series(values, dtype="Int64")
+    return pd.Series(values, dtype=object).infer_objects()

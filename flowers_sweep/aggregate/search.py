@@ -14,13 +14,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from flowers_sweep.aggregate.figures import DARK_BLUE, PALE_BLUE, save_figure
+from flowers_sweep.aggregate.figures import DARK_BLUE, PALE_BLUE, new_figure
+from flowers_sweep.aggregate.markdown import plural
 from flowers_sweep.aggregate.runs import fmt
 from flowers_sweep.runrecord import RunRecord, read_yaml
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SEARCH_TARGETS = ("optuna", "studysweeper")  # sweepers (_target_, lower case) that search
 SHOWN_TRIALS = 20  # rows of results.md; trials.csv has them all
@@ -116,7 +120,8 @@ def search_markdown(search: Search, trials: pd.DataFrame) -> str:
     counts = trials["status"].value_counts()
     summary = ", ".join(f"{n} {status}" for status, n in counts.items())
     goal = "maximising" if search.maximize else "minimising"
-    lines = ["# Search results", "", f"{len(trials)} trials ({summary}), {goal} {search.metric}."]
+    counted = plural(len(trials), "trial")
+    lines = ["# Search results", "", f"{counted} ({summary}), {goal} {search.metric}."]
     pruner = pruned_line(trials)
     lines += [pruner, ""] if pruner else [""]
     if best.empty:
@@ -148,10 +153,25 @@ def _cell(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def plot_search(search: Search, trials: pd.DataFrame, path: Path) -> None:
+def log_ticks(ax: Any) -> None:
+    """A log x axis with a few labelled ticks that do not run into each other: at most
+    about four decades labelled, or 1, 2 and 5 of the one decade the values span; no
+    minor labels, numbers written plainly (0.001, 2e-05), slanted."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    low, high = ax.get_xlim()
+    subs = (1.0,) if high / low >= 10 else (1.0, 2.0, 5.0)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=5))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.3g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", labelrotation=30)
+
+
+def search_figure(search: Search, trials: pd.DataFrame) -> Figure:
     """Left, the best value so far against the trial number; then each searched setting
-    against the value, on a log axis where the search space was."""
-    import matplotlib.pyplot as plt
+    against the value, on a log axis where the search space was. Colour and marker say
+    completed or pruned (a legend in the first panel); every point is the same size."""
     import seaborn as sns
     from matplotlib.ticker import MaxNLocator
 
@@ -162,9 +182,9 @@ def plot_search(search: Search, trials: pd.DataFrame, path: Path) -> None:
     colours = {"completed": DARK_BLUE, "pruned": PRUNED_COLOUR}
     pruned = shown[shown["status"] == "pruned"]
     names = list(search.params)
-    size = (4.2 * (1 + len(names)), 3.8)
-    fig, axes = plt.subplots(1, 1 + len(names), figsize=size, squeeze=False)
-    ax = axes[0][0]
+    fig = new_figure(min(4.2 * (1 + len(names)), 16.0), 3.8)
+    axes = fig.subplots(1, 1 + len(names), squeeze=False)[0]
+    ax = axes[0]
     best = done["value"].cummax() if search.maximize else done["value"].cummin()
     ax.plot(done["trial"], best, drawstyle="steps-post", color=DARK_BLUE, label="best so far")
     ax.scatter(done["trial"], done["value"], color=PALE_BLUE, label="trial", zorder=3)
@@ -182,15 +202,15 @@ def plot_search(search: Search, trials: pd.DataFrame, path: Path) -> None:
     ax.set_ylabel(search.metric)
     ax.set_title("Search progress")
     ax.legend(loc="best")
-    for ax, name in zip(axes[0][1:], names, strict=True):
+    for ax, name in zip(axes[1:], names, strict=True):
         numeric = pd.to_numeric(shown[name], errors="coerce")
         if numeric.notna().all() and "interval" in search.params[name]:
             for status, group in shown.groupby("status", sort=False):
                 marker = "x" if status == "pruned" else "o"
                 x = numeric[group.index]
                 ax.scatter(x, group["value"], color=colours[str(status)], marker=marker)
-            if "log" in search.params[name]:
-                ax.set_xscale("log")
+            if "log" in search.params[name] and len(numeric) and (numeric > 0).all():
+                log_ticks(ax)
         else:
             sns.stripplot(
                 x=shown[name].astype(str),
@@ -203,6 +223,4 @@ def plot_search(search: Search, trials: pd.DataFrame, path: Path) -> None:
         ax.set_xlabel(name)
         ax.set_ylabel(search.metric)
         ax.set_title(name)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+    return fig

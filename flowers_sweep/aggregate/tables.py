@@ -1,5 +1,6 @@
 """The report's tables built from runs.csv's: which accuracy counts (`selected`), one
-row per case (`results_table`, results.csv) and the loss curves the figures draw."""
+row per case (`results_table`, results.csv), every run's metrics per epoch
+(`curves_table`, curves.csv) and the long form of the losses the figures draw."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pandas as pd
 
 from flowers_sweep.aggregate.runs import fmt
 from flowers_sweep.aggregate.stats import t_interval
-from flowers_sweep.runrecord import TEST_ACC_OF, RunRecord
+from flowers_sweep.runrecord import METRIC_COLUMNS, TEST_ACC_OF, RunRecord
 
 log = logging.getLogger(__name__)
 # Which weights a case's accuracy is of: the last epoch's (the report's), or the best
@@ -59,17 +60,46 @@ def results_table(runs_df: pd.DataFrame) -> pd.DataFrame:
 
 
 def curves_table(runs: Sequence[RunRecord], runs_df: pd.DataFrame) -> pd.DataFrame:
-    """Long form of every run's metrics: one row per run, epoch and split."""
-    rows = []
-    for run, r in zip(runs, runs_df.itertuples(), strict=True):
-        if r.status != "completed":
-            continue
-        sched = f"{r.optimizer} lr {fmt(r.lr)}, " + (
-            f"milestones {r.milestones} x{fmt(r.gamma)}" if r.milestones else "constant"
-        )
-        for m in run.metrics:
-            epoch, lr = int(m["epoch"]), float(m["lr"])
-            for split in ("train", "val"):
-                loss = float(m[f"{split}_loss"])
-                rows.append((r.case, r.seed, epoch, split, loss, lr, sched))
-    return pd.DataFrame(rows, columns=["case", "seed", "epoch", "split", "loss", "lr", "schedule"])
+    """curves.csv: one row per run and epoch (wide form), for every run with metrics,
+    whatever its status (filter on `status`).
+
+    Columns: `case`, the varying settings' columns of `runs_df` (runs.csv's, which must
+    be the table of these runs, in their order), `seed`, `status`, `run_dir` (absolute),
+    then every column of the run's metrics.csv: `epoch` (1-based, an integer),
+    `train_loss`, `val_loss` (mean cross-entropy, nats), `train_acc`, `val_acc`
+    (fractions in [0, 1]), `lr` (the rate used in that epoch), `epoch_s` (seconds).
+    Ready for seaborn: `sns.lineplot(data=curves, x="epoch", y="val_loss", hue="case")`.
+    """
+    first = runs_df.columns.get_loc("model")
+    head = ["case", *runs_df.columns[1:first], "seed", "status", "run_dir"]
+    if len(runs) != len(runs_df):
+        raise ValueError(f"{len(runs)} runs but {len(runs_df)} rows of runs.csv's table")
+    counts = [len(run.metrics) for run in runs]  # rows per run: its epochs
+    runs_part = runs_df[head].iloc[[i for i, n in enumerate(counts) for _ in range(n)]]
+    records = [m for run in runs for m in run.metrics]
+    metrics = pd.DataFrame.from_records(records, columns=None if records else METRIC_COLUMNS)
+    metrics = metrics.drop(columns=[c for c in head if c in metrics.columns])
+    table = pd.concat([runs_part.reset_index(drop=True), metrics], axis=1)
+    return table.astype({"epoch": int})
+
+
+def long_curves(curves: pd.DataFrame, runs_df: pd.DataFrame) -> pd.DataFrame:
+    """What the figures draw, from curves.csv's table and runs_df (whose `status` says
+    which runs count): the completed runs' losses in long form, one row per run, epoch
+    and split (`loss`), with `lr` and `schedule`, the schedule's words."""
+    done = runs_df[runs_df["status"] == "completed"].drop_duplicates("run_dir")
+    sched = {
+        r.run_dir: f"{r.optimizer} lr {fmt(r.lr)}, "
+        + (f"milestones {r.milestones} x{fmt(r.gamma)}" if r.milestones else "constant")
+        for r in done.itertuples()
+    }
+    rows = curves[curves["run_dir"].isin(sched)]
+    long = rows.melt(
+        id_vars=["case", "seed", "run_dir", "epoch", "lr"],
+        value_vars=["train_loss", "val_loss"],
+        var_name="split",
+        value_name="loss",
+    )
+    long["split"] = long["split"].str.removesuffix("_loss")
+    long["schedule"] = long["run_dir"].map(sched)
+    return long.astype({"loss": float, "lr": float})

@@ -48,13 +48,11 @@ def views(
 
 def draw(grid: torch.Tensor, names: Sequence[str], title: str, out: Path) -> None:
     """A PNG of the (V, N, 3, H, W) grid: one row per image, one column per view."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no backend is chosen or switched
 
     n_views, n = grid.shape[:2]
-    fig, axes = plt.subplots(n, n_views, figsize=(1.4 * n_views, 1.4 * n), squeeze=False)
+    fig = Figure(figsize=(1.4 * n_views, 1.4 * n))
+    axes = fig.subplots(n, n_views, squeeze=False)
     for row in range(n):
         for col in range(n_views):
             ax = axes[row][col]
@@ -69,7 +67,6 @@ def draw(grid: torch.Tensor, names: Sequence[str], title: str, out: Path) -> Non
     out.parent.mkdir(parents=True, exist_ok=True)
     kind = out.suffix.lstrip(".").lower() or "png"  # the file's name says its format
     atomic_write(out, lambda f: fig.savefig(f, format=kind, dpi=110))
-    plt.close(fig)
 
 
 def arg_parser() -> argparse.ArgumentParser:
