@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = aggregate(args.sweep_dirs, args.out, args.select)
     print(console_text(report))
     tables = "trials.csv" if report.search else "results.csv"
-    print(f"wrote {report.out}/: runs.csv, {tables}, results.md and figures")
+    print(f"wrote {report.out}/: runs.csv, curves.csv, {tables}, results.md and figures")
     for problem in report.problems:
         print(f"{PROG}: incomplete: {problem}", file=sys.stderr)
     return 1 if report.problems else 0
