@@ -242,6 +242,17 @@ def evaluate_run(run_dir: Path, split: str = "test", weights: str = "last") -> d
     return {"top1": top1, "top5": top5, "images": n, "files": files, "table": table}
 
 
+def add_run_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """RUN_DIR, as evaluate and predict take it."""
+    parser.add_argument(
+        "run_dir",
+        type=Path,
+        metavar="RUN_DIR",
+        help="a finished run's folder (its saved config and weights): outputs/runs/DATE, "
+        "or one job of a sweep, outputs/multirun/DATE/N",
+    )
+
+
 def arg_parser() -> argparse.ArgumentParser:
     """The command line: RUN_DIR, --split, --weights."""
     parser = argparse.ArgumentParser(
@@ -255,13 +266,7 @@ def arg_parser() -> argparse.ArgumentParser:
         epilog=f"example:\n  python -m {PROG} outputs/multirun/2026-11-28_10-00-00/0 "
         "--weights best_val\ndocs: docs/using_models.md",
     )
-    parser.add_argument(
-        "run_dir",
-        type=Path,
-        metavar="RUN_DIR",
-        help="a finished run's folder (its saved config and weights): outputs/runs/DATE, "
-        "or one job of a sweep, outputs/multirun/DATE/N",
-    )
+    add_run_dir_argument(parser)
     parser.add_argument(
         "--split",
         choices=["test", "val"],

@@ -22,7 +22,7 @@ from flowers_sweep import outcome
 from flowers_sweep.data.augment import BatchAugment
 from flowers_sweep.data.images import load_resized
 from flowers_sweep.errors import ImageDecodeError
-from flowers_sweep.evaluate import WEIGHT_FILES, RestoredRun, restore
+from flowers_sweep.evaluate import WEIGHT_FILES, RestoredRun, add_run_dir_argument, restore
 
 PROG = "flowers_sweep.predict"
 
@@ -58,13 +58,7 @@ def arg_parser() -> argparse.ArgumentParser:
         epilog=f"example:\n  python -m {PROG} outputs/runs/2026-11-28_10-00-00 photo.jpg "
         "--json\ndocs: docs/using_models.md",
     )
-    parser.add_argument(
-        "run_dir",
-        type=Path,
-        metavar="RUN_DIR",
-        help="a finished run's folder (its saved config and weights): outputs/runs/DATE, "
-        "or one job of a sweep, outputs/multirun/DATE/N",
-    )
+    add_run_dir_argument(parser)
     parser.add_argument(
         "images",
         type=Path,
