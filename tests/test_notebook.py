@@ -36,7 +36,11 @@ def test_the_example_notebook_runs(tmp_path, cache_dir):
     nb = nbformat.read(tmp_path / NOTEBOOK.name, as_version=4)
     # the kernel is this interpreter's (ipykernel's own spec), on localhost
     NotebookClient(
-        nb, timeout=HANG_GUARD_S, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
+        nb,
+        timeout=HANG_GUARD_S,  # a cell's, and the kernel's start: a busy machine is slow
+        startup_timeout=HANG_GUARD_S,
+        kernel_name="python3",
+        resources={"metadata": {"path": tmp_path}},
     ).execute()
     code = [c for c in nb.cells if c.cell_type == "code"]
     outputs = [_text(c) for c in code]
