@@ -20,6 +20,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import copy
+import io
 import logging
 import os
 import signal
@@ -31,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from flowers_sweep.config import CONFIG_MODULE, validate
 from flowers_sweep.errors import ConfigError, FlowersSweepError, Terminated
@@ -72,7 +73,7 @@ def compose(overrides: Sequence[str] = (), config_dir: str | Path | None = None)
     from flowers_sweep.launch import register_resolvers
 
     register_resolvers()
-    args = list(overrides)
+    args = _override_list(overrides, "compose")
     if config_dir is not None:
         args = config_dir_overrides(["--config-dir", str(config_dir), *args])
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
@@ -84,6 +85,15 @@ def compose(overrides: Sequence[str] = (), config_dir: str | Path | None = None)
     _COMPOSED[id(cfg)] = (weakref.ref(cfg), whole)
     weakref.finalize(cfg, _COMPOSED.pop, id(cfg), None)
     return cfg
+
+
+def _override_list(overrides: Sequence[str], caller: str) -> list[str]:
+    """The overrides as a list; one string is refused (it would be read letter by letter)."""
+    if isinstance(overrides, str):
+        raise ConfigError(
+            f"{caller}(overrides): a list of overrides such as [{overrides!r}], not a string"
+        )
+    return list(overrides)
 
 
 def _composition(cfg: DictConfig) -> DictConfig | None:
@@ -109,16 +119,21 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     from hydra.types import RunMode
 
     from flowers_sweep import app
-    from flowers_sweep.runrecord import read_result
+    from flowers_sweep.runrecord import find_run_dirs, read_result
 
     whole = _composition(cfg)
     if whole is None:
         raise ConfigError(
-            "train(cfg, run_dir): cfg is not from flowers_sweep.compose(...); compose it "
-            "there (edit it afterwards if you like)"
+            "train(cfg, run_dir): cfg is not a config flowers_sweep.compose(...) returned "
+            "(a copy or a new one is not); compose each variant, and edit it if you like"
         )
     validate(cfg)
     run_dir = Path(run_dir).expanduser().resolve()
+    if others := [d for d in find_run_dirs(run_dir) if d != run_dir] if run_dir.is_dir() else []:
+        raise ConfigError(
+            f"train(cfg, run_dir={str(run_dir)!r}): that folder holds other runs "
+            f"({others[0]}, ...): give a run folder of its own"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     hydra_cfg = copy.deepcopy(whole)
     with read_write(hydra_cfg), open_dict(hydra_cfg):
@@ -126,11 +141,15 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         # Fixed folders: the defaults' resolver would make new ones under the cwd
         hydra.run.dir = hydra.sweep.dir = hydra.runtime.output_dir = str(run_dir)
         hydra.mode = RunMode.RUN
+        # edits made to cfg since compose, as the overrides that make them, so that
+        # overrides.yaml (and the CLI's resume with it) gives this very config
+        hydra.overrides.task = edited_overrides(list(hydra.overrides.task), whole, cfg)
     HydraConfig.instance().set_config(hydra_cfg)
     try:
         with _job_logging(run_dir / f"{hydra_cfg.hydra.job.name}.log"), _kept_process_state():
             outcome, exc, value = app.attempt(cfg, run_dir)  # the CLI's task, step by step
-            with contextlib.suppress(SystemExit):  # the CLI's exit: here, an exception
+            # the CLI's exit and its line on stderr: here, the exception raised below
+            with contextlib.suppress(SystemExit), contextlib.redirect_stderr(io.StringIO()):
                 app.conclude(run_dir, outcome, exc=exc, value=value)  # logs; a bug raises
     finally:
         HydraConfig.instance().cfg = None
@@ -142,6 +161,27 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if result is None:
         raise RunFailedError(f"{run_dir}: the run wrote no result")
     return result
+
+
+def edited_overrides(task: list[str], whole: DictConfig, cfg: DictConfig) -> list[str]:
+    """`task` (the overrides cfg was composed with) plus `key=value` for each value of
+    `cfg` that differs from the composition `whole` (`+key=value` for a new key), the
+    edited keys' earlier overrides left out: the overrides that compose cfg itself."""
+    from flowers_sweep.overrides import override_text
+
+    def leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(node, dict) or not node:
+            return {prefix[:-1]: node}
+        out: dict[str, Any] = {}
+        for key, child in node.items():
+            out.update(leaves(child, f"{prefix}{key}."))
+        return out
+
+    before = leaves(OmegaConf.to_container(whole, resolve=False))
+    after = leaves(OmegaConf.to_container(cfg, resolve=False))
+    edits = {k: v for k, v in after.items() if k not in before or before[k] != v}
+    kept = [o for o in task if o.split("=", 1)[0].lstrip("+~") not in edits]
+    return kept + [f"{'' if k in before else '+'}{k}={override_text(v)}" for k, v in edits.items()]
 
 
 @contextlib.contextmanager
@@ -228,9 +268,9 @@ def sweep(
     (the subprocess is interrupted too; run it again to resume).
     """
     from flowers_sweep.launch import drop_unused_dirs, unique_dir
-    from flowers_sweep.search_space import override_text
+    from flowers_sweep.overrides import override_text
 
-    args = [o for o in overrides if o not in ("-m", "--multirun")]
+    args = [o for o in _override_list(overrides, "sweep") if o not in ("-m", "--multirun")]
     if any(o.lstrip("+").startswith("hydra.sweep.dir=") for o in args):
         raise ConfigError("sweep(...): give the folder as sweep_dir=..., not hydra.sweep.dir")
     made = sweep_dir is None
@@ -241,18 +281,27 @@ def sweep(
     if config_dir is not None:
         command += ["--config-dir", str(Path(config_dir).expanduser().resolve())]
     command += [*args, f"hydra.sweep.dir={override_text(str(folder))}"]
-    code, output = _run_streamed(command, echo)
-    if not _has_runs(folder):
+    started = time.time()
+    try:
+        code, output = _run_streamed(command, echo)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"{folder}: sweep interrupted; run the same sweep (same sweep_dir) to resume"
+        ) from None
+    if not _launched(folder, started):  # an error before any job: an old report is not it
         if made:
             drop_unused_dirs()  # the empty folder made above, and its new parents
         raise SweepFailedError(f"the sweep did not start (exit status {code}): {_reason(output)}")
     return load(folder)
 
 
-def _has_runs(folder: Path) -> bool:
-    from flowers_sweep.runrecord import find_run_dirs
+def _launched(folder: Path, since: float) -> bool:
+    """Whether a sweep launched its jobs into `folder` since `since` (seconds since the
+    epoch): Hydra's sweepers (ours too) write multirun.yaml there first."""
+    from flowers_sweep.launch import MULTIRUN_FILE
 
-    return folder.is_dir() and bool(find_run_dirs(folder))
+    record = folder / MULTIRUN_FILE
+    return record.is_file() and record.stat().st_mtime >= since - 2  # coarse clocks
 
 
 def _reason(output: str) -> str:

@@ -83,7 +83,10 @@ def composed_without_added(overrides: list[str]) -> DictConfig | None:
         loaded = ConfigLoaderImpl(config_search_path=search_path).load_configuration(
             hc.job.config_name, kept, run_mode=RunMode.RUN
         )
-        drop_unused_dirs(Path(hc.runtime.output_dir), Path(hc.sweep.dir))
+        used = [Path(hc.runtime.output_dir)]
+        if hc.mode == RunMode.MULTIRUN:  # a single run has no sweep folder: reading
+            used.append(Path(hc.sweep.dir))  # hydra.sweep.dir would make one
+        drop_unused_dirs(*used)
         return loaded
     except Exception as exc:  # a check's helper must never fail the run
         log.debug("could not compose without the added keys: %s", exc)

@@ -39,6 +39,7 @@ LAUNCH_DIR = ".launch"  # one note per job this launch could not train
 RESOLVER = "fs.unique_dir"
 STUDY_NAME_RESOLVER = "fs.study_name"  # hparams_search=optuna's default study name
 _held: dict[str, FileLock] = {}  # module-level: callbacks are pickled to job processes
+MULTIRUN_FILE = "multirun.yaml"  # Hydra's sweepers (ours too) write it first in a sweep folder
 _made: list[Path] = []  # the folders unique_dir made in this process (parents too)
 
 

@@ -1,4 +1,5 @@
-"""The command line's `+key=value` overrides, checked for keys that no config defines.
+"""The command line's overrides: a value written in their grammar (`override_text`),
+and `+key=value` overrides checked for keys that no config defines.
 
 A typo'd key added with `+` would be taken silently and change nothing; this refuses it
 in one line with the closest key that exists, before any data is read.
@@ -7,12 +8,32 @@ in one line with the closest key that exists, before any data is read.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from flowers_sweep.errors import ConfigError
+
+NEEDS_QUOTES = set(" ,[]{}()='\"\\:$")  # characters Hydra's grammar gives a meaning
+
+
+def override_text(value: Any) -> str:
+    """`value` written as Hydra's override grammar reads it back (lists, dicts, quoting)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(override_text(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{k}:{override_text(v)}" for k, v in value.items()) + "}"
+    text = str(value)
+    if text and not NEEDS_QUOTES & set(text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _leaf_keys(node: Any, prefix: str = "") -> list[str]:

@@ -33,27 +33,9 @@ from optuna.distributions import (
 )
 
 from flowers_sweep.errors import ConfigError
+from flowers_sweep.overrides import override_text
 
 NUMERIC = (bool, int, float)  # kept as themselves: plots and the dashboard show numbers
-NEEDS_QUOTES = set(" ,[]{}()='\"\\:$")  # characters Hydra's grammar gives a meaning
-
-
-def override_text(value: Any) -> str:
-    """`value` written as Hydra's override grammar reads it back (lists, dicts, quoting)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(override_text(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ",".join(f"{k}:{override_text(v)}" for k, v in value.items()) + "}"
-    text = str(value)
-    if text and not NEEDS_QUOTES & set(text):
-        return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def distribution(key: str, sweep: Any, text: str = "") -> BaseDistribution:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import matplotlib
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 import flowers_sweep as fs
 from flowers_sweep.api import RunFailedError, SweepFailedError
@@ -16,13 +17,14 @@ from flowers_sweep.errors import ConfigError
 from flowers_sweep.runrecord import read_result
 
 from .helpers.cli import TINY, metrics, run_cli
+from .helpers.runfolders import write_run
 
 CNN = ["model=baseline_cnn", *TINY]
 
 
 def test_the_api_is_at_the_top_level():
     names = dir(fs)
-    for name in ("compose", "train", "sweep", "load", "Report"):
+    for name in ("compose", "train", "sweep", "load", "Report", "RunFailedError", "ConfigError"):
         assert name in names
         assert callable(getattr(fs, name)), name
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
@@ -36,6 +38,8 @@ def test_compose_gives_the_validated_run_config_without_hydras_node():
     assert "hydra" not in cfg
     with pytest.raises(ConfigError, match=r"trainer\.epochs"):
         fs.compose(["trainer.epochs=0"])
+    with pytest.raises(ConfigError, match=r"a list of overrides such as \['model=baseline_cnn'\]"):
+        fs.compose("model=baseline_cnn")
 
 
 def test_compose_reads_a_users_config_folder(tmp_path):
@@ -50,12 +54,13 @@ def test_compose_reads_a_users_config_folder(tmp_path):
 
 
 def test_train_refuses_a_config_not_from_compose(tmp_path):
-    from omegaconf import OmegaConf
-
     cfg = OmegaConf.create(OmegaConf.to_container(fs.compose(CNN)))
-    with pytest.raises(ConfigError, match=r"not from flowers_sweep.compose"):
+    with pytest.raises(ConfigError, match=r"not a config flowers_sweep\.compose\(\.\.\.\) returned \(a copy"):
         fs.train(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+    write_run(tmp_path / "sweep" / "0")  # a sweep's folder is not a run's
+    with pytest.raises(ConfigError, match=r"holds other runs .*sweep/0"):
+        fs.train(fs.compose(CNN), tmp_path / "sweep")
 
 
 @pytest.mark.e2e
@@ -77,9 +82,11 @@ def test_train_writes_the_clis_run_folder(tmp_path, monkeypatch, cache_dir):
 
     assert fs.train(cfg, run_dir) == result  # completed: not trained again
     assert metrics(run_dir) == first
-    proc = run_cli(*CNN, "trainer.threads=1", f"hydra.run.dir={run_dir}", cache=cache_dir)
+    resume = [*CNN, "trainer.threads=1", f"hydra.run.dir={run_dir}"]
+    proc = run_cli(*resume, cache=cache_dir, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "already holds a completed run" in proc.stdout + proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no empty outputs/multirun
     proc = run_cli(str(run_dir), "--out", str(tmp_path / "report"), cache=None,
                    module="flowers_sweep.aggregate")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -88,9 +95,16 @@ def test_train_writes_the_clis_run_folder(tmp_path, monkeypatch, cache_dir):
     assert proc.returncode == 0, proc.stderr[-2000:]
 
     cfg.trainer.epochs = 2  # an edited config is another run: the folder is refused
-    with pytest.raises(RunFailedError, match=r"another config|other config|settings"):
+    with pytest.raises(RunFailedError, match=r"other settings: trainer\.epochs=1 \(now 2\)"):
         fs.train(cfg, run_dir)
     assert metrics(run_dir) == first
+    # in a folder of its own, the edit is recorded as an override: the CLI resumes it
+    edited = tmp_path / "edited"
+    assert fs.train(cfg, edited)["epochs"] == 2
+    overrides = OmegaConf.load(edited / ".hydra" / "overrides.yaml")
+    assert "trainer.epochs=2" in overrides and "trainer.epochs=1" not in overrides
+    proc = run_cli(*overrides, f"hydra.run.dir={edited}", cache=cache_dir, cwd=tmp_path)
+    assert "already holds a completed run" in proc.stdout + proc.stderr, proc.stderr[-2000:]
 
 
 @pytest.mark.e2e
@@ -116,6 +130,8 @@ def test_sweep_refusals_are_one_line(tmp_path, monkeypatch, cache_dir):
     report = fs.sweep([*CNN, "trainer.epochs=0"], sweep_dir="s", echo=False)
     assert report.runs["status"].tolist() == ["failed"]
     assert report.cases.empty
+    with pytest.raises(SweepFailedError, match="did not start"):  # not the old report
+        fs.sweep(["model=nope"], sweep_dir="s", echo=False)
 
 
 def test_load_opens_run_and_sweep_folders(tmp_path):

@@ -21,6 +21,7 @@ import pandas as pd
 from flowers_sweep.aggregate.figures import DARK_BLUE, PALE_BLUE, new_figure
 from flowers_sweep.aggregate.markdown import plural
 from flowers_sweep.aggregate.runs import fmt
+from flowers_sweep.launch import MULTIRUN_FILE
 from flowers_sweep.runrecord import RunRecord, read_yaml
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ class Search:
 
 def read_search(root: Path) -> Search | None:
     """The search that made this sweep folder, or None for a plain sweep."""
-    path = Path(root) / "multirun.yaml"
+    path = Path(root) / MULTIRUN_FILE
     if not path.is_file():
         return None
     tree = read_yaml(path) or {}

@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 
 from flowers_sweep.atomic import atomic_write_text
 from flowers_sweep.errors import ConfigError
+from flowers_sweep.launch import MULTIRUN_FILE
 from flowers_sweep.outcome import Pruned
 from flowers_sweep.runrecord import FINAL_METRICS
 from flowers_sweep.search_space import search_space, trial_overrides
@@ -119,7 +120,7 @@ def run_search(sweeper: Any, arguments: list[str]) -> list[Any]:
     sweep_dir = Path(sweeper.sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)  # an SQLite or journal study lives here
     # What Hydra's basic sweeper leaves and the aggregator reads: what was searched.
-    save_atomically(sweeper.config, sweep_dir / "multirun.yaml")
+    save_atomically(sweeper.config, sweep_dir / MULTIRUN_FILE)
     storage = open_storage(sweeper.storage, sweep_dir)
     study = optuna.create_study(
         study_name=sweeper.study_name, storage=storage, sampler=sampler, pruner=pruner,
