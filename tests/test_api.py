@@ -55,7 +55,9 @@ def test_compose_reads_a_users_config_folder(tmp_path):
 
 def test_train_refuses_a_config_not_from_compose(tmp_path):
     cfg = OmegaConf.create(OmegaConf.to_container(fs.compose(CNN)))
-    with pytest.raises(ConfigError, match=r"not a config flowers_sweep\.compose\(\.\.\.\) returned \(a copy"):
+    with pytest.raises(
+        ConfigError, match=r"not a config flowers_sweep\.compose\(\.\.\.\) returned \(a copy"
+    ):
         fs.train(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
     write_run(tmp_path / "sweep" / "0")  # a sweep's folder is not a run's

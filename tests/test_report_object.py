@@ -148,7 +148,7 @@ def test_curves_have_a_row_per_run_and_epoch_of_every_run_with_metrics(tmp_path)
 def test_titles_say_what_is_drawn_for_the_runs_per_case(tmp_path, seeds):
     report = build([seeded_sweep(tmp_path, seeds=seeds)])
     loss = report.figure("loss_curves").get_suptitle()
-    accuracy = report.figure("accuracy").axes[0].get_title()
+    accuracy = " ".join(report.figure("accuracy").axes[0].get_title().split())  # wrapped
     if seeds == 1:
         for title in (loss, accuracy):
             assert "one run per case" in title and "std" not in title, title
@@ -226,3 +226,75 @@ def test_words_count_in_the_singular_and_plural(tmp_path):
     assert "1 trial (1 completed), maximising best_val_acc." in report.markdown
     title = report.figure("loss_curves").get_suptitle()
     assert "the best trial by best_val_acc" in title and "one run per trial" in title
+
+
+LONG = "resnet18-relu-batch_size=16-image_size=48-weight_decay=0.0001"
+
+
+def test_accuracy_wraps_a_long_title_and_long_labels_and_keeps_its_axes_tall(tmp_path):
+    sweep = tmp_path / "sweep"
+    for job, (case, seed) in enumerate([(LONG, 0), (LONG, 1), (LONG + "-x", 0)]):
+        write_run(sweep / str(job), case=case, seed=seed)
+    fig = build([sweep]).figure("accuracy")
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    title = ax.title
+    assert "where a case has several runs" in " ".join(title.get_text().split())
+    box, page = title.get_window_extent(), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1, (box, page)  # not cut off at a side
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels[0].split("\n")[:2] == ["resnet18-relu-", "batch_size=16-"]  # at hyphens
+    assert all(len(line) <= 18 for text in labels for line in text.split("\n")), labels
+    assert ax.get_position().height > 0.45  # not squeezed into the top half
+
+
+def test_loss_panels_hide_the_unused_cell_and_word_the_band_by_what_is_true(tmp_path):
+    sweep = tmp_path / "sweep"
+    for job, (case, seed, epochs) in enumerate(
+        [("relu", 0, 3), ("relu", 1, 3), ("sigmoid", 0, 3), ("tanh", 0, 1)]
+    ):
+        write_run(sweep / str(job), case=case, seed=seed, epochs=epochs)
+    fig = build([sweep]).figure("loss_curves")
+    assert [ax.get_title()[:4] for ax in fig.axes] == ["relu", "sigm", "tanh"]  # no 4th panel
+    title = fig.get_suptitle()
+    assert "band: std over seeds where a case has several runs" in title, title
+    one = fig.axes[2]  # tanh's one epoch, beside three-epoch panels
+    assert one.get_xlim() == (0.5, 1.5) and one.get_xticks().tolist() == [1]
+    fig.draw_without_rendering()
+    for ax in fig.axes[:2]:
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_lr_schedules_of_other_lengths_are_counted_apart(tmp_path):
+    sweep = tmp_path / "sweep"
+    write_run(sweep / "0", case="relu", epochs=1)
+    write_run(sweep / "1", case="relu", epochs=2, seed=1)
+    fig = build([sweep]).figure("lr_schedule")
+    assert "2 distinct schedules" in fig.axes[0].get_title()
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert len(set(labels)) == 2 and any("1 epoch" in label for label in labels), labels
+
+
+def test_a_run_in_two_folders_is_named_as_counted_twice(tmp_path, caplog):
+    a = write_run(tmp_path / "a" / "0", case="relu", seed=0)
+    b = write_run(tmp_path / "b" / "0", case="relu", seed=0)
+    with caplog.at_level("WARNING"):
+        report = build([tmp_path / "a", tmp_path / "b"])
+    assert report.cases["n"].tolist() == [2]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(
+        "same case and seed: counted twice" in m
+        and str(a.resolve()) in m
+        and str(b.resolve()) in m
+        for m in warned
+    ), warned
+    line = f"2 runs share a case and seed: relu seed 0, {a.resolve()}, {b.resolve()}"
+    assert f"{line} (a run copied into two folders?)" in report.markdown.splitlines()
+    assert "share a case" not in build([seeded_sweep(tmp_path, seeds=2)]).markdown
+
+
+def test_no_folder_given_says_so(tmp_path):
+    with pytest.raises(AggregateError, match=r"^no folder given: pass one or more sweep or run"):
+        build([])

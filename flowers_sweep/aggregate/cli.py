@@ -42,8 +42,8 @@ def arg_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=Path,
         metavar="SWEEP_DIR",
-        help="a sweep's folder (outputs/multirun/DATE, or its hydra.sweep.dir); every run "
-        "folder under it is read, wherever it sits",
+        help="a sweep's folder (outputs/multirun/DATE, or its hydra.sweep.dir) or a single "
+        "run's; every run folder under it is read, wherever it sits",
     )
     parser.add_argument(
         "--out",

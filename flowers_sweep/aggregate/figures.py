@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
+import re
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +33,11 @@ FIGURE_CASES = 12
 PALE_BLUE, DARK_BLUE = "#9ecae1", "#08306b"  # the figures' two colours
 MARKERS_UP_TO = 30  # epochs: up to this many, each epoch's point is marked
 PANEL_COLUMNS = 2  # loss panels per row: the figure stays readable at page width
+# Accuracy bars' tick labels: lines of at most this many characters (a bar is 1.3
+# inches wide), at most this many lines; and about how many title characters an inch
+# holds, so that a long title wraps instead of running off the figure.
+LABEL_CHARS, LABEL_LINES, TITLE_CHARS_PER_INCH = 16, 4, 9
+PANEL_TITLE_CHARS = 44  # a loss panel's title (its case) per line
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -103,12 +110,14 @@ def loss_curves_figure(curves: pd.DataFrame, note: str = "", per: str = "case") 
     columns = min(len(cases), PANEL_COLUMNS) or 1
     rows = max(math.ceil(len(cases) / columns), 1)
     fig = new_figure(4.6 * columns + 0.4, 2.9 * rows + 1.0)
-    axes = fig.subplots(rows, columns, sharey=True, squeeze=False).flat
-    seeds = int(curves.groupby("case")["run_dir"].nunique().max()) if cases else 0
+    axes = list(fig.subplots(rows, columns, sharey=True, squeeze=False).flat)
+    per_case = curves.groupby("case")["run_dir"].nunique()
+    seeds = int(per_case.max()) if cases else 0
     marker = marker_for(curves["epoch"])
     for i, (ax, case) in enumerate(zip(axes, cases, strict=False)):
+        panel = curves[curves["case"] == case]
         sns.lineplot(
-            data=curves[curves["case"] == case],
+            data=panel,
             x="epoch",
             y="loss",
             hue="split",
@@ -118,14 +127,19 @@ def loss_curves_figure(curves: pd.DataFrame, note: str = "", per: str = "case") 
             ax=ax,
             legend=i == 0,
         )
-        ax.set_title(case)
-        epoch_axis(ax, curves["epoch"])
+        ax.set_title(short_label(case, PANEL_TITLE_CHARS, 3), fontsize="medium")
+        epoch_axis(ax, panel["epoch"])  # its own epochs: one beside several stays whole
         ax.set_ylabel("cross-entropy loss" if i % columns == 0 else "")
-    for ax in list(axes)[len(cases) :]:
-        ax.set_visible(False)
+    for ax in axes[len(cases) :]:  # an odd count's last cell: no empty panel
+        fig.delaxes(ax)
     legend_below(fig, axes[0], columns=2)
     what = f", {note}" if note else ""
-    spread = "line: mean, band: std over seeds" if seeds > 1 else f"one run per {per}"
+    if seeds <= 1:
+        spread = f"one run per {per}"
+    elif int(per_case.min()) > 1:
+        spread = "line: mean, band: std over seeds"
+    else:
+        spread = f"line: mean, band: std over seeds where a {per} has several runs"
     fig.suptitle(f"Training and validation loss{what} ({spread})")
     return fig
 
@@ -175,13 +189,32 @@ def accuracy_figure(
     if several:
         sns.stripplot(data=done, x="case", y=y, ax=ax, order=cases, color=DARK_BLUE, size=5)
     what = f": {note}" if note else " per case"
-    ax.set_title(f"Test accuracy{what} ({spread_words(ns)})")
+    title = f"Test accuracy{what} ({spread_words(ns)})"
+    ax.set_title(wrapped(title, int(TITLE_CHARS_PER_INCH * (width - 1))))
     ax.set_xlabel("case")
-    if n > 4 or max(map(len, cases), default=0) > 14:  # long or many labels: slanted
-        ax.tick_params(axis="x", rotation=25)
-        for label in ax.get_xticklabels():
-            label.set(horizontalalignment="right", rotation_mode="anchor")
+    ax.set_xticks(range(n), [short_label(case) for case in cases])
     return fig
+
+
+def wrapped(text: str, chars: int) -> str:
+    """Text broken into lines of at most `chars` characters (at least 20)."""
+    return "\n".join(textwrap.wrap(text, max(chars, 20)))
+
+
+def short_label(label: str, chars: int = LABEL_CHARS, most: int = LABEL_LINES) -> str:
+    """A case label in lines of at most `chars` characters, broken after its hyphens
+    (a part longer than a line is cut), at most `most` lines, the last ending in "…"
+    where the label goes on."""
+    lines = [""]
+    for part in re.findall(r"[^-]+-?|-", label):
+        while part:
+            if lines[-1] and len(lines[-1]) + len(part) > chars:
+                lines.append("")
+            room = chars - len(lines[-1])
+            lines[-1], part = lines[-1] + part[:room], part[room:]
+    if len(lines) > most:
+        lines = [*lines[: most - 1], lines[most - 1][: chars - 1] + "…"]
+    return "\n".join(lines)
 
 
 def lr_schedule_figure(curves: pd.DataFrame, note: str = "") -> Figure:
@@ -189,7 +222,7 @@ def lr_schedule_figure(curves: pd.DataFrame, note: str = "") -> Figure:
     legend below the axes. `curves`: the long form (tables.long_curves)."""
     import seaborn as sns
 
-    lr = curves[curves["split"] == "train"].drop_duplicates(["schedule", "epoch"])
+    lr = by_sequence(curves[curves["split"] == "train"])
     schedules = lr["schedule"].nunique()
     fig = new_figure(8, 4.0 + 0.25 * schedules)
     ax = fig.subplots()
@@ -209,6 +242,25 @@ def lr_schedule_figure(curves: pd.DataFrame, note: str = "") -> Figure:
     ax.set_ylabel("learning rate (log scale)")
     legend_below(fig, ax)
     return fig
+
+
+def by_sequence(train: pd.DataFrame) -> pd.DataFrame:
+    """One row per distinct schedule and epoch, a schedule being a run's actual rates per
+    epoch: runs of the same settings but other epochs (1 and 2) are two schedules, each
+    label saying its epochs where labels would otherwise be alike."""
+    seqs = {
+        run: tuple(g.sort_values("epoch")["lr"]) for run, g in train.groupby("run_dir", sort=False)
+    }
+    labels = train.drop_duplicates("run_dir").set_index("run_dir")["schedule"]
+    named: dict[tuple, str] = {}
+    for run, seq in seqs.items():
+        named.setdefault(seq, labels[run])
+    words = list(named.values())
+    for seq, label in named.items():
+        if words.count(label) > 1:
+            named[seq] = f"{label}, {plural(len(seq), 'epoch')}"
+    schedule = train["run_dir"].map(lambda run: named[seqs[run]])
+    return train.assign(schedule=schedule).drop_duplicates(["schedule", "epoch"])
 
 
 def draw_each(makers: Mapping[str, Callable[[], Figure]], out: Path) -> list[str]:

@@ -5,6 +5,7 @@ module only words and rounds them."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -42,12 +43,14 @@ def results_markdown(
     select: str = "last",
     pruned: int = 0,
     apart: pd.DataFrame | None = None,
+    twins: Sequence[tuple[str, object, list[str]]] = (),
 ) -> str:
     """results.md: a row per case, then the comparisons, then what was left out: runs
     that did not complete (`skipped`, a count), and apart, runs the search's pruner
     stopped. `apart` (runs.csv's rows: case, status, run_dir) are the runs that did not
     complete with settings no case has: listed by label, so that their settings do not
-    lengthen the cases' labels."""
+    lengthen the cases' labels. `twins`: runs sharing a case and seed
+    (tables.shared_seeds), each group named under the table."""
     if results.empty:  # no table without a row: say so instead
         lines = [
             "# Results",
@@ -63,6 +66,12 @@ def results_markdown(
     weights = WEIGHTS["last"] if select == "last" else WEIGHTS["best_val"]
     lines = ["# Results", "", f"Test accuracy per case, of {weights}.", ""]
     lines += _cases(results)
+    for case, seed, dirs in twins:  # tables.shared_seeds
+        lines += [
+            f"{len(dirs)} runs share a case and seed: {case} seed {seed}, "
+            f"{', '.join(dirs)} (a run copied into two folders?)",
+            "",
+        ]
     if len(tests):
         lines += _comparisons(tests)
     if skipped:

@@ -39,6 +39,7 @@ from flowers_sweep.aggregate.tables import (
     long_curves,
     results_table,
     selected,
+    shared_seeds,
 )
 from flowers_sweep.atomic import atomic_write_text
 from flowers_sweep.runrecord import RunRecord
@@ -191,7 +192,10 @@ def build(roots: Sequence[Path], select: str = "last") -> Report:
     tests = pairwise_tests(scored)
     known = results["case"] if len(results) else []
     apart = skipped[(skipped["status"] != "pruned") & ~skipped["case"].isin(known)]
-    markdown = results_markdown(results, tests, len(skipped) - pruned, select, pruned, apart)
+    twins = shared_seeds(scored)
+    markdown = results_markdown(
+        results, tests, len(skipped) - pruned, select, pruned, apart, twins
+    )
     curves = curves_table(runs, all_runs)
     return Report(all_runs, curves, results, tests, markdown, problems, select=select)
 

@@ -66,6 +66,8 @@ def find_run_dirs(roots: Sequence[Path]) -> list[Path]:
 def load_runs(roots: Sequence[Path]) -> list[RunRecord]:
     """Every run under the roots, in folder order; a run that cannot be read is kept,
     marked broken (see RunRecord.broken)."""
+    if not roots:
+        raise AggregateError("no folder given: pass one or more sweep or run folders")
     dirs = find_run_dirs(roots)
     if not dirs:
         names = ", ".join(str(r) for r in roots)

@@ -59,6 +59,26 @@ def results_table(runs_df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def shared_seeds(runs_df: pd.DataFrame) -> list[tuple[str, object, list[str]]]:
+    """Completed runs that share a case and seed (a run copied into two folders, say,
+    counted twice): (case, seed, their run_dirs) per such pair or more, each logged."""
+    done = runs_df[runs_df["status"] == "completed"]
+    twins = []
+    for (case, seed), group in done.groupby(["case", "seed"], sort=False, dropna=False):
+        if len(group) > 1:
+            dirs = group["run_dir"].tolist()
+            times = "twice" if len(dirs) == 2 else f"{len(dirs)} times"
+            log.warning(
+                "%s seed %s: same case and seed: counted %s; %s",
+                case,
+                seed,
+                times,
+                ", ".join(dirs),
+            )
+            twins.append((case, seed, dirs))
+    return twins
+
+
 def curves_table(runs: Sequence[RunRecord], runs_df: pd.DataFrame) -> pd.DataFrame:
     """curves.csv: one row per run and epoch (wide form), for every run with metrics,
     whatever its status (filter on `status`).
