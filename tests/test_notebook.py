@@ -4,6 +4,7 @@ what it wrote checked: the issue's acceptance for the Python API, end to end."""
 from __future__ import annotations
 
 import shutil
+import signal
 
 import pytest
 
@@ -35,13 +36,18 @@ def test_the_example_notebook_runs(tmp_path, cache_dir):
     shutil.copy(NOTEBOOK, tmp_path / NOTEBOOK.name)
     nb = nbformat.read(tmp_path / NOTEBOOK.name, as_version=4)
     # the kernel is this interpreter's (ipykernel's own spec), on localhost
-    NotebookClient(
+    sigint = signal.getsignal(signal.SIGINT)  # the kernel's client sets Python's default
+    client = NotebookClient(
         nb,
         timeout=HANG_GUARD_S,  # a cell's, and the kernel's start: a busy machine is slow
         startup_timeout=HANG_GUARD_S,
         kernel_name="python3",
         resources={"metadata": {"path": tmp_path}},
-    ).execute()
+    )
+    try:
+        client.execute()
+    finally:
+        signal.signal(signal.SIGINT, sigint)
     code = [c for c in nb.cells if c.cell_type == "code"]
     outputs = [_text(c) for c in code]
     assert not any("Error" in o and "Traceback" in o for o in outputs)

@@ -167,7 +167,8 @@ def test_real_launchers_complete_a_two_run_sweep(tmp_path, cache_dir, launcher):
     assert [result(sweep / j)["activation"] for j in ("0", "1")] == ["relu", "sigmoid"]
     if "joblib" in launcher[0]:  # two parallel jobs share the CPUs
         log = (sweep / "0" / "flowers_sweep.log").read_text()
-        assert f"{max(1, len(os.sched_getaffinity(0)) // 2)} threads" in log
+        threads = max(1, len(os.sched_getaffinity(0)) // 2)
+        assert f"{threads} thread{'' if threads == 1 else 's'}\n" in log
 
 
 def error_lines(proc):

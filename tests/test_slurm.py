@@ -39,7 +39,7 @@ def test_a_two_case_sweep_runs_as_slurm_jobs_and_aggregates(tmp_path, cache_dir)
     logs = list((sweep / ".submitit").rglob("*_log.out"))
     assert len(logs) == 2, list((sweep / ".submitit").rglob("*"))
     # one torch thread each: the launcher's cpus_per_task reaches the job
-    assert "1 threads" in (sweep / "0" / "flowers_sweep.log").read_text()
+    assert "1 thread\n" in (sweep / "0" / "flowers_sweep.log").read_text()
 
 
 def test_a_failing_job_is_recorded_and_fails_the_sweep(tmp_path, cache_dir):
