@@ -20,12 +20,10 @@ from typing import Any
 from hydra.types import RunMode
 
 from flowers_sweep.errors import TrialPrunedError
+from flowers_sweep.runrecord import FINAL_METRICS
 
 log = logging.getLogger(__name__)
 SWEEPER = "hydra_plugins.flowers_sweep_search.study_sweeper.StudySweeper"
-# optimized_metric -> the metrics.csv column that tracks it epoch by epoch
-PER_EPOCH = {"best_val_acc": "val_acc", "test_acc": "val_acc", "test_acc_best_val": "val_acc",
-             "test_loss": "val_loss"}  # fmt: skip
 
 
 class TrialReport:
@@ -89,6 +87,6 @@ def trial_report(hc: Any, optimized_metric: str, epochs: int = 0) -> TrialReport
     study = optuna.load_study(study_name=name, storage=storage, pruner=pruner,
                               sampler=optuna.samplers.RandomSampler())  # fmt: skip
     trial = optuna.trial.Trial(study, trial_id)
-    column = PER_EPOCH[optimized_metric]
+    column, _ = FINAL_METRICS[optimized_metric]
     reported = set(frozen.intermediate_values)
     return TrialReport(trial, type(pruner).__name__, column, reported, last=epochs)

@@ -69,9 +69,15 @@ TEST_ACC_OF = {"last": "test_acc", "best_val": "test_acc_best_val"}  # result.js
 KEEP_WEIGHTS = ("last", "best", "both", "none")  # trainer.keep_weights: which files a run keeps
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s")
-# The test-time numbers of a completed run: logged to TensorBoard's HParams, and the ones
-# a sweeper may optimize (optimized_metric).
-FINAL_METRICS = ("test_acc", "test_loss", "best_val_acc", "test_acc_best_val")
+# The final numbers of a completed run: logged to TensorBoard's HParams, and the ones a
+# search may optimize (optimized_metric). Each with the metrics.csv column that tracks it
+# epoch by epoch (what a trial reports to its pruner) and the direction a search takes it.
+FINAL_METRICS = {
+    "test_acc": ("val_acc", "maximize"),
+    "test_loss": ("val_loss", "minimize"),
+    "best_val_acc": ("val_acc", "maximize"),
+    "test_acc_best_val": ("val_acc", "maximize"),
+}
 # result.json's keys, in the order they are written.
 RUN_KEYS = ("status", "case", "model", "activation", "epochs", "seed")
 COMPLETED_KEYS = (

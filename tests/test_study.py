@@ -20,6 +20,7 @@ from flowers_sweep.errors import ConfigError, TrialPrunedError
 from flowers_sweep.launch import register_resolvers
 from flowers_sweep.outcome import Pruned
 from flowers_sweep.pruning import TrialReport
+from flowers_sweep.runrecord import FINAL_METRICS, METRIC_COLUMNS
 from flowers_sweep.search_space import override_text, search_space, trial_overrides
 from flowers_sweep.study import (
     SQLITE_FILE,
@@ -184,6 +185,12 @@ def test_a_trial_reports_each_epoch_once_and_stops_when_pruned():
     assert study.trials[1].intermediate_values == {2: 0.2}
 
 
+def test_each_final_metric_is_tracked_by_an_epoch_column_in_its_own_direction():
+    for metric, (column, direction) in FINAL_METRICS.items():
+        assert column in METRIC_COLUMNS and column.endswith("loss") == metric.endswith("loss")
+        assert direction == ("minimize" if metric.endswith("loss") else "maximize")
+
+
 # --- the sweeper ----------------------------------------------------------------------
 
 
@@ -282,12 +289,16 @@ def test_trials_whose_numbers_do_not_follow_each_other_are_launched_apart(tmp_pa
         ("direction", "minimize", "hydra.sweeper.direction=minimize with optimized_metric="
          "best_val_acc: a search must maximize it"),
         ("optimized_metric", "nonsense", "optimized_metric=nonsense: allowed values are "),
+        ("test_loss", "maximize", "hydra.sweeper.direction=maximize with optimized_metric="
+         "test_loss: a search must minimize it"),
     ],
 )  # fmt: skip
 def test_bad_sweeper_settings_end_in_one_line_and_exit_2(tmp_path, capsys, setting, value, says):
     s = sweeper(tmp_path, 2, launcher := FakeLauncher())
     if setting == "optimized_metric":
         s.config.optimized_metric = value
+    elif setting == "test_loss":  # a loss metric with the accuracies' direction
+        s.config.optimized_metric, s.direction = setting, value
     else:
         setattr(s, setting, value)
     with pytest.raises(SystemExit) as exit_:

@@ -59,7 +59,7 @@ def check(sweeper: Any) -> None:
     if metric not in FINAL_METRICS:
         raise ConfigError(f"optimized_metric={metric}: allowed values are "
                           f"{', '.join(FINAL_METRICS)}")  # fmt: skip
-    wanted = "minimize" if "loss" in metric else "maximize"
+    _, wanted = FINAL_METRICS[metric]
     if sweeper.direction != wanted:
         raise ConfigError(f"hydra.sweeper.direction={sweeper.direction} with optimized_metric="
                           f"{metric}: a search must {wanted} it")  # fmt: skip
