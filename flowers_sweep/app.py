@@ -186,7 +186,7 @@ def record_failure(run_dir: Path, cfg: DictConfig, outcome: Outcome, exc: BaseEx
             activation=activation_label(OmegaConf.select(cfg, "model.activation")),
             epochs=OmegaConf.select(cfg, "trainer.epochs"),
             seed=OmegaConf.select(cfg, "seed"),
-            rows=rows,
+            best_of=(rows or []) if rule.best_so_far else None,
             traceback=rule.traceback,
         )
         write_result(run_dir, record)

@@ -69,6 +69,7 @@ class Rule:
     says_in_sweep: str | None = None  # one line on stderr in a sweep
     noted: tuple[str, str] | None = None  # in a sweep: (status, why) for the sweep's end
     traceback: bool = True  # a recorded stop keeps the traceback (not a pruned run's)
+    best_so_far: bool = False  # the record says the run's best epoch (a search ranks it)
 
 
 _ERROR = "flowers_sweep: error: {exc}"
@@ -82,7 +83,9 @@ RULES: dict[str, Rule] = {
         f"files, weights and {HYDRA_DIR}/ stay as that run left them)",
         log_alone="run folder: {run_dir}",
     ),
-    "pruned": Rule("pruned", 0, "pruned", log="run {status}: {exc}", traceback=False),
+    "pruned": Rule(
+        "pruned", 0, "pruned", log="run {status}: {exc}", traceback=False, best_so_far=True
+    ),
     "busy": Rule(
         None, 2, "none", says_alone=_ERROR,
         says_in_sweep="flowers_sweep: {run_dir}: skipped: {exc}",

@@ -117,13 +117,15 @@ def stopped_record(
     status: str,
     exc: BaseException,
     epochs_done: int | None,
-    rows: Sequence[Mapping[str, Any]] | None = None,
+    best_of: Sequence[Mapping[str, Any]] | None = None,
     traceback: bool = True,
     **run: Any,
 ) -> dict[str, Any]:
     """The result of a run that did not complete: what it was, and what stopped it.
-    `run` gives RUN_KEYS' values (case, model, activation, epochs, seed); `rows`, the
-    run's metrics.csv, give a run kept without a traceback (pruned) its best epoch."""
+    `run` gives RUN_KEYS' values (case, model, activation, epochs, seed); `best_of`, the
+    run's metrics.csv rows, adds its best epoch so far (`best_val_acc`, `best_epoch`;
+    None for none), which a pruned trial's record carries; `traceback` names the
+    traceback file the record points to."""
     record = {
         "status": status,
         **{k: run.get(k) for k in RUN_KEYS[1:]},
@@ -131,11 +133,12 @@ def stopped_record(
         "error": str(exc) or type(exc).__name__,
         "epochs_done": epochs_done,
     }
+    if best_of is not None:
+        best = max(best_of, key=lambda r: float(r["val_acc"]), default=None)
+        record["best_val_acc"] = None if best is None else float(best["val_acc"])
+        record["best_epoch"] = None if best is None else int(float(best["epoch"]))
     if traceback:
-        return {**record, "traceback": TRACEBACK_FILE}
-    best = max(rows or [], key=lambda r: float(r["val_acc"]), default=None)
-    record["best_val_acc"] = None if best is None else float(best["val_acc"])
-    record["best_epoch"] = None if best is None else int(float(best["epoch"]))
+        record["traceback"] = TRACEBACK_FILE
     return record
 
 

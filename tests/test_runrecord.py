@@ -46,6 +46,17 @@ def test_records_keep_their_key_order():
     assert stopped["traceback"] == TRACEBACK_FILE and stopped["model"] is None
 
 
+def test_a_pruned_record_says_its_best_epoch_so_far_and_a_failed_one_its_traceback():
+    rows = [{"epoch": "1", "val_acc": "0.25"}, {"epoch": "2", "val_acc": "0.5"},
+            {"epoch": "3", "val_acc": "0.375"}]  # fmt: skip
+    pruned = stopped_record("pruned", ValueError("pruned"), 3, best_of=rows, traceback=False)
+    assert (pruned["best_val_acc"], pruned["best_epoch"]) == (0.5, 2)
+    assert "traceback" not in pruned
+    nothing_yet = stopped_record("pruned", ValueError("pruned"), 0, best_of=[], traceback=False)
+    assert (nothing_yet["best_val_acc"], nothing_yet["best_epoch"]) == (None, None)
+    assert "best_val_acc" not in stopped_record("failed", ValueError("bad"), 3)
+
+
 def test_a_completed_result_reads_back_and_clears_an_old_traceback(tmp_path):
     (tmp_path / TRACEBACK_FILE).write_text("an earlier attempt failed here")
     write_result(tmp_path, stopped_record("interrupted", KeyboardInterrupt(), 1))
