@@ -281,27 +281,27 @@ def sweep(
     if config_dir is not None:
         command += ["--config-dir", str(Path(config_dir).expanduser().resolve())]
     command += [*args, f"hydra.sweep.dir={override_text(str(folder))}"]
-    started = time.time()
+    before = _stamp(folder)
     try:
         code, output = _run_streamed(command, echo)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
             f"{folder}: sweep interrupted; run the same sweep (same sweep_dir) to resume"
         ) from None
-    if not _launched(folder, started):  # an error before any job: an old report is not it
+    if _stamp(folder) in (None, before):  # stopped before any job: an old report is not it
         if made:
             drop_unused_dirs()  # the empty folder made above, and its new parents
         raise SweepFailedError(f"the sweep did not start (exit status {code}): {_reason(output)}")
     return load(folder)
 
 
-def _launched(folder: Path, since: float) -> bool:
-    """Whether a sweep launched its jobs into `folder` since `since` (seconds since the
-    epoch): Hydra's sweepers (ours too) write multirun.yaml there first."""
+def _stamp(folder: Path) -> tuple[int, int] | None:
+    """(inode, mtime) of multirun.yaml, which Hydra's sweepers (ours too) write before any
+    job: a launch changes it. No clock is compared (a failing sweep can be quick)."""
     from flowers_sweep.launch import MULTIRUN_FILE
 
-    record = folder / MULTIRUN_FILE
-    return record.is_file() and record.stat().st_mtime >= since - 2  # coarse clocks
+    found = folder / MULTIRUN_FILE
+    return (found.stat().st_ino, found.stat().st_mtime_ns) if found.is_file() else None
 
 
 def _reason(output: str) -> str:

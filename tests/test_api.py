@@ -6,6 +6,8 @@ tests take each piece apart, the run's folder checked against the CLI's.
 
 from __future__ import annotations
 
+import os
+
 import matplotlib
 import pytest
 import torch
@@ -14,6 +16,7 @@ from omegaconf import OmegaConf
 import flowers_sweep as fs
 from flowers_sweep.api import RunFailedError, SweepFailedError
 from flowers_sweep.errors import ConfigError
+from flowers_sweep.launch import MULTIRUN_FILE
 from flowers_sweep.runrecord import read_result
 
 from .helpers.cli import TINY, metrics, run_cli
@@ -132,6 +135,7 @@ def test_sweep_refusals_are_one_line(tmp_path, monkeypatch, cache_dir):
     report = fs.sweep([*CNN, "trainer.epochs=0"], sweep_dir="s", echo=False)
     assert report.runs["status"].tolist() == ["failed"]
     assert report.cases.empty
+    os.utime(tmp_path / "s" / MULTIRUN_FILE)  # as if that sweep had ended just now
     with pytest.raises(SweepFailedError, match="did not start"):  # not the old report
         fs.sweep(["model=nope"], sweep_dir="s", echo=False)
 
