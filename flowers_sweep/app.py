@@ -43,8 +43,8 @@ from flowers_sweep.runfolder import claim, hold, restore_hydra_files
 from flowers_sweep.runrecord import (
     TRACEBACK_FILE,
     completed_result,
-    pruned_result,
     read_metrics,
+    result_if,
     stopped_record,
     write_result,
 )
@@ -113,7 +113,7 @@ def execute(cfg: DictConfig, run_dir: Path) -> tuple[Outcome, float]:
     done = completed_result(run_dir)
     if done is not None:
         return "skipped", float(done.get(cfg.optimized_metric, math.nan))
-    if (pruned := pruned_result(run_dir)) is not None:  # a relaunch of a pruned trial
+    if (pruned := result_if(run_dir, "pruned")) is not None:  # a relaunch of a pruned trial
         raise TrialPrunedError(pruned.get("error") or "pruned by the search")
     report = trial_report(hc, cfg.optimized_metric, cfg.trainer.epochs)  # None: not a trial
     threads = thread_count(cfg.trainer.threads, hc.launcher)

@@ -37,7 +37,6 @@ from flowers_sweep.runrecord import (
     TEST_ACC_OF,
     WEIGHT_FILES,
     config_path,
-    data_file,
     evaluation_files,
     read_data,
     read_result,
@@ -72,7 +71,7 @@ def data_of(cfg: DictConfig, run_dir: Path) -> tuple[list[str], list[float], lis
         return record["class_names"], record["mean"], record["std"]
     if "auto" in (cfg.dataset.get("mean"), cfg.dataset.get("std")):
         raise FlowersSweepError(
-            f"{data_file(run_dir)} is missing or unreadable, and the run normalised with "
+            f"{Path(run_dir) / DATA_FILE} is missing or unreadable, and the run normalised with "
             f"dataset.mean/std=auto: the numbers it used are unknown"
         )
     try:

@@ -69,9 +69,8 @@ TEST_ACC_OF = {"last": "test_acc", "best_val": "test_acc_best_val"}  # result.js
 KEEP_WEIGHTS = ("last", "best", "both", "none")  # trainer.keep_weights: which files a run keeps
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s")
-# The final numbers of a completed run: logged to TensorBoard's HParams, and the ones a
-# search may optimize (optimized_metric). Each with the metrics.csv column that tracks it
-# epoch by epoch (what a trial reports to its pruner) and the direction a search takes it.
+# A completed run's final numbers (logged to TensorBoard's HParams; a search's possible
+# optimized_metric): each -> the metrics.csv column a trial reports, a search's direction
 FINAL_METRICS = {
     "test_acc": ("val_acc", "maximize"),
     "test_loss": ("val_loss", "minimize"),
@@ -123,9 +122,8 @@ def stopped_record(
 ) -> dict[str, Any]:
     """The result of a run that did not complete: what it was, and what stopped it.
     `run` gives RUN_KEYS' values (case, model, activation, epochs, seed); `best_of`, the
-    run's metrics.csv rows, adds its best epoch so far (`best_val_acc`, `best_epoch`;
-    None for none), which a pruned trial's record carries; `traceback` names the
-    traceback file the record points to."""
+    metrics.csv rows, adds the best epoch so far (`best_val_acc`, `best_epoch`: a pruned
+    trial's); `traceback`: the record names the traceback file."""
     record = {
         "status": status,
         **{k: run.get(k) for k in RUN_KEYS[1:]},
@@ -153,10 +151,6 @@ def write_data(run_dir: Path, class_names: Sequence[str], mean: Any, std: Any) -
     """data.json: what a model of the run needs from the data to be used without it."""
     record = {"class_names": list(class_names), "mean": list(mean), "std": list(std)}
     write_json(Path(run_dir) / DATA_FILE, record)
-
-
-def data_file(run_dir: Path) -> Path:
-    return Path(run_dir) / DATA_FILE
 
 
 def read_data(run_dir: Path) -> dict[str, Any] | None:
@@ -204,11 +198,6 @@ def result_if(run_dir: Path, status: str) -> dict[str, Any] | None:
     except RunRecordError:
         return None
     return result if result is not None and result.get("status") == status else None
-
-
-def pruned_result(run_dir: Path) -> dict[str, Any] | None:
-    """The folder's result when a search's pruner stopped its run, else None."""
-    return result_if(run_dir, "pruned")
 
 
 def completed_result(run_dir: Path) -> dict[str, Any] | None:
