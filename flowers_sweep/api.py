@@ -300,8 +300,8 @@ def _stamp(folder: Path) -> tuple[int, int] | None:
     job: a launch changes it. No clock is compared (a failing sweep can be quick)."""
     from flowers_sweep.launch import MULTIRUN_FILE
 
-    found = folder / MULTIRUN_FILE
-    return (found.stat().st_ino, found.stat().st_mtime_ns) if found.is_file() else None
+    found = (folder / MULTIRUN_FILE).stat() if (folder / MULTIRUN_FILE).is_file() else None
+    return None if found is None else (found.st_ino, found.st_mtime_ns)
 
 
 def _reason(output: str) -> str:
