@@ -30,13 +30,12 @@ from flowers_sweep.gpu_slots import assigned_device
 from flowers_sweep.job import (
     composed_without_added,
     note_this_job,
-    terminate_gracefully,
     thread_count,
     write_hydra_files,
 )
 from flowers_sweep.labels import activation_label, model_label
-from flowers_sweep.launch import register_resolvers
-from flowers_sweep.outcome import RULES, Outcome, Pruned, outcome_of
+from flowers_sweep.launch import LAUNCH_DIR, register_resolvers
+from flowers_sweep.outcome import RULES, STOPPED, Outcome, Pruned, outcome_of
 from flowers_sweep.overrides import validate_added_keys
 from flowers_sweep.pruning import trial_report
 from flowers_sweep.runfolder import claim, hold, restore_hydra_files
@@ -48,6 +47,7 @@ from flowers_sweep.runrecord import (
     stopped_record,
     write_result,
 )
+from flowers_sweep.stopping import is_stopping, job_signals, running_job
 from flowers_sweep.training import run
 
 log = logging.getLogger("flowers_sweep")
@@ -71,20 +71,40 @@ register_sweeper()
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name="config")
 def main(cfg: DictConfig) -> float | Pruned | None:
-    """Run the case in Hydra's output folder; then end as the outcome's rule says."""
+    """Run the case in Hydra's output folder; then end as the outcome's rule says.
+
+    In a sweep the job registers itself with its launch (stopping.py), so that a launch
+    told to stop waits for it to record its stop; a job that starts when the launch is
+    already stopping does not train.
+    """
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    outcome, exc, value = attempt(cfg, run_dir)
+    launch_dir = this_launch_dir()
+    if launch_dir is None:
+        outcome, exc, value = attempt(cfg, run_dir)
+        return conclude(run_dir, outcome, exc=exc, value=value)
+    with running_job(launch_dir, int(HydraConfig.get().job.num)):
+        if is_stopping(launch_dir):  # checked after registering: the launch sees one
+            log.info("%s: not started: the launch is stopping", run_dir)
+            return None
+        outcome, exc, value = attempt(cfg, run_dir)
     return conclude(run_dir, outcome, exc=exc, value=value)
+
+
+def this_launch_dir() -> Path | None:
+    """SWEEP_DIR/.launch for a job of a sweep; None for a single run."""
+    hc = HydraConfig.get()
+    return Path(hc.sweep.dir) / LAUNCH_DIR if hc.mode == RunMode.MULTIRUN else None
 
 
 def attempt(cfg: DictConfig, run_dir: Path) -> tuple[Outcome, BaseException | None, float]:
     """Hold the folder, check it is this run's, run it: the outcome, with the exception
     that ended the run (None when it completed or was skipped) and the metric's value.
 
-    A failure is recorded in the folder while it is still held (see record_failure).
+    A failure is recorded in the folder while it is still held (see record_failure). The
+    first stop signal raises in the run; later ones wait until it has recorded its stop.
     """
     try:
-        with hold(run_dir):
+        with job_signals(), hold(run_dir):
             try:
                 write_hydra_files(run_dir, cfg)
                 settings = OmegaConf.to_container(cfg, resolve=True)
@@ -120,7 +140,7 @@ def execute(cfg: DictConfig, run_dir: Path) -> tuple[Outcome, float]:
     if threads:
         torch.set_num_threads(threads)
     choices, trainer = hc.runtime.choices, cfg.trainer
-    with terminate_gracefully(), assigned_device(trainer.device, trainer.jobs_per_gpu) as device:
+    with assigned_device(trainer.device, trainer.jobs_per_gpu) as device:
         model = model_label(cfg.model, choices.get("model"))
         result = run(cfg, run_dir, choices.get("case"), model, device, report)
     return "completed", float(result[cfg.optimized_metric])
@@ -139,6 +159,8 @@ def conclude(
     for line in (rule.log, None if multirun else rule.log_alone):
         if line:
             log.log(level, line.format(**words))
+    if multirun and outcome in STOPPED and is_stopping(this_launch_dir()):
+        return None  # the launching process waits for its jobs and says the one line
     if multirun and rule.in_sweep != "exit":
         if rule.noted:
             status, why = rule.noted

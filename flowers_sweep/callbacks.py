@@ -16,6 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from flowers_sweep.launch import (
+    LAUNCH_DIR,
     SweepBusyError,
     claim_sweep,
     drop_unused_dirs,
@@ -24,9 +25,11 @@ from flowers_sweep.launch import (
 )
 from flowers_sweep.runfolder import is_held
 from flowers_sweep.runrecord import HYDRA_DIR, RESULT_FILE, RunRecordError, read_result
+from flowers_sweep.stopping import LaunchStop, quiet_local_controllers, quiet_resource_tracker
 
 log = logging.getLogger(__name__)
 FINISHED = ("completed", "pruned")  # a job folder's statuses that are not a failure
+_stops: dict[str, LaunchStop] = {}  # module-level, like launch._held: callbacks travel
 
 
 def unfinished_runs(sweep_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -87,8 +90,9 @@ def summary_lines(bad: list[tuple[Path, dict[str, Any]]]) -> list[str]:
 
 
 class SweepEnd(Callback):
-    """Hold the sweep folder for the launch; at its end write SWEEP_DIR/report/ (unless
-    `aggregate=false`), then fail if any run did.
+    """Hold the sweep folder for the launch and answer stop signals (stopping.LaunchStop:
+    the running jobs record their stop before the launch ends); at its end write
+    SWEEP_DIR/report/ (unless `aggregate=false`), then fail if any run did.
 
     The exit status is non-zero when a run failed or this launch could not train one of
     its jobs, so scripts and CI notice; the message lists each such run and why, after
@@ -106,9 +110,20 @@ class SweepEnd(Callback):
             print(f"flowers_sweep: error: {exc}", file=sys.stderr)
             sys.exit(2)
         drop_unused_dirs(Path(config.hydra.sweep.dir))
+        launcher = str(config.hydra.launcher.get("_target_", ""))
+        if "Slurm" not in launcher:  # SLURM's jobs run on other hosts: scancel stops them
+            if "submitit" in launcher:
+                quiet_local_controllers()
+            if "joblib" in launcher:
+                quiet_resource_tracker()
+            stop = LaunchStop(Path(config.hydra.sweep.dir) / LAUNCH_DIR)
+            stop.install()
+            _stops[str(config.hydra.sweep.dir)] = stop
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        if (stop := _stops.pop(str(sweep_dir), None)) is not None:
+            stop.uninstall()
         drop_unused_dirs(sweep_dir)  # those its jobs' composes made, in this process
         try:
             self._report(sweep_dir)

@@ -38,10 +38,18 @@ class RunFolderBusyError(FlowersSweepError):
 
 
 class Terminated(BaseException):
-    """SIGTERM arrived (a cluster pre-empting or requeueing the job, or a plain `kill`).
+    """SIGTERM arrived (a cluster pre-empting or requeueing the job, or a plain `kill`),
+    or SIGHUP (the terminal was closed); `signum` says which (15 or 1).
 
     A BaseException, like KeyboardInterrupt, so that no `except Exception` swallows it.
     """
+
+    def __init__(self, message: str, signum: int = 15) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    def __reduce__(self) -> tuple:  # launchers pickle it back to the launching process
+        return (type(self), (str(self), self.signum))
 
 
 class TrialPrunedError(FlowersSweepError):

@@ -1,15 +1,11 @@
 """What a Hydra job needs around its training run: its threads, its .hydra/ files, the
-job composed without its `+key=` overrides (for overrides.validate_added_keys), SIGTERM as an
-exception, and the note a sweep's end reads.
+job composed without its `+key=` overrides (for overrides.validate_added_keys), and the
+note a sweep's end reads (stop signals: stopping.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +14,6 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from flowers_sweep.atomic import atomic_write_text
-from flowers_sweep.errors import Terminated
 from flowers_sweep.hardware import available_cpus
 from flowers_sweep.launch import drop_unused_dirs, note_job
 from flowers_sweep.runrecord import CONFIG_FILE, HYDRA_FILE, OVERRIDES_FILE
@@ -39,29 +34,6 @@ def thread_count(setting: Any, launcher: Any) -> int | None:
     if launcher.get("cpus_per_task"):
         return int(launcher.cpus_per_task)
     return None  # torch's default: every core
-
-
-@contextlib.contextmanager
-def terminate_gracefully() -> Iterator[None]:
-    """SIGTERM stops the run at once, recorded as interrupted, instead of being ignored.
-
-    A cluster sends SIGTERM to pre-empt or requeue a job (`scontrol requeue`, a GraceTime
-    pre-emption) and kills it KillWait seconds later. Every file is written atomically and
-    the last epoch's checkpoint is always whole, so stopping anywhere is safe; exiting at
-    once lets the requeued job start sooner. Only the main thread can take signals.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated("SIGTERM: the job was stopped (pre-emption, requeue or kill)")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def composed_without_added(overrides: list[str]) -> DictConfig | None:

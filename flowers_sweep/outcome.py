@@ -1,6 +1,6 @@
 """What happens at the end of a run, and of a command, in one table.
 
-A run ends in one of nine outcomes. Each has one rule: the status recorded in the run
+A run ends in one of ten outcomes. Each has one rule: the status recorded in the run
 folder's result.json (None: the folder is left as it is), the exit status of a run
 launched alone, and what the job returns inside a sweep. app.py applies the rules;
 nothing else decides how a run ends (a sweep's end adds its own exit status: callbacks.py).
@@ -15,10 +15,13 @@ nothing else decides how a run ends (a sweep's end adds its own exit status: cal
     diverged     diverged     2       NaN
     interrupted  interrupted  130     exit 130 (Ctrl-C stops the launch)
     terminated   interrupted  143     exit 143 (SIGTERM; a requeued job resumes)
+    hung_up      interrupted  129     exit 129 (SIGHUP: the terminal was closed)
 
 (*) 2 for errors meant for the user (FlowersSweepError, one line, no traceback); any
-other exception keeps its traceback and Python's exit status 1. 130 and 143 are
-128 + the signal's number, what a shell reports for a death by SIGINT or SIGTERM.
+other exception keeps its traceback and Python's exit status 1. 130, 143 and 129 are
+128 + the signal's number, what a shell reports for a death by SIGINT, SIGTERM, SIGHUP.
+In a sweep whose launching process is stopping (stopping.py), a stopped job returns
+None instead of exiting: that process waits for its jobs and says the one line.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from flowers_sweep.runrecord import HYDRA_DIR
 
 Outcome = Literal[
     "completed", "skipped", "pruned", "busy", "refused", "failed", "diverged", "interrupted",
-    "terminated",
+    "terminated", "hung_up",
 ]  # fmt: skip
 InSweep = Literal["value", "pruned", "none", "nan", "exit"]
 
@@ -111,7 +114,13 @@ RULES: dict[str, Rule] = {
         says_alone="flowers_sweep: {run_dir}: {exc}; rerun to resume",
         says_in_sweep="flowers_sweep: {run_dir}: {exc}; rerun to resume",
     ),
+    "hung_up": Rule(
+        "interrupted", 128 + 1, "exit",  # SIGHUP is 1 (and absent on Windows)
+        says_alone="flowers_sweep: {run_dir}: {exc}; rerun to resume",
+        says_in_sweep="flowers_sweep: {run_dir}: {exc}; rerun to resume",
+    ),
 }  # fmt: skip
+STOPPED = ("interrupted", "terminated", "hung_up")  # the outcomes of a stop signal
 
 
 def outcome_of(exc: BaseException) -> Outcome:
@@ -125,7 +134,7 @@ def outcome_of(exc: BaseException) -> Outcome:
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
     if isinstance(exc, Terminated):
-        return "terminated"
+        return "hung_up" if exc.signum == 1 else "terminated"
     if isinstance(exc, DivergedError):
         return "diverged"
     return "failed"

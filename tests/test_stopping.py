@@ -1,0 +1,221 @@
+"""A launch told to stop (Ctrl-C, SIGTERM, SIGHUP) keeps the work of every running job,
+under every launcher that runs jobs on this machine, and says so in one line."""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from flowers_sweep import stopping
+from flowers_sweep.errors import Terminated
+from flowers_sweep.outcome import RULES, outcome_of
+
+from .helpers.cli import HANG_GUARD_S, ROOT, SLOW, cli_env, metrics, result, run_cli
+
+# One thread per job whatever the machine: the twin below must compute the same sums.
+STOPPED_SWEEP = [*SLOW, "trainer.threads=1", "aggregate=false"]
+LAUNCHERS = {
+    "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    "submitit_local": ["hydra/launcher=submitit_local"],
+}
+
+
+# ---------------------------------------------------------------- in one process
+
+
+@pytest.fixture
+def restored_signals():
+    before = {s: signal.getsignal(s) for s in stopping.STOP_SIGNALS}
+    env = os.environ.get(stopping.STOP_SIGNALS_ENV)
+    yield
+    for s, handler in before.items():
+        signal.signal(s, handler)
+    if env is None:
+        os.environ.pop(stopping.STOP_SIGNALS_ENV, None)
+    else:
+        os.environ[stopping.STOP_SIGNALS_ENV] = env
+
+
+def test_a_job_takes_the_first_stop_and_ignores_repeats_until_it_has_recorded(
+    restored_signals,
+):
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    recorded = False
+    with pytest.raises(KeyboardInterrupt), stopping.job_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs at the next bytecode
+        finally:  # the run records its stop here: a repeat must not cut it short
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            recorded = True
+    assert recorded
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    with pytest.raises(Terminated) as hup, stopping.job_signals():
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(1)
+    assert hup.value.signum == signal.SIGHUP and outcome_of(hup.value) == "hung_up"
+    assert RULES["hung_up"].alone == 128 + signal.SIGHUP
+    back = pickle.loads(pickle.dumps(hup.value))  # launchers carry it between processes
+    assert back.signum == signal.SIGHUP and str(back) == str(hup.value)
+
+
+def test_an_ignored_signal_stays_ignored_unless_the_launch_answers_it(restored_signals):
+    """`nohup` ignores SIGHUP: a run started so must survive the terminal's closing; a
+    job of a launch answers what its launch answers (its controller may ignore more)."""
+    os.environ.pop(stopping.STOP_SIGNALS_ENV, None)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    assert signal.SIGHUP not in stopping.answered_signals()
+    with stopping.job_signals():
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    os.environ[stopping.STOP_SIGNALS_ENV] = "SIGINT,SIGHUP"
+    assert stopping.answered_signals() == [signal.SIGINT, signal.SIGHUP]
+
+
+def test_a_stopping_launch_signals_its_running_jobs_and_waits_for_them(tmp_path, restored_signals):
+    """The launching process marks the launch stopping, passes the signal on to each
+    registered job of this host, waits until the jobs are gone, then says one line."""
+    job = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)"], preexec_fn=os.setpgrp
+    )
+    launch = tmp_path / ".launch"
+    (launch / stopping.RUNNING_DIR).mkdir(parents=True)
+    note = launch / stopping.RUNNING_DIR / "3.json"
+    note.write_text(f'{{"pid": {job.pid}, "host": "{os.uname().nodename}"}}')
+    assert stopping.running_pids(launch) == [job.pid]
+    stop = stopping.LaunchStop(launch, wait_s=HANG_GUARD_S)
+    os.environ.pop(stopping.STOP_SIGNALS_ENV, None)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    stop.install()
+    assert os.environ[stopping.STOP_SIGNALS_ENV].split(",")[1] == "SIGTERM"
+    try:
+        with pytest.raises(stopping.LaunchStopped) as stopped:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(HANG_GUARD_S)
+    finally:
+        stop.uninstall()
+        job.kill()
+    assert job.wait() == -signal.SIGTERM  # the signal was passed on
+    assert stopping.is_stopping(launch)
+    assert stopped.value.exit_status == 128 + signal.SIGTERM
+    assert str(stopped.value).startswith("flowers_sweep: sweep stopped (SIGTERM): each run")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_submitit_controllers_start_deaf_to_ctrl_c(restored_signals):
+    """A controller that took Ctrl-C would print a traceback and SIGKILL its task a
+    second later, mid-write; the launching process answers it instead."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def start(code):
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+    code = "import signal; print(int(signal.getsignal(2)), int(signal.getsignal(1)))"
+    deaf = stopping.controllers_ignore_ctrl_c(start)(code)
+    assert deaf.stdout.split() == [str(int(signal.SIG_IGN))] * 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # here: unchanged
+
+
+# ---------------------------------------------------------------- real launchers
+
+
+def start_sweep(sweep, launcher, *extra, cache):
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowers_sweep", "-m", *LAUNCHERS[launcher], *extra,
+         *STOPPED_SWEEP, f"hydra.sweep.dir={sweep}"],
+        cwd=ROOT, env=cli_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,  # its own process group, as a terminal gives
+        # CI may start us with stop signals ignored; a terminal's command has them
+        preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in stopping.STOP_SIGNALS],
+    )  # fmt: skip
+
+
+def wait_for_epochs(jobs, n, proc):
+    deadline = time.monotonic() + HANG_GUARD_S
+    while time.monotonic() < deadline:
+        rows = [j / "metrics.csv" for j in jobs]
+        if all(p.is_file() and len(p.read_text().splitlines()) > n for p in rows):
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError(f"no {n} epochs within {HANG_GUARD_S}s")
+
+
+@pytest.fixture(scope="module")
+def twin(tmp_path_factory, cache_dir):
+    """An uninterrupted run of job 0's settings, with its thread count."""
+    run_dir = tmp_path_factory.mktemp("twin") / "run"
+    proc = run_cli(
+        *SLOW, "trainer.threads=1", "model.activation=relu", f"hydra.run.dir={run_dir}",
+        cache=cache_dir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return run_dir
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("launcher", "sig", "to_group"),
+    [
+        ("joblib", signal.SIGINT, True),  # Ctrl-C: the terminal signals the whole group
+        ("joblib", signal.SIGTERM, False),  # a kill, a scheduler: the launching process
+        ("joblib", signal.SIGHUP, False),  # the terminal closed
+        ("submitit_local", signal.SIGINT, True),
+        ("submitit_local", signal.SIGTERM, False),
+    ],
+    ids=[
+        "joblib-ctrl-c",
+        "joblib-sigterm",
+        "joblib-sighup",
+        "submitit-ctrl-c",
+        "submitit-sigterm",
+    ],
+)
+def test_a_stopped_sweep_keeps_each_running_jobs_last_epoch(
+    tmp_path, cache_dir, twin, launcher, sig, to_group
+):
+    """Mid-epoch 2 of both running jobs: each writes its epoch-1 checkpoint and an
+    `interrupted` result before the launch ends, in one line with no traceback; a job
+    not yet started when the stop came trains nothing; the relaunch resumes each one
+    and ends where an uninterrupted twin does."""
+    sweep = tmp_path / "sweep"
+    # Ctrl-C under joblib: a third job waits in the queue; the others, two jobs
+    three = launcher == "joblib" and sig == signal.SIGINT
+    values = [f"model.activation=relu,sigmoid{',leaky_relu' if three else ''}"]
+    proc = start_sweep(sweep, launcher, *values, cache=cache_dir)
+    wait_for_epochs([sweep / "0", sweep / "1"], 1, proc)
+    if to_group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    out, err = proc.communicate(timeout=HANG_GUARD_S)
+    assert proc.returncode == 128 + sig, err[-3000:]
+    assert "Traceback" not in out + err and "Logging error" not in err, err[-3000:]
+    assert [line for line in err.splitlines() if line.strip()] == [
+        line for line in err.splitlines() if line.startswith("flowers_sweep: sweep ")
+    ] and len(err.strip().splitlines()) == 1, err
+    assert "each run in progress wrote its last whole epoch" in err
+    for job in ("0", "1"):
+        assert result(sweep / job)["status"] == "interrupted"
+        state = torch.load(sweep / job / "checkpoint.pt", weights_only=True)
+        assert state["progress"]["epoch"] >= 1
+    if three:  # the third job was queued: nothing of it was trained
+        assert not (sweep / "2" / "metrics.csv").exists()
+        assert not (sweep / "2" / "result.json").exists()
+    again = run_cli(
+        "-m", *LAUNCHERS[launcher], *values, *STOPPED_SWEEP, f"hydra.sweep.dir={sweep}",
+        cache=cache_dir,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    log = (sweep / "0" / "flowers_sweep.log").read_text()
+    assert "resumed from" in log
+    assert metrics(sweep / "0") == metrics(twin)
+    assert result(sweep / "0")["test_acc"] == result(twin)["test_acc"]
+    assert result(sweep / "1")["status"] == "completed"
