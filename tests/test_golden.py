@@ -62,6 +62,7 @@ def test_a_new_run_writes_the_old_record_shape(tmp_path: Path, cache_dir: Path) 
 
 BEFORE_ISSUE_25 = DATA / "metrics_before_issue25.json"
 ONE_IMAGE = 1 / 16 + 1e-9  # the pinned cases' smallest split has 16 images
+KERNEL_ORDER = 5e-3  # relative, in a loss: see the pinned test's docstring
 # The pins were written on a CPU with AVX2 and no AVX-512. PyTorch, oneDNN and MKL pick
 # their kernels by the CPU's instruction set, and another kernel sums in another order:
 # a few Adam steps grow that to 0.5% of a loss (Adam moves a weight by up to lr whatever
@@ -89,12 +90,15 @@ def test_the_same_seed_gives_the_numbers_recorded_before_datasets_became_targets
     arguments, one thread, deterministic kernels, float32 (`precision=auto` trains in
     bf16 on a CPU with native bf16), on AVX2 kernels (AVX2_KERNELS).
 
-    Tolerance: with the same kernels the same float32 operations give the same bits; the
-    tolerance leaves room for another release of oneDNN or MKL, whose kernels may sum in
-    another order: float32 carries about 7 digits, and two epochs of a few batches keep
-    that below 1e-4 relative in a loss. A changed draw, split, cache or normalisation
-    moves at least one loss far more: one training image fewer, another mean, no
-    augmentation or another data seed moved the synthetic case's most by 1.9% to 55%.
+    Tolerance: 0.5% relative in a loss, the most that summing in another order has
+    moved one here (a float32 rounding of about 1e-7, grown by a few Adam steps, which
+    move a weight by up to lr whatever the size of its gradient). The variables pin the
+    main kernels, not every one: another CPU model, or another release of oneDNN, MKL or
+    NumPy, may still sum some values in another order (an Intel Xeon with AVX-512 FP16
+    moved the synthetic case's first loss by 2.8e-4 relative). A changed draw, split,
+    cache or normalisation moves at least one loss far more: one training image fewer,
+    another mean, no augmentation or another data seed moved the synthetic case's most
+    by 1.9% to 55%, four times the tolerance or more.
     """
     from .helpers.fake_flowers102 import write_tree
 
@@ -115,8 +119,8 @@ def test_the_same_seed_gives_the_numbers_recorded_before_datasets_became_targets
     for got, want in zip(rows, pinned["metrics"], strict=True):
         for key, value in want.items():
             # an accuracy may differ by one image where rounding tips a near tie
-            tol = {"abs": ONE_IMAGE} if key.endswith("acc") else {"rel": 1e-4, "abs": 1e-6}
+            tol = {"abs": ONE_IMAGE} if key.endswith("acc") else {"rel": KERNEL_ORDER, "abs": 1e-6}
             assert got[key] == pytest.approx(value, **tol), (got["epoch"], key)
     final = result(run_dir)
     assert final["test_acc"] == pytest.approx(pinned["test_acc"], abs=ONE_IMAGE)
-    assert final["test_loss"] == pytest.approx(pinned["test_loss"], rel=1e-4)
+    assert final["test_loss"] == pytest.approx(pinned["test_loss"], rel=KERNEL_ORDER)
