@@ -3,10 +3,17 @@
 Under `hydra.job.chdir=true` Hydra moves each job into its run folder before our code
 runs, so a relative `dataset.root`, `dataset.cache_dir` or `model.weights` would
 silently point inside the run folder. Every such path goes through `user_path`.
+
+A file's name may hold any bytes; where they are not UTF-8, Python's str of the path
+holds lone surrogates, which a log file or terminal opened strict refuses to write
+(`--- Logging error ---`, and the file never named). Every message that names a file
+names it through `path_text`.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import yaml
@@ -26,6 +33,22 @@ def user_path(path: str | Path) -> Path:
     tests). An absolute path is returned as it is.
     """
     return Path(to_absolute_path(str(Path(path).expanduser())))
+
+
+def path_text(path: str | os.PathLike[str]) -> str:
+    """`path` as text any log, terminal or file can hold: the bytes of a name that are
+    not in the file system's encoding (os.fsdecode's surrogates) shown as `\\xNN`, as
+    Python shows bytes; any other text unchanged. Also safe on any message (a str)."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:  # the name's own bytes, back from os.fsdecode's surrogateescape
+        return os.fsencode(text).decode(sys.getfilesystemencoding(), "backslashreplace")
+    except UnicodeError:  # a surrogate no file name produced: escape it as it stands
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def rebase_run_paths(cfg: DictConfig, run_dir: Path) -> None:

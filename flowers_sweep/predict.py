@@ -23,6 +23,7 @@ from flowers_sweep.data.augment import BatchAugment
 from flowers_sweep.data.images import load_resized
 from flowers_sweep.errors import ImageDecodeError
 from flowers_sweep.evaluate import WEIGHT_FILES, RestoredRun, add_run_dir_argument, restore
+from flowers_sweep.paths import path_text
 
 PROG = "flowers_sweep.predict"
 
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             failed += 1
             continue
         if not args.json:
-            print(image)
+            print(path_text(image))  # a name of any bytes: stdout may be strict UTF-8
             for rank, guess in enumerate(answers[-1]["top5"], start=1):
                 print(f"  {rank}. {guess['name']:<32} {100 * guess['probability']:5.1f}%")
     if args.json:

@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -16,7 +18,7 @@ from flowers_sweep.data.augment import (
 )
 from flowers_sweep.data.synthetic import flower_classes, generate_split
 
-from .helpers.cli import make_cfg
+from .helpers.cli import CONF, make_cfg
 
 
 def test_synthetic_is_deterministic_per_seed():
@@ -153,3 +155,48 @@ def test_cpu_planes_path_matches_device_gather_path():
     g = torch.Generator().manual_seed(3)
     gather = rotate(vertical_flip(batch, 0.5, g), 10, g)
     assert (pil == gather).float().mean() > 0.99
+
+
+def test_describe_augment_names_the_preset_and_its_moves():
+    from omegaconf import OmegaConf
+
+    from flowers_sweep.data import describe_augment
+
+    def preset(name):
+        return OmegaConf.load(CONF / "augment" / f"{name}.yaml")
+
+    assert describe_augment(preset("report")) == "report (vertical flip p=0.5, rotation +-10 deg)"
+    assert describe_augment(preset("cifar")) == (
+        "cifar (random crop padded 4 px, horizontal flip p=0.5)"
+    )
+    assert describe_augment(preset("none")) == "none"
+    changed = preset("report")
+    changed.rotation = 20  # no preset's values: the moves alone
+    assert describe_augment(changed) == "vertical flip p=0.5, rotation +-20 deg"
+    # a config saved before the newer keys is the report's as it was
+    assert describe_augment({"vflip_p": 0.5, "rotation": 10, "grayscale": False}).startswith(
+        "report ("
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        ([], "augmentation: report (vertical flip p=0.5, rotation +-10 deg)"),
+        (
+            ["augment=cifar"],
+            "augmentation: cifar (random crop padded 4 px, horizontal flip p=0.5)",
+        ),
+    ],
+)
+def test_building_the_loaders_logs_the_augmentation_in_one_line(
+    overrides, line, cache_dir, caplog
+):
+    from flowers_sweep.data import build_loaders
+
+    sizes = ["dataset.train_size=30", "dataset.val_size=10", "dataset.test_size=10"]
+    cfg = make_cfg(*sizes, *overrides)
+    with caplog.at_level(logging.INFO, logger="flowers_sweep.data"):
+        build_loaders(cfg, torch.device("cpu"))
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("augmentation")]
+    assert said == [line]

@@ -1,7 +1,10 @@
 """`dataset=image_folder`: folders of class folders, on trees generated offline."""
 
+import io
 import logging
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from flowers_sweep.data.image_folder import ImageFolder
 from flowers_sweep.data.sources import class_count
 from flowers_sweep.data.stratified import split_counts, stratified_split
 from flowers_sweep.errors import ConfigError, DatasetNotFoundError, ImageDecodeError
+from flowers_sweep.paths import path_text
 
 from .helpers.cli import make_cfg
 from .helpers.datasets import CLASSES, CORRUPT_NAME, ODD, make_image_folder
@@ -280,3 +284,76 @@ def test_file_and_folder_names_that_are_not_utf8_load(tmp_path, cache_dir):
     assert source.class_names() == ["a", odd_folder]
     splits = source.load(cache_dir)
     assert sum(splits.counts().values()) == 8
+
+
+def test_an_unreadable_file_is_left_out_before_the_cut(tmp_path, caplog):
+    """A class of 3 readable images and a corrupt one keeps one image in each split,
+    whichever split the cut of all four would have given the corrupt one."""
+    root = tmp_path / "flowers"
+    make_image_folder(root, per_class=3, odd=False, corrupt=True)  # daisy: 3 + broken.jpg
+    for seed in range(6):
+        source = ImageFolder(str(root), image_size=8, seed=seed, skip_unreadable=True)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger=imf.__name__):
+            splits = source.load(tmp_path / "cache")
+        for role, split in splits.items():
+            assert sorted(split.labels.tolist()) == [0, 1, 2], (seed, role)
+        lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(lines) == 1 and str(root / "daisy" / CORRUPT_NAME) in lines[0]
+    _, by_role = source.files(leave_out={root / "daisy" / CORRUPT_NAME})
+    assert [len(by_role[role]) for role in ("train", "val", "test")] == [3, 3, 3]
+
+
+def non_utf8_file(folder, name: bytes, data: bytes):
+    """A file whose name's bytes are not UTF-8, as a str path (os.fsdecode: surrogates)."""
+    raw = os.path.join(os.fsencode(folder), name)
+    try:
+        with open(raw, "wb") as f:
+            f.write(data)
+    except OSError:
+        pytest.skip("this file system refuses file names that are not UTF-8")
+    return os.fsdecode(raw)
+
+
+class StrictHandler(logging.StreamHandler):
+    """A log file opened strict UTF-8, as Hydra's job log is: records what fails to write
+    (logging's handleError would print `--- Logging error ---` and a stack instead)."""
+
+    def __init__(self):
+        super().__init__(io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict"))
+        self.failures: list[BaseException] = []
+
+    def handleError(self, record):
+        self.failures.append(sys.exc_info()[1])
+
+
+def test_path_text_escapes_bytes_that_are_not_utf8():
+    assert path_text(os.fsdecode(b"/data/bad\xff.jpg")) == "/data/bad\\xff.jpg"
+    assert path_text(Path(os.fsdecode(b"caf\xe9/x.png"))) == "caf\\xe9/x.png"
+    assert path_text("/data/café ☀.jpg") == "/data/café ☀.jpg"  # valid UTF-8: unchanged
+    assert path_text("lone \ud800 surrogate") == "lone \\ud800 surrogate"
+
+
+def test_a_file_name_that_is_not_utf8_is_named_readably(tmp_path):
+    root = tmp_path / "flowers"
+    make_image_folder(root, per_class=3, odd=False)
+    good = (root / "rose" / "rose_000.jpg").read_bytes()
+    non_utf8_file(root / "rose", b"caf\xe9.jpg", good)  # decodes: trained on
+    non_utf8_file(root / "daisy", b"bad\xff.jpg", b"\xff\xd8\xffnot a jpeg")
+    handler = StrictHandler()
+    logger = logging.getLogger(imf.__name__)
+    logger.addHandler(handler)
+    try:
+        splits = ImageFolder(str(root), image_size=8, skip_unreadable=True).load(tmp_path / "c")
+    finally:
+        logger.removeHandler(handler)
+    assert sum(splits.counts().values()) == 10  # 9 + café, not the broken one
+    assert handler.failures == []
+    handler.flush()
+    written = handler.stream.buffer.getvalue().decode("utf-8")
+    assert f"left out unreadable image {root / 'daisy'}/bad\\xff.jpg (" in written
+    with pytest.raises(ImageDecodeError) as err:  # the strict setting's error names it too
+        ImageFolder(str(root), image_size=8).load(tmp_path / "c")
+    message = str(err.value)
+    assert f"{root / 'daisy'}/bad\\xff.jpg" in message
+    message.encode("utf-8")  # printable anywhere: no surrogate left

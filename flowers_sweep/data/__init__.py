@@ -9,6 +9,7 @@ import torch
 
 from flowers_sweep.data import flowers102
 from flowers_sweep.data.augment import BatchAugment
+from flowers_sweep.data.geometry import describe_augment
 from flowers_sweep.data.loaders import Loaders, ReferenceBatches, TensorBatches
 from flowers_sweep.data.roles import ROLES, ByRole
 from flowers_sweep.data.sources import (
@@ -98,8 +99,10 @@ def decode_workers(num_workers: int | str) -> int:
 def build_loaders(
     cfg: Any, device: torch.device, layout: torch.memory_format = torch.contiguous_format
 ) -> Loaders:
-    """Train, val and test batches for a composed run config, in the model's layout."""
+    """Train, val and test batches for a composed run config, in the model's layout.
+    Logs the augmentation the training batches get (`describe_augment`), one line."""
     workers = decode_workers(cfg.trainer.num_workers)
+    log.info("augmentation: %s", describe_augment(cfg.augment))
     if cfg.dataset.get("pipeline", "cached") == "reference":
         return reference_loaders(cfg, device, workers)
     splits = load_splits(cfg.dataset, workers)
@@ -128,6 +131,7 @@ __all__ = [
     "cache_dir_of",
     "class_count",
     "decode_workers",
+    "describe_augment",
     "is_flowers102",
     "load_splits",
     "open_source",

@@ -19,7 +19,7 @@ from filelock import FileLock, Timeout
 
 from flowers_sweep.atomic import atomic_create
 from flowers_sweep.errors import ConfigError
-from flowers_sweep.paths import user_path
+from flowers_sweep.paths import path_text, user_path
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,9 @@ def _load(path: Path) -> dict | None:
     try:
         return torch.load(path, weights_only=True, mmap=True)
     except Exception as exc:  # a foreign or damaged file: rebuild rather than fail
-        log.warning("ignoring unreadable cache entry %s (%s)", path, exc)
+        log.warning(
+            "ignoring unreadable cache entry %s (%s)", path_text(path), path_text(str(exc))
+        )
         return None
 
 
@@ -73,7 +75,7 @@ def cached(
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        log.info("waiting for another job to build %s", path)
+        log.info("waiting for another job to build %s", path_text(path))
         lock.acquire()
     try:
         entry = _load(path)  # built by the job we waited for
@@ -83,7 +85,7 @@ def cached(
             path.unlink()
         entry = build()
         atomic_create(path, lambda f: torch.save(entry, f))
-        log.info("cached %s", path)
+        log.info("cached %s", path_text(path))
         return entry
     finally:
         lock.release()

@@ -30,7 +30,7 @@ from flowers_sweep.data.roles import ROLES
 from flowers_sweep.data.splits import Split, Splits
 from flowers_sweep.data.stratified import check_fractions, stratified_split
 from flowers_sweep.errors import DatasetNotFoundError
-from flowers_sweep.paths import user_path
+from flowers_sweep.paths import path_text, user_path
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -153,10 +153,10 @@ class CIFAR10:
     def missing_error(self, detail: str) -> DatasetNotFoundError:
         cls = self.torchvision_class
         return DatasetNotFoundError(
-            f"{self.LABEL} {detail} at {self.base()} (expected "
+            f"{self.LABEL} {detail} at {path_text(self.base())} (expected "
             f"{', '.join(p.name for p in self.paths())}): run once with dataset.download=true "
-            f"(needs internet), or unpack {cls.url} into {user_path(self.root)}/, or point "
-            f"dataset.root at the folder that holds {cls.base_folder}/"
+            f"(needs internet), or unpack {cls.url} into {path_text(user_path(self.root))}/, or "
+            f"point dataset.root at the folder that holds {cls.base_folder}/"
         )
 
     def open(self, train: bool, download: bool = False) -> Any:
@@ -185,13 +185,13 @@ class CIFAR10:
                     f"dataset.download=true could not fetch {self.LABEL} "
                     f"({type(exc).__name__}: {getattr(exc, 'reason', None) or exc}); on a "
                     f"machine that can, download {self.torchvision_class.url} and unpack it "
-                    f"into {root}/, then run without dataset.download"
+                    f"into {path_text(root)}/, then run without dataset.download"
                 ) from None
             if isinstance(exc, RuntimeError) and all(p.is_file() for p in self.paths()):
                 raise DatasetNotFoundError(
-                    f"{self.LABEL} at {self.base()} is not the official files (their md5 sums "
-                    f"differ from torchvision's): set dataset.verify_checksums=false to use "
-                    f"them, or remove them and run with dataset.download=true"
+                    f"{self.LABEL} at {path_text(self.base())} is not the official files (their "
+                    f"md5 sums differ from torchvision's): set dataset.verify_checksums=false "
+                    f"to use them, or remove them and run with dataset.download=true"
                 ) from None
             raise self.missing_error(f"not found or incomplete ({exc})") from None
         except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as exc:
@@ -228,8 +228,8 @@ class CIFAR10:
                 names = pickle.load(f, encoding="latin1")[meta["key"]]
         except (pickle.UnpicklingError, EOFError, KeyError, TypeError) as exc:
             raise DatasetNotFoundError(
-                f"{self.LABEL} meta file {self.base() / meta['filename']} has no class "
-                f"names under {meta['key']!r} ({type(exc).__name__}: {exc})"
+                f"{self.LABEL} meta file {path_text(self.base() / meta['filename'])} has no "
+                f"class names under {meta['key']!r} ({type(exc).__name__}: {exc})"
             ) from None
         return [str(n) for n in names]
 

@@ -22,7 +22,7 @@ from flowers_sweep.data.cache import cached
 from flowers_sweep.data.images import load_resized, load_rgb
 from flowers_sweep.data.splits import Split, Splits
 from flowers_sweep.errors import DatasetNotFoundError
-from flowers_sweep.paths import user_path
+from flowers_sweep.paths import path_text, user_path
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # 2: full decode, and each image's original size
@@ -77,14 +77,15 @@ def open_split(cfg: Any, official: str, **kwargs: Any) -> Any:
         raise DatasetNotFoundError(
             f"dataset.download=true could not fetch Flowers102 ({type(exc).__name__}: "
             f"{getattr(exc, 'reason', None) or exc}); on a machine that can, download "
-            f"102flowers.tgz, imagelabels.mat and setid.mat from {url} into {base}/ and "
-            f"unpack the .tgz there, then run without dataset.download"
+            f"102flowers.tgz, imagelabels.mat and setid.mat from {url} into {path_text(base)}/ "
+            f"and unpack the .tgz there, then run without dataset.download"
         ) from None
     except RuntimeError as exc:
         raise DatasetNotFoundError(
-            f"Flowers102 not found or incomplete at {base} (expected jpg/, imagelabels.mat, "
-            f"setid.mat; {exc}): run once with dataset.download=true, or put the files "
-            f"there, or point dataset.root at the folder that holds flowers-102/"
+            f"Flowers102 not found or incomplete at {path_text(base)} (expected jpg/, "
+            f"imagelabels.mat, setid.mat; {path_text(str(exc))}): run once with "
+            f"dataset.download=true, or put the files there, or point dataset.root at the "
+            f"folder that holds flowers-102/"
         ) from exc
 
 

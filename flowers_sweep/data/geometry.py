@@ -258,3 +258,64 @@ def check_augment(augment_cfg: Any) -> None:
             f"augment.crop_padding={padding!r} and augment.resized_crop_scale={scale!r} "
             "both crop: choose one"
         )
+
+
+# The augment group's keys and their defaults (a config saved before a key lacks it).
+AUGMENT_DEFAULTS: dict[str, Any] = {
+    "vflip_p": 0.0,
+    "rotation": 0,
+    "grayscale": False,
+    "hflip_p": 0.0,
+    "crop_padding": 0,
+    "resized_crop_scale": None,
+    "resized_crop_ratio": list(RATIO),
+}
+
+
+def augment_values(augment_cfg: Any) -> dict[str, Any]:
+    """The `augment` node's values as plain Python, each absent key its default."""
+    values = {}
+    for key, default in AUGMENT_DEFAULTS.items():
+        value = augment_cfg.get(key, default)
+        is_list = isinstance(value, Sequence) and not isinstance(value, str)
+        values[key] = [float(x) for x in value] if is_list else value
+    return values
+
+
+def shipped_augment(values: dict[str, Any]) -> str | None:
+    """The name of the shipped conf/augment/ preset that has exactly these values."""
+    from importlib.resources import files
+
+    import yaml
+
+    from flowers_sweep.config import CONFIG_MODULE  # config imports this module
+
+    folder = files(CONFIG_MODULE) / "augment"
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            preset = yaml.safe_load(entry.read_text(encoding="utf-8")) or {}
+            if augment_values(preset) == values:
+                return entry.name.removesuffix(".yaml")
+    return None
+
+
+def describe_augment(augment_cfg: Any) -> str:
+    """The augmentation in one line, from the `augment` node itself (no Hydra state): the
+    shipped preset its values are, if any, then its moves in the order they apply, e.g.
+    `report (vertical flip p=0.5, rotation +-10 deg)`; `none` when nothing moves."""
+    v = augment_values(augment_cfg)
+    moves = ["greyscale input"] if v["grayscale"] else []
+    if v["vflip_p"] > 0:
+        moves.append(f"vertical flip p={v['vflip_p']:g}")
+    if v["rotation"] > 0:
+        moves.append(f"rotation +-{v['rotation']:g} deg")
+    if v["crop_padding"] > 0:
+        moves.append(f"random crop padded {v['crop_padding']} px")
+    if v["resized_crop_scale"] is not None:
+        (lo, hi), (r0, r1) = v["resized_crop_scale"], v["resized_crop_ratio"]
+        moves.append(f"random resized crop, area {lo:g}-{hi:g}, ratio {r0:.3g}-{r1:.3g}")
+    if v["hflip_p"] > 0:
+        moves.append(f"horizontal flip p={v['hflip_p']:g}")
+    text = ", ".join(moves) or "none"
+    name = shipped_augment(v)
+    return text if name in (None, text) else f"{name} ({text})"

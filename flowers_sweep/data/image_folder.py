@@ -6,7 +6,9 @@ Two layouts, told apart by the folders directly under `root` (hidden ones aside)
   class. The classes are train/'s; a class may be missing from val/ or test/, but a class
   folder there with no namesake in train/ is an error.
 - **flat** (layout B): anything else; `root`'s folders are the classes, cut into
-  train/val/test by the seeded stratified fractions `split` (`data.stratified`).
+  train/val/test by the seeded stratified fractions `split` (`data.stratified`). Files
+  that do not decode (with skip_unreadable) are left out before the cut, so a class with
+  3 readable images or more has one in each split whatever became of the others.
 
 Only those exact names make layout A (no `valid/`, no `training/`); a root that has some
 of the three names but not all, or others beside them, is an error rather than a guess.
@@ -23,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,16 +40,17 @@ from flowers_sweep.data.roles import ROLES
 from flowers_sweep.data.splits import Split, Splits
 from flowers_sweep.data.stratified import check_fractions, stratified_split
 from flowers_sweep.errors import DatasetNotFoundError, ImageDecodeError
-from flowers_sweep.paths import user_path
+from flowers_sweep.paths import path_text, user_path
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: unreadable files left out before the flat layout's cut
 # torchvision.datasets.folder.IMG_EXTENSIONS, written out because importing torchvision
 # takes about 2 s (tests/test_image_folder.py checks the two agree).
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 MISSING = "???"  # OmegaConf's mark for a mandatory value nobody gave
 HELP = "a folder of class folders, or train/ val/ test/ of class folders"
 SKIP_HINT = "add dataset.skip_unreadable=true to leave such files out"
+Pair = tuple[Path, int]  # an image file and its label
 
 
 def visible(path: Path) -> bool:
@@ -169,7 +172,9 @@ class ImageFolder:
         path = user_path(self.root)
         if not path.is_dir():
             what = "is a file, not a folder" if path.exists() else "does not exist"
-            raise DatasetNotFoundError(f"image folder {path} {what}: point dataset.root at {HELP}")
+            raise DatasetNotFoundError(
+                f"image folder {path_text(path)} {what}: point dataset.root at {HELP}"
+            )
         return path
 
     def layout(self) -> tuple[Path, dict[str, Path]]:
@@ -186,9 +191,9 @@ class ImageFolder:
             others = [f"{n}/" for n in names if n not in ROLES]
             why = f"no {', '.join(lacking)}" if lacking else f"also {', '.join(others)}"
             raise DatasetNotFoundError(
-                f"image folder {root} has {', '.join(r + '/' for r in roles)} but {why}: give "
-                f"exactly train/ val/ test/ (each of class folders), or point dataset.root "
-                f"at one folder of class folders to cut by dataset.split"
+                f"image folder {path_text(root)} has {', '.join(r + '/' for r in roles)} but "
+                f"{path_text(why)}: give exactly train/ val/ test/ (each of class folders), "
+                f"or point dataset.root at one folder of class folders to cut by dataset.split"
             )
         return root, ({r: root / r for r in ROLES} if roles else {})
 
@@ -205,22 +210,23 @@ class ImageFolder:
         if len(names) < 2:
             listed = f" ({', '.join(names)})" if names else ""
             raise DatasetNotFoundError(
-                f"image folder {where} has {len(names)} class folder{listed}: a classifier "
-                f"needs at least 2 (expected {HELP})"
+                f"image folder {path_text(where)} has {len(names)} class folder"
+                f"{path_text(listed)}: a classifier needs at least 2 (expected {HELP})"
             )
         for role in ("val", "test"):
             if role in splits:
                 extra = [n for n in subfolders(splits[role]) if n not in names]
                 if extra:
                     raise DatasetNotFoundError(
-                        f"image folder {splits[role] / extra[0]} is a class that "
-                        f"{splits['train']} lacks: every val/ and test/ class folder needs "
-                        f"a train/ folder of the same name"
+                        f"image folder {path_text(splits[role] / extra[0])} is a class that "
+                        f"{path_text(splits['train'])} lacks: every val/ and test/ class "
+                        f"folder needs a train/ folder of the same name"
                     )
         return names
 
-    def files(self) -> tuple[Path, dict[str, list[tuple[Path, int]]]]:
-        """The root and each split's (file, label) pairs, in path order.
+    def listing(self) -> tuple[Path, dict[str, list[Pair]] | list[Pair]]:
+        """The root and its (file, label) pairs in path order: layout A's by split (a
+        dict), layout B's all together, before its cut (a list).
 
         Raises:
             DatasetNotFoundError: as `class_names`, or a train class (layout B: any
@@ -229,14 +235,14 @@ class ImageFolder:
         names = self.class_names()
         root, splits = self.layout()
 
-        def listed(folder: Path, role: str) -> list[tuple[Path, int]]:
+        def listed(folder: Path, role: str) -> list[Pair]:
             found = []
             for label, name in enumerate(names):
                 here = folder / name
                 files = image_files(here, self.extensions) if here.is_dir() else []
                 if not files and role == "train":
                     raise DatasetNotFoundError(
-                        f"class folder {here} has no images (files ending "
+                        f"class folder {path_text(here)} has no images (files ending "
                         f"{', '.join(self.extensions)}, any case): add some or remove it"
                     )
                 found += [(f, label) for f in files]
@@ -244,11 +250,29 @@ class ImageFolder:
 
         if splits:
             return root, {role: listed(splits[role], role) for role in ROLES}
-        pairs = listed(root, "train")
+        return root, listed(root, "train")
+
+    def assign(
+        self, listed: dict[str, list[Pair]] | list[Pair], leave_out: Collection[Path] = ()
+    ) -> dict[str, list[Pair]]:
+        """Each split's pairs from `listing`'s, without the files in `leave_out`: layout
+        A's as they are, layout B's cut (`stratified_split`) after they are left out."""
+        if isinstance(listed, dict):
+            return {role: [p for p in listed[role] if p[0] not in leave_out] for role in ROLES}
+        pairs = [p for p in listed if p[0] not in leave_out]
         labels = np.array([label for _, label in pairs], dtype=np.int64)
         parts = stratified_split(labels, self.split, self.seed)
-        cut = dict(zip(ROLES, parts, strict=True))
-        return root, {role: [pairs[i] for i in cut[role]] for role in ROLES}
+        return {role: [pairs[i] for i in part] for role, part in zip(ROLES, parts, strict=True)}
+
+    def files(self, leave_out: Collection[Path] = ()) -> tuple[Path, dict[str, list[Pair]]]:
+        """The root and each split's (file, label) pairs, in path order, the files in
+        `leave_out` (unreadable ones) left out before layout B's cut.
+
+        Raises:
+            DatasetNotFoundError: as `listing`.
+        """
+        root, listed = self.listing()
+        return root, self.assign(listed, leave_out)
 
     # --- loading -----------------------------------------------------------------------
 
@@ -264,9 +288,10 @@ class ImageFolder:
                 the file and the setting that leaves it out).
         """
         names = self.class_names()
-        root, by_role = self.files()
-        flat = not self.layout()[1]
-        every = [f for role in ROLES for f, _ in by_role[role]]
+        root, listed = self.listing()
+        flat = not isinstance(listed, dict)
+        pairs = listed if flat else [p for role in ROLES for p in listed[role]]
+        every = [f for f, _ in pairs]
         spec = {
             "version": CACHE_VERSION,
             "files": content_digest(root, every, workers),  # paths, sizes and contents
@@ -279,22 +304,28 @@ class ImageFolder:
         }
 
         def build() -> dict:
-            log.info("decoding %d images of %s at %d px", len(every), root, self.image_size)
-            return self.decode(root, by_role, workers)
+            log.info(
+                "decoding %d images of %s at %d px", len(every), path_text(root), self.image_size
+            )
+            return self.decode(root, listed, workers)
 
         entry = cached(cache_dir, f"image_folder-{self.image_size}", spec, build)
         for path, reason in entry["skipped"]:  # on every load, not only the first
-            log.warning("left out unreadable image %s (%s)", root / path, reason)
+            log.warning(
+                "left out unreadable image %s (%s)", path_text(root / path), path_text(reason)
+            )
         parts = [Split(*entry[role]) for role in ROLES]
         return Splits(*parts, class_names=names)
 
-    def decode(self, root: Path, by_role: dict[str, list[tuple[Path, int]]], workers: int) -> dict:
+    def decode(self, root: Path, listed: dict[str, list[Pair]] | list[Pair], workers: int) -> dict:
         """Each role's (images, labels, sizes), and the [relative path, reason] pairs left out.
 
         One threaded pass (`decode_all`) in the common case. When a file fails and
         skip_unreadable is set, every file is tried once more to find all that fail, and
-        the rest are decoded again: up to three passes, once, when the cache is built.
+        the rest are cut (layout B) and decoded again: up to three passes, once, when the
+        cache is built.
         """
+        by_role = self.assign(listed)
         every = [f for role in ROLES for f, _ in by_role[role]]
         bad: dict[Path, str] = {}
         try:
@@ -303,7 +334,7 @@ class ImageFolder:
             if not self.skip_unreadable:
                 raise ImageDecodeError(f"{str(exc).splitlines()[0]}; {SKIP_HINT}") from None
             bad = dict(unreadable(every, workers))
-            by_role = {r: [(f, y) for f, y in by_role[r] if f not in bad] for r in ROLES}
+            by_role = self.assign(listed, leave_out=bad)
             every = [f for role in ROLES for f, _ in by_role[role]]
             images, sizes = decode_all(every, self.image_size, workers)
         skipped = sorted([p.relative_to(root).as_posix(), why] for p, why in bad.items())

@@ -1,7 +1,8 @@
 """Decoding images of any mode into RGB, with errors that name the file.
 
 PIL's own message for a damaged file ("image file is truncated") does not say which of
-8,189 files it was; every decode goes through here so the path is in the error.
+8,189 files it was; every decode goes through here so the path is in the error (through
+`path_text`, so a name whose bytes are not UTF-8 is still written out).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from PIL import Image
 
 from flowers_sweep.errors import ImageDecodeError
+from flowers_sweep.paths import path_text
 
 
 def as_rgb(img: Image.Image) -> Image.Image:
@@ -44,7 +46,9 @@ def load_rgb(path: str | Path) -> Image.Image:
             img.load()
             return as_rgb(img)
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageDecodeError(f"cannot decode image {path}: {exc}") from exc
+        raise ImageDecodeError(
+            f"cannot decode image {path_text(path)}: {path_text(str(exc))}"
+        ) from exc
 
 
 def to_square(image: Any, size: int) -> tuple[np.ndarray, tuple[int, int]]:

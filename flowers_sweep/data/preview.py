@@ -20,7 +20,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from flowers_sweep import outcome
-from flowers_sweep.atomic import atomic_write
+from flowers_sweep.atomic import OutputError, atomic_write, writing_to
 from flowers_sweep.composition import compose_config, config_dir_overrides
 from flowers_sweep.config import validate
 from flowers_sweep.data import batch_augment, decode_workers, load_splits
@@ -64,9 +64,10 @@ def draw(grid: torch.Tensor, names: Sequence[str], title: str, out: Path) -> Non
         axes[row][0].set_ylabel(names[row], fontsize=7, rotation=0, ha="right", va="center")
     fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
     kind = out.suffix.lstrip(".").lower() or "png"  # the file's name says its format
-    atomic_write(out, lambda f: fig.savefig(f, format=kind, dpi=110))
+    with writing_to(out, "the preview"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out, lambda f: fig.savefig(f, format=kind, dpi=110))
 
 
 def arg_parser() -> argparse.ArgumentParser:
@@ -90,7 +91,7 @@ def arg_parser() -> argparse.ArgumentParser:
         "-cd",
         "--config-dir",
         metavar="CONFIG_DIR",
-        help="your own config folder, searched besides the package's, as for a run",
+        help="your own config folder, searched before the package's, as for a run",
     )
     parser.add_argument(
         "--out",
@@ -138,9 +139,10 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     return args, overrides
 
 
-@outcome.command(PROG, HydraException, OmegaConfBaseException)
+@outcome.command(PROG, HydraException, OmegaConfBaseException, OutputError)
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry: 0 on success, 2 with one line on stderr for a bad config or data."""
+    """CLI entry: 0 on success, 2 with one line on stderr for a bad config or data, or
+    a picture it cannot write."""
     args, overrides = parse(list(sys.argv[1:] if argv is None else argv))
     cfg, choices = compose_config(config_dir_overrides(overrides))
     validate(cfg)

@@ -33,7 +33,7 @@ from flowers_sweep.data.cache import cached, default_cache_dir
 from flowers_sweep.data.roles import ROLES
 from flowers_sweep.data.splits import Split, Splits
 from flowers_sweep.errors import ConfigError
-from flowers_sweep.paths import user_path
+from flowers_sweep.paths import path_text, user_path
 
 log = logging.getLogger(__name__)
 # Keys of a dataset node the framework reads and never passes on.
@@ -177,7 +177,8 @@ def checked(splits: Any, dataset_cfg: Any) -> Splits:
     present = set(splits.train.labels.unique().tolist())
     absent = [name for i, name in enumerate(splits.class_names) if i not in present]
     if absent:
-        log.warning("%d class(es) have no training image: %s", len(absent), ", ".join(absent[:5]))
+        shown = path_text(", ".join(absent[:5]))  # folder names: any bytes
+        log.warning("%d class(es) have no training image: %s", len(absent), shown)
     given = dataset_cfg.get("num_classes")
     if given is not None and given != splits.num_classes:
         raise ConfigError(
