@@ -1,9 +1,13 @@
+from unittest.mock import ANY
+
 import pytest
+import yaml
+from omegaconf import OmegaConf
 
 from flowers_sweep.config import validate
 from flowers_sweep.errors import ConfigError
 
-from .helpers.cli import make_cfg
+from .helpers.cli import CONF, make_cfg
 from .helpers.presets import (
     compose_with_hydra,
     default_groups,
@@ -139,3 +143,34 @@ def test_milestones_as_fractions_of_the_run(milestones, epochs, expected):
 def test_flowers102_has_102_classes():
     with pytest.raises(ConfigError, match=r"dataset.num_classes=50 .*102 classes"):
         validate(make_cfg("dataset=flowers102", "dataset.num_classes=50"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "augment"),
+    [
+        ([], "report"),  # the default run: synthetic with the report's
+        (["dataset=synthetic"], "report"),
+        (["dataset=flowers102"], "report"),
+        (["dataset=cifar10"], "cifar"),
+        (["dataset=cifar100"], "cifar"),
+        (["dataset=image_folder"], "none"),
+        (["dataset=cifar10", "augment=none"], "none"),  # the command line wins
+        (["augment=imagenet_style", "dataset=image_folder"], "imagenet_style"),
+        (["dataset=cifar100", "augment=report"], "report"),
+        (["experiment=report"], "report"),
+        (["experiment=finetune"], "report"),
+        (["experiment=report", "dataset=cifar10"], "report"),  # the experiment's choice wins
+        (["experiment=report", "augment=cifar"], "cifar"),
+    ],
+)
+def test_each_dataset_brings_its_augmentation_and_an_explicit_one_wins(overrides, augment):
+    cfg, hydra = compose_with_hydra(*overrides)
+    assert hydra.runtime.choices.augment == augment
+    assert cfg.augment == OmegaConf.load(CONF / "augment" / f"{augment}.yaml")
+
+
+@pytest.mark.parametrize("preset", preset_files("dataset"), ids=preset_override)
+def test_every_dataset_preset_chooses_its_augmentation(preset):
+    defaults = yaml.safe_load(preset.read_text())["defaults"]
+    chosen = [d for d in defaults if isinstance(d, dict) and "augment@" in next(iter(d))]
+    assert chosen == [{"override /augment@_global_.augment": ANY}], defaults
