@@ -7,14 +7,51 @@ written to a temporary name beside its place and renamed into it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
+
+
+class OutputError(OSError):
+    """A command's output could not be written where it was asked to go; the message,
+    one line, names the path and why. An OSError, not a FlowersSweepError: a sweep's end
+    counts it as a failed report, not as "nothing to aggregate". The commands give it
+    their one-line error policy (outcome.command(PROG, OutputError))."""
+
+
+WHY = {  # errno -> what it means for an output path, in words
+    errno.EEXIST: "a file is in the way where a folder is needed",
+    errno.ENOTDIR: "a file is in the way where a folder is needed",
+    errno.EISDIR: "a folder is in the way where a file is needed",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOSPC: "the disk is full",
+}
+
+
+@contextmanager
+def writing_to(place: Path, what: str) -> Iterator[None]:
+    """Turn an OSError raised while writing `what` (the report, the evaluation) into
+    or under `place` into an OutputError of one line naming the path."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        named = exc.filename2 or exc.filename  # a rename's target, else the file
+        path = Path(named if named is not None else place)
+        if path.name.startswith(".") and path.name.endswith(".tmp"):  # atomic_write's
+            path = path.parent  # temporary file: the folder it could not be made in
+        why = WHY.get(exc.errno or 0) or exc.strerror or type(exc).__name__
+        raise OutputError(f"cannot write {what} to {path}: {why}") from exc
 
 
 def _publish(

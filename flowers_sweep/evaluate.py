@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from flowers_sweep.atomic import atomic_write, atomic_write_text
+from flowers_sweep.atomic import OutputError, atomic_write, atomic_write_text, writing_to
 from flowers_sweep.data import build_loaders
 from flowers_sweep.data.sources import open_source
 from flowers_sweep.errors import FlowersSweepError
@@ -223,7 +223,8 @@ def figure_title(run_dir: Path, split: str, weights: str, top1: float, images: i
 
 def evaluate_run(run_dir: Path, split: str = "test", weights: str = "last") -> dict[str, Any]:
     """Evaluate the run on `split` with its `weights`; write per_class and the confusion
-    matrix into its folder. Returns top1, top5, images, files (table, figure), table."""
+    matrix into its folder. Returns top1, top5, images, files (table, figure), table.
+    Raises OutputError (one line naming the path) when they cannot be written there."""
     run = restore(run_dir, weights)
     logits, labels = predictions(run, split)
     n = len(labels)
@@ -233,10 +234,11 @@ def evaluate_run(run_dir: Path, split: str = "test", weights: str = "last") -> d
     suffix = "" if (split, weights) == ("test", "last") else f"-{split}-{weights}"
     table_file, figure_file = evaluation_files(run_dir, suffix)
     table = per_class_table(logits, labels, run.class_names)
-    atomic_write_text(table_file, table.to_csv(index=False))
     title = figure_title(run_dir, split, weights, top1, n)
     counts = confusion(logits, labels, len(run.class_names))
-    plot_confusion(counts, run.class_names, figure_file, title)
+    with writing_to(run_dir, "the evaluation"):
+        atomic_write_text(table_file, table.to_csv(index=False))
+        plot_confusion(counts, run.class_names, figure_file, title)
     files = (table_file, figure_file)
     return {"top1": top1, "top5": top5, "images": n, "files": files, "table": table}
 
@@ -282,9 +284,10 @@ def arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@command(PROG)
+@command(PROG, OutputError)
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry: 0 on success, 2 with one line on stderr for a run it cannot evaluate."""
+    """CLI entry: 0 on success, 2 with one line on stderr for a run it cannot evaluate
+    or a result it cannot write."""
     args = arg_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     out = evaluate_run(args.run_dir, args.split, args.weights)

@@ -2,8 +2,8 @@
 
 Exit status 0 when the report is whole; 1 when it was written but is incomplete (a run
 that cannot be read, a figure that could not be drawn: each named on stderr); 2, with
-one line on stderr, when there is nothing to aggregate (the commands' shared policy,
-see outcome.command).
+one line on stderr, when there is nothing to aggregate or the report cannot be written
+where asked (the commands' shared policy, see outcome.command).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from flowers_sweep.aggregate.markdown import console_text
 from flowers_sweep.aggregate.report import aggregate
 from flowers_sweep.aggregate.tables import SELECT
+from flowers_sweep.atomic import OutputError
 from flowers_sweep.outcome import command
 
 PROG = "flowers_sweep.aggregate"  # what starts its lines on stderr
@@ -32,7 +33,8 @@ def arg_parser() -> argparse.ArgumentParser:
         "aggregate=true (the default) writes it when it ends: run this to redo it, or to\n"
         "merge the sweeps of several machines. Prints the table and where it went.\n"
         "Exit status 0 when the report is whole, 1 when a run or figure is missing from\n"
-        "it (named on stderr), 2 when there is nothing to aggregate.",
+        "it (named on stderr), 2 when there is nothing to aggregate or the report\n"
+        "cannot be written.",
         epilog=f"examples:\n  python -m {PROG} outputs/multirun/2026-11-28_10-00-00\n"
         f"  python -m {PROG} outputs/multirun/laptop outputs/multirun/cluster "
         "--out outputs/report\ndocs: docs/results.md",
@@ -61,7 +63,7 @@ def arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@command(PROG)
+@command(PROG, OutputError)
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the report of the sweep folders; print its text and where it went."""
     args = arg_parser().parse_args(argv)

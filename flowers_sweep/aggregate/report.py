@@ -41,7 +41,7 @@ from flowers_sweep.aggregate.tables import (
     selected,
     shared_seeds,
 )
-from flowers_sweep.atomic import atomic_write_text
+from flowers_sweep.atomic import atomic_write_text, writing_to
 from flowers_sweep.runrecord import RunRecord
 
 if TYPE_CHECKING:
@@ -228,20 +228,22 @@ def write(report: Report, out: Path) -> list[str]:
 
     Returns the problems of this writing (a figure that could not be drawn: its file is
     removed rather than left stale), one line each; they are added to report.problems,
-    and report.out is set to `out`.
+    and report.out is set to `out`. Raises OutputError (one line naming the path) when
+    the folder or a table cannot be written there.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "runs.csv", report.runs.to_csv(index=False))
-    table = "trials.csv" if report.search else "results.csv"
-    atomic_write_text(out / table, report.cases.to_csv(index=False))
-    atomic_write_text(out / "curves.csv", report.curves.to_csv(index=False))
-    atomic_write_text(out / "results.md", report.markdown)
-    makers, reason = report._makers()
-    if reason:
-        log.warning("%s: figures skipped", reason)
-        for name in report.figure_names():  # an earlier report's would disagree
-            (out / f"{name}.png").unlink(missing_ok=True)
+    with writing_to(out, "the report"):
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "runs.csv", report.runs.to_csv(index=False))
+        table = "trials.csv" if report.search else "results.csv"
+        atomic_write_text(out / table, report.cases.to_csv(index=False))
+        atomic_write_text(out / "curves.csv", report.curves.to_csv(index=False))
+        atomic_write_text(out / "results.md", report.markdown)
+        makers, reason = report._makers()
+        if reason:
+            log.warning("%s: figures skipped", reason)
+            for name in report.figure_names():  # an earlier report's would disagree
+                (out / f"{name}.png").unlink(missing_ok=True)
     problems = draw_each(makers, out)
     report.out = out
     report.problems += [p for p in problems if p not in report.problems]
