@@ -20,6 +20,7 @@ import torch
 
 from flowers_sweep.atomic import save_torch
 from flowers_sweep.errors import CheckpointError
+from flowers_sweep.runfolder import start_over_hint
 from flowers_sweep.runrecord import BEST_WEIGHTS_FILE, CHECKPOINT_FILE
 
 __all__ = [
@@ -130,7 +131,7 @@ def load_checkpoint(path: Path, state: TrainState) -> None:
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0].split(". ")[0]
         raise CheckpointError(
-            f"{path} cannot be resumed from ({reason}); add resume=false to start the run over"
+            f"{path} cannot be resumed from ({reason}); {start_over_hint(Path(path).parent)}"
         ) from exc
 
 

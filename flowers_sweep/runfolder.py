@@ -17,12 +17,14 @@ from filelock import FileLock, Timeout
 
 from flowers_sweep.atomic import atomic_write_text, read_json, write_json
 from flowers_sweep.errors import RunFolderBusyError, RunFolderError, RunFolderMismatchError
+from flowers_sweep.launch import MULTIRUN_FILE
 from flowers_sweep.legacy import upgrade_settings
 from flowers_sweep.runrecord import (
     HYDRA_DIR,
     LOCK_FILE,
     RUN_CONFIG_FILE,
     RUN_FILES,
+    completed_result,
     experiment_settings,
 )
 
@@ -60,6 +62,28 @@ def is_held(run_dir: Path) -> bool:
         return False
 
 
+def in_sweep(run_dir: Path) -> bool:
+    """Whether run_dir is a job folder of a sweep (its parent holds multirun.yaml)."""
+    return (Path(run_dir).parent / MULTIRUN_FILE).is_file()
+
+
+def start_over_hint(run_dir: Path) -> str:
+    """How to start the run in run_dir over, saying what it discards (one clause).
+
+    `resume=false` starts over every run of the launch: in a sweep, finished ones too,
+    so there the hint is to delete this one folder, and resume=false comes with that
+    warning; a finished run is never offered to resume=false without saying it goes.
+    """
+    if in_sweep(run_dir):
+        return (
+            f"to start only this run over, delete {run_dir} and relaunch (resume=false "
+            "would start every run of the sweep over, finished ones too)"
+        )
+    if completed_result(run_dir) is not None:
+        return "resume=false would delete its finished run and train it again"
+    return "add resume=false to start it over"
+
+
 def _read_record(record: Path) -> dict[str, Any]:
     try:
         old = read_json(record)
@@ -68,9 +92,27 @@ def _read_record(record: Path) -> dict[str, Any]:
         return old
     except (OSError, ValueError) as exc:
         raise RunFolderError(
-            f"{record} is unreadable ({type(exc).__name__}: {exc}); add resume=false to "
-            f"start the run over"
+            f"{record} is unreadable ({type(exc).__name__}: {exc}); "
+            f"{start_over_hint(record.parent)}"
         ) from exc
+
+
+def mismatch_hint(run_dir: Path) -> str:
+    """The ways out of a folder that holds a run with other settings, the safe ones
+    first: nothing finished is offered for deletion without saying so."""
+    sweep = in_sweep(run_dir)
+    where = "hydra.sweep.dir" if sweep else "hydra.run.dir"
+    numbers = (
+        " (a sweep numbers its jobs by their place in the grid, so a value added to one "
+        "of its axes moves other settings onto earlier jobs' numbers)"
+        if sweep
+        else ""
+    )
+    if completed_result(run_dir) is not None:
+        keep = f"its run finished and is kept: run these settings in a new {where}{numbers}"
+    else:
+        keep = f"relaunch with its settings to resume it, or run these in a new {where}{numbers}"
+    return f"{keep}; {start_over_hint(run_dir)}"
 
 
 def restore_hydra_files(run_dir: Path) -> None:
@@ -115,9 +157,8 @@ def claim(
             shown = ", ".join(f"{k}={old.get(k)!r} (now {identity.get(k)!r})" for k in changed[:3])
             more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
             raise RunFolderMismatchError(
-                f"{run_dir} holds a run with other settings: {shown}{more}; relaunch with "
-                f"its settings to resume it, add resume=false to start it over, or use a "
-                f"new hydra.sweep.dir (hydra.run.dir)"
+                f"{run_dir} holds a run with other settings: {shown}{more}; "
+                f"{mismatch_hint(run_dir)}"
             )
         ready()
         return

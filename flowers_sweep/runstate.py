@@ -32,6 +32,7 @@ from flowers_sweep.labels import model_label
 from flowers_sweep.models import build_model, build_on_meta, convolutional, count_parameters
 from flowers_sweep.models.weights import load_weights
 from flowers_sweep.optim import build_optimizer, build_scheduler
+from flowers_sweep.runfolder import start_over_hint
 from flowers_sweep.runrecord import CHECKPOINT_FILE, read_data, write_data
 
 log = logging.getLogger("flowers_sweep.train")
@@ -191,5 +192,5 @@ def same_classes(run_dir: Path, names: list[str]) -> None:
             what = "the same names in another order"
         raise RunFolderMismatchError(
             f"{run_dir} started on {len(recorded)} classes, the data now has {len(names)} "
-            f"({what}); put the data back, or add resume=false to start the run over"
+            f"({what}); put the data back, or {start_over_hint(run_dir)}"
         )
