@@ -30,6 +30,8 @@ from flowers_sweep.study import (
     open_storage,
     storage_url,
 )
+from hydra_plugins.flowers_sweep_search import _study
+from hydra_plugins.flowers_sweep_search._study import trials_at_once
 from hydra_plugins.flowers_sweep_search.study_sweeper import StudySweeper
 
 from .helpers.cli import CONF
@@ -284,6 +286,7 @@ def test_trials_whose_numbers_do_not_follow_each_other_are_launched_apart(tmp_pa
     ("setting", "value", "says"),
     [
         ("n_trials", 0, "hydra.sweeper.n_trials=0: must be an integer >= 1"),
+        ("n_jobs", "many", "hydra.sweeper.n_jobs=many: must be an integer >= 1 or auto"),
         ("seed", "abc", "hydra.sweeper.seed=abc: must be an integer or null"),
         ("direction", "up", "hydra.sweeper.direction=up: allowed values are maximize, minimize"),
         ("direction", "minimize", "hydra.sweeper.direction=minimize with optimized_metric="
@@ -353,3 +356,50 @@ def test_the_presets_study_name_takes_an_activation_node():
     assert cfg.name == "resnet18-gelu"
     cfg.model.activation = "relu"
     assert cfg.name == "resnet18-relu"
+
+
+@pytest.mark.parametrize(
+    ("launcher", "n_jobs", "at_once"),
+    [
+        ({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, "auto", 1),
+        ({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+          "n_jobs": 2}, "auto", 2),
+        ({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+          "n_jobs": -1}, "auto", 8),  # joblib's count: every CPU
+        ({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+          "n_jobs": -2}, "auto", 7),  # all but one
+        ({"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+          "array_parallelism": 16}, "auto", 16),
+        ({"_target_": "some.other.Launcher"}, "auto", 1),
+        (None, "auto", 1),
+        ({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+          "n_jobs": 4}, 3, 3),  # a number given is the number used
+    ],
+)  # fmt: skip
+def test_a_search_runs_as_many_trials_at_once_as_its_launcher_runs_jobs(
+    launcher, n_jobs, at_once, monkeypatch
+):
+    monkeypatch.setattr(_study, "available_cpus", lambda: 8)
+    assert trials_at_once(n_jobs, launcher) == at_once
+
+
+def test_a_parallel_launcher_gets_parallel_trials_by_default(tmp_path, caplog):
+    """The sweeper's default n_jobs (auto) batches trials by the launcher's n_jobs; a
+    smaller n_jobs given says that the launcher could run more."""
+    assert StudySweeper(study_name="s").n_jobs == "auto"
+    assert OmegaConf.load(CONF / "hydra" / "sweeper" / "optuna.yaml").n_jobs == "auto"
+    launcher = FakeLauncher()
+    s = sweeper(tmp_path, 5, launcher, n_jobs="auto")
+    s.config.hydra.launcher = {"_target_": "JoblibLauncher", "n_jobs": 2}
+    calls = []
+    real = launcher.launch
+    launcher.launch = lambda overrides, initial_job_idx: (
+        calls.append(len(overrides)) or real(overrides, initial_job_idx)
+    )
+    s.sweep([])
+    assert calls == [2, 2, 1]
+    caplog.set_level("INFO")
+    assert trials_at_once(1, {"_target_": "JoblibLauncher", "n_jobs": 2}) == 1
+    assert (
+        "hydra.sweeper.n_jobs=1: 1 trial(s) at a time, though the launcher runs 2" in caplog.text
+    )

@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 
 from flowers_sweep.atomic import atomic_write_text
 from flowers_sweep.errors import ConfigError
+from flowers_sweep.hardware import available_cpus
 from flowers_sweep.launch import MULTIRUN_FILE
 from flowers_sweep.outcome import Pruned
 from flowers_sweep.runrecord import FINAL_METRICS
@@ -39,14 +40,46 @@ log = logging.getLogger(__name__)
 RESULTS_FILE = "optimization_results.yaml"
 DIRECTIONS = ("maximize", "minimize")
 SEARCH_ATTR = "flowers_sweep.search"  # the study's user attribute: what it searches
+AUTO = "auto"  # hydra.sweeper.n_jobs: as many trials at once as the launcher runs jobs
+
+
+def launcher_parallelism(launcher: Mapping[str, Any] | None) -> int:
+    """How many jobs the launcher runs at once: joblib's `n_jobs` (as joblib counts it:
+    -1 every CPU, -2 all but one), submitit's `array_parallelism`, 1 for Hydra's basic
+    launcher (one job after the other) and any launcher not known here."""
+    launcher = launcher or {}
+    target = str(launcher.get("_target_", "")).lower()
+    if "joblib" in target:
+        n = int(launcher.get("n_jobs") or -1)
+        return max(1, available_cpus() + 1 + n if n < 0 else n)
+    if "submitit" in target:
+        return max(1, int(launcher.get("array_parallelism") or 1))
+    return 1
+
+
+def trials_at_once(n_jobs: int | str, launcher: Mapping[str, Any] | None) -> int:
+    """The trials launched together: `hydra.sweeper.n_jobs`, or with `auto` (the
+    default) as many as the launcher runs jobs in parallel (launcher_parallelism). With
+    a number below that, a line says the launcher could run more."""
+    parallel = launcher_parallelism(launcher)
+    if n_jobs == AUTO:
+        return parallel
+    if n_jobs < parallel:
+        log.info("hydra.sweeper.n_jobs=%d: %d trial(s) at a time, though the launcher runs "
+                 "%d jobs at once (hydra.sweeper.n_jobs=auto uses them all)", n_jobs, n_jobs,
+                 parallel)  # fmt: skip
+    return int(n_jobs)
 
 
 def check(sweeper: Any) -> None:
     """The sweeper's own settings, before anything is opened or launched."""
     for key in ("n_trials", "n_jobs"):
         value = getattr(sweeper, key)
+        if key == "n_jobs" and value == AUTO:
+            continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"hydra.sweeper.{key}={value}: must be an integer >= 1")
+            also = f" or {AUTO}" if key == "n_jobs" else ""
+            raise ConfigError(f"hydra.sweeper.{key}={value}: must be an integer >= 1{also}")
     if sweeper.direction not in DIRECTIONS:
         raise ConfigError(f"hydra.sweeper.direction={sweeper.direction}: allowed values are "
                           f"{', '.join(DIRECTIONS)}")  # fmt: skip
@@ -139,15 +172,18 @@ def run_search(sweeper: Any, arguments: list[str]) -> list[Any]:
     log.info("Study %s in %s: %d trial(s) recorded, %d to run (watch it: optuna-dashboard "
              "%s)", study.study_name, url, len(trials), to_go, shlex.quote(url))  # fmt: skip
     returns: list[Any] = []
+    at_once = trials_at_once(sweeper.n_jobs, OmegaConf.select(sweeper.config, "hydra.launcher"))
+    if to_go:
+        log.info("%d trial(s) at a time", min(at_once, to_go))
     resumed = stale[:to_go]
-    for start in range(0, len(resumed), sweeper.n_jobs):
-        batch = resumed[start : start + sweeper.n_jobs]
+    for start in range(0, len(resumed), at_once):
+        batch = resumed[start : start + at_once]
         for t in batch:
             log.info("trial %d was left running by an earlier launch: resuming it", t.number)
         returns += launch(sweeper, study, [(t.number, t.params) for t in batch], fixed)
     to_go -= len(resumed)
     while to_go > 0:
-        asked = [study.ask(space) for _ in range(min(sweeper.n_jobs, to_go))]
+        asked = [study.ask(space) for _ in range(min(at_once, to_go))]
         returns += launch(sweeper, study, [(t.number, t.params) for t in asked], fixed)
         to_go -= len(asked)
     save_results(study, sweep_dir)

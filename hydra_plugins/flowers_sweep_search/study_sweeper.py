@@ -29,7 +29,7 @@ class StudySweeper(Sweeper):
         storage: str | None = "sqlite",
         direction: str = "maximize",
         n_trials: int = 20,
-        n_jobs: int = 1,
+        n_jobs: int | str = "auto",
         sampler: Any = "tpe",
         pruner: Any = "none",
         seed: int | None = None,
