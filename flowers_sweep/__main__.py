@@ -5,9 +5,20 @@ import sys
 if __name__ == "__main__":
     try:
         from flowers_sweep.app import main  # inside: Ctrl-C while torch imports, too
+        from flowers_sweep.command_line import UsageError, hydra_args
 
+        try:
+            sys.argv[1:] = hydra_args(sys.argv[1:])
+        except UsageError as exc:  # flags Hydra refuses, a missing -cd folder: one line
+            print(f"flowers_sweep: error: {exc}", file=sys.stderr)
+            sys.exit(2)
         main()
-    except KeyboardInterrupt:  # Ctrl-C outside a run (start-up, between jobs): one line
+    except KeyboardInterrupt as exc:  # Ctrl-C outside a run (start-up, between jobs)
+        from flowers_sweep.stopping import LaunchStopped
+
+        if isinstance(exc, LaunchStopped):  # a sweep whose running jobs saved their work
+            print(exc, file=sys.stderr)
+            sys.exit(exc.exit_status)
         print(
             "flowers_sweep: interrupted (Ctrl-C); run the same command again to resume",
             file=sys.stderr,

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from flowers_sweep.config import CONFIG_MODULE, validate
+from flowers_sweep.config import validate
 from flowers_sweep.errors import ConfigError, FlowersSweepError, Terminated
 
 if TYPE_CHECKING:
@@ -61,23 +61,20 @@ def compose(overrides: Sequence[str] = (), config_dir: str | Path | None = None)
 
     `overrides` are the command line's (`model=baseline_cnn`, `trainer.epochs=1`);
     `config_dir` is your own config folder, searched before the package's (the CLI's
-    `--config-dir`). The config is validated before it is returned.
+    `--config-dir`): a file in it named like a shipped one replaces that one. The
+    config is validated before it is returned.
 
     Raises ConfigError (a bad value, or no such config_dir), and Hydra's own errors for
     an unknown group or key.
     """
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-
-    from flowers_sweep.composition import config_dir_overrides
+    from flowers_sweep.composition import compose_whole
     from flowers_sweep.launch import register_resolvers
 
     register_resolvers()
     args = _override_list(overrides, "compose")
     if config_dir is not None:
-        args = config_dir_overrides(["--config-dir", str(config_dir), *args])
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        whole = hydra_compose(config_name="config", overrides=args, return_hydra_config=True)
+        args = ["--config-dir", str(config_dir), *args]
+    whole = compose_whole(args)
     cfg = copy.deepcopy(whole)
     with open_dict(cfg):
         del cfg["hydra"]

@@ -1,9 +1,15 @@
 """A run's config composed outside a run: for the commands that inspect one
-(`summary`, `data.preview`) without starting it, so no output folder appears."""
+(`summary`, `data.preview`) and `flowers_sweep.compose`, without starting it, so no
+output folder appears.
+
+A user's config folder (`-cd DIR`) is searched first, then the package's, as for a run
+(command_line.py): a file in DIR named like a shipped one is the one read.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,33 +19,86 @@ from omegaconf import DictConfig, open_dict
 from flowers_sweep.config import CONFIG_MODULE
 from flowers_sweep.errors import ConfigError
 
+CONFIG_DIR_FLAGS = ("-cd", "--config-dir")
+
 
 def config_dir_overrides(args: Sequence[str]) -> list[str]:
-    """Hydra's `--config-dir DIR` / `-cd DIR` as the override that does the same in
-    Hydra's compose API (`hydra.searchpath`), so a user's config folder works here as
-    for a run; the other arguments are kept as they are.
+    """Hydra's `--config-dir DIR` / `-cd DIR` checked and made absolute, as the one
+    `--config-dir=DIR` that compose_config takes (the last one given counts); the other
+    arguments are kept as they are.
 
     Raises ConfigError when DIR is not a folder.
     """
-    out, rest = [], list(args)
-    while rest:
-        arg = rest.pop(0)
-        if arg in ("-cd", "--config-dir") or arg.startswith("--config-dir="):
-            folder = arg.split("=", 1)[1] if "=" in arg else (rest.pop(0) if rest else "")
-            path = Path(folder).expanduser().resolve()
-            if not folder or not path.is_dir():
-                raise ConfigError(f"--config-dir={folder!r} is invalid: no such folder")
-            out.insert(0, f"hydra.searchpath=[file://{path}]")
+    rest, folder = split_config_dir(args)
+    if folder is None:
+        return rest
+    return [f"--config-dir={user_config_dir(folder)}", *rest]
+
+
+def split_config_dir(args: Sequence[str]) -> tuple[list[str], str | None]:
+    """The arguments without any `-cd DIR`, `--config-dir DIR` or `--config-dir=DIR`,
+    and the last one's folder (None: none given)."""
+    rest, folder, todo = [], None, list(args)
+    while todo:
+        arg = todo.pop(0)
+        flag, eq, value = arg.partition("=")
+        if flag in CONFIG_DIR_FLAGS:
+            folder = value if eq else (todo.pop(0) if todo else "")
         else:
-            out.append(arg)
-    return out
+            rest.append(arg)
+    return rest, folder
+
+
+def user_config_dir(folder: str | Path) -> Path:
+    """A user's config folder, absolute. Raises ConfigError when it is not a folder."""
+    path = Path(folder).expanduser().resolve()
+    if not str(folder) or not path.is_dir():
+        raise ConfigError(f"--config-dir={str(folder)!r} is invalid: no such folder")
+    return path
+
+
+@contextmanager
+def initialized(config_dir: Path | None = None) -> Iterator[None]:
+    """Hydra set up to compose as a run does: its own configs, then `config_dir` (a
+    user's folder, absolute) when given, then the package's."""
+    if config_dir is None:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            yield
+        return
+    from hydra import version
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+
+    backup = get_gh_backup()
+    try:
+        version.setbase("1.3")
+        # What the command line's search path is (command_line.user_config_first):
+        # hydra, main = the user's folder, command-line = the package's, schema.
+        search_path = create_config_search_path(search_path_dir=str(config_dir))
+        search_path.prepend(
+            "command-line", f"pkg://{CONFIG_MODULE}", anchor=SearchPathQuery(provider="schema")
+        )
+        Hydra.create_main_hydra2(task_name="app", config_search_path=search_path)
+        yield
+    finally:
+        restore_gh_from_backup(backup)
+
+
+def compose_whole(args: Sequence[str]) -> DictConfig:
+    """The config a run composes, with its hydra node; `args` are overrides and at most
+    one `-cd DIR` (in any of its spellings). Raises ConfigError for a missing DIR."""
+    overrides, folder = split_config_dir(args)
+    config_dir = None if folder is None else user_config_dir(folder)
+    with initialized(config_dir):
+        return compose(config_name="config", overrides=overrides, return_hydra_config=True)
 
 
 def compose_config(overrides: Sequence[str]) -> tuple[DictConfig, dict[str, Any]]:
     """The same composition as a run, without @hydra.main, so no output folder appears;
     with Hydra's group choices (the model preset's name labels the summary)."""
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    cfg = compose_whole(overrides)
     choices = dict(cfg.hydra.runtime.choices)
     with open_dict(cfg):
         del cfg["hydra"]

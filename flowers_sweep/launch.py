@@ -6,7 +6,8 @@ time would therefore race for the same names and could leave one run's settings 
 another run's results. So:
 
 - a default output folder is made new for each launch (`unique_dir`): two launches in
-  the same second get `.../10-00-00` and `.../10-00-00-2`, never the same folder;
+  the same second get `.../10-00-00` and `.../10-00-00-2`, never the same folder. A
+  launch that only prints (`--cfg all --resolve`) is told the name and makes nothing;
 - a sweep holds `SWEEP_DIR/.sweep.lock` from its start to its end (`claim_sweep`): a
   second launch into a folder that a running sweep holds is refused before it writes
   anything, with one line saying who holds it. Relaunching the same command after the
@@ -22,6 +23,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,8 @@ STUDY_NAME_RESOLVER = "fs.study_name"  # hparams_search=optuna's default study n
 _held: dict[str, FileLock] = {}  # module-level: callbacks are pickled to job processes
 MULTIRUN_FILE = "multirun.yaml"  # Hydra's sweepers (ours too) write it first in a sweep folder
 _made: list[Path] = []  # the folders unique_dir made in this process (parents too)
+# Hydra's methods that compose a config only to print it (--cfg, --info, --help, -sc)
+PRINTING = ("show_cfg", "show_info", "app_help", "hydra_help", "shell_completion")
 
 
 class SweepBusyError(FlowersSweepError):
@@ -54,12 +58,18 @@ def unique_dir(base: str) -> str:
     file system. Registered as the `fs.unique_dir` resolver with OmegaConf's cache: Hydra
     copies a launch's resolved values into every job's config, so all its jobs and
     callbacks see the one folder made for the launch.
+
+    When Hydra resolves the value only to print it (`--cfg hydra|all --resolve`), the
+    name the launch would get is returned and nothing is made.
     """
+    if only_printing():
+        free = (p for n in range(1, 10_000) if not Path(p := _numbered(base, n)).exists())
+        return next(free, base)
     parent = Path(base).parent
     new = [p.absolute() for p in (parent, *parent.parents) if not p.exists()]  # deepest first
     parent.mkdir(parents=True, exist_ok=True)
     for n in range(1, 10_000):
-        path = base if n == 1 else f"{base}-{n}"
+        path = _numbered(base, n)
         try:
             os.mkdir(path)
         except FileExistsError:
@@ -67,6 +77,23 @@ def unique_dir(base: str) -> str:
         _made.extend([Path(path).absolute(), *new])
         return path
     raise FlowersSweepError(f"{base}: 10,000 folders of this name exist; set hydra.run.dir")
+
+
+def _numbered(base: str, n: int) -> str:
+    return base if n == 1 else f"{base}-{n}"
+
+
+def only_printing() -> bool:
+    """Whether Hydra is composing the config only to print it (`--cfg`, `--info`,
+    `--help`): one of its printing methods is on the call stack. Such a launch runs no
+    job, so it must leave no folder behind."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if frame.f_code.co_name in PRINTING and name == "hydra._internal.hydra":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def drop_unused_dirs(*used: Path) -> None:

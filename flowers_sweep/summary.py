@@ -309,7 +309,7 @@ def arg_parser() -> argparse.ArgumentParser:
         "-cd",
         "--config-dir",
         metavar="CONFIG_DIR",
-        help="your own config folder, searched besides the package's, as for a run",
+        help="your own config folder, searched before the package's, as for a run",
     )
     return parser
 
