@@ -14,9 +14,10 @@ if __name__ == "__main__":
             sys.exit(2)
         main()
     except KeyboardInterrupt as exc:  # Ctrl-C outside a run (start-up, between jobs)
-        from flowers_sweep.stopping import LaunchStopped
-
-        if isinstance(exc, LaunchStopped):  # a sweep whose running jobs saved their work
+        # Not imported here: Ctrl-C may have come while torch was half imported, and
+        # importing more would crash; a LaunchStopped comes only once it is loaded.
+        stopping = sys.modules.get("flowers_sweep.stopping")
+        if stopping and isinstance(exc, stopping.LaunchStopped):  # jobs saved their work
             print(exc, file=sys.stderr)
             sys.exit(exc.exit_status)
         print(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -154,7 +155,10 @@ def conclude(
     if rule.recorded is None:  # the folder is kept as it was, but Hydra rewrote .hydra/
         with contextlib.suppress(FlowersSweepError):  # a process that holds it reports that
             restore_hydra_files(run_dir)
-    words = {"run_dir": run_dir, "exc": exc, "kind": type(exc).__name__, "status": rule.recorded}
+    words = {
+        "run_dir": run_dir, "exc": exc, "kind": type(exc).__name__, "status": rule.recorded,
+        "resume_with": resume_override(run_dir, multirun),
+    }  # fmt: skip
     level = logging.INFO if exc is None or outcome == "pruned" else logging.ERROR
     for line in (rule.log, None if multirun else rule.log_alone):
         if line:
@@ -177,6 +181,13 @@ def conclude(
     says = rule.says_in_sweep if multirun else rule.says_alone
     print(says.format(**words), file=sys.stderr)
     sys.exit(rule.alone)
+
+
+def resume_override(run_dir: Path, multirun: bool) -> str:
+    """The override that makes the same command find this run's folder again."""
+    if multirun:
+        return f"hydra.sweep.dir={shlex.quote(str(HydraConfig.get().sweep.dir))}"
+    return f"hydra.run.dir={shlex.quote(str(run_dir))}"
 
 
 def record_failure(run_dir: Path, cfg: DictConfig, outcome: Outcome, exc: BaseException) -> None:

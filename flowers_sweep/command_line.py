@@ -92,7 +92,7 @@ def user_config_first(args: Sequence[str]) -> list[str]:
     if folder is None or any(_is_flag(a, CONFIG_PATH_FLAGS) for a in rest):
         return list(args)
     try:
-        mine = user_config_dir(folder)
+        mine = user_config_dir(folder, _config_name(rest))
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     shipped = package_config_dir()
@@ -109,6 +109,16 @@ def package_config_dir() -> Path | None:
     except (ModuleNotFoundError, TypeError):
         return None
     return path if path.is_dir() else None
+
+
+def _config_name(args: Sequence[str]) -> str:
+    """The primary config's name the command line gives (-cn NAME), else `config`."""
+    name = "config"
+    for i, arg in enumerate(args):
+        flag, eq, value = arg.partition("=")
+        if flag in ("-cn", "--config-name"):
+            name = value if eq else (args[i + 1] if i + 1 < len(args) else name)
+    return name
 
 
 def _is_flag(arg: str, names: Sequence[str]) -> bool:

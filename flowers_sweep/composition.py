@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, open_dict
 
@@ -49,11 +50,35 @@ def split_config_dir(args: Sequence[str]) -> tuple[list[str], str | None]:
     return rest, folder
 
 
-def user_config_dir(folder: str | Path) -> Path:
-    """A user's config folder, absolute. Raises ConfigError when it is not a folder."""
+# Groups every run composes: a primary config without them cannot make a run.
+PRIMARY_GROUPS = ("model", "dataset", "optimizer", "scheduler", "trainer")
+
+
+def user_config_dir(folder: str | Path, config_name: str = "config") -> Path:
+    """A user's config folder, absolute.
+
+    Raises ConfigError when it is not a folder, or when its `<config_name>.yaml`, which
+    replaces the shipped primary config as a whole (the user's folder comes first), has
+    no defaults list and lacks the groups a run needs: a file of a few keys meant as an
+    edit of the shipped one, which would end in Hydra's "not in struct" traceback.
+    """
     path = Path(folder).expanduser().resolve()
     if not str(folder) or not path.is_dir():
         raise ConfigError(f"--config-dir={str(folder)!r} is invalid: no such folder")
+    primary = path / f"{config_name}.yaml"
+    try:
+        tree = yaml.safe_load(primary.read_text(encoding="utf-8")) if primary.is_file() else None
+    except (OSError, yaml.YAMLError):
+        tree = None  # Hydra reads it and says what is wrong
+    if isinstance(tree, dict) and "defaults" not in tree:
+        missing = [g for g in PRIMARY_GROUPS if g not in tree]
+        if missing:
+            raise ConfigError(
+                f"{primary} replaces the shipped {config_name}.yaml but has no defaults "
+                f"list and no {', '.join(missing)}: start from a copy of the shipped "
+                f"one, or name yours otherwise with `defaults: [config, _self_]` and "
+                f"-cn NAME (docs/extending.md)"
+            )
     return path
 
 

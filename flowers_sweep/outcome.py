@@ -61,7 +61,9 @@ class Pruned:
 @dataclass(frozen=True)
 class Rule:
     """How one outcome ends. The messages are templates over {run_dir}, {exc}, {kind}
-    (the exception's type) and {status} (the recorded status)."""
+    (the exception's type), {status} (the recorded status) and {resume_with} (the
+    override that finds the folder again: hydra.run.dir, or hydra.sweep.dir in a sweep,
+    since the default folders are new for each launch)."""
 
     recorded: str | None  # the status written to result.json; None: the folder is kept
     alone: int  # the exit status of a run launched on its own
@@ -76,7 +78,8 @@ class Rule:
 
 
 _ERROR = "flowers_sweep: error: {exc}"
-_RESUME = "run the same command again to resume from the last completed epoch"
+_RERUN = "flowers_sweep: {run_dir}: {exc}; rerun to resume (the same command, with {resume_with})"
+_RESUME = "to resume from the last completed epoch, run the same command with {resume_with}"
 RULES: dict[str, Rule] = {
     # written by train.py, with the run's numbers
     "completed": Rule("completed", 0, "value", log_alone="run folder: {run_dir}"),
@@ -111,13 +114,13 @@ RULES: dict[str, Rule] = {
     ),
     "terminated": Rule(
         "interrupted", 128 + signal.SIGTERM, "exit",
-        says_alone="flowers_sweep: {run_dir}: {exc}; rerun to resume",
-        says_in_sweep="flowers_sweep: {run_dir}: {exc}; rerun to resume",
+        says_alone=_RERUN,
+        says_in_sweep=_RERUN,
     ),
     "hung_up": Rule(
         "interrupted", 128 + 1, "exit",  # SIGHUP is 1 (and absent on Windows)
-        says_alone="flowers_sweep: {run_dir}: {exc}; rerun to resume",
-        says_in_sweep="flowers_sweep: {run_dir}: {exc}; rerun to resume",
+        says_alone=_RERUN,
+        says_in_sweep=_RERUN,
     ),
 }  # fmt: skip
 STOPPED = ("interrupted", "terminated", "hung_up")  # the outcomes of a stop signal

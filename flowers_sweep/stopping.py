@@ -31,6 +31,7 @@ import functools
 import json
 import logging
 import os
+import shlex
 import signal
 import socket
 import threading
@@ -181,6 +182,7 @@ class LaunchStop:
         self.launch_dir = Path(launch_dir)
         self.wait_s = wait_s
         self.signum: int | None = None  # the first stop signal, once one came
+        self.had_runs = False  # whether a job of this host was running then
         self._previous: dict[int, Any] = {}
         self._installed, self._env = False, None
 
@@ -223,6 +225,7 @@ class LaunchStop:
                 len(pids), "" if len(pids) == 1 else "s", "its" if len(pids) == 1 else "their",
                 self.wait_s,
             )  # fmt: skip
+        self.had_runs = bool(pids)
         deadline = time.monotonic() + self.wait_s
         while pids and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -231,13 +234,16 @@ class LaunchStop:
 
     def _stopped(self, signum: int, waited: bool) -> LaunchStopped:
         said = _SAID.get(signal_name(signum), signal_name(signum))
-        how = (
-            "each run in progress wrote its last whole epoch"
-            if waited
-            else "runs still writing may have lost their epoch in progress"
-        )
+        if not self.had_runs:
+            how = "no run was in progress"
+        elif waited:
+            how = "each run in progress wrote its last whole epoch"
+        else:
+            how = "runs still writing may have lost their epoch in progress"
+        sweep = shlex.quote(str(self.launch_dir.parent))
         return LaunchStopped(
-            f"flowers_sweep: sweep {said}: {how}; run the same command again to resume",
+            f"flowers_sweep: sweep {said}: {how}; to resume, run the same command with "
+            f"hydra.sweep.dir={sweep}",
             signum,
         )
 

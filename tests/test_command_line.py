@@ -144,3 +144,16 @@ def test_cfg_job_shows_the_users_files_as_a_user_runs_it(my_conf):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "\nseed: 7\n" in proc.stdout and "activation: sigmoid" in proc.stdout
+
+
+def test_a_users_partial_config_yaml_is_one_line_not_hydras_traceback(tmp_path):
+    """A config.yaml of a few keys, meant as an edit of the shipped one, replaces it and
+    would end in Hydra's "not in struct" traceback: the error says what to do instead."""
+    (tmp_path / "config.yaml").write_text("seed: 5\n")
+    with pytest.raises(UsageError, match=r"replaces the shipped config.yaml .*-cn NAME"):
+        hydra_args(["-cd", str(tmp_path)])
+    # under another name it is no primary config: -cn picks the user's own
+    (tmp_path / "mine.yaml").write_text("defaults: [config, _self_]\nseed: 5\n")
+    assert "--config-name=mine" in hydra_args(["-cd", str(tmp_path), "--config-name=mine"])
+    (tmp_path / "config.yaml").write_text((CONF / "config.yaml").read_text())  # a full copy
+    assert hydra_args(["-cd", str(tmp_path)])[0] == f"--config-path={tmp_path}"

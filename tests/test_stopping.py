@@ -202,6 +202,7 @@ def test_a_stopped_sweep_keeps_each_running_jobs_last_epoch(
         line for line in err.splitlines() if line.startswith("flowers_sweep: sweep ")
     ] and len(err.strip().splitlines()) == 1, err
     assert "each run in progress wrote its last whole epoch" in err
+    assert err.strip().endswith(f"run the same command with hydra.sweep.dir={sweep}")
     for job in ("0", "1"):
         assert result(sweep / job)["status"] == "interrupted"
         state = torch.load(sweep / job / "checkpoint.pt", weights_only=True)
