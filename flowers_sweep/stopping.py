@@ -58,6 +58,9 @@ RUNNING_DIR = "running"  # in LAUNCH_DIR: <job number>.json, the pid and host ru
 # How long a stopping launch waits for its running jobs to record their stop: a batch
 # to end (seconds on a CPU for a big model) and a checkpoint to be written.
 STOP_WAIT_S = 120.0
+# A second stop signal this soon after the first is the same press (a key held or
+# pressed twice in a fluster), not a request to give up the runs' last epoch.
+REPEAT_S = 1.0
 _SAID = {
     "SIGINT": "interrupted (Ctrl-C)",
     "SIGTERM": "stopped (SIGTERM)",
@@ -183,6 +186,7 @@ class LaunchStop:
         self.wait_s = wait_s
         self.signum: int | None = None  # the first stop signal, once one came
         self.had_runs = False  # whether a job of this host was running then
+        self.since = 0.0  # when the first came (time.monotonic)
         self._previous: dict[int, Any] = {}
         self._installed, self._env = False, None
 
@@ -209,9 +213,11 @@ class LaunchStop:
         self._previous.clear()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:  # told again while waiting: stop at once
+        if self.signum is not None:  # told again while waiting: stop at once, unless
+            if time.monotonic() - self.since < REPEAT_S:  # it is the same press bouncing
+                return
             raise self._stopped(signum, waited=False)
-        self.signum = signum
+        self.signum, self.since = signum, time.monotonic()
         with contextlib.suppress(OSError):  # a job that starts now must not train
             atomic_write_text(self.launch_dir / STOP_FILE, signal_name(signum) + "\n")
         pids = running_pids(self.launch_dir)

@@ -220,3 +220,14 @@ def test_a_stopped_sweep_keeps_each_running_jobs_last_epoch(
     assert metrics(sweep / "0") == metrics(twin)
     assert result(sweep / "0")["test_acc"] == result(twin)["test_acc"]
     assert result(sweep / "1")["status"] == "completed"
+
+
+def test_a_second_ctrl_c_stops_at_once_but_not_the_same_press_bouncing(tmp_path):
+    """While the launch waits for its jobs, a press within REPEAT_S of the first is the
+    same press (ignored); a later one stops at once."""
+    stop = stopping.LaunchStop(tmp_path / ".launch")
+    stop.signum, stop.since, stop.had_runs = signal.SIGINT, time.monotonic(), True
+    assert stop._on_signal(signal.SIGINT, None) is None  # bouncing: still waiting
+    stop.since -= stopping.REPEAT_S
+    with pytest.raises(stopping.LaunchStopped, match="runs still writing may have lost"):
+        stop._on_signal(signal.SIGINT, None)
