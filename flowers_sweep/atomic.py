@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import torch
-
 
 class OutputError(OSError):
     """A command's output could not be written where it was asked to go; the message,
@@ -140,7 +138,3 @@ def write_json(path: Path, obj: Mapping[str, Any]) -> None:
 
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def save_torch(path: Path, obj: Any, fsync: bool = True) -> None:
-    atomic_write(path, lambda f: torch.save(obj, f), fsync)

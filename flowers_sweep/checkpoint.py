@@ -18,10 +18,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from flowers_sweep.atomic import save_torch
+from flowers_sweep.atomic import atomic_write
 from flowers_sweep.errors import CheckpointError
 from flowers_sweep.runfolder import start_over_hint
 from flowers_sweep.runrecord import BEST_WEIGHTS_FILE, CHECKPOINT_FILE
+
+
+def save_torch(path: Path, obj: Any, fsync: bool = True) -> None:
+    """`torch.save(obj)` to `path`, atomically (atomic.atomic_write): a killed process
+    leaves the old file or the new one, never half of one. Here, not in atomic.py, so
+    that reading a run's files (the aggregator) never imports torch."""
+    atomic_write(path, lambda f: torch.save(obj, f), fsync)
+
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -31,6 +39,7 @@ __all__ = [
     "checkpoint_state",
     "load_checkpoint",
     "save_checkpoint",
+    "save_torch",
     "write_checkpoint",
 ]
 

@@ -17,8 +17,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from flowers_sweep.atomic import save_torch
-from flowers_sweep.checkpoint import Checkpointer
+from flowers_sweep.checkpoint import Checkpointer, save_torch
 from flowers_sweep.errors import DivergedError, TrialPrunedError
 from flowers_sweep.labels import activation_label
 from flowers_sweep.loggers import RunLogger, build_logger

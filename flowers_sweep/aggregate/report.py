@@ -260,13 +260,6 @@ def aggregate(roots: Sequence[Path], out: Path | None = None, select: str = "las
     return report
 
 
-def aggregate_search(search: Search, runs: Sequence[RunRecord], out: Path) -> Report:
-    """A search's report, built (build_search) and written into `out`."""
-    report = build_search(search, runs, broken_runs(runs))
-    write(report, out)
-    return report
-
-
 def broken_runs(runs: Sequence[RunRecord]) -> list[str]:
     """The problems of runs that cannot be read, each also logged with the others (a
     pruned run is no problem: the search's pruner stopped it on purpose)."""
