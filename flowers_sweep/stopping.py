@@ -106,11 +106,13 @@ def job_signals() -> Iterator[None]:
         return
 
     def first_stop(signum: int, frame: Any) -> None:
-        for s in STOP_SIGNALS:  # the run is stopping: a repeat must not cut its write
+        for s in previous:  # the run is stopping: a repeat must not cut its write
             signal.signal(s, signal.SIG_IGN)
         raise stop_exception(signum)
 
-    previous = {s: signal.signal(s, first_stop) for s in answered_signals()}
+    previous: dict[int, Any] = {}
+    for s in answered_signals():
+        previous[s] = signal.signal(s, first_stop)
     try:
         yield
     finally:
