@@ -1,6 +1,6 @@
 """What the benchmarks share, so each times what a real run runs.
 
-- `seed_like_a_run`: `flowers_sweep.runstate.seed_everything(seed, deterministic)`, as
+- `seed_like_a_run`: `flowers_sweep.trainer.runstate.seed_everything(seed, deterministic)`, as
   a run's set-up (`runstate.set_up`) calls it (deterministic kernels, cuDNN benchmark
   off, and whatever else the package's seeding sets), optionally with the
   uninitialised-memory fill forced.
@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from flowers_sweep.data.splits import Split
-from flowers_sweep.runstate import Placement, RunState, build_state, place, seed_everything
+from flowers_sweep.trainer.runstate import Placement, RunState, build_state, place, seed_everything
 
 REPO = Path(__file__).resolve().parent.parent
 CASES = ("relu", "sigmoid", "leaky_relu", "baseline_cnn")  # the report's four

@@ -33,8 +33,13 @@ import torch
 import torch.nn.functional as F
 from benchlib import REPORT_SPLIT, bench_state, compose_case, sync, timed, write_json
 
-from flowers_sweep.checkpoint import Progress, checkpoint_state, save_checkpoint, save_torch
-from flowers_sweep.hardware import resolve_device
+from flowers_sweep.trainer.checkpoint import (
+    Progress,
+    checkpoint_state,
+    save_checkpoint,
+    save_torch,
+)
+from flowers_sweep.trainer.hardware import resolve_device
 
 CASES = {"resnet18": "relu", "baseline_cnn": "baseline_cnn"}
 

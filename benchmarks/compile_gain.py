@@ -30,9 +30,9 @@ from benchlib import (
 
 from flowers_sweep.data import batch_augment
 from flowers_sweep.data.loaders import TensorBatches
-from flowers_sweep.hardware import resolve_device
-from flowers_sweep.loop import eval_one_epoch, train_one_epoch
-from flowers_sweep.runstate import RunState, place
+from flowers_sweep.trainer.hardware import resolve_device
+from flowers_sweep.trainer.loop import eval_one_epoch, train_one_epoch
+from flowers_sweep.trainer.runstate import RunState, place
 
 
 def graphs_compiled() -> int:

@@ -37,8 +37,8 @@ from benchlib import (
 
 from flowers_sweep.data import batch_augment
 from flowers_sweep.data.loaders import TensorBatches
-from flowers_sweep.hardware import available_cpus, resolve_device
-from flowers_sweep.loop import train_one_epoch
+from flowers_sweep.trainer.hardware import available_cpus, resolve_device
+from flowers_sweep.trainer.loop import train_one_epoch
 
 BARRIER_S = 600  # a hang guard: the slowest process's start-up and warm-up, far above
 

@@ -32,7 +32,7 @@ from flowers_sweep.data import flowers102 as fl
 from flowers_sweep.data.augment import BatchAugment
 from flowers_sweep.data.loaders import TensorBatches
 from flowers_sweep.data.splits import Split
-from flowers_sweep.hardware import available_cpus
+from flowers_sweep.trainer.hardware import available_cpus
 
 REPO = Path(__file__).resolve().parent.parent
 

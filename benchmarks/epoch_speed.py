@@ -47,10 +47,10 @@ from benchlib import (
 
 from flowers_sweep.data import batch_augment
 from flowers_sweep.data.loaders import TensorBatches
-from flowers_sweep.hardware import resolve_device
-from flowers_sweep.labels import model_label
-from flowers_sweep.loop import train_one_epoch
-from flowers_sweep.runstate import place
+from flowers_sweep.record.labels import model_label
+from flowers_sweep.trainer.hardware import resolve_device
+from flowers_sweep.trainer.loop import train_one_epoch
+from flowers_sweep.trainer.runstate import place
 
 SETTINGS = ("shipped", "nondeterministic", "nan_fill")  # nan_fill last: it sticks
 

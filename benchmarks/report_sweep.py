@@ -54,12 +54,12 @@ from benchlib import (  # noqa: E402
     write_json,
 )
 
-from flowers_sweep.checkpoint import Progress, save_checkpoint  # noqa: E402
 from flowers_sweep.data import batch_augment  # noqa: E402
 from flowers_sweep.data.loaders import TensorBatches  # noqa: E402
 from flowers_sweep.data.splits import Split  # noqa: E402
-from flowers_sweep.hardware import resolve_device  # noqa: E402
-from flowers_sweep.loop import eval_one_epoch, train_one_epoch  # noqa: E402
+from flowers_sweep.trainer.checkpoint import Progress, save_checkpoint  # noqa: E402
+from flowers_sweep.trainer.hardware import resolve_device  # noqa: E402
+from flowers_sweep.trainer.loop import eval_one_epoch, train_one_epoch  # noqa: E402
 
 TEST_PASSES = 2  # the last weights, then the best validation epoch's
 

@@ -30,8 +30,8 @@ from benchlib import bench_state, compose_case, photo_split, warm_split, write_j
 from flowers_sweep.data import batch_augment
 from flowers_sweep.data.augment import normalize
 from flowers_sweep.data.loaders import TensorBatches
-from flowers_sweep.hardware import resolve_device, resolve_precision
-from flowers_sweep.loop import train_one_epoch
+from flowers_sweep.trainer.hardware import resolve_device, resolve_precision
+from flowers_sweep.trainer.loop import train_one_epoch
 
 
 def sync(device):

@@ -5,7 +5,7 @@ import sys
 if __name__ == "__main__":
     try:
         from flowers_sweep.app import main  # inside: Ctrl-C while torch imports, too
-        from flowers_sweep.command_line import UsageError, hydra_args
+        from flowers_sweep.config.command_line import UsageError, hydra_args
 
         try:
             sys.argv[1:] = hydra_args(sys.argv[1:])
@@ -16,7 +16,7 @@ if __name__ == "__main__":
     except KeyboardInterrupt as exc:  # Ctrl-C outside a run (start-up, between jobs)
         # Not imported here: Ctrl-C may have come while torch was half imported, and
         # importing more would crash; a LaunchStopped comes only once it is loaded.
-        stopping = sys.modules.get("flowers_sweep.stopping")
+        stopping = sys.modules.get("flowers_sweep.job.stopping")
         if stopping and isinstance(exc, stopping.LaunchStopped):  # jobs saved their work
             print(exc, file=sys.stderr)
             sys.exit(exc.exit_status)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from flowers_sweep.config import validate
+from flowers_sweep.config.validate import validate
 from flowers_sweep.errors import ConfigError, FlowersSweepError, Terminated
 
 if TYPE_CHECKING:
@@ -67,8 +67,8 @@ def compose(overrides: Sequence[str] = (), config_dir: str | Path | None = None)
     Raises ConfigError (a bad value, or no such config_dir), and Hydra's own errors for
     an unknown group or key.
     """
-    from flowers_sweep.composition import compose_whole
-    from flowers_sweep.launch import register_resolvers
+    from flowers_sweep.config.composition import compose_whole
+    from flowers_sweep.job.launch import register_resolvers
 
     register_resolvers()
     args = _override_list(overrides, "compose")
@@ -116,7 +116,8 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     from hydra.types import RunMode
 
     from flowers_sweep import app
-    from flowers_sweep.runrecord import find_run_dirs, read_result
+    from flowers_sweep.job.hydra_job import JobContext
+    from flowers_sweep.record.runrecord import find_run_dirs, read_result
 
     whole = _composition(cfg)
     if whole is None:
@@ -141,13 +142,16 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         # edits made to cfg since compose, as the overrides that make them, so that
         # overrides.yaml (and the CLI's resume with it) gives this very config
         hydra.overrides.task = edited_overrides(list(hydra.overrides.task), whole, cfg)
+    # The run reads its job from `job` below; Hydra's global is set only for the
+    # `${hydra:...}` interpolations a user's config may hold, as in a CLI run.
     HydraConfig.instance().set_config(hydra_cfg)
     try:
         with _job_logging(run_dir / f"{hydra_cfg.hydra.job.name}.log"), _kept_process_state():
-            outcome, exc, value = app.attempt(cfg, run_dir)  # the CLI's task, step by step
+            job = JobContext(OmegaConf.masked_copy(hydra_cfg, "hydra"))
+            outcome, exc, value = app.attempt(cfg, job)  # the CLI's task, step by step
             # the CLI's exit and its line on stderr: here, the exception raised below
             with contextlib.suppress(SystemExit), contextlib.redirect_stderr(io.StringIO()):
-                app.conclude(run_dir, outcome, exc=exc, value=value)  # logs; a bug raises
+                app.conclude(job, outcome, exc=exc, value=value)  # logs; a bug raises
     finally:
         HydraConfig.instance().cfg = None
     if isinstance(exc, (KeyboardInterrupt, Terminated)):
@@ -164,7 +168,7 @@ def edited_overrides(task: list[str], whole: DictConfig, cfg: DictConfig) -> lis
     """`task` (the overrides cfg was composed with) plus `key=value` for each value of
     `cfg` that differs from the composition `whole` (`+key=value` for a new key), the
     edited keys' earlier overrides left out: the overrides that compose cfg itself."""
-    from flowers_sweep.overrides import override_text
+    from flowers_sweep.config.overrides import override_text
 
     def leaves(node: Any, prefix: str = "") -> dict[str, Any]:
         if not isinstance(node, dict) or not node:
@@ -264,8 +268,8 @@ def sweep(
     in use: the command's reason is the message), KeyboardInterrupt when interrupted
     (the subprocess is interrupted too; run it again to resume).
     """
-    from flowers_sweep.launch import drop_unused_dirs, unique_dir
-    from flowers_sweep.overrides import override_text
+    from flowers_sweep.config.overrides import override_text
+    from flowers_sweep.job.launch import drop_unused_dirs, unique_dir
 
     args = [o for o in _override_list(overrides, "sweep") if o not in ("-m", "--multirun")]
     if any(o.lstrip("+").startswith("hydra.sweep.dir=") for o in args):
@@ -295,7 +299,7 @@ def sweep(
 def _stamp(folder: Path) -> tuple[int, int] | None:
     """(inode, mtime) of multirun.yaml, which Hydra's sweepers (ours too) write before any
     job: a launch changes it. No clock is compared (a failing sweep can be quick)."""
-    from flowers_sweep.launch import MULTIRUN_FILE
+    from flowers_sweep.record.runrecord import MULTIRUN_FILE
 
     found = (folder / MULTIRUN_FILE).stat() if (folder / MULTIRUN_FILE).is_file() else None
     return None if found is None else (found.st_ino, found.st_mtime_ns)

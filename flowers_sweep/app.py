@@ -11,36 +11,36 @@ other processes (joblib, submitit) can pickle it by name.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import shlex
 import sys
 import traceback
-from pathlib import Path
 
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from flowers_sweep.atomic import atomic_write_text
-from flowers_sweep.config import CONFIG_MODULE, validate
+from flowers_sweep.config import CONFIG_MODULE
+from flowers_sweep.config.overrides import validate_added_keys
+from flowers_sweep.config.validate import validate
 from flowers_sweep.errors import FlowersSweepError, Terminated, TrialPrunedError
-from flowers_sweep.gpu_slots import assigned_device
-from flowers_sweep.job import (
+from flowers_sweep.job.hydra_job import (
+    JobContext,
     composed_without_added,
     note_this_job,
     thread_count,
     write_hydra_files,
 )
-from flowers_sweep.labels import activation_label, model_label
-from flowers_sweep.launch import LAUNCH_DIR, register_resolvers
-from flowers_sweep.outcome import RULES, STOPPED, Outcome, Pruned, outcome_of
-from flowers_sweep.overrides import validate_added_keys
-from flowers_sweep.pruning import trial_report
-from flowers_sweep.runfolder import claim, hold, restore_hydra_files
-from flowers_sweep.runrecord import (
+from flowers_sweep.job.launch import register_resolvers
+from flowers_sweep.job.outcome import RULES, STOPPED, Outcome, Pruned, outcome_of
+from flowers_sweep.job.stopping import is_stopping, job_signals, running_job
+from flowers_sweep.record.labels import activation_label, model_label
+from flowers_sweep.record.runfolder import claim, hold, restore_hydra_files
+from flowers_sweep.record.runrecord import (
     TRACEBACK_FILE,
     completed_result,
     read_metrics,
@@ -48,8 +48,9 @@ from flowers_sweep.runrecord import (
     stopped_record,
     write_result,
 )
-from flowers_sweep.stopping import is_stopping, job_signals, running_job
-from flowers_sweep.training import run
+from flowers_sweep.search.pruning import trial_report
+from flowers_sweep.trainer.gpu_slots import assigned_device
+from flowers_sweep.trainer.training import run
 
 log = logging.getLogger("flowers_sweep")
 register_resolvers()  # before Hydra resolves hydra.run.dir / hydra.sweep.dir
@@ -78,69 +79,62 @@ def main(cfg: DictConfig) -> float | Pruned | None:
     told to stop waits for it to record its stop; a job that starts when the launch is
     already stopping does not train.
     """
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    launch_dir = this_launch_dir()
-    if launch_dir is None:
-        outcome, exc, value = attempt(cfg, run_dir)
-        return conclude(run_dir, outcome, exc=exc, value=value)
-    with running_job(launch_dir, int(HydraConfig.get().job.num)):
-        if is_stopping(launch_dir):  # checked after registering: the launch sees one
-            log.info("%s: not started: the launch is stopping", run_dir)
+    job = JobContext(HydraConfig.instance().cfg)  # Hydra's global, read here only
+    if job.launch_dir is None:
+        outcome, exc, value = attempt(cfg, job)
+        return conclude(job, outcome, exc=exc, value=value)
+    with running_job(job.launch_dir, job.job_num):
+        if is_stopping(job.launch_dir):  # checked after registering: the launch sees one
+            log.info("%s: not started: the launch is stopping", job.run_dir)
             return None
-        outcome, exc, value = attempt(cfg, run_dir)
-    return conclude(run_dir, outcome, exc=exc, value=value)
+        outcome, exc, value = attempt(cfg, job)
+    return conclude(job, outcome, exc=exc, value=value)
 
 
-def this_launch_dir() -> Path | None:
-    """SWEEP_DIR/.launch for a job of a sweep; None for a single run."""
-    hc = HydraConfig.get()
-    return Path(hc.sweep.dir) / LAUNCH_DIR if hc.mode == RunMode.MULTIRUN else None
-
-
-def attempt(cfg: DictConfig, run_dir: Path) -> tuple[Outcome, BaseException | None, float]:
+def attempt(cfg: DictConfig, job: JobContext) -> tuple[Outcome, BaseException | None, float]:
     """Hold the folder, check it is this run's, run it: the outcome, with the exception
     that ended the run (None when it completed or was skipped) and the metric's value.
 
     A failure is recorded in the folder while it is still held (see record_failure). The
     first stop signal raises in the run; later ones wait until it has recorded its stop.
     """
+    run_dir = job.run_dir
     try:
         with job_signals(), hold(run_dir):
             try:
-                write_hydra_files(run_dir, cfg)
+                write_hydra_files(job, cfg)
                 settings = OmegaConf.to_container(cfg, resolve=True)
-                claim(run_dir, settings, fresh=not cfg.resume, ready=lambda: validate_job(cfg))
-                outcome, value = execute(cfg, run_dir)
+                ready = functools.partial(validate_job, cfg, job)
+                claim(run_dir, settings, fresh=not cfg.resume, ready=ready)
+                outcome, value = execute(cfg, job)
             except (Exception, KeyboardInterrupt, Terminated) as exc:
-                record_failure(run_dir, cfg, outcome_of(exc), exc)  # while still held
+                record_failure(job, cfg, outcome_of(exc), exc)  # while still held
                 raise
     except (Exception, KeyboardInterrupt, Terminated) as exc:
         return outcome_of(exc), exc, math.nan
     return outcome, None, value
 
 
-def validate_job(cfg: DictConfig) -> None:
+def validate_job(cfg: DictConfig, job: JobContext) -> None:
     """Every value, and every `+key=` override, before anything is trained or skipped
     (a sweeper needs the metric it asked for even from a skipped run)."""
     validate(cfg)
-    hc = HydraConfig.get()
-    overrides = list(hc.overrides.task)
-    validate_added_keys(cfg, overrides, set(hc.runtime.choices), composed_without_added(overrides))
+    validate_added_keys(cfg, job.overrides, set(job.choices), composed_without_added(job))
 
 
-def execute(cfg: DictConfig, run_dir: Path) -> tuple[Outcome, float]:
-    """Skip or run (start or resume) the run in run_dir; the optimized metric's value."""
-    hc = HydraConfig.get()
+def execute(cfg: DictConfig, job: JobContext) -> tuple[Outcome, float]:
+    """Skip or run (start or resume) the job's run; the optimized metric's value."""
+    run_dir = job.run_dir
     done = completed_result(run_dir)
     if done is not None:
         return "skipped", float(done.get(cfg.optimized_metric, math.nan))
     if (pruned := result_if(run_dir, "pruned")) is not None:  # a relaunch of a pruned trial
         raise TrialPrunedError(pruned.get("error") or "pruned by the search")
-    report = trial_report(hc, cfg.optimized_metric, cfg.trainer.epochs)  # None: not a trial
-    threads = thread_count(cfg.trainer.threads, hc.launcher)
+    report = trial_report(job.hydra, cfg.optimized_metric, cfg.trainer.epochs)  # None: no trial
+    threads = thread_count(cfg.trainer.threads, job.launcher)
     if threads:
         torch.set_num_threads(threads)
-    choices, trainer = hc.runtime.choices, cfg.trainer
+    choices, trainer = job.choices, cfg.trainer
     with assigned_device(trainer.device, trainer.jobs_per_gpu) as device:
         model = model_label(cfg.model, choices.get("model"))
         result = run(cfg, run_dir, choices.get("case"), model, device, report)
@@ -148,27 +142,25 @@ def execute(cfg: DictConfig, run_dir: Path) -> tuple[Outcome, float]:
 
 
 def conclude(
-    run_dir: Path, outcome: Outcome, exc: BaseException | None = None, value: float = math.nan
+    job: JobContext, outcome: Outcome, exc: BaseException | None = None, value: float = math.nan
 ) -> float | Pruned | None:
     """Say, note, return or exit as RULES[outcome] says."""
-    rule, multirun = RULES[outcome], HydraConfig.get().mode == RunMode.MULTIRUN
+    rule, multirun, run_dir = RULES[outcome], job.multirun, job.run_dir
     if rule.recorded is None:  # the folder is kept as it was, but Hydra rewrote .hydra/
         with contextlib.suppress(FlowersSweepError):  # a process that holds it reports that
             restore_hydra_files(run_dir)
-    words = {
-        "run_dir": run_dir, "exc": exc, "kind": type(exc).__name__, "status": rule.recorded,
-        "resume_with": resume_override(run_dir, multirun),
-    }  # fmt: skip
+    words = dict(run_dir=run_dir, exc=exc, kind=type(exc).__name__, status=rule.recorded)
+    words["resume_with"] = resume_override(job)
     level = logging.INFO if exc is None or outcome == "pruned" else logging.ERROR
     for line in (rule.log, None if multirun else rule.log_alone):
         if line:
             log.log(level, line.format(**words))
-    if multirun and outcome in STOPPED and is_stopping(this_launch_dir()):
+    if multirun and outcome in STOPPED and is_stopping(job.launch_dir):
         return None  # the launching process waits for its jobs and says the one line
     if multirun and rule.in_sweep != "exit":
         if rule.noted:
             status, why = rule.noted
-            note_this_job(run_dir, status, why.format(**words))
+            note_this_job(job, status, why.format(**words))
         if rule.says_in_sweep:
             print(rule.says_in_sweep.format(**words), file=sys.stderr)
         if rule.in_sweep == "pruned":
@@ -183,28 +175,28 @@ def conclude(
     sys.exit(rule.alone)
 
 
-def resume_override(run_dir: Path, multirun: bool) -> str:
+def resume_override(job: JobContext) -> str:
     """The override that makes the same command find this run's folder again."""
-    if multirun:
-        return f"hydra.sweep.dir={shlex.quote(str(HydraConfig.get().sweep.dir))}"
-    return f"hydra.run.dir={shlex.quote(str(run_dir))}"
+    if job.multirun:
+        return f"hydra.sweep.dir={shlex.quote(str(job.sweep_dir))}"
+    return f"hydra.run.dir={shlex.quote(str(job.run_dir))}"
 
 
-def record_failure(run_dir: Path, cfg: DictConfig, outcome: Outcome, exc: BaseException) -> None:
+def record_failure(job: JobContext, cfg: DictConfig, outcome: Outcome, exc: BaseException) -> None:
     """result.json says what went wrong, traceback.txt where; metrics.csv stays as it was.
 
     Nothing is written when the outcome's rule keeps the folder. Recording must not become a second
     failure (a full disk, an unreadable metrics.csv) that escapes the run and sinks the
     sweep: it is logged and the run ends as it would.
     """
-    rule = RULES[outcome]
+    rule, run_dir = RULES[outcome], job.run_dir
     status = rule.recorded
     if status is None:
         return
     try:
         if rule.traceback:
             atomic_write_text(run_dir / TRACEBACK_FILE, "".join(traceback.format_exception(exc)))
-        choices = HydraConfig.get().runtime.choices
+        choices = job.choices
         try:
             rows = read_metrics(run_dir, required=())
         except ValueError:

@@ -15,17 +15,23 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from flowers_sweep.launch import (
-    LAUNCH_DIR,
+from flowers_sweep.job.launch import (
     SweepBusyError,
     claim_sweep,
     drop_unused_dirs,
     noted_jobs,
     release_sweep,
 )
-from flowers_sweep.runfolder import is_held
-from flowers_sweep.runrecord import HYDRA_DIR, RESULT_FILE, RunRecordError, read_result
-from flowers_sweep.stopping import LaunchStop, quiet_local_controllers, quiet_resource_tracker
+from flowers_sweep.job.outcome import refuse
+from flowers_sweep.job.stopping import LaunchStop, quiet_local_controllers, quiet_resource_tracker
+from flowers_sweep.record.runfolder import is_held
+from flowers_sweep.record.runrecord import (
+    HYDRA_DIR,
+    LAUNCH_DIR,
+    RESULT_FILE,
+    RunRecordError,
+    read_result,
+)
 
 log = logging.getLogger(__name__)
 FINISHED = ("completed", "pruned")  # a job folder's statuses that are not a failure
@@ -107,8 +113,7 @@ class SweepEnd(Callback):
         try:
             claim_sweep(Path(config.hydra.sweep.dir), overrides)
         except SweepBusyError as exc:
-            print(f"flowers_sweep: error: {exc}", file=sys.stderr)
-            sys.exit(2)
+            refuse("flowers_sweep", exc)
         drop_unused_dirs(Path(config.hydra.sweep.dir))
         launcher = str(config.hydra.launcher.get("_target_", ""))
         if "Slurm" not in launcher:  # SLURM's jobs run on other hosts: scancel stops them

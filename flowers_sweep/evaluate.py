@@ -28,10 +28,10 @@ from flowers_sweep.atomic import OutputError, atomic_write, atomic_write_text, w
 from flowers_sweep.data import build_loaders
 from flowers_sweep.data.sources import open_source
 from flowers_sweep.errors import FlowersSweepError
-from flowers_sweep.legacy import upgrade_tree
-from flowers_sweep.outcome import command
+from flowers_sweep.job.outcome import command
 from flowers_sweep.paths import rebase_run_paths
-from flowers_sweep.runrecord import (
+from flowers_sweep.record.legacy import upgrade_tree
+from flowers_sweep.record.runrecord import (
     DATA_FILE,
     RESULT_FILE,
     TEST_ACC_OF,
@@ -43,7 +43,7 @@ from flowers_sweep.runrecord import (
     read_run,
     read_yaml,
 )
-from flowers_sweep.runstate import place, placed_model
+from flowers_sweep.trainer.runstate import place, placed_model
 
 PROG = "flowers_sweep.evaluate"
 SHOWN_CLASSES = 10  # per-class accuracies printed; per_class.csv has them all

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from omegaconf import DictConfig
 
-from flowers_sweep import targets
+from flowers_sweep.config import targets
 
 FINAL_PREFIX = "final/"  # final metrics' tags, apart from the per-epoch curves
 

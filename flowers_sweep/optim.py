@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.optim import lr_scheduler
 
-from flowers_sweep import targets
+from flowers_sweep.config import targets
 
 Schedule = lr_scheduler.LRScheduler
 

@@ -20,7 +20,7 @@ import yaml
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from flowers_sweep.runrecord import HYDRA_DIR, HYDRA_FILE
+from flowers_sweep.record.runrecord import hydra_runtime
 
 RUN_PATH_KEYS = ("dataset.root", "dataset.cache_dir")  # what evaluate reads from a run
 
@@ -56,8 +56,7 @@ def rebase_run_paths(cfg: DictConfig, run_dir: Path) -> None:
     launched from (Hydra's `runtime.cwd` in its .hydra/hydra.yaml), so `evaluate` finds
     the run's data from any folder. Without that record the paths stay as they are."""
     try:
-        hydra_cfg = yaml.safe_load((Path(run_dir) / HYDRA_DIR / HYDRA_FILE).read_text())
-        launched_from = Path(hydra_cfg["hydra"]["runtime"]["cwd"])
+        launched_from = Path(hydra_runtime(run_dir)["cwd"])
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return
     for key in RUN_PATH_KEYS:

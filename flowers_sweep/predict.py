@@ -18,11 +18,11 @@ from typing import Any
 
 import torch
 
-from flowers_sweep import outcome
 from flowers_sweep.data.augment import BatchAugment
 from flowers_sweep.data.images import load_resized
 from flowers_sweep.errors import ImageDecodeError
 from flowers_sweep.evaluate import WEIGHT_FILES, RestoredRun, add_run_dir_argument, restore
+from flowers_sweep.job import outcome
 from flowers_sweep.paths import path_text
 
 PROG = "flowers_sweep.predict"

@@ -24,15 +24,15 @@ from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from flowers_sweep import outcome
-from flowers_sweep.composition import compose_config, config_dir_overrides
-from flowers_sweep.config import validate
+from flowers_sweep.config.composition import compose_config, config_dir_overrides
+from flowers_sweep.config.validate import validate
 from flowers_sweep.data.sources import class_count
-from flowers_sweep.labels import activation_label, model_label, optimizer_label
+from flowers_sweep.job import outcome
 from flowers_sweep.models import BaselineCNN, ResNet, build_model, build_on_meta, count_parameters
 from flowers_sweep.models.resnet import BLOCKS
 from flowers_sweep.models.shapes import conv_output_size
 from flowers_sweep.optim import build_optimizer
+from flowers_sweep.record.labels import activation_label, model_label, optimizer_label
 
 PROG = "flowers_sweep.summary"
 SIZED = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)  # layers the report's formula describes

@@ -21,7 +21,7 @@ from flowers_sweep.aggregate import (
     results_table,
 )
 from flowers_sweep.aggregate.runs import case_labels
-from flowers_sweep.runrecord import read_run
+from flowers_sweep.record.runrecord import read_run
 
 from .helpers.runfolders import write_run
 
@@ -441,7 +441,7 @@ def test_an_activation_nodes_own_keys_show_only_where_one_label_has_several_valu
 
 
 def test_a_pruned_run_is_left_out_but_not_called_a_failure(tmp_path, caplog):
-    from flowers_sweep.runrecord import write_result
+    from flowers_sweep.record.runrecord import write_result
 
     sweep = sweep_of(tmp_path, {"relu": [0.7, 0.72]})
     write_run(sweep / "2", case="relu", seed=2, status="failed", test_acc=0.0)

@@ -16,8 +16,7 @@ from omegaconf import OmegaConf
 import flowers_sweep as fs
 from flowers_sweep.api import RunFailedError, SweepFailedError
 from flowers_sweep.errors import ConfigError
-from flowers_sweep.launch import MULTIRUN_FILE
-from flowers_sweep.runrecord import read_result
+from flowers_sweep.record.runrecord import MULTIRUN_FILE, read_result
 
 from .helpers.cli import TINY, metrics, run_cli
 from .helpers.runfolders import write_run

@@ -5,7 +5,7 @@ import stat
 import pytest
 
 from flowers_sweep.atomic import atomic_write, atomic_write_text, read_json, write_json
-from flowers_sweep.runrecord import METRIC_COLUMNS, write_metrics
+from flowers_sweep.record.runrecord import METRIC_COLUMNS, write_metrics
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):

@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from flowers_sweep.checkpoint import (
+from flowers_sweep.errors import CheckpointError
+from flowers_sweep.record.runrecord import BEST_WEIGHTS_FILE, CHECKPOINT_FILE, WEIGHTS_FILE
+from flowers_sweep.trainer.checkpoint import (
     Checkpointer,
     Progress,
     TrainState,
@@ -15,10 +17,8 @@ from flowers_sweep.checkpoint import (
     rng_state,
     save_checkpoint,
 )
-from flowers_sweep.errors import CheckpointError
-from flowers_sweep.runrecord import BEST_WEIGHTS_FILE, CHECKPOINT_FILE, WEIGHTS_FILE
-from flowers_sweep.runstate import RunState
-from flowers_sweep.training import keep_weights
+from flowers_sweep.trainer.runstate import RunState
+from flowers_sweep.trainer.training import keep_weights
 
 CPU = torch.device("cpu")
 
@@ -97,7 +97,7 @@ def test_only_the_runs_own_gpu_is_saved_and_restored(monkeypatch, tmp_path):
     state = rng_state(torch.Generator(), torch.device("cuda:1"))
     assert asked == [torch.device("cuda:1")] and len(state["cuda"]) == 1
 
-    from flowers_sweep.checkpoint import set_rng_state
+    from flowers_sweep.trainer.checkpoint import set_rng_state
 
     set_rng_state(state, torch.Generator(), torch.device("cuda:0"))
     assert len(restored) == 1 and restored[0][1] == torch.device("cuda:0")
@@ -131,7 +131,7 @@ class Clock:
 @pytest.fixture()
 def clock(monkeypatch):
     clock = Clock()
-    monkeypatch.setattr("flowers_sweep.checkpoint.time.monotonic", clock)
+    monkeypatch.setattr("flowers_sweep.trainer.checkpoint.time.monotonic", clock)
     return clock
 
 

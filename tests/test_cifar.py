@@ -12,7 +12,7 @@ from flowers_sweep.data import load_splits
 from flowers_sweep.data.cifar import CIFAR10, CIFAR100
 from flowers_sweep.data.sources import class_count
 from flowers_sweep.errors import DatasetNotFoundError
-from flowers_sweep.runrecord import read_data
+from flowers_sweep.record.runrecord import read_data
 
 from .helpers.cli import make_cfg, result, run_cli
 from .helpers.datasets import make_cifar

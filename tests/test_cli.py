@@ -12,7 +12,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from flowers_sweep.runrecord import METRIC_COLUMNS
+from flowers_sweep.record.runrecord import METRIC_COLUMNS
 
 from .helpers.cli import HANG_GUARD_S, TINY, run_cli
 

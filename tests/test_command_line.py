@@ -12,9 +12,14 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 
 import flowers_sweep as fs
-from flowers_sweep.command_line import UsageError, hydra_args, package_config_dir, usage_error
-from flowers_sweep.composition import compose_config, config_dir_overrides
-from flowers_sweep.launch import unique_dir
+from flowers_sweep.config.command_line import (
+    UsageError,
+    hydra_args,
+    package_config_dir,
+    usage_error,
+)
+from flowers_sweep.config.composition import compose_config, config_dir_overrides
+from flowers_sweep.job.launch import unique_dir
 
 from .helpers.cli import CONF, run_cli
 
@@ -76,7 +81,7 @@ def test_a_printed_default_folder_is_the_name_a_launch_would_get(tmp_path):
 
     base = str(tmp_path / "outputs" / "t")
     made = unique_dir(base)
-    with mock.patch("flowers_sweep.launch.only_printing", return_value=True):
+    with mock.patch("flowers_sweep.job.launch.only_printing", return_value=True):
         assert unique_dir(base) == f"{base}-2"
     assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == [Path(made).name]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from flowers_sweep.runrecord import read_data
+from flowers_sweep.record.runrecord import read_data
 
 from .helpers.cli import ROOT, result, run_cli
 from .helpers.datasets import CORRUPT_NAME, make_image_folder

@@ -15,11 +15,12 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 
-from flowers_sweep.config import CONFIG_MODULE, validate
+from flowers_sweep.config import CONFIG_MODULE
+from flowers_sweep.config.overrides import validate_added_keys
+from flowers_sweep.config.validate import validate
 from flowers_sweep.errors import ConfigError
-from flowers_sweep.overrides import validate_added_keys
-from flowers_sweep.search_space import search_space
-from flowers_sweep.study import build_pruner, build_sampler
+from flowers_sweep.search.space import search_space
+from flowers_sweep.search.study import build_pruner, build_sampler
 
 from .helpers.cli import ROOT, TINY, run_cli
 

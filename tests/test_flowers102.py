@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from flowers_sweep.config import validate
+from flowers_sweep.config.validate import validate
 from flowers_sweep.data import build_loaders, load_splits
 from flowers_sweep.data import flowers102 as fl
 from flowers_sweep.data.images import load_resized

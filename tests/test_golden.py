@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from flowers_sweep.legacy import upgrade_settings
+from flowers_sweep.record.legacy import upgrade_settings
 
 from .helpers.cli import TINY, result, run_cli
 

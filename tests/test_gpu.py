@@ -7,16 +7,16 @@ these; `bash benchmarks/gpu_check.sh` runs them with the GPU benchmarks).
 import pytest
 import torch
 
-from flowers_sweep.checkpoint import Progress, TrainState, load_checkpoint, save_checkpoint
 from flowers_sweep.data.augment import BatchAugment, rotate_by
 from flowers_sweep.data.loaders import TensorBatches
 from flowers_sweep.data.splits import Split
 from flowers_sweep.data.synthetic import generate_split
 from flowers_sweep.errors import DivergedError
-from flowers_sweep.hardware import autocast, native_bf16, resolve_precision
-from flowers_sweep.loop import FiniteCheck, train_one_epoch
 from flowers_sweep.models import ResNet
-from flowers_sweep.runstate import RunState, seed_everything
+from flowers_sweep.trainer.checkpoint import Progress, TrainState, load_checkpoint, save_checkpoint
+from flowers_sweep.trainer.hardware import autocast, native_bf16, resolve_precision
+from flowers_sweep.trainer.loop import FiniteCheck, train_one_epoch
+from flowers_sweep.trainer.runstate import RunState, seed_everything
 
 from .helpers.state import ProcessState
 

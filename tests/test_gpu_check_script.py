@@ -37,7 +37,7 @@ LOCAL = {"flowers_sweep", "tests", "benchmarks", "benchlib", "hydra_plugins", "c
 # An extra is imported only by the option it serves (`import timm` inside model=timm's
 # builder), which gpu_check never selects: pyproject's extras other than dev.
 EXTRAS = {"timm"}
-# Imported only when a search runs (study.py, search_space.py, loaded by the sweeper and by
+# Imported only when a search runs (search/study.py, search/space.py, loaded by the sweeper and by
 # a search trial's run): gpu_check runs none, and wheelhouse.sh leaves them out.
 SEARCH_ONLY = {"optuna", "sqlalchemy"}
 
@@ -129,7 +129,8 @@ def test_the_wheelhouse_holds_every_package_gpu_check_imports_beyond_the_image()
 def test_a_run_imports_no_search_only_module():
     """What SEARCH_ONLY leaves out must be true: the CLI's task and a run's modules load
     without Optuna or SQLAlchemy."""
-    code = ("import sys, flowers_sweep.app, flowers_sweep.training, flowers_sweep.evaluate; "
+    code = ("import sys, flowers_sweep.app, flowers_sweep.trainer.training, "
+            "flowers_sweep.evaluate; "
             f"print(sorted(m for m in {sorted(SEARCH_ONLY)!r} if m in sys.modules))")  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=HANG_GUARD_S, cwd=ROOT)  # fmt: skip

@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from flowers_sweep import gpu_slots
 from flowers_sweep.errors import DivergedError, FlowersSweepError
-from flowers_sweep.gpu_slots import assigned_device, claim_slot
-from flowers_sweep.hardware import resolve_device
-from flowers_sweep.loop import FiniteCheck, eval_one_epoch, train_one_epoch
-from flowers_sweep.runstate import RunState
+from flowers_sweep.trainer import gpu_slots
+from flowers_sweep.trainer.gpu_slots import assigned_device, claim_slot
+from flowers_sweep.trainer.hardware import resolve_device
+from flowers_sweep.trainer.loop import FiniteCheck, eval_one_epoch, train_one_epoch
+from flowers_sweep.trainer.runstate import RunState
 
 from .helpers.cli import HANG_GUARD_S
 
@@ -129,7 +129,7 @@ def test_a_job_waits_for_a_free_gpu_when_every_slot_is_held(tmp_path, caplog):
     holder = ctx.Process(target=hold_a_slot, args=(FOUR_GPUS[:1], 1, tmp_path, barrier, got))
     holder.start()
     assert got.get(timeout=HANG_GUARD_S) == 0
-    with caplog.at_level(logging.INFO, "flowers_sweep.gpu_slots"):
+    with caplog.at_level(logging.INFO, "flowers_sweep.trainer.gpu_slots"):
         claim = claim_slot(FOUR_GPUS[:1], 1, tmp_path, poll_s=0.02)
         with ThreadPoolExecutor(1) as pool:
             waited = pool.submit(claim.__enter__)

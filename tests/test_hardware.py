@@ -9,7 +9,7 @@ from flowers_sweep.data import augment, decode_workers, loaders
 from flowers_sweep.data.augment import BatchAugment, rotate, vertical_flip
 from flowers_sweep.data.loaders import TensorBatches
 from flowers_sweep.data.splits import Split
-from flowers_sweep.hardware import native_bf16, resolve_precision, to_device
+from flowers_sweep.trainer.hardware import native_bf16, resolve_precision, to_device
 
 CPU = torch.device("cpu")
 

@@ -100,7 +100,7 @@ def test_summary_and_preview_pass_what_is_not_theirs_to_hydra(tmp_path):
 
 @pytest.mark.parametrize(("threads", "words"), [(1, "1 thread"), (2, "2 threads")])
 def test_the_run_log_counts_threads_in_agreeing_words(threads, words, tmp_path, monkeypatch):
-    train = importlib.import_module("flowers_sweep.training")
+    train = importlib.import_module("flowers_sweep.trainer.training")
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
     cfg = OmegaConf.create({"model": {"activation": "relu"}, "trainer": {"compile": False}})
     state = SimpleNamespace(

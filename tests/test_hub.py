@@ -14,7 +14,7 @@ import torch
 import torchvision
 from torch import nn
 
-from flowers_sweep.config import validate
+from flowers_sweep.config.validate import validate
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.models import build_model, count_parameters
 from flowers_sweep.summary import optimizer_state

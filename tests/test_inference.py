@@ -15,7 +15,7 @@ from flowers_sweep.errors import ConfigError
 from flowers_sweep.evaluate import per_class_table
 from flowers_sweep.models import build_model
 from flowers_sweep.models.weights import load_weights, resolve_weights_file
-from flowers_sweep.runrecord import read_data
+from flowers_sweep.record.runrecord import read_data
 
 from .helpers.cli import SHARED_FIXTURES, TINY, make_cfg, result, run_cli
 

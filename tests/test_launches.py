@@ -6,8 +6,8 @@ import subprocess
 import pytest
 import yaml
 
-from flowers_sweep.launch import LAUNCH_DIR, SweepBusyError, claim_sweep, release_sweep, unique_dir
-from flowers_sweep.runrecord import RESULT_FILE
+from flowers_sweep.job.launch import SweepBusyError, claim_sweep, release_sweep, unique_dir
+from flowers_sweep.record.runrecord import LAUNCH_DIR, RESULT_FILE
 
 from .helpers.cli import HANG_GUARD_S, TINY, result, run_cli, start_cli
 from .helpers.holders import CLAIM_SWEEP, HOLD_RUN_FOLDER, end_holder, held_elsewhere, start_holder

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from flowers_sweep.legacy import RENAMED, upgrade_settings, upgrade_tree
-from flowers_sweep.runrecord import (
+from flowers_sweep.record.legacy import RENAMED, upgrade_settings, upgrade_tree
+from flowers_sweep.record.runrecord import (
     BEST_WEIGHTS_FILE,
     CHECKPOINT_FILE,
     CONFIG_FILE,

@@ -6,7 +6,7 @@ import torch
 from flowers_sweep.atomic import atomic_create
 from flowers_sweep.data.cache import cached
 from flowers_sweep.errors import RunFolderBusyError
-from flowers_sweep.runfolder import hold, is_held
+from flowers_sweep.record.runfolder import hold, is_held
 
 from .helpers.cli import HANG_GUARD_S
 from .helpers.holders import HOLD_RUN_FOLDER, held_elsewhere, start_python

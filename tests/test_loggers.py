@@ -5,7 +5,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.loggers import NoLogger, TensorBoardLogger, build_logger
-from flowers_sweep.training import logged_settings
+from flowers_sweep.trainer.training import logged_settings
 
 from .helpers.cli import make_cfg
 

@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from flowers_sweep.study import SQLITE_FILE, storage_url
+from flowers_sweep.record.runrecord import SQLITE_FILE
+from flowers_sweep.search.study import storage_url
 
 from .helpers.cli import HANG_GUARD_S, TINY, result, run_cli, start_cli
 from .helpers.services import free_port, get_json, serving

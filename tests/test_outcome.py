@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-import flowers_sweep.outcome as outcome
+import flowers_sweep.job.outcome as outcome
 from flowers_sweep.errors import (
     CheckpointError,
     ConfigError,
@@ -17,7 +17,7 @@ from flowers_sweep.errors import (
     Terminated,
     TrialPrunedError,
 )
-from flowers_sweep.outcome import RULES, command, outcome_of
+from flowers_sweep.job.outcome import RULES, command, outcome_of
 
 
 @pytest.mark.parametrize(

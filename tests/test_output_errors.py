@@ -12,7 +12,7 @@ import torch
 from flowers_sweep import evaluate
 from flowers_sweep.aggregate.cli import main as aggregate_main
 from flowers_sweep.atomic import OutputError, writing_to
-from flowers_sweep.runrecord import evaluation_files
+from flowers_sweep.record.runrecord import evaluation_files
 
 from .helpers.cli import TINY
 from .helpers.runfolders import write_run

@@ -10,10 +10,10 @@ from flowers_sweep.data.augment import BatchAugment
 from flowers_sweep.data.loaders import TensorBatches
 from flowers_sweep.data.splits import Split
 from flowers_sweep.data.synthetic import generate_split
-from flowers_sweep.hardware import autocast
-from flowers_sweep.loop import eval_one_epoch, train_one_epoch
 from flowers_sweep.models import ResNet
-from flowers_sweep.runstate import RunState
+from flowers_sweep.trainer.hardware import autocast
+from flowers_sweep.trainer.loop import eval_one_epoch, train_one_epoch
+from flowers_sweep.trainer.runstate import RunState
 
 from .helpers.cli import TINY, run_cli
 

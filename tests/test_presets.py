@@ -19,7 +19,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from flowers_sweep.runrecord import CONFIG_FILE, HYDRA_DIR, RESULT_FILE
+from flowers_sweep.record.runrecord import CONFIG_FILE, HYDRA_DIR, RESULT_FILE
 
 from .helpers.cli import TINY, make_cfg, result, run_cli
 from .helpers.fake_flowers102 import write_tree

@@ -10,11 +10,11 @@ import re
 import pytest
 import yaml
 
-from flowers_sweep.checkpoint import load_checkpoint
 from flowers_sweep.errors import CheckpointError, RunFolderError, RunFolderMismatchError
-from flowers_sweep.runfolder import claim
-from flowers_sweep.runrecord import RUN_CONFIG_FILE
-from flowers_sweep.runstate import same_classes
+from flowers_sweep.record.runfolder import claim
+from flowers_sweep.record.runrecord import RUN_CONFIG_FILE
+from flowers_sweep.trainer.checkpoint import load_checkpoint
+from flowers_sweep.trainer.runstate import same_classes
 
 from .helpers.runfolders import write_run
 
@@ -93,7 +93,7 @@ def test_an_unreadable_record_in_a_sweep_says_to_delete_only_that_run(tmp_path):
 
 
 def test_other_classes_in_a_sweep_are_not_offered_to_resume_false(tmp_path):
-    from flowers_sweep.runrecord import write_data
+    from flowers_sweep.record.runrecord import write_data
 
     (tmp_path / "multirun.yaml").write_text("hydra: {}\n")
     run_dir = tmp_path / "0"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flowers_sweep.runrecord import (
+from flowers_sweep.record.runrecord import (
     COMPLETED_KEYS,
     EXECUTION_SETTINGS,
     METRIC_COLUMNS,

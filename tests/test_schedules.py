@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.optim import lr_scheduler
 
-from flowers_sweep.config import validate
+from flowers_sweep.config.validate import validate
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.optim import build_scheduler, cosine, milestone_epochs
 

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from flowers_sweep.aggregate import aggregate
 from flowers_sweep.aggregate.search import ranked, read_search
 from flowers_sweep.callbacks import unfinished_runs
-from flowers_sweep.runrecord import write_result
+from flowers_sweep.record.runrecord import write_result
 
 from .helpers.cli import TINY, run_cli
 from .helpers.runfolders import write_run

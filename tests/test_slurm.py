@@ -113,7 +113,7 @@ def test_a_search_prunes_trials_running_as_slurm_jobs(tmp_path, cache_dir):
     import optuna
     from optuna.trial import TrialState
 
-    from flowers_sweep.study import open_storage
+    from flowers_sweep.search.study import open_storage
 
     from .test_optuna_search import PRUNE_AFTER_2, SEARCH
 

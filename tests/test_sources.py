@@ -11,13 +11,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from flowers_sweep.config import validate
+from flowers_sweep.config.validate import validate
 from flowers_sweep.data import build_loaders, class_count, load_splits, normalisation
 from flowers_sweep.data.splits import Split, Splits
 from flowers_sweep.data.synthetic import SyntheticFlowers
 from flowers_sweep.errors import ConfigError
-from flowers_sweep.legacy import upgrade_settings, upgrade_tree
-from flowers_sweep.runrecord import read_data
+from flowers_sweep.record.legacy import upgrade_settings, upgrade_tree
+from flowers_sweep.record.runrecord import read_data
 
 from .helpers.cli import TINY, make_cfg, result, run_cli
 
@@ -242,8 +242,8 @@ def test_an_empty_split_or_a_label_out_of_range_is_refused_before_training(user_
 
 def test_a_resume_on_other_classes_is_refused_and_leaves_data_json(tmp_path):
     from flowers_sweep.errors import RunFolderMismatchError
-    from flowers_sweep.runrecord import write_data
-    from flowers_sweep.runstate import same_classes
+    from flowers_sweep.record.runrecord import write_data
+    from flowers_sweep.trainer.runstate import same_classes
 
     write_data(tmp_path, ["daisy", "rose"], [0.5] * 3, [0.2] * 3)
     before = (tmp_path / "data.json").read_bytes()

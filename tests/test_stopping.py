@@ -11,9 +11,9 @@ import time
 import pytest
 import torch
 
-from flowers_sweep import stopping
 from flowers_sweep.errors import Terminated
-from flowers_sweep.outcome import RULES, outcome_of
+from flowers_sweep.job import stopping
+from flowers_sweep.job.outcome import RULES, outcome_of
 
 from .helpers.cli import HANG_GUARD_S, ROOT, SLOW, cli_env, metrics, result, run_cli
 

@@ -17,13 +17,12 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from flowers_sweep.errors import ConfigError, TrialPrunedError
-from flowers_sweep.launch import register_resolvers
-from flowers_sweep.outcome import Pruned
-from flowers_sweep.pruning import TrialReport
-from flowers_sweep.runrecord import FINAL_METRICS, METRIC_COLUMNS
-from flowers_sweep.search_space import override_text, search_space, trial_overrides
-from flowers_sweep.study import (
-    SQLITE_FILE,
+from flowers_sweep.job.launch import register_resolvers
+from flowers_sweep.job.outcome import Pruned
+from flowers_sweep.record.runrecord import FINAL_METRICS, METRIC_COLUMNS, SQLITE_FILE
+from flowers_sweep.search.pruning import TrialReport
+from flowers_sweep.search.space import override_text, search_space, trial_overrides
+from flowers_sweep.search.study import (
     StudyStorageError,
     build_pruner,
     build_sampler,

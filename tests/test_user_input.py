@@ -8,12 +8,12 @@ import urllib.error
 import pytest
 import torch
 
-from flowers_sweep.config import validate
+from flowers_sweep.config.overrides import validate_added_keys
+from flowers_sweep.config.validate import validate
 from flowers_sweep.data import flowers102
 from flowers_sweep.errors import ConfigError, DatasetNotFoundError
 from flowers_sweep.models import build_model
 from flowers_sweep.models.weights import load_weights
-from flowers_sweep.overrides import validate_added_keys
 
 from .helpers.cli import TINY, make_cfg, result, run_cli
 

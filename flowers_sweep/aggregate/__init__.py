@@ -25,7 +25,7 @@ In a notebook: `report = build([sweep_dir])`, then `report.runs`, `report.curves
 
 from flowers_sweep.aggregate.cli import main
 from flowers_sweep.aggregate.figures import FIGURE_CASES, draw_each, shown_cases
-from flowers_sweep.aggregate.markdown import console_text, results_markdown
+from flowers_sweep.aggregate.markdown import results_markdown
 from flowers_sweep.aggregate.report import (
     FIGURES,
     SEARCH_FIGURES,
@@ -33,10 +33,10 @@ from flowers_sweep.aggregate.report import (
     aggregate,
     build,
     build_search,
+    console_text,
     write,
 )
 from flowers_sweep.aggregate.runs import (
-    REPORT_DIRNAME,
     AggregateError,
     case_labels,
     find_run_dirs,
@@ -62,6 +62,7 @@ from flowers_sweep.aggregate.tables import (
     results_table,
     selected,
 )
+from flowers_sweep.record.runrecord import REPORT_DIRNAME
 
 __all__ = [
     "ALL_PAIRS_MAX",

@@ -14,11 +14,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from flowers_sweep.aggregate.markdown import console_text
-from flowers_sweep.aggregate.report import aggregate
+from flowers_sweep.aggregate.report import aggregate, console_text
 from flowers_sweep.aggregate.tables import SELECT
 from flowers_sweep.atomic import OutputError
-from flowers_sweep.outcome import command
+from flowers_sweep.job.outcome import command
 
 PROG = "flowers_sweep.aggregate"  # what starts its lines on stderr
 

@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from flowers_sweep.aggregate.stats import ALPHA
-
-if TYPE_CHECKING:
-    from flowers_sweep.aggregate.report import Report
 
 CASE_HEAD = ("| case | model | activation | epochs | accuracy |", "|---|---|---|---|---|")
 SPREAD_HEAD = (" n | 95% CI |", "---|---|")  # columns added when a case has seeds
@@ -32,7 +28,7 @@ def plural(n: int, noun: str, nouns: str | None = None) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {nouns or noun + 's'}"
 
 
-def _pct(x: float) -> str:
+def pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
@@ -107,11 +103,11 @@ def _cases(results: pd.DataFrame) -> list[str]:
         head, rule = head + SPREAD_HEAD[0], rule + SPREAD_HEAD[1]
     lines = [head, rule]
     for r in results.itertuples():
-        acc = _pct(r.test_acc_mean)
+        acc = pct(r.test_acc_mean)
         row = f"| {r.case} | {r.model} | {r.activation} | {r.epochs} |"
         if r.n > 1:
             acc += f" ± {100 * r.test_acc_std:.1f}"
-            row += f" {acc} | {r.n} | {_pct(r.ci95_low)} to {_pct(r.ci95_high)} |"
+            row += f" {acc} | {r.n} | {pct(r.ci95_low)} to {pct(r.ci95_high)} |"
         else:
             row += f" {acc} |" + (f" {r.n} | |" if multi else "")
         lines.append(row)
@@ -155,17 +151,3 @@ def _comparisons(tests: pd.DataFrame) -> list[str]:
         )
     lines.append("")
     return lines
-
-
-def console_text(report: Report, limit: int = 30) -> str:
-    """What a terminal shows: the whole results.md for a small sweep or a search, the best
-    cases of a large sweep (results.md and results.csv hold every case)."""
-    if report.search or len(report.cases) <= limit:
-        return report.markdown
-    best = report.cases.sort_values("test_acc_mean", ascending=False, kind="stable").head(10)
-    where = report.out / "results.md" if report.out is not None else "report.markdown"
-    lines = [
-        f"{len(report.cases)} cases; the 10 best by mean test accuracy (every case in {where}):"
-    ]
-    lines += [f"  {r.case}: {_pct(r.test_acc_mean)} (n={r.n})" for r in best.itertuples()]
-    return "\n".join(lines)

@@ -21,8 +21,8 @@ from flowers_sweep.aggregate.figures import (
     lr_schedule_figure,
     shown_cases,
 )
-from flowers_sweep.aggregate.markdown import results_markdown
-from flowers_sweep.aggregate.runs import REPORT_DIRNAME, AggregateError, load_runs, runs_table
+from flowers_sweep.aggregate.markdown import pct, results_markdown
+from flowers_sweep.aggregate.runs import AggregateError, load_runs, runs_table
 from flowers_sweep.aggregate.search import (
     Search,
     ranked,
@@ -42,7 +42,7 @@ from flowers_sweep.aggregate.tables import (
     shared_seeds,
 )
 from flowers_sweep.atomic import atomic_write_text, writing_to
-from flowers_sweep.runrecord import RunRecord
+from flowers_sweep.record.runrecord import MULTIRUN_FILE, REPORT_DIRNAME, RunRecord
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -152,7 +152,7 @@ class Report:
     def _search_makers(self) -> tuple[Makers, str]:
         search = self.searched
         if search is None:
-            return {}, "the search's settings are not known (multirun.yaml)"
+            return {}, f"the search's settings are not known ({MULTIRUN_FILE})"
         best = [f"trial {n}" for n in ranked(search, self.cases)["trial"].head(FIGURE_CASES)]
         if not best:
             return {}, "no trial has completed"
@@ -274,3 +274,17 @@ def broken_runs(runs: Sequence[RunRecord]) -> list[str]:
         elif r.status != "completed":
             log.warning("%s: status %s, left out of the statistics", r.path, r.status)
     return [f"{r.path}: broken: {r.broken}" for r in runs if r.broken]
+
+
+def console_text(report: Report, limit: int = 30) -> str:
+    """What a terminal shows: the whole results.md for a small sweep or a search, the best
+    cases of a large sweep (results.md and results.csv hold every case)."""
+    if report.search or len(report.cases) <= limit:
+        return report.markdown
+    best = report.cases.sort_values("test_acc_mean", ascending=False, kind="stable").head(10)
+    where = report.out / "results.md" if report.out is not None else "report.markdown"
+    lines = [
+        f"{len(report.cases)} cases; the 10 best by mean test accuracy (every case in {where}):"
+    ]
+    lines += [f"  {r.case}: {pct(r.test_acc_mean)} (n={r.n})" for r in best.itertuples()]
+    return "\n".join(lines)

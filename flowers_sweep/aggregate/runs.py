@@ -15,18 +15,18 @@ from typing import Any
 import pandas as pd
 
 from flowers_sweep.errors import FlowersSweepError
-from flowers_sweep.labels import optimizer_label, section
-from flowers_sweep.runrecord import (
+from flowers_sweep.record.labels import optimizer_label, section
+from flowers_sweep.record.runrecord import (
     CONFIG_FILE,
     HYDRA_DIR,
+    REPORT_DIRNAME,
     RunRecord,
     natural_key,
     read_run,
 )
-from flowers_sweep.runrecord import find_run_dirs as find_run_dirs_under
-from flowers_sweep.settings import is_execution_setting as execution
+from flowers_sweep.record.runrecord import find_run_dirs as find_run_dirs_under
+from flowers_sweep.record.settings import is_execution_setting as execution
 
-REPORT_DIRNAME = "report"
 CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "lr")  # what the figures read
 RUN_COLUMNS = [  # runs.csv's columns, in order
     "case",

@@ -21,8 +21,7 @@ import pandas as pd
 from flowers_sweep.aggregate.figures import DARK_BLUE, PALE_BLUE, new_figure
 from flowers_sweep.aggregate.markdown import plural
 from flowers_sweep.aggregate.runs import fmt
-from flowers_sweep.launch import MULTIRUN_FILE
-from flowers_sweep.runrecord import RunRecord, read_yaml
+from flowers_sweep.record.runrecord import MULTIRUN_FILE, RunRecord, read_yaml
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

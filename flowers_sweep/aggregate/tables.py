@@ -11,7 +11,7 @@ import pandas as pd
 
 from flowers_sweep.aggregate.runs import fmt
 from flowers_sweep.aggregate.stats import t_interval
-from flowers_sweep.runrecord import METRIC_COLUMNS, TEST_ACC_OF, RunRecord
+from flowers_sweep.record.runrecord import METRIC_COLUMNS, TEST_ACC_OF, RunRecord
 
 log = logging.getLogger(__name__)
 # Which weights a case's accuracy is of: the last epoch's (the report's), or the best

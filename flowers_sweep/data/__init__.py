@@ -21,7 +21,7 @@ from flowers_sweep.data.sources import (
 )
 from flowers_sweep.data.splits import Split, Splits
 from flowers_sweep.errors import ConfigError
-from flowers_sweep.hardware import available_cpus
+from flowers_sweep.trainer.hardware import available_cpus
 
 PIPELINES = ("cached", "reference")
 log = logging.getLogger(__name__)

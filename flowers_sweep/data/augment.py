@@ -34,7 +34,7 @@ from PIL import Image
 
 from flowers_sweep.data import geometry
 from flowers_sweep.data.geometry import RATIO, Draws, check_augment
-from flowers_sweep.hardware import to_device
+from flowers_sweep.trainer.hardware import to_device
 
 
 def vertical_flip(batch: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from importlib.resources import files
 from typing import Any, NamedTuple
 
 import torch
+import yaml
 
+from flowers_sweep.config import CONFIG_MODULE
 from flowers_sweep.errors import ConfigError
-from flowers_sweep.hardware import to_device
+from flowers_sweep.trainer.hardware import to_device
 
 TRIES = 10  # torchvision's RandomResizedCrop.get_params tries this many boxes
 RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's default range of aspect ratios (w / h)
@@ -284,12 +287,6 @@ def augment_values(augment_cfg: Any) -> dict[str, Any]:
 
 def shipped_augment(values: dict[str, Any]) -> str | None:
     """The name of the shipped conf/augment/ preset that has exactly these values."""
-    from importlib.resources import files
-
-    import yaml
-
-    from flowers_sweep.config import CONFIG_MODULE  # config imports this module
-
     folder = files(CONFIG_MODULE) / "augment"
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from flowers_sweep.data.roles import ByRole
 from flowers_sweep.data.splits import Split
 from flowers_sweep.errors import ConfigError
-from flowers_sweep.hardware import to_device
+from flowers_sweep.trainer.hardware import to_device
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

@@ -19,12 +19,12 @@ import torch
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from flowers_sweep import outcome
 from flowers_sweep.atomic import OutputError, atomic_write, writing_to
-from flowers_sweep.composition import compose_config, config_dir_overrides
-from flowers_sweep.config import validate
+from flowers_sweep.config.composition import compose_config, config_dir_overrides
+from flowers_sweep.config.validate import validate
 from flowers_sweep.data import batch_augment, decode_workers, load_splits
 from flowers_sweep.data.augment import BatchAugment
+from flowers_sweep.job import outcome
 
 PROG = "flowers_sweep.data.preview"
 MOST_IMAGES, MOST_VIEWS = 32, 12  # a grid a screen can show

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from flowers_sweep import targets
+from flowers_sweep.config import targets
 from flowers_sweep.data.cache import cached, default_cache_dir
 from flowers_sweep.data.roles import ROLES
 from flowers_sweep.data.splits import Split, Splits
@@ -91,9 +91,7 @@ def open_source(dataset_cfg: Any, workers: int = 1) -> DataSource:
     try:
         return targets.build(dataset_cfg, key="dataset", own=OWN, **supplied(dataset_cfg, workers))
     except (ValueError, TypeError) as exc:
-        from flowers_sweep.config import constructor_error
-
-        raise constructor_error("dataset", dataset_cfg, exc) from None
+        raise targets.constructor_error("dataset", dataset_cfg, exc) from None
 
 
 def class_count(dataset_cfg: Any) -> int:

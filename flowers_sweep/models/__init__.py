@@ -15,7 +15,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from flowers_sweep import targets
+from flowers_sweep.config import targets
 from flowers_sweep.models.cnn import BaselineCNN
 from flowers_sweep.models.hub import timm_model, torchvision_model
 from flowers_sweep.models.resnet import ResNet

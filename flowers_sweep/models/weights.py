@@ -22,7 +22,7 @@ from torch import nn
 
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.paths import user_path
-from flowers_sweep.runrecord import WEIGHT_FILES, WEIGHTS_FILE
+from flowers_sweep.record.runrecord import WEIGHT_FILES, WEIGHTS_FILE
 
 log = logging.getLogger(__name__)
 ENUM_NAME = re.compile(r"^[A-Z][A-Z0-9_]*_V\d+$")  # IMAGENET1K_V1, IMAGENET1K_V2

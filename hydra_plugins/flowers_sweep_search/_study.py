@@ -29,12 +29,17 @@ from optuna.trial import TrialState
 
 from flowers_sweep.atomic import atomic_write_text
 from flowers_sweep.errors import ConfigError
-from flowers_sweep.hardware import available_cpus
-from flowers_sweep.launch import MULTIRUN_FILE
-from flowers_sweep.outcome import Pruned
-from flowers_sweep.runrecord import FINAL_METRICS
-from flowers_sweep.search_space import search_space, trial_overrides
-from flowers_sweep.study import STORAGES, build_pruner, build_sampler, open_storage, storage_url
+from flowers_sweep.job.outcome import Pruned
+from flowers_sweep.record.runrecord import FINAL_METRICS, MULTIRUN_FILE
+from flowers_sweep.search.space import search_space, trial_overrides
+from flowers_sweep.search.study import (
+    STORAGES,
+    build_pruner,
+    build_sampler,
+    open_storage,
+    storage_url,
+)
+from flowers_sweep.trainer.hardware import available_cpus
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "optimization_results.yaml"

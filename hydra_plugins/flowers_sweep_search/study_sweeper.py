@@ -9,7 +9,6 @@ scan cannot see into an editable install's `hydra_plugins`.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +56,8 @@ class StudySweeper(Sweeper):
         try:
             return run_search(self, arguments)
         except FlowersSweepError as exc:  # one line, as every error meant for the user
-            from flowers_sweep.launch import release_sweep
+            from flowers_sweep.job.launch import release_sweep
+            from flowers_sweep.job.outcome import refuse
 
             release_sweep(self.sweep_dir)  # SweepEnd's end will not run: let go of it here
-            print(f"flowers_sweep: error: {exc}", file=sys.stderr)
-            sys.exit(2)
+            refuse("flowers_sweep", exc)

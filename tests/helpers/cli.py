@@ -13,7 +13,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from flowers_sweep.runrecord import METRICS_FILE, RESULT_FILE
+from flowers_sweep.record.runrecord import METRICS_FILE, RESULT_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"

@@ -24,12 +24,12 @@ HELD = "held"  # the line a holder prints once it holds its lock
 
 # Statements that take a lock until the process ends (ARGS[0] is the folder).
 HOLD_RUN_FOLDER = """
-from flowers_sweep.runfolder import hold
+from flowers_sweep.record.runfolder import hold
 holding = hold(ARGS[0])  # kept: a dropped context manager would let go
 holding.__enter__()
 """
 CLAIM_SWEEP = """
-from flowers_sweep.launch import claim_sweep
+from flowers_sweep.job.launch import claim_sweep
 claim_sweep(ARGS[0], [])
 """
 WAIT_FOR_STDIN = "sys.stdin.read()"  # hold on until the test closes our stdin

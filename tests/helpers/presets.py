@@ -58,7 +58,7 @@ def stand_in_torchvision_weights(model: DictConfig, torch_home: Path) -> Path | 
     import torch
     import torchvision
 
-    from flowers_sweep.labels import model_label
+    from flowers_sweep.record.labels import model_label
 
     if not model.get("weights"):
         return None

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from flowers_sweep.runrecord import METRIC_COLUMNS
+from flowers_sweep.record.runrecord import METRIC_COLUMNS
 
 from .cli import make_cfg
 

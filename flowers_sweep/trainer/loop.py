@@ -19,7 +19,7 @@ from flowers_sweep.data.loaders import BatchSource
 from flowers_sweep.errors import DivergedError
 
 if TYPE_CHECKING:  # only a type here: the loop needs none of the set-up's imports
-    from flowers_sweep.runstate import RunState
+    from flowers_sweep.trainer.runstate import RunState
 
 
 def progress_bar(it: Any, total: int, desc: str) -> Any:

@@ -31,7 +31,7 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NoReturn
 
 from flowers_sweep.errors import (
     DivergedError,
@@ -41,7 +41,7 @@ from flowers_sweep.errors import (
     Terminated,
     TrialPrunedError,
 )
-from flowers_sweep.runrecord import HYDRA_DIR
+from flowers_sweep.record.runrecord import HYDRA_DIR
 
 Outcome = Literal[
     "completed", "skipped", "pruned", "busy", "refused", "failed", "diverged", "interrupted",
@@ -146,6 +146,13 @@ def outcome_of(exc: BaseException) -> Outcome:
 def error_line(prog: str, exc: BaseException | str) -> None:
     """The one line on stderr that an error meant for the user gets."""
     print(f"{prog}: error: {exc}", file=sys.stderr)
+
+
+def refuse(prog: str, exc: BaseException | str) -> NoReturn:
+    """End the process as an error meant for the user ends a command: its one line and
+    exit status 2; for callers that no `command` wraps (a Hydra callback, the sweeper)."""
+    error_line(prog, exc)
+    sys.exit(2)
 
 
 def command(

@@ -42,6 +42,7 @@ from typing import Any
 
 from flowers_sweep.atomic import atomic_write_text, read_json
 from flowers_sweep.errors import Terminated
+from flowers_sweep.record.runrecord import RUNNING_DIR, STOP_MARK
 
 log = logging.getLogger("flowers_sweep")
 
@@ -53,8 +54,6 @@ STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
 # as `nohup` ignores SIGHUP), for its jobs' processes: a job answers the same ones, even
 # where a launcher started it with one ignored (see controllers_ignore_ctrl_c).
 STOP_SIGNALS_ENV = "FLOWERS_SWEEP_STOP_SIGNALS"
-STOP_FILE = "stop"  # in the sweep's LAUNCH_DIR: this launch is stopping (see launch.py)
-RUNNING_DIR = "running"  # in LAUNCH_DIR: <job number>.json, the pid and host running it
 # How long a stopping launch waits for its running jobs to record their stop: a batch
 # to end (seconds on a CPU for a big model) and a checkpoint to be written.
 STOP_WAIT_S = 120.0
@@ -132,7 +131,7 @@ class LaunchStopped(KeyboardInterrupt):
 
 def is_stopping(launch_dir: Path) -> bool:
     """Whether the launch that owns `launch_dir` (SWEEP_DIR/.launch) is stopping."""
-    return (Path(launch_dir) / STOP_FILE).is_file()
+    return (Path(launch_dir) / STOP_MARK).is_file()
 
 
 @contextlib.contextmanager
@@ -221,7 +220,7 @@ class LaunchStop:
             raise self._stopped(signum, waited=False)
         self.signum, self.since = signum, time.monotonic()
         with contextlib.suppress(OSError):  # a job that starts now must not train
-            atomic_write_text(self.launch_dir / STOP_FILE, signal_name(signum) + "\n")
+            atomic_write_text(self.launch_dir / STOP_MARK, signal_name(signum) + "\n")
         pids = running_pids(self.launch_dir)
         for pid in pids:  # Ctrl-C reached them already; SIGTERM/SIGHUP may not have
             with contextlib.suppress(OSError):

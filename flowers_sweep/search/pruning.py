@@ -20,7 +20,7 @@ from typing import Any
 from hydra.types import RunMode
 
 from flowers_sweep.errors import TrialPrunedError
-from flowers_sweep.runrecord import FINAL_METRICS
+from flowers_sweep.record.runrecord import FINAL_METRICS
 
 log = logging.getLogger(__name__)
 SWEEPER = "hydra_plugins.flowers_sweep_search.study_sweeper.StudySweeper"
@@ -68,7 +68,7 @@ def trial_report(hc: Any, optimized_metric: str, epochs: int = 0) -> TrialReport
         return None
     import optuna
 
-    from flowers_sweep.study import build_pruner, open_storage
+    from flowers_sweep.search.study import build_pruner, open_storage
 
     storage = open_storage(sweeper.storage, sweep_dir_of(hc))
     pruner = build_pruner(sweeper.pruner)

@@ -17,12 +17,10 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from flowers_sweep.checkpoint import Checkpointer, save_torch
 from flowers_sweep.errors import DivergedError, TrialPrunedError
-from flowers_sweep.labels import activation_label
 from flowers_sweep.loggers import RunLogger, build_logger
-from flowers_sweep.loop import eval_one_epoch, train_one_epoch
-from flowers_sweep.runrecord import (
+from flowers_sweep.record.labels import activation_label
+from flowers_sweep.record.runrecord import (
     BEST_WEIGHTS_FILE,
     CHECKPOINT_FILE,
     FINAL_METRICS,
@@ -34,7 +32,9 @@ from flowers_sweep.runrecord import (
     write_metrics,
     write_result,
 )
-from flowers_sweep.runstate import RunState, set_up
+from flowers_sweep.trainer.checkpoint import Checkpointer, save_torch
+from flowers_sweep.trainer.loop import eval_one_epoch, train_one_epoch
+from flowers_sweep.trainer.runstate import RunState, set_up
 
 __all__ = ["begin", "finish", "fit", "keep_weights", "logged_settings", "run"]
 log = logging.getLogger(__name__)

@@ -18,22 +18,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from flowers_sweep.checkpoint import TrainState, load_checkpoint
 from flowers_sweep.data import build_loaders, class_count
 from flowers_sweep.data.loaders import Loaders
 from flowers_sweep.errors import RunFolderMismatchError
-from flowers_sweep.hardware import (
+from flowers_sweep.models import build_model, build_on_meta, convolutional, count_parameters
+from flowers_sweep.models.weights import load_weights
+from flowers_sweep.optim import build_optimizer, build_scheduler
+from flowers_sweep.record.labels import model_label
+from flowers_sweep.record.runfolder import start_over_hint
+from flowers_sweep.record.runrecord import CHECKPOINT_FILE, read_data, write_data
+from flowers_sweep.trainer.checkpoint import TrainState, load_checkpoint
+from flowers_sweep.trainer.hardware import (
     autocast,
     resolve_channels_last,
     resolve_device,
     resolve_precision,
 )
-from flowers_sweep.labels import model_label
-from flowers_sweep.models import build_model, build_on_meta, convolutional, count_parameters
-from flowers_sweep.models.weights import load_weights
-from flowers_sweep.optim import build_optimizer, build_scheduler
-from flowers_sweep.runfolder import start_over_hint
-from flowers_sweep.runrecord import CHECKPOINT_FILE, read_data, write_data
 
 log = logging.getLogger("flowers_sweep.train")
 

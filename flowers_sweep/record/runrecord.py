@@ -33,9 +33,9 @@ import yaml
 
 from flowers_sweep.atomic import atomic_write_text, write_json
 from flowers_sweep.errors import FlowersSweepError
-from flowers_sweep.labels import activation_label, model_label, section
-from flowers_sweep.legacy import upgrade_settings
-from flowers_sweep.settings import (  # noqa: F401  (the run folder's settings, re-exported)
+from flowers_sweep.record.labels import activation_label, model_label, section
+from flowers_sweep.record.legacy import upgrade_settings
+from flowers_sweep.record.settings import (  # noqa: F401  (the run folder's settings, re-exported)
     EXECUTION_SETTINGS,
     experiment_settings,
     flatten,
@@ -55,6 +55,16 @@ CHECKPOINT_FILE = "checkpoint.pt"
 TRACEBACK_FILE = "traceback.txt"
 RUN_CONFIG_FILE = "run_config.json"
 LOCK_FILE = ".run.lock"  # held by the process training in the folder
+# A sweep folder holds a run folder per job (Hydra's job number) and these:
+MULTIRUN_FILE = "multirun.yaml"  # Hydra's sweepers (ours too) write it first in a sweep folder
+SWEEP_LOCK_FILE = ".sweep.lock"  # held by the launch that runs the sweep (job/launch.py)
+SWEEP_OWNER_FILE = ".sweep.owner.json"  # who holds it (the lock file itself is truncated)
+LAUNCH_DIR = ".launch"  # this launch's notes: a job it could not train, a stop (job/)
+STOP_MARK = "stop"  # in LAUNCH_DIR: this launch is stopping (job/stopping.py)
+RUNNING_DIR = "running"  # in LAUNCH_DIR: <job number>.json, the pid and host running it
+REPORT_DIRNAME = "report"  # the sweep's report (aggregate/)
+SQLITE_FILE = "optuna.db"  # a search's study, storage=sqlite (search/study.py)
+JOURNAL_FILE = "optuna.journal"  # storage=journal
 RUN_FILES = (
     METRICS_FILE,
     RESULT_FILE,
@@ -287,9 +297,7 @@ class RunRecord:
         """Hydra's group choices (case, model); parsed only when asked for, since
         .hydra/hydra.yaml is the largest file of a run folder."""
         if self._choices is None:
-            hydra_file = Path(self.path) / HYDRA_DIR / HYDRA_FILE
-            tree = read_yaml(hydra_file) if hydra_file.is_file() else None
-            self._choices = ((tree or {}).get("hydra", {}).get("runtime", {}).get("choices")) or {}
+            self._choices = hydra_runtime(self.path).get("choices") or {}
         return self._choices
 
     @property
@@ -346,3 +354,15 @@ def natural_key(path: Path) -> list[tuple[int, int, str]]:
     """Job folders 2 before 10; a number and a name at the same level still compare
     (numbers first) instead of raising TypeError."""
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in path.parts]
+
+
+def hydra_runtime(run_dir: Path) -> dict[str, Any]:
+    """The `hydra.runtime` node of the folder's .hydra/hydra.yaml (the group choices, the
+    folder the run was launched from): the one reader of that file; {} without it.
+
+    Raises OSError or yaml.YAMLError when the file is there but unreadable.
+    """
+    hydra_file = Path(run_dir) / HYDRA_DIR / HYDRA_FILE
+    tree = read_yaml(hydra_file) if hydra_file.is_file() else None
+    runtime = ((tree or {}).get("hydra") or {}).get("runtime") if isinstance(tree, dict) else None
+    return runtime if isinstance(runtime, dict) else {}

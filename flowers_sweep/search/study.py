@@ -29,11 +29,10 @@ import optuna
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from flowers_sweep import targets
+from flowers_sweep.config import targets
 from flowers_sweep.errors import ConfigError, FlowersSweepError
+from flowers_sweep.record.runrecord import JOURNAL_FILE, SQLITE_FILE
 
-SQLITE_FILE = "optuna.db"
-JOURNAL_FILE = "optuna.journal"
 STORAGES = ("sqlite", "journal")  # names; any other value is a storage URL
 SQLITE_TIMEOUT_S = 60  # how long a writer waits for another's lock before failing
 

@@ -15,25 +15,22 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, ListConfig
 
-from flowers_sweep import targets
+from flowers_sweep.config import targets
 from flowers_sweep.data import PIPELINES, class_count, is_flowers102
 from flowers_sweep.data.augment import check_augment
 from flowers_sweep.data.loaders import worker_start_method
 from flowers_sweep.data.sources import OWN as OWN_DATA
 from flowers_sweep.data.sources import SUPPLIED as SUPPLIED_DATA
 from flowers_sweep.errors import ConfigError
-from flowers_sweep.labels import model_label
 from flowers_sweep.models import OWN_KEYS, SUPPLIED, build_on_meta
 from flowers_sweep.models.activations import ACTIVATIONS
 from flowers_sweep.models.activations import unknown as unknown_activation
 from flowers_sweep.models.hub import NATIVE
 from flowers_sweep.models.weights import resolve_weights_file
 from flowers_sweep.optim import build_optimizer, build_scheduler
-from flowers_sweep.runrecord import FINAL_METRICS, KEEP_WEIGHTS
+from flowers_sweep.record.labels import model_label
+from flowers_sweep.record.runrecord import FINAL_METRICS, KEEP_WEIGHTS
 
-# The clone's conf/ folder, shipped inside the package (pyproject.toml): Hydra finds it
-# at pkg://flowers_sweep.conf in a clone and in an installed wheel alike.
-CONFIG_MODULE = "flowers_sweep.conf"
 # What a run can return to a sweeper: the numbers its result.json records.
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -61,16 +58,6 @@ def _check(key: str, value: Any, ok: Callable[[Any], bool], allowed: str) -> Non
         _fail(key, value, allowed)
 
 
-def constructor_error(key: str, node: Any, exc: BaseException) -> ConfigError:
-    """A constructor's refusal as one line: `model.layers=[2] is invalid: ...` where its
-    message starts with one of the node's keys, else naming the target."""
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    first = re.match(r"^(\w+)=", text)
-    if first and first.group(1) in node:
-        return ConfigError(f"{key}.{text}")
-    return ConfigError(f"{key}: {node.get('_target_')} refused the config's values: {text}")
-
-
 def validate_model(model: DictConfig, dataset: DictConfig) -> None:
     """The node's target and keys, its activation, its weights file; then a build on the
     meta device (no memory, no data), so what the constructor refuses (a hub model's
@@ -95,7 +82,7 @@ def validate_model(model: DictConfig, dataset: DictConfig) -> None:
     except ConfigError:
         raise
     except Exception as exc:
-        raise constructor_error("model", model, exc) from None
+        raise targets.constructor_error("model", model, exc) from None
 
 
 def validate_trainer(trainer: DictConfig) -> None:
@@ -223,7 +210,7 @@ def validate_optim(optimizer: DictConfig, scheduler: DictConfig, epochs: int) ->
     except ConfigError:
         raise
     except Exception as exc:
-        raise constructor_error(key, node, exc) from None
+        raise targets.constructor_error(key, node, exc) from None
     needs = [
         p.name
         for p in inspect.signature(schedule.step).parameters.values()

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from flowers_sweep.composition import split_config_dir, user_config_dir
 from flowers_sweep.config import CONFIG_MODULE
+from flowers_sweep.config.composition import split_config_dir, user_config_dir
 from flowers_sweep.errors import ConfigError, FlowersSweepError
 
 CONFIG_PATH_FLAGS = ("-cp", "--config-path")

@@ -15,6 +15,7 @@ import importlib
 import importlib.util
 import inspect
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -160,3 +161,13 @@ def _shown(value: Any) -> str:
     if isinstance(value, (DictConfig, Mapping)):
         return "{...}"
     return repr(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)
+
+
+def constructor_error(key: str, node: Any, exc: BaseException) -> ConfigError:
+    """A constructor's refusal as one line: `model.layers=[2] is invalid: ...` where its
+    message starts with one of the node's keys, else naming the target."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    first = re.match(r"^(\w+)=", text)
+    if first and first.group(1) in node:
+        return ConfigError(f"{key}.{text}")
+    return ConfigError(f"{key}: {node.get('_target_')} refused the config's values: {text}")

@@ -20,8 +20,8 @@ import torch
 
 from flowers_sweep.atomic import atomic_write
 from flowers_sweep.errors import CheckpointError
-from flowers_sweep.runfolder import start_over_hint
-from flowers_sweep.runrecord import BEST_WEIGHTS_FILE, CHECKPOINT_FILE
+from flowers_sweep.record.runfolder import start_over_hint
+from flowers_sweep.record.runrecord import BEST_WEIGHTS_FILE, CHECKPOINT_FILE
 
 
 def save_torch(path: Path, obj: Any, fsync: bool = True) -> None:

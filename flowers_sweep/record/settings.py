@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flowers_sweep.legacy import upgrade_settings
+from flowers_sweep.record.legacy import upgrade_settings
 
 # Settings that change how a run is carried out, not what it computes (a name covers
 # the keys under it). A relaunch may

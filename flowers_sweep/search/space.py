@@ -32,8 +32,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from flowers_sweep.config.overrides import override_text
 from flowers_sweep.errors import ConfigError
-from flowers_sweep.overrides import override_text
 
 NUMERIC = (bool, int, float)  # kept as themselves: plots and the dashboard show numbers
 

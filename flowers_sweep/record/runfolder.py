@@ -17,11 +17,11 @@ from filelock import FileLock, Timeout
 
 from flowers_sweep.atomic import atomic_write_text, read_json, write_json
 from flowers_sweep.errors import RunFolderBusyError, RunFolderError, RunFolderMismatchError
-from flowers_sweep.launch import MULTIRUN_FILE
-from flowers_sweep.legacy import upgrade_settings
-from flowers_sweep.runrecord import (
+from flowers_sweep.record.legacy import upgrade_settings
+from flowers_sweep.record.runrecord import (
     HYDRA_DIR,
     LOCK_FILE,
+    MULTIRUN_FILE,
     RUN_CONFIG_FILE,
     RUN_FILES,
     completed_result,

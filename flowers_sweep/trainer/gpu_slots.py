@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
 
-from flowers_sweep.hardware import resolve_device
+from flowers_sweep.trainer.hardware import resolve_device
 
 log = logging.getLogger(__name__)
 POLL_S = 2.0  # how often a job waiting for a GPU looks again

@@ -33,15 +33,12 @@ from omegaconf import OmegaConf
 
 from flowers_sweep.atomic import atomic_write_text, read_json, write_json
 from flowers_sweep.errors import FlowersSweepError
-from flowers_sweep.labels import study_name
+from flowers_sweep.record.labels import study_name
+from flowers_sweep.record.runrecord import LAUNCH_DIR, SWEEP_LOCK_FILE, SWEEP_OWNER_FILE
 
-SWEEP_LOCK_FILE = ".sweep.lock"  # held by the launch that runs the sweep
-SWEEP_OWNER_FILE = ".sweep.owner.json"  # who holds it (the lock file itself is truncated)
-LAUNCH_DIR = ".launch"  # one note per job this launch could not train
 RESOLVER = "fs.unique_dir"
 STUDY_NAME_RESOLVER = "fs.study_name"  # hparams_search=optuna's default study name
 _held: dict[str, FileLock] = {}  # module-level: callbacks are pickled to job processes
-MULTIRUN_FILE = "multirun.yaml"  # Hydra's sweepers (ours too) write it first in a sweep folder
 _made: list[Path] = []  # the folders unique_dir made in this process (parents too)
 # Hydra's methods that compose a config only to print it (--cfg, --info, --help, -sc)
 PRINTING = ("show_cfg", "show_info", "app_help", "hydra_help", "shell_completion")

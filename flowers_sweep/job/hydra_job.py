@@ -1,0 +1,141 @@
+"""What a Hydra job needs around its training run: what it knows of its job (`JobContext`,
+read from Hydra once, at the door), its threads, its .hydra/ files, the job composed
+without its `+key=` overrides (for overrides.validate_added_keys), and the note a
+sweep's end reads (stop signals: stopping.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from flowers_sweep.atomic import atomic_write_text
+from flowers_sweep.job.launch import drop_unused_dirs, note_job
+from flowers_sweep.record.runrecord import CONFIG_FILE, HYDRA_FILE, LAUNCH_DIR, OVERRIDES_FILE
+from flowers_sweep.trainer.hardware import available_cpus
+
+log = logging.getLogger("flowers_sweep")
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a run knows of its Hydra job: built once at the door (app.main from Hydra's
+    global, api.train from its own composition) and passed down, so that nothing below
+    the door reads Hydra's global state.
+
+    `root` is `{"hydra": the job's hydra node}`, what .hydra/hydra.yaml holds.
+    """
+
+    root: DictConfig
+
+    @property
+    def hydra(self) -> DictConfig:
+        return self.root.hydra
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.hydra.runtime.output_dir)
+
+    @property
+    def multirun(self) -> bool:
+        return self.hydra.mode == RunMode.MULTIRUN
+
+    @property
+    def sweep_dir(self) -> Path:
+        """The sweep's folder; read it only in a sweep (a single run's default
+        hydra.sweep.dir is a resolver that would make a folder)."""
+        return Path(self.hydra.sweep.dir)
+
+    @property
+    def launch_dir(self) -> Path | None:
+        """SWEEP_DIR/.launch for a job of a sweep; None for a single run."""
+        return self.sweep_dir / LAUNCH_DIR if self.multirun else None
+
+    @property
+    def job_num(self) -> int:
+        return int(self.hydra.job.num)
+
+    @property
+    def overrides(self) -> list[str]:
+        return list(self.hydra.overrides.task)
+
+    @property
+    def choices(self) -> dict[str, Any]:
+        return dict(self.hydra.runtime.choices)
+
+    @property
+    def launcher(self) -> DictConfig:
+        return self.hydra.launcher
+
+
+def thread_count(setting: Any, launcher: Any) -> int | None:
+    """Torch threads for this job: parallel joblib jobs share the CPUs evenly."""
+    if setting != "auto":
+        return int(setting)
+    cpus = available_cpus()
+    target = str(launcher.get("_target_", ""))
+    if "joblib" in target.lower():
+        n_jobs = launcher.get("n_jobs") or -1
+        parallel = cpus if n_jobs < 0 else min(n_jobs, cpus)
+        return max(1, cpus // parallel)
+    if launcher.get("cpus_per_task"):
+        return int(launcher.cpus_per_task)
+    return None  # torch's default: every core
+
+
+def composed_without_added(job: JobContext) -> DictConfig | None:
+    """This job's config composed from its own sources without its `+`/`++` overrides,
+    to tell a key that exists from one that was added; None if it cannot be composed
+    (then the check is stricter, see overrides.validate_added_keys)."""
+    try:
+        import hydra.conf  # noqa: F401  (registers Hydra's own schema)
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+        from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
+        from hydra.core.plugins import Plugins
+
+        Plugins.instance()  # the config sources (pkg://, file://) are plugins
+        hc = job.hydra
+        search_path = ConfigSearchPathImpl()
+        for source in hc.runtime.config_sources:
+            search_path.append(source.provider, f"{source.schema}://{source.path}")
+        kept = [o for o in job.overrides if not o.startswith("+")]
+        loaded = ConfigLoaderImpl(config_search_path=search_path).load_configuration(
+            hc.job.config_name, kept, run_mode=RunMode.RUN
+        )
+        used = [job.run_dir]
+        if job.multirun:  # a single run has no sweep folder: reading
+            used.append(job.sweep_dir)  # hydra.sweep.dir would make one
+        drop_unused_dirs(*used)
+        return loaded
+    except Exception as exc:  # a check's helper must never fail the run
+        log.debug("could not compose without the added keys: %s", exc)
+        return None
+
+
+def note_this_job(job: JobContext, status: str, why: str) -> None:
+    """For the sweep's end: this launch did not complete this job (see launch.py)."""
+    try:
+        note_job(job.sweep_dir, job.job_num, job.run_dir, status, why)
+    except Exception as exc:  # a note is a hint; it must not become the job's failure
+        log.warning("could not note the job's outcome for the sweep's end: %s", exc)
+
+
+def write_hydra_files(job: JobContext, cfg: DictConfig) -> None:
+    """Rewrite .hydra/ from this process's own config, with the folder held.
+
+    Hydra writes .hydra/ before the task runs and before anyone holds the folder, so a
+    process that lost the race for the folder may have just overwritten them; the
+    process that holds it puts back its own, the same text Hydra writes.
+    """
+    subdir = job.hydra.output_subdir
+    if subdir is None:  # hydra.output_subdir=null: Hydra keeps no copy
+        return
+    hydra_dir = job.run_dir / subdir
+    atomic_write_text(hydra_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))
+    atomic_write_text(hydra_dir / HYDRA_FILE, OmegaConf.to_yaml(job.root))
+    atomic_write_text(hydra_dir / OVERRIDES_FILE, OmegaConf.to_yaml(job.hydra.overrides.task))

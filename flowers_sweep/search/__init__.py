@@ -1,0 +1,3 @@
+"""A hyperparameter search on Optuna: Hydra's grammar as distributions, the study,
+pruning.
+"""
