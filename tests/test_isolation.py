@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 import flowers_sweep.aggregate as agg
 from flowers_sweep.app import record_failure
 from flowers_sweep.callbacks import SweepEnd
+from flowers_sweep.job.hydra_job import JobContext
 
 from .helpers.cli import make_cfg
 from .helpers.runfolders import write_run
@@ -17,7 +18,9 @@ def test_recording_a_failure_that_cannot_be_written_is_logged_not_raised(tmp_pat
     not_a_folder = tmp_path / "full-disk"
     not_a_folder.write_text("")  # every write below it fails, as on a full disk
     with caplog.at_level(logging.ERROR):
-        record_failure(not_a_folder, make_cfg(), "failed", RuntimeError("out of memory"))
+        job = JobContext(OmegaConf.create({"hydra": {"runtime": {
+            "output_dir": str(not_a_folder), "choices": {"model": "resnet18"}}}}))  # fmt: skip
+        record_failure(job, make_cfg(), "failed", RuntimeError("out of memory"))
     assert "could not record the failure" in caplog.text
 
 
