@@ -1,4 +1,17 @@
-"""Errors meant for the user: their message is the whole story, so no traceback."""
+"""Errors meant for the user: their message is the whole story, so no traceback.
+
+The general ones are here; the others live with their concept, all FlowersSweepError
+unless said:
+
+    api.RunFailedError, api.SweepFailedError     a run or sweep of the Python API
+    aggregate.runs.AggregateError                nothing a report can be made of
+    config.command_line.UsageError               flags that cannot go together
+    job.launch.SweepBusyError                    a sweep folder another launch holds
+    job.stopping.LaunchStopped                   a stopped sweep (a KeyboardInterrupt)
+    record.runrecord.RunRecordError              an unreadable run record
+    search.study.StudyStorageError               a study that cannot be opened
+    atomic.OutputError                           an output that cannot be written (OSError)
+"""
 
 
 class FlowersSweepError(Exception):
