@@ -80,11 +80,9 @@ def main(cfg: DictConfig) -> float | Pruned | None:
     already stopping does not train.
     """
     job = JobContext(HydraConfig.instance().cfg)  # Hydra's global, read here only
-    if job.launch_dir is None:
-        outcome, exc, value = attempt(cfg, job)
-        return conclude(job, outcome, exc=exc, value=value)
-    with running_job(job.launch_dir, job.job_num):
-        if is_stopping(job.launch_dir):  # checked after registering: the launch sees one
+    launch = job.launch_dir  # None: a single run, no launch to register with
+    with running_job(launch, job.job_num) if launch else contextlib.nullcontext():
+        if launch and is_stopping(launch):  # checked after registering: the launch sees one
             log.info("%s: not started: the launch is stopping", job.run_dir)
             return None
         outcome, exc, value = attempt(cfg, job)

@@ -17,6 +17,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from flowers_sweep.errors import ConfigError, TrialPrunedError
+from flowers_sweep.job import hydra_job
 from flowers_sweep.job.launch import register_resolvers
 from flowers_sweep.job.outcome import Pruned
 from flowers_sweep.record.runrecord import FINAL_METRICS, METRIC_COLUMNS, SQLITE_FILE
@@ -29,7 +30,6 @@ from flowers_sweep.search.study import (
     open_storage,
     storage_url,
 )
-from hydra_plugins.flowers_sweep_search import _study
 from hydra_plugins.flowers_sweep_search._study import trials_at_once
 from hydra_plugins.flowers_sweep_search.study_sweeper import StudySweeper
 
@@ -378,7 +378,7 @@ def test_the_presets_study_name_takes_an_activation_node():
 def test_a_search_runs_as_many_trials_at_once_as_its_launcher_runs_jobs(
     launcher, n_jobs, at_once, monkeypatch
 ):
-    monkeypatch.setattr(_study, "available_cpus", lambda: 8)
+    monkeypatch.setattr(hydra_job, "available_cpus", lambda: 8)
     assert trials_at_once(n_jobs, launcher) == at_once
 
 

@@ -73,16 +73,27 @@ class JobContext:
         return self.hydra.launcher
 
 
+def launcher_parallelism(launcher: Any) -> int:
+    """How many jobs the launcher runs at once: joblib's `n_jobs` (as joblib counts it:
+    -1 every CPU, -2 all but one), submitit's `array_parallelism`, 1 for Hydra's basic
+    launcher (one job after the other) and any launcher not known here."""
+    launcher = launcher or {}
+    target = str(launcher.get("_target_", "")).lower()
+    if "joblib" in target:
+        n = int(launcher.get("n_jobs") or -1)
+        return max(1, available_cpus() + 1 + n if n < 0 else n)
+    if "submitit" in target:
+        return max(1, int(launcher.get("array_parallelism") or 1))
+    return 1
+
+
 def thread_count(setting: Any, launcher: Any) -> int | None:
     """Torch threads for this job: parallel joblib jobs share the CPUs evenly."""
     if setting != "auto":
         return int(setting)
     cpus = available_cpus()
-    target = str(launcher.get("_target_", ""))
-    if "joblib" in target.lower():
-        n_jobs = launcher.get("n_jobs") or -1
-        parallel = cpus if n_jobs < 0 else min(n_jobs, cpus)
-        return max(1, cpus // parallel)
+    if "joblib" in str(launcher.get("_target_", "")).lower():
+        return max(1, cpus // min(launcher_parallelism(launcher), cpus))
     if launcher.get("cpus_per_task"):
         return int(launcher.cpus_per_task)
     return None  # torch's default: every core

@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 
 from flowers_sweep.atomic import atomic_write_text
 from flowers_sweep.errors import ConfigError
+from flowers_sweep.job.hydra_job import launcher_parallelism
 from flowers_sweep.job.outcome import Pruned
 from flowers_sweep.record.runrecord import FINAL_METRICS, MULTIRUN_FILE
 from flowers_sweep.search.space import search_space, trial_overrides
@@ -39,27 +40,12 @@ from flowers_sweep.search.study import (
     open_storage,
     storage_url,
 )
-from flowers_sweep.trainer.hardware import available_cpus
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "optimization_results.yaml"
 DIRECTIONS = ("maximize", "minimize")
 SEARCH_ATTR = "flowers_sweep.search"  # the study's user attribute: what it searches
 AUTO = "auto"  # hydra.sweeper.n_jobs: as many trials at once as the launcher runs jobs
-
-
-def launcher_parallelism(launcher: Mapping[str, Any] | None) -> int:
-    """How many jobs the launcher runs at once: joblib's `n_jobs` (as joblib counts it:
-    -1 every CPU, -2 all but one), submitit's `array_parallelism`, 1 for Hydra's basic
-    launcher (one job after the other) and any launcher not known here."""
-    launcher = launcher or {}
-    target = str(launcher.get("_target_", "")).lower()
-    if "joblib" in target:
-        n = int(launcher.get("n_jobs") or -1)
-        return max(1, available_cpus() + 1 + n if n < 0 else n)
-    if "submitit" in target:
-        return max(1, int(launcher.get("array_parallelism") or 1))
-    return 1
 
 
 def trials_at_once(n_jobs: int | str, launcher: Mapping[str, Any] | None) -> int:
