@@ -21,13 +21,13 @@ import codecs
 import contextlib
 import copy
 import io
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,11 +40,13 @@ from flowers_sweep.errors import ConfigError, FlowersSweepError, Terminated
 if TYPE_CHECKING:
     from flowers_sweep.aggregate.report import Report
 
-# id(config from compose()) -> (a weak reference to it, the whole composition with
-# Hydra's node, which train() needs: group choices label the run, Hydra's files are
-# written from it). By identity, not equality: an equal copy did not come from
-# compose; weak, so a config the user drops is forgotten.
-_COMPOSED: dict[int, tuple[weakref.ref, DictConfig]] = {}
+# compose() marks its config with the arguments it composed it from, which train()
+# composes again for Hydra's part (the group choices label the run; Hydra's files are
+# written from it). Kept as a flag of the root node, because OmegaConf carries a node's
+# flags through every copy of a DictConfig (OmegaConf.create, copy.deepcopy, .copy(),
+# OmegaConf.merge) and drops them in plain data (to_container): a copy of what compose
+# returned is still one, a config rebuilt from plain data is not.
+COMPOSED_FLAG = "flowers_sweep.composed_from"
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's job log's
 
 
@@ -67,20 +69,20 @@ def compose(overrides: Sequence[str] = (), config_dir: str | Path | None = None)
     Raises ConfigError (a bad value, or no such config_dir), and Hydra's own errors for
     an unknown group or key.
     """
-    from flowers_sweep.config.composition import compose_whole
+    from flowers_sweep.config.composition import compose_whole, user_config_dir
     from flowers_sweep.job.launch import register_resolvers
 
     register_resolvers()
     args = _override_list(overrides, "compose")
     if config_dir is not None:
-        args = ["--config-dir", str(config_dir), *args]
-    whole = compose_whole(args)
-    cfg = copy.deepcopy(whole)
+        args = ["--config-dir", str(user_config_dir(config_dir)), *args]
+    cfg = compose_whole(args)
     with open_dict(cfg):
         del cfg["hydra"]
     validate(cfg)
-    _COMPOSED[id(cfg)] = (weakref.ref(cfg), whole)
-    weakref.finalize(cfg, _COMPOSED.pop, id(cfg), None)
+    # a JSON text: a flag holds one value (OmegaConf's own flags are bools; it stores
+    # and copies any value, tests/test_api.py checks that it still does)
+    cfg._set_flag([COMPOSED_FLAG], [json.dumps(args)])  # type: ignore[list-item]
     return cfg
 
 
@@ -93,10 +95,12 @@ def _override_list(overrides: Sequence[str], caller: str) -> list[str]:
     return list(overrides)
 
 
-def _composition(cfg: DictConfig) -> DictConfig | None:
-    """compose()'s whole composition of `cfg`, or None when cfg is not from compose."""
-    ref, whole = _COMPOSED.get(id(cfg), (None, None))
-    return whole if ref is not None and ref() is cfg else None
+def _composed_from(cfg: Any) -> list[str] | None:
+    """The arguments compose() composed `cfg` (or the config it is a copy of) from;
+    None when cfg did not come from compose."""
+    # the root's own flags (_get_flag would also look in parents, and asserts a bool)
+    mark = cfg._metadata.flags.get(COMPOSED_FLAG) if isinstance(cfg, DictConfig) else None
+    return json.loads(mark) if isinstance(mark, str) else None
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -108,22 +112,26 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     not trained again (its result is returned), and a folder of another config is
     refused. Progress is logged to stdout and to the run folder's log.
 
-    Raises ConfigError (cfg not from compose, or a bad value), RunFailedError (the run
-    failed: why is in the message and in the folder), KeyboardInterrupt when
-    interrupted (run it again to resume), and any other exception a bug raises.
+    Raises ConfigError (cfg neither from compose nor a DictConfig copy of one, or a bad
+    value), RunFailedError (the run failed: why is in the message and in the folder),
+    KeyboardInterrupt when interrupted (run it again to resume), and any other
+    exception a bug raises.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from flowers_sweep import app
+    from flowers_sweep.config.composition import compose_whole
+    from flowers_sweep.config.overrides import edited_overrides
     from flowers_sweep.job.hydra_job import JobContext
     from flowers_sweep.record.runrecord import find_run_dirs, read_result
 
-    whole = _composition(cfg)
-    if whole is None:
+    args = _composed_from(cfg)
+    if args is None:
         raise ConfigError(
             "train(cfg, run_dir): cfg is not a config flowers_sweep.compose(...) returned "
-            "(a copy or a new one is not); compose each variant, and edit it if you like"
+            "(a copy of one is, a config rebuilt from plain data is not); compose each "
+            "variant, and edit it if you like"
         )
     validate(cfg)
     run_dir = Path(run_dir).expanduser().resolve()
@@ -133,6 +141,10 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             f"({others[0]}, ...): give a run folder of its own"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
+    # Hydra's part, composed again: the same arguments give the same choices and
+    # overrides; what cfg changed since (edits, or config files edited meanwhile)
+    # becomes overrides below, so the folder's files compose cfg itself.
+    whole = compose_whole(args)
     hydra_cfg = copy.deepcopy(whole)
     with read_write(hydra_cfg), open_dict(hydra_cfg):
         hydra = hydra_cfg.hydra
@@ -162,27 +174,6 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if result is None:
         raise RunFailedError(f"{run_dir}: the run wrote no result")
     return result
-
-
-def edited_overrides(task: list[str], whole: DictConfig, cfg: DictConfig) -> list[str]:
-    """`task` (the overrides cfg was composed with) plus `key=value` for each value of
-    `cfg` that differs from the composition `whole` (`+key=value` for a new key), the
-    edited keys' earlier overrides left out: the overrides that compose cfg itself."""
-    from flowers_sweep.config.overrides import override_text
-
-    def leaves(node: Any, prefix: str = "") -> dict[str, Any]:
-        if not isinstance(node, dict) or not node:
-            return {prefix[:-1]: node}
-        out: dict[str, Any] = {}
-        for key, child in node.items():
-            out.update(leaves(child, f"{prefix}{key}."))
-        return out
-
-    before = leaves(OmegaConf.to_container(whole, resolve=False))
-    after = leaves(OmegaConf.to_container(cfg, resolve=False))
-    edits = {k: v for k, v in after.items() if k not in before or before[k] != v}
-    kept = [o for o in task if o.split("=", 1)[0].lstrip("+~") not in edits]
-    return kept + [f"{'' if k in before else '+'}{k}={override_text(v)}" for k, v in edits.items()]
 
 
 @contextlib.contextmanager

@@ -6,12 +6,14 @@ tests take each piece apart, the run's folder checked against the CLI's.
 
 from __future__ import annotations
 
+import copy
 import os
+from pathlib import Path
 
 import matplotlib
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 import flowers_sweep as fs
 from flowers_sweep.api import RunFailedError, SweepFailedError
@@ -22,6 +24,7 @@ from .helpers.cli import TINY, metrics, run_cli
 from .helpers.runfolders import write_run
 
 CNN = ["model=baseline_cnn", *TINY]
+CONF = Path(__file__).resolve().parents[1] / "conf"  # the shipped folder, as a user's
 
 
 def test_the_api_is_at_the_top_level():
@@ -67,6 +70,41 @@ def test_train_refuses_a_config_not_from_compose(tmp_path):
         fs.train(fs.compose(CNN), tmp_path / "sweep")
 
 
+def test_copies_of_composes_config_are_from_compose():
+    """compose()'s mark rides on OmegaConf's flags, which every DictConfig copy keeps and
+    plain data drops: this fails first if an OmegaConf release stops carrying them."""
+    from flowers_sweep.api import _composed_from
+
+    cfg = fs.compose(CNN, config_dir=CONF)
+    args = ["--config-dir", str(CONF), *CNN]
+    for copied in (cfg, OmegaConf.create(cfg), copy.deepcopy(cfg), cfg.copy(),
+                   OmegaConf.merge(cfg, {"seed": 3})):  # fmt: skip
+        assert _composed_from(copied) == args
+    assert _composed_from(OmegaConf.create(OmegaConf.to_container(cfg))) is None
+    assert _composed_from(cfg.model) is None  # a node of it is not a run's config
+    assert _composed_from({"seed": 0}) is None
+
+
+def test_edits_become_the_overrides_that_compose_them():
+    """train() records a config edited since compose as overrides; composing those
+    gives the edited config itself (a new key, a changed list, a dropped node)."""
+    from flowers_sweep.config.composition import compose_whole
+    from flowers_sweep.config.overrides import edited_overrides
+
+    whole = compose_whole(CNN)
+    cfg = fs.compose(CNN)
+    cfg.trainer.epochs = 2
+    cfg.scheduler.milestones = [1, 2]
+    del cfg.logger
+    with open_dict(cfg):
+        cfg.notes = {}
+    overrides = edited_overrides(CNN, whole, cfg)
+    assert "trainer.epochs=2" in overrides and "~logger" in overrides
+    assert "+notes={}" in overrides
+    assert OmegaConf.to_container(fs.compose(overrides)) == OmegaConf.to_container(cfg)
+    assert edited_overrides(CNN, whole, fs.compose(CNN)) == CNN  # no edit: as composed
+
+
 @pytest.mark.e2e
 def test_train_writes_the_clis_run_folder(tmp_path, monkeypatch, cache_dir):
     """In this process, leaving it as found (the autouse fixture checks threads and
@@ -98,6 +136,7 @@ def test_train_writes_the_clis_run_folder(tmp_path, monkeypatch, cache_dir):
     proc = run_cli(str(run_dir), cache=cache_dir, module="flowers_sweep.evaluate")
     assert proc.returncode == 0, proc.stderr[-2000:]
 
+    cfg = OmegaConf.create(cfg)  # a copy of compose's config is one too (issue 37)
     cfg.trainer.epochs = 2  # an edited config is another run: the folder is refused
     with pytest.raises(RunFailedError, match=r"other settings: trainer\.epochs=1 \(now 2\)"):
         fs.train(cfg, run_dir)

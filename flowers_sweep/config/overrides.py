@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from flowers_sweep.errors import ConfigError
+from flowers_sweep.record.settings import flatten
 
 NEEDS_QUOTES = set(" ,[]{}()='\"\\:$")  # characters Hydra's grammar gives a meaning
 
@@ -36,14 +37,32 @@ def override_text(value: Any) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
-    if not isinstance(node, dict):
-        return [prefix]
-    keys = []
-    for key, child in node.items():
-        path = f"{prefix}{key}"
-        keys += _leaf_keys(child, f"{path}.") if isinstance(child, dict) else [path]
-    return keys
+def edited_overrides(task: Sequence[str], whole: DictConfig, cfg: DictConfig) -> list[str]:
+    """The overrides that compose `cfg` itself: `task` (those `whole` was composed with)
+    plus, for each value of `cfg` that differs from the composition `whole`, `key=value`
+    (`+key=value` for a key `whole` lacks, `~key` for one `cfg` dropped), the edited
+    keys' earlier overrides left out. The `hydra` node of `whole` is not compared."""
+    before = flatten(OmegaConf.to_container(whole, resolve=False), keep_empty=True)
+    after = flatten(OmegaConf.to_container(cfg, resolve=False), keep_empty=True)
+    before = {k: v for k, v in before.items() if k.split(".")[0] != "hydra"}
+    edits = {k: v for k, v in after.items() if k not in before or before[k] != v}
+    dropped = list(dict.fromkeys(_gone(cfg, k) for k in before if k not in after))
+    kept = [o for o in task if o.split("=", 1)[0].lstrip("+~") not in {*edits, *dropped}]
+    return (
+        kept
+        + [f"~{k}" for k in dropped]
+        + [f"{'' if k in before else '+'}{k}={override_text(v)}" for k, v in edits.items()]
+    )
+
+
+def _gone(cfg: DictConfig, key: str) -> str:
+    """The highest node on the way to the dotted `key` that `cfg` lacks (`~` drops it whole)."""
+    parts = key.split(".")
+    for depth in range(1, len(parts)):
+        node = ".".join(parts[:depth])
+        if OmegaConf.select(cfg, node, default=_ABSENT) is _ABSENT:
+            return node
+    return key
 
 
 def validate_added_keys(
@@ -81,7 +100,7 @@ def validate_added_keys(
         parent = OmegaConf.select(cfg, key.rpartition(".")[0]) if "." in key else None
         if isinstance(parent, DictConfig) and "_target_" in parent:
             continue
-        leaves = _leaf_keys(OmegaConf.to_container(base or cfg))
+        leaves = list(flatten(OmegaConf.to_container(base or cfg)))
         known = [leaf for leaf in leaves if leaf != key]
         section = key.rpartition(".")[0]
         siblings = [leaf for leaf in known if leaf.rpartition(".")[0] == section]

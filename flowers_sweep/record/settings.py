@@ -34,13 +34,17 @@ EXECUTION_SETTINGS = (
 )
 
 
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values (milestones are one setting)."""
-    if not isinstance(tree, dict):
-        return {prefix: tree}
+def flatten(tree: Any, prefix: str = "", keep_empty: bool = False) -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values (milestones are one setting).
+
+    The one flattener of a config tree. An empty mapping leaves no key, unless
+    `keep_empty` (then {"a": {}} -> {"a": {}}: an edit that empties a node is seen)."""
+    if not isinstance(tree, dict) or (keep_empty and prefix and not tree):
+        return {prefix.removesuffix("."): tree}
     out: dict[str, Any] = {}
     for key, value in tree.items():
-        out.update(flatten(value, f"{prefix}{key}." if isinstance(value, dict) else prefix + key))
+        nested = isinstance(value, dict) and (value or not keep_empty)
+        out.update(flatten(value, f"{prefix}{key}." if nested else prefix + key, keep_empty))
     return out
 
 
