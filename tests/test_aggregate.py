@@ -7,20 +7,12 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from flowers_sweep.aggregate import (
-    ALL_PAIRS_MAX,
-    FIGURE_CASES,
-    AggregateError,
-    aggregate,
-    build,
-    console_text,
-    holm,
-    main,
-    pairwise_tests,
-    results_markdown,
-    results_table,
-)
+from flowers_sweep.aggregate import AggregateError, aggregate, build, console_text, main
+from flowers_sweep.aggregate.figures import FIGURE_CASES
+from flowers_sweep.aggregate.markdown import results_markdown
 from flowers_sweep.aggregate.runs import case_labels
+from flowers_sweep.aggregate.stats import ALL_PAIRS_MAX, holm, pairwise_tests
+from flowers_sweep.aggregate.tables import results_table
 from flowers_sweep.record.runrecord import read_run
 
 from .helpers.runfolders import write_run

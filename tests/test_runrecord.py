@@ -13,7 +13,7 @@ from flowers_sweep.record.runrecord import (
     METRIC_COLUMNS,
     METRICS_FILE,
     RESULT_FILE,
-    STOPPED_KEYS,
+    RUN_KEYS,
     TRACEBACK_FILE,
     RunRecordError,
     completed_record,
@@ -31,6 +31,8 @@ from flowers_sweep.record.runrecord import (
 from .helpers.runfolders import write_run
 
 OLD_SWEEP = Path(__file__).parent / "data" / "sweep_v1"
+# a stopped run's result.json, in this order (a pruned one adds its best epoch)
+STOPPED_KEYS = (*RUN_KEYS, "error_type", "error", "epochs_done", "traceback")
 
 
 def completed(**changes: object) -> dict:

@@ -21,84 +21,31 @@ One module per job:
 
 In a notebook: `report = build([sweep_dir])`, then `report.runs`, `report.curves`,
 `report.cases`, `report.comparisons`, `report.figure("loss_curves")`.
+
+Exported here: what a user or the sweep's end calls; the rest is imported from its
+module (`flowers_sweep.aggregate.stats.holm`, ...).
 """
 
 from flowers_sweep.aggregate.cli import main
-from flowers_sweep.aggregate.figures import FIGURE_CASES, draw_each, shown_cases
-from flowers_sweep.aggregate.markdown import results_markdown
 from flowers_sweep.aggregate.report import (
     FIGURES,
     SEARCH_FIGURES,
     Report,
     aggregate,
     build,
-    build_search,
     console_text,
     write,
 )
-from flowers_sweep.aggregate.runs import (
-    AggregateError,
-    case_labels,
-    find_run_dirs,
-    load_runs,
-    runs_table,
-    varying_settings,
-)
-from flowers_sweep.aggregate.search import Search, read_search, trials_table
-from flowers_sweep.aggregate.stats import (
-    ALL_PAIRS_MAX,
-    ALPHA,
-    has_spread,
-    holm,
-    pairwise_tests,
-    t_interval,
-    testable,
-    welch_p,
-)
-from flowers_sweep.aggregate.tables import (
-    SELECT,
-    curves_table,
-    long_curves,
-    results_table,
-    selected,
-)
-from flowers_sweep.record.runrecord import REPORT_DIRNAME
+from flowers_sweep.aggregate.runs import AggregateError
 
 __all__ = [
-    "ALL_PAIRS_MAX",
-    "ALPHA",
     "FIGURES",
-    "FIGURE_CASES",
-    "REPORT_DIRNAME",
     "SEARCH_FIGURES",
-    "SELECT",
     "AggregateError",
     "Report",
-    "Search",
     "aggregate",
     "build",
-    "build_search",
-    "case_labels",
     "console_text",
-    "curves_table",
-    "draw_each",
-    "find_run_dirs",
-    "has_spread",
-    "holm",
-    "load_runs",
-    "long_curves",
     "main",
-    "pairwise_tests",
-    "read_search",
-    "results_markdown",
-    "results_table",
-    "runs_table",
-    "selected",
-    "shown_cases",
-    "t_interval",
-    "testable",
-    "trials_table",
-    "varying_settings",
-    "welch_p",
     "write",
 ]

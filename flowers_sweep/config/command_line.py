@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from flowers_sweep.config import CONFIG_MODULE
-from flowers_sweep.config.composition import split_config_dir, user_config_dir
+from flowers_sweep.config.composition import split_config_dir, split_flag, user_config_dir
 from flowers_sweep.errors import ConfigError, FlowersSweepError
 
 CONFIG_PATH_FLAGS = ("-cp", "--config-path")
@@ -113,12 +113,7 @@ def package_config_dir() -> Path | None:
 
 def _config_name(args: Sequence[str]) -> str:
     """The primary config's name the command line gives (-cn NAME), else `config`."""
-    name = "config"
-    for i, arg in enumerate(args):
-        flag, eq, value = arg.partition("=")
-        if flag in ("-cn", "--config-name"):
-            name = value if eq else (args[i + 1] if i + 1 < len(args) else name)
-    return name
+    return split_flag(args, ("-cn", "--config-name"))[1] or "config"
 
 
 def _is_flag(arg: str, names: Sequence[str]) -> bool:

@@ -36,18 +36,24 @@ def config_dir_overrides(args: Sequence[str]) -> list[str]:
     return [f"--config-dir={user_config_dir(folder)}", *rest]
 
 
-def split_config_dir(args: Sequence[str]) -> tuple[list[str], str | None]:
-    """The arguments without any `-cd DIR`, `--config-dir DIR` or `--config-dir=DIR`,
-    and the last one's folder (None: none given)."""
-    rest, folder, todo = [], None, list(args)
+def split_flag(args: Sequence[str], names: Sequence[str]) -> tuple[list[str], str | None]:
+    """The arguments without any `FLAG VALUE` or `FLAG=VALUE` for a flag in `names`, and
+    the last one's value (None: none given; "" for a flag without its value)."""
+    rest, found, todo = [], None, list(args)
     while todo:
         arg = todo.pop(0)
         flag, eq, value = arg.partition("=")
-        if flag in CONFIG_DIR_FLAGS:
-            folder = value if eq else (todo.pop(0) if todo else "")
+        if flag in names:
+            found = value if eq else (todo.pop(0) if todo else "")
         else:
             rest.append(arg)
-    return rest, folder
+    return rest, found
+
+
+def split_config_dir(args: Sequence[str]) -> tuple[list[str], str | None]:
+    """The arguments without any `-cd DIR`, `--config-dir DIR` or `--config-dir=DIR`,
+    and the last one's folder (None: none given)."""
+    return split_flag(args, CONFIG_DIR_FLAGS)
 
 
 # Groups every run composes: a primary config without them cannot make a run.

@@ -105,7 +105,6 @@ COMPLETED_KEYS = (
     "device",
     "precision",
 )
-STOPPED_KEYS = (*RUN_KEYS, "error_type", "error", "epochs_done", "traceback")
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
 
