@@ -30,10 +30,9 @@ from flowers_sweep.record.runrecord import (
     WEIGHTS_FILE,
     RunRecord,
     evaluation_files,
-    experiment_settings,
-    flatten,
     read_run,
 )
+from flowers_sweep.record.settings import experiment_settings, flatten
 
 from .helpers.cli import CONF, make_cfg, metrics, result, run_cli
 

@@ -9,7 +9,6 @@ import pytest
 
 from flowers_sweep.record.runrecord import (
     COMPLETED_KEYS,
-    EXECUTION_SETTINGS,
     METRIC_COLUMNS,
     METRICS_FILE,
     RESULT_FILE,
@@ -18,7 +17,6 @@ from flowers_sweep.record.runrecord import (
     RunRecordError,
     completed_record,
     completed_result,
-    experiment_settings,
     find_run_dirs,
     read_metrics,
     read_result,
@@ -27,6 +25,7 @@ from flowers_sweep.record.runrecord import (
     write_metrics,
     write_result,
 )
+from flowers_sweep.record.settings import EXECUTION_SETTINGS, experiment_settings
 
 from .helpers.runfolders import write_run
 

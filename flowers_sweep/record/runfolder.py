@@ -25,8 +25,8 @@ from flowers_sweep.record.runrecord import (
     RUN_CONFIG_FILE,
     RUN_FILES,
     completed_result,
-    experiment_settings,
 )
+from flowers_sweep.record.settings import experiment_settings
 
 
 @contextmanager

@@ -35,12 +35,7 @@ from flowers_sweep.atomic import atomic_write_text, write_json
 from flowers_sweep.errors import FlowersSweepError
 from flowers_sweep.record.labels import activation_label, model_label, section
 from flowers_sweep.record.legacy import upgrade_settings
-from flowers_sweep.record.settings import (  # noqa: F401  (the run folder's settings, re-exported)
-    EXECUTION_SETTINGS,
-    experiment_settings,
-    flatten,
-    is_execution_setting,
-)
+from flowers_sweep.record.settings import flatten
 
 HYDRA_DIR = ".hydra"  # Hydra's default hydra.output_subdir
 CONFIG_FILE = "config.yaml"

@@ -27,11 +27,11 @@ from flowers_sweep.record.runrecord import (
     WEIGHTS_FILE,
     RunRecordError,
     completed_record,
-    experiment_settings,
     read_metrics,
     write_metrics,
     write_result,
 )
+from flowers_sweep.record.settings import experiment_settings
 from flowers_sweep.trainer.checkpoint import Checkpointer, save_torch
 from flowers_sweep.trainer.loop import eval_one_epoch, train_one_epoch
 from flowers_sweep.trainer.runstate import RunState, set_up
