@@ -19,7 +19,6 @@ import sys
 import traceback
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -32,7 +31,7 @@ from flowers_sweep.job.hydra_job import (
     JobContext,
     composed_without_added,
     note_this_job,
-    thread_count,
+    thread_policy,
     write_hydra_files,
 )
 from flowers_sweep.job.launch import register_resolvers
@@ -49,6 +48,7 @@ from flowers_sweep.record.runrecord import (
     write_result,
 )
 from flowers_sweep.search.pruning import trial_report
+from flowers_sweep.trainer.cpu_share import presence
 from flowers_sweep.trainer.gpu_slots import assigned_device
 from flowers_sweep.trainer.training import run
 
@@ -129,13 +129,12 @@ def execute(cfg: DictConfig, job: JobContext) -> tuple[Outcome, float]:
     if (pruned := result_if(run_dir, "pruned")) is not None:  # a relaunch of a pruned trial
         raise TrialPrunedError(pruned.get("error") or "pruned by the search")
     report = trial_report(job.hydra, cfg.optimized_metric, cfg.trainer.epochs)  # None: no trial
-    threads = thread_count(cfg.trainer.threads, job.launcher)
-    if threads:
-        torch.set_num_threads(threads)
+    threads = thread_policy(cfg.trainer.threads, job.launcher)
     choices, trainer = job.choices, cfg.trainer
-    with assigned_device(trainer.device, trainer.jobs_per_gpu) as device:
+    # presence: this run counts in the others' share of the CPUs (cpu_share.py)
+    with presence(), assigned_device(trainer.device, trainer.jobs_per_gpu) as device:
         model = model_label(cfg.model, choices.get("model"))
-        result = run(cfg, run_dir, choices.get("case"), model, device, report)
+        result = run(cfg, run_dir, choices.get("case"), model, device, report, threads)
     return "completed", float(result[cfg.optimized_metric])
 
 

@@ -6,7 +6,9 @@ sweep's end reads (stop signals: stopping.py).
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from flowers_sweep.atomic import atomic_write_text
 from flowers_sweep.job.launch import drop_unused_dirs, note_job
 from flowers_sweep.record.runrecord import CONFIG_FILE, HYDRA_FILE, LAUNCH_DIR, OVERRIDES_FILE
+from flowers_sweep.trainer.cpu_share import shared_threads
 from flowers_sweep.trainer.hardware import available_cpus
 
 log = logging.getLogger("flowers_sweep")
@@ -87,16 +90,20 @@ def launcher_parallelism(launcher: Any) -> int:
     return 1
 
 
-def thread_count(setting: Any, launcher: Any) -> int | None:
-    """Torch threads for this job: parallel joblib jobs share the CPUs evenly."""
+def thread_policy(setting: Any, launcher: Any) -> Callable[[], tuple[int, str]]:
+    """How many torch threads the job trains with, and why; called once, just before
+    its first epoch: an explicit `trainer.threads=N`, a SLURM job's `cpus_per_task`, or
+    (auto) its share of the CPUs among this package's runs on them
+    (trainer/cpu_share.py), a joblib launch's parallel jobs counted at least."""
     if setting != "auto":
-        return int(setting)
-    cpus = available_cpus()
-    if "joblib" in str(launcher.get("_target_", "")).lower():
-        return max(1, cpus // min(launcher_parallelism(launcher), cpus))
+        return lambda: (int(setting), f"trainer.threads={setting}")
+    launcher = launcher or {}
     if launcher.get("cpus_per_task"):
-        return int(launcher.cpus_per_task)
-    return None  # torch's default: every core
+        given = int(launcher.cpus_per_task)
+        return lambda: (given, f"the launcher's cpus_per_task={given}")
+    joblib = "joblib" in str(launcher.get("_target_", "")).lower()
+    at_least = min(launcher_parallelism(launcher), available_cpus()) if joblib else 1
+    return functools.partial(shared_threads, at_least)
 
 
 def composed_without_added(job: JobContext) -> DictConfig | None:

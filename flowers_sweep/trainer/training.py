@@ -50,6 +50,7 @@ def run(
     model_name: str,
     device: torch.device | None = None,
     report: EpochReport | None = None,
+    threads: Callable[[], tuple[int, str]] | None = None,
 ) -> dict[str, Any]:
     """Train, validate each epoch, test once; write metrics, checkpoints, weights, result.
 
@@ -57,10 +58,17 @@ def run(
     exactly as if it had never stopped. `device`: the one assigned to this job (see
     gpu_slots.py); None resolves `trainer.device`. `report` is called after each epoch
     (a search trial's, pruning.py); TrialPrunedError from it ends the run there, with no
-    test and no checkpoint kept. Returns the result it wrote.
+    test and no checkpoint kept. `threads` says how many torch threads to train with,
+    and why (job/hydra_job.thread_policy); asked once the data is set up, so that runs
+    started together count each other (cpu_share.py); None keeps torch's setting.
+    Returns the result it wrote.
     """
     started = time.perf_counter()
     state = set_up(cfg, run_dir, device)
+    if threads is not None:
+        count, why = threads()
+        torch.set_num_threads(count)
+        log.info("torch threads: %d (%s)", count, why)
     begin(state, model_name)
     saver = Checkpointer(
         run_dir,
