@@ -14,16 +14,7 @@ FlowersSweepError.
 The names are loaded on first use, so `python -m flowers_sweep` starts no slower.
 """
 
-import os
 from typing import Any
-
-# OpenMP threads that wait sleep instead of spinning: beside other work on the cores
-# (another run, a notebook, a test suite, any program) a spinning thread burns the core
-# that the thread it waits for needs (trainer/cpu_share.py, benchmarks/shared_cores.py).
-# Set before torch loads its OpenMP runtime, which reads it once; a user's own
-# OMP_WAIT_POLICY or GOMP_SPINCOUNT is kept. Child processes (data workers) inherit it.
-if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 __version__ = "0.1.0"
 # name -> the module that defines it: the functions, the report, and the errors they raise

@@ -129,10 +129,10 @@ def execute(cfg: DictConfig, job: JobContext) -> tuple[Outcome, float]:
     if (pruned := result_if(run_dir, "pruned")) is not None:  # a relaunch of a pruned trial
         raise TrialPrunedError(pruned.get("error") or "pruned by the search")
     report = trial_report(job.hydra, cfg.optimized_metric, cfg.trainer.epochs)  # None: no trial
-    threads = thread_policy(cfg.trainer.threads, job.launcher)
     choices, trainer = job.choices, cfg.trainer
     # presence: this run counts in the others' share of the CPUs (cpu_share.py)
-    with presence(), assigned_device(trainer.device, trainer.jobs_per_gpu) as device:
+    with presence() as share, assigned_device(trainer.device, trainer.jobs_per_gpu) as device:
+        threads = thread_policy(trainer.threads, job.launcher, share)
         model = model_label(cfg.model, choices.get("model"))
         result = run(cfg, run_dir, choices.get("case"), model, device, report, threads)
     return "completed", float(result[cfg.optimized_metric])

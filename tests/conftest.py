@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from .helpers.cli import SHARED_FIXTURES, SLOW, TINY, run_cli
+from .helpers.shared import made_once
 from .helpers.slurm import slurm_cluster
 from .helpers.state import ProcessState
 
@@ -24,6 +26,14 @@ def pytest_collection_modifyitems(config, items):
         for marker, reason in reasons.items():
             if reason and marker in item.keywords:
                 item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pyproject's addopts): one worker per CPU this process may use (SLURM's
+    or taskset's share, not the node's), at most 8: each worker holds torch in memory
+    and starts CLI runs of its own. Tests train with one thread (helpers/cli.TINY)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cpus or 1, 8))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -58,23 +68,27 @@ def _process_state_left_as_found() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def reference(tmp_path_factory, cache_dir) -> Path:
     """An uninterrupted SLOW run that interrupted, resumed or requeued ones must equal."""
-    run_dir = tmp_path_factory.mktemp("reference") / "run"
-    proc = run_cli(*SLOW, f"hydra.run.dir={run_dir}", cache=cache_dir)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return run_dir
+
+    def make(folder: Path) -> None:
+        proc = run_cli(*SLOW, f"hydra.run.dir={folder / 'run'}", cache=cache_dir)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+    return made_once(tmp_path_factory, "reference", make) / "run"
 
 
 @pytest.fixture(scope="session")
 def report_cases_sweep(tmp_path_factory, cache_dir) -> Path:
     """The report's four cases, two seeds each, two epochs, tiny: one real sweep that the
     CLI tests and the aggregator tests both read (it ends by writing its report)."""
-    sweep = tmp_path_factory.mktemp("report_cases") / "sweep"
-    proc = run_cli(
-        "-m", "case=relu,sigmoid,leaky_relu,baseline_cnn", "seed=0,1", *TINY,
-        "trainer.epochs=2", f"hydra.sweep.dir={sweep}", cache=cache_dir,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return sweep
+
+    def make(folder: Path) -> None:
+        proc = run_cli(
+            "-m", "case=relu,sigmoid,leaky_relu,baseline_cnn", "seed=0,1", *TINY,
+            "trainer.epochs=2", f"hydra.sweep.dir={folder / 'sweep'}", cache=cache_dir,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    return made_once(tmp_path_factory, "report_cases", make) / "sweep"
 
 
 @pytest.fixture(scope="session")
@@ -92,11 +106,12 @@ def flowers_tree(tmp_path_factory):
     split sizes over 8,189 generated JPEGs), else a miniature of our own."""
     from .helpers.fake_flowers102 import write_tree
 
-    root = tmp_path_factory.mktemp("flowers")
     if (SHARED_FIXTURES / "setid.mat").is_file():
-        write_tree(root, official_mats=SHARED_FIXTURES, size=16)
+        root = made_once(tmp_path_factory, "flowers_official", functools.partial(
+            write_tree, official_mats=SHARED_FIXTURES, size=16))  # fmt: skip
         return root, (6149, 1020, 1020), True
-    write_tree(root, per_split=12, size=16)
+    root = made_once(tmp_path_factory, "flowers", functools.partial(
+        write_tree, per_split=12, size=16))  # fmt: skip
     return root, (12, 12, 12), False
 
 

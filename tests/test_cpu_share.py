@@ -4,37 +4,90 @@ runs holding one. The measured effect is benchmarks/shared_cores.py's."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
+import time
 
+import pytest
+import torch
 from omegaconf import OmegaConf
 
 from flowers_sweep.job.hydra_job import thread_policy
 from flowers_sweep.trainer import cpu_share
-from flowers_sweep.trainer.cpu_share import live_runs, presence, shared_threads
+from flowers_sweep.trainer.cpu_share import Share, live_runs, presence
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    kept = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(kept)
 
 
 def four_cpus(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
 
 
+def no_others(monkeypatch):
+    """Other processes keep no core busy (whatever runs beside this test)."""
+    monkeypatch.setattr(Share, "others_busy", lambda self: 0.0)
+
+
 def test_the_cpus_are_divided_among_the_runs_holding_a_lock(tmp_path, monkeypatch):
     four_cpus(monkeypatch)
+    no_others(monkeypatch)
     assert live_runs(tmp_path) == 0
-    with presence(tmp_path):
-        assert shared_threads(folder=tmp_path) == (
-            4, "trainer.threads=auto: 4 CPU(s), no other run of this package"
-        )
+    with presence(tmp_path) as share:
+        assert share.threads() == (4, "trainer.threads=auto: 4 CPU(s), no other run")
         with presence(tmp_path), presence(tmp_path):  # a notebook's, or other processes'
             assert live_runs(tmp_path) == 3
-            assert shared_threads(folder=tmp_path)[0] == 1  # 4 // 3
-        assert shared_threads(at_least=2, folder=tmp_path)[0] == 2  # a joblib launch's 2
+            three = "trainer.threads=auto: 4 CPU(s) shared by 3 runs of this package"
+            assert share.threads() == (1, three)  # 4 // 3
+        assert share.threads(at_least=2)[0] == 2  # a joblib launch's 2 jobs
+        assert share.threads()[0] == 4  # the others ended: the cores come back
     assert list(tmp_path.iterdir()) == []  # each run removes its own lock
-    with presence(tmp_path), presence(tmp_path), presence(tmp_path), presence(tmp_path):
-        with presence(tmp_path):
-            assert shared_threads(folder=tmp_path)[0] == 1  # never 0
+    with contextlib.ExitStack() as five:
+        shares = [five.enter_context(presence(tmp_path)) for _ in range(5)]
+        assert shares[0].threads()[0] == 1  # never 0
+
+
+def test_cores_that_other_programs_keep_busy_are_left_to_them(tmp_path, monkeypatch):
+    four_cpus(monkeypatch)
+    share = Share(tmp_path)
+    for busy, threads in ((0.3, 4), (1.0, 3), (2.6, 1), (4.0, 1), (7.5, 1)):
+        monkeypatch.setattr(Share, "others_busy", lambda self, busy=busy: busy)
+        assert share.threads()[0] == threads, busy
+    assert share.threads()[1].endswith(", 7.5 kept busy by other processes")
+
+
+def test_the_load_of_others_is_measured_without_this_process(tmp_path):
+    """A process busy itself sees no more load from others than before; a busy child of
+    it is another process's load. (Linux: /proc/stat.)"""
+    share = Share(tmp_path)
+    if share.others_busy() is None:
+        pytest.skip("no /proc/stat: only the runs are counted here")
+    with torch_threads(1):
+        end = time.monotonic() + 0.5
+        x = torch.randn(256, 256)
+        while time.monotonic() < end:
+            x = (x @ x).clamp_(-1, 1)
+    alone = share.others_busy()
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.0)
+        beside = share.others_busy()
+    finally:
+        child.kill()
+        child.wait()
+    # what else runs on this machine adds to both; the child adds about one core
+    cpus = len(os.sched_getaffinity(0))
+    assert beside >= alone + 0.5 or beside >= cpus - 0.5, (alone, beside)
 
 
 def test_a_run_in_another_process_counts_and_a_dead_ones_lock_does_not(tmp_path):
@@ -64,11 +117,13 @@ def test_runs_count_only_runs_on_the_same_cpus(monkeypatch):
     assert cpu_share.share_dir().parent == mine.parent
 
 
-def test_the_thread_policy_obeys_an_explicit_count_and_a_slurm_allocation(monkeypatch):
+def test_the_thread_policy_obeys_an_explicit_count_and_a_slurm_allocation(tmp_path, monkeypatch):
     four_cpus(monkeypatch)
-    assert thread_policy(3, {})() == (3, "trainer.threads=3")
+    no_others(monkeypatch)
+    share = Share(tmp_path)
+    assert thread_policy(3, {}, share)() == (3, "trainer.threads=3")
     slurm = OmegaConf.create({"_target_": "hydra_plugins.SlurmLauncher", "cpus_per_task": 2})
-    assert thread_policy("auto", slurm)() == (2, "the launcher's cpus_per_task=2")
+    assert thread_policy("auto", slurm, share)() == (2, "the launcher's cpus_per_task=2")
     joblib = OmegaConf.create({"_target_": "hydra_plugins.JoblibLauncher", "n_jobs": 2})
-    assert thread_policy("auto", joblib)()[0] <= 2  # at least its 2 jobs share the 4
-    assert thread_policy("auto", {})()[0] >= 1
+    assert thread_policy("auto", joblib, share)()[0] == 2  # its 2 jobs share the 4
+    assert thread_policy("auto", {}, share)()[0] == 4

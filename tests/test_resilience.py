@@ -1,6 +1,7 @@
 """Sweeps that survive: failures, kills, Ctrl-C, relaunches and real launchers."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -160,14 +161,19 @@ def test_real_launchers_complete_a_two_run_sweep(tmp_path, cache_dir, launcher):
     sweep = tmp_path / "sweep"
     proc = run_cli(
         "-m", *launcher, "model.activation=relu,sigmoid", *TINY, "aggregate=false",
-        f"hydra.sweep.dir={sweep}", cache=cache_dir,
+        "trainer.threads=auto", f"hydra.sweep.dir={sweep}", cache=cache_dir,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [result(sweep / j)["status"] for j in ("0", "1")] == ["completed", "completed"]
     assert [result(sweep / j)["activation"] for j in ("0", "1")] == ["relu", "sigmoid"]
-    if "joblib" in launcher[0]:  # two parallel jobs share the CPUs
+    if "joblib" in launcher[0]:  # two parallel jobs share the CPUs, with any other run
         log = (sweep / "0" / "flowers_sweep.log").read_text()
-        threads = max(1, len(os.sched_getaffinity(0)) // 2)
+        cpus = len(os.sched_getaffinity(0))
+        why = re.search(r"torch threads: (\d+) \(trainer.threads=auto: (\d+) CPU\(s\) "
+                        r"shared by (\d+) runs", log)  # fmt: skip
+        assert why, log[-2000:]
+        threads, seen, runs = map(int, why.groups())
+        assert seen == cpus and runs >= 2 and threads == max(1, cpus // runs)
         assert f"{threads} thread{'' if threads == 1 else 's'}\n" in log
 
 

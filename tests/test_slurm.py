@@ -17,7 +17,8 @@ import pytest
 
 from .helpers.cli import HANG_GUARD_S, ROOT, SLOW, TINY, metrics, result, run_cli
 
-pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
+# one worker submits them all: the one-node cluster runs a job or two at a time
+pytestmark = [pytest.mark.slurm, pytest.mark.e2e, pytest.mark.xdist_group("slurm")]
 # submitit requeues (SLURM then stops the job) before our write of the last epoch on its
 # way out can finish; with a checkpoint every epoch the resume is certain to find one
 EVERY_EPOCH = "trainer.checkpoint_every_epochs=1"
@@ -31,7 +32,8 @@ def test_a_two_case_sweep_runs_as_slurm_jobs_and_aggregates(tmp_path, cache_dir)
     sweep = tmp_path / "sweep"
     proc = run_cli(
         "-m", "model.activation=relu,sigmoid", *TINY, "trainer.epochs=2", *SLURM,
-        "hydra.launcher.cpus_per_task=1", f"hydra.sweep.dir={sweep}", cache=cache_dir,
+        "hydra.launcher.cpus_per_task=1", "trainer.threads=auto", f"hydra.sweep.dir={sweep}",
+        cache=cache_dir,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [result(sweep / j)["status"] for j in ("0", "1")] == ["completed", "completed"]
@@ -39,7 +41,8 @@ def test_a_two_case_sweep_runs_as_slurm_jobs_and_aggregates(tmp_path, cache_dir)
     logs = list((sweep / ".submitit").rglob("*_log.out"))
     assert len(logs) == 2, list((sweep / ".submitit").rglob("*"))
     # one torch thread each: the launcher's cpus_per_task reaches the job
-    assert "1 thread\n" in (sweep / "0" / "flowers_sweep.log").read_text()
+    log = (sweep / "0" / "flowers_sweep.log").read_text()
+    assert "1 thread\n" in log and "torch threads: 1 (the launcher's cpus_per_task=1)" in log
 
 
 def test_a_failing_job_is_recorded_and_fails_the_sweep(tmp_path, cache_dir):

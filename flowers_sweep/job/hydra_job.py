@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from flowers_sweep.atomic import atomic_write_text
 from flowers_sweep.job.launch import drop_unused_dirs, note_job
 from flowers_sweep.record.runrecord import CONFIG_FILE, HYDRA_FILE, LAUNCH_DIR, OVERRIDES_FILE
-from flowers_sweep.trainer.cpu_share import shared_threads
+from flowers_sweep.trainer.cpu_share import Share
 from flowers_sweep.trainer.hardware import available_cpus
 
 log = logging.getLogger("flowers_sweep")
@@ -90,11 +90,11 @@ def launcher_parallelism(launcher: Any) -> int:
     return 1
 
 
-def thread_policy(setting: Any, launcher: Any) -> Callable[[], tuple[int, str]]:
-    """How many torch threads the job trains with, and why; called once, just before
-    its first epoch: an explicit `trainer.threads=N`, a SLURM job's `cpus_per_task`, or
-    (auto) its share of the CPUs among this package's runs on them
-    (trainer/cpu_share.py), a joblib launch's parallel jobs counted at least."""
+def thread_policy(setting: Any, launcher: Any, share: Share) -> Callable[[], tuple[int, str]]:
+    """How many torch threads the job trains with, and why; asked before each epoch: an
+    explicit `trainer.threads=N`, a SLURM job's `cpus_per_task`, or (auto) the run's
+    `share` of its CPUs (trainer/cpu_share.py), a joblib launch's parallel jobs counted
+    at least."""
     if setting != "auto":
         return lambda: (int(setting), f"trainer.threads={setting}")
     launcher = launcher or {}
@@ -103,7 +103,7 @@ def thread_policy(setting: Any, launcher: Any) -> Callable[[], tuple[int, str]]:
         return lambda: (given, f"the launcher's cpus_per_task={given}")
     joblib = "joblib" in str(launcher.get("_target_", "")).lower()
     at_least = min(launcher_parallelism(launcher), available_cpus()) if joblib else 1
-    return functools.partial(shared_threads, at_least)
+    return functools.partial(share.threads, at_least)
 
 
 def composed_without_added(job: JobContext) -> DictConfig | None:

@@ -1,32 +1,31 @@
 """How many CPU threads a run trains with: its share of the cores, not all of them.
 
 PyTorch starts one OpenMP thread per core by default, in every process. Two runs side by
-side on 2 cores then put 4 threads on 2 cores, and OpenMP threads that wait for each
-other at every operator lose their core to the other run's: measured here
-(benchmarks/shared_cores.py), two such runs took 4.2x as long as one alone, where a fair
-share is 2x. So with `trainer.threads=auto` (the default) every run of this package on a
-machine says it is there, and takes its share of the CPUs:
+side on 2 cores then put 4 threads on 2 cores; OpenMP threads wait for each other at
+every operator, and a thread that has lost its core to the other run holds up its own.
+Measured here (benchmarks/shared_cores.py, docs/speed.md), two such runs each took many
+times as long as one alone, where a fair share of 2 cores is 2x at most; a run beside
+a foreign program that keeps both cores busy did as badly. So with `trainer.threads=auto`
+(the default) a run takes its share:
 
 - Each run holds a lock file (an OS file lock, released by the kernel when the process
   dies) in a per-user folder of the node's temporary directory, named by the set of
   CPUs the process may run on (its affinity: SLURM's cgroup, `taskset`), so that only
-  runs competing for the same cores count each other. It holds it from just before its
-  data is set up until it ends, and counts the holders once, just before its first
-  epoch: jobs started together (a joblib launch, two terminals, pytest-xdist workers)
-  see each other.
-- Its threads are those CPUs divided by the runs counted (itself included), at least 1;
-  a joblib launch's own parallelism is a floor on that count. The number and why are
-  logged once, at the start of training.
+  runs competing for the same cores count each other. It holds it from before its data
+  is set up until it ends: jobs started together (a joblib launch, two terminals,
+  pytest-xdist workers) see each other.
+- Its share is those CPUs divided by the runs holding a lock (itself included; a
+  joblib launch's parallel jobs counted at least), and no more than the cores other
+  processes left idle since it last looked: the CPU time /proc/stat counts on its CPUs,
+  less its own. At least 1 thread.
+- It decides before its first epoch and again before each epoch after (a run that
+  started alone gives a core to one started beside it, and takes it back when that one
+  ends); the count and why are logged when they change.
 - An explicit `trainer.threads=N` is obeyed, and a SLURM job's `cpus_per_task` is its
-  share already (job/hydra_job.thread_count).
+  share already (job/hydra_job.thread_policy).
 
-The thread count is decided once per run, never changed during it: float sums taken in
-another order differ in their last bits, so a run's numbers depend on its thread count
-(that is why `trainer.threads=N` makes runs repeatable whatever else is running).
-
-Beside other programs' load the package sets OpenMP's passive wait policy (see
-flowers_sweep/__init__.py): a waiting thread sleeps instead of spinning on a core the
-other program needs.
+Float sums taken in another order differ in their last bits, so a run's numbers depend
+on its thread count: `trainer.threads=N` makes runs repeatable whatever else runs.
 """
 
 from __future__ import annotations
@@ -37,8 +36,10 @@ import hashlib
 import itertools
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from filelock import FileLock, Timeout
 
@@ -56,16 +57,16 @@ def share_dir() -> Path:
 
 
 @contextlib.contextmanager
-def presence(folder: Path | None = None) -> Iterator[Path]:
+def presence(folder: Path | None = None) -> Iterator[Share]:
     """Say, for the block, that a run trains in this process: a held lock file in
-    `folder` (default share_dir()). Yields the lock file's path."""
+    `folder` (default share_dir()). Yields the run's Share of the CPUs."""
     folder = Path(folder or share_dir())
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{os.getpid()}-{next(_PRESENCES)}.lock"
     lock = FileLock(str(path))
     lock.acquire()
     try:
-        yield path
+        yield Share(folder)
     finally:
         lock.release()
         path.unlink(missing_ok=True)
@@ -100,13 +101,72 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def shared_threads(at_least: int = 1, folder: Path | None = None) -> tuple[int, str]:
-    """This run's threads: the CPUs it may use divided by the runs holding a lock in
-    `folder` (itself included when inside `presence`), counting at least `at_least`
-    runs (a joblib launch's parallelism); at least 1. With why, for the log."""
-    cpus = available_cpus()
-    runs = max(live_runs(folder), at_least, 1)
-    threads = max(1, cpus // runs)
-    if runs == 1:
-        return threads, f"trainer.threads=auto: {cpus} CPU(s), no other run of this package"
-    return threads, f"trainer.threads=auto: {cpus} CPU(s) shared by {runs} runs of this package"
+MIN_SAMPLE_S = 0.25  # the shortest time over which the others' load is measured
+
+
+class Share:
+    """A run's share of its CPUs (see the module's docstring); `threads()` decides it."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder
+        self._since = _sample()
+
+    def others_busy(self) -> float | None:
+        """How many of this process's CPUs other processes kept busy since the last
+        call (or since the share began), in cores; None where /proc/stat is not read."""
+        now = _sample()
+        if now is None or self._since is None:
+            return None
+        if now.wall - self._since.wall < MIN_SAMPLE_S:
+            time.sleep(MIN_SAMPLE_S - (now.wall - self._since.wall))
+            now = _sample() or now
+        since, self._since = self._since, now
+        busy_s = (now.busy_ticks - since.busy_ticks) / _TICKS_PER_S
+        own_s = now.own_s - since.own_s
+        return max(0.0, (busy_s - own_s) / (now.wall - since.wall))
+
+    def threads(self, at_least: int = 1) -> tuple[int, str]:
+        """This run's threads now: its CPUs divided by the runs holding a lock (itself
+        included; at least `at_least`, a joblib launch's parallel jobs), no more than
+        the cores others left idle, at least 1. With why, for the log."""
+        cpus = available_cpus()
+        runs = max(live_runs(self.folder), at_least, 1)
+        threads = max(1, cpus // runs)
+        why = f"trainer.threads=auto: {cpus} CPU(s)"
+        why += f" shared by {runs} runs of this package" if runs > 1 else ", no other run"
+        busy = self.others_busy()
+        if busy is not None and busy >= 0.5:
+            free = max(1, round(cpus - busy))
+            if free < threads:
+                threads = free
+            why += f", {busy:.1f} kept busy by other processes"
+        return threads, why
+
+
+class _Sample(NamedTuple):
+    wall: float  # s, monotonic
+    busy_ticks: int  # CPU time spent on this process's CPUs by anything, in clock ticks
+    own_s: float  # this process's own CPU time (every thread), s
+
+
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _sample() -> _Sample | None:
+    """Now, on Linux; None elsewhere (then only the runs are counted)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    mine = {f"cpu{n}" for n in os.sched_getaffinity(0)}
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    busy = 0
+    for line in lines:
+        name, *ticks = line.split()
+        if name in mine:
+            # user nice system idle iowait irq softirq steal ...: all but idle, iowait
+            values = [int(t) for t in ticks[:8]]
+            busy += sum(values) - values[3] - values[4]
+    own = os.times()
+    return _Sample(time.monotonic(), busy, own.user + own.system)

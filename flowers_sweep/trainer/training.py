@@ -59,16 +59,14 @@ def run(
     gpu_slots.py); None resolves `trainer.device`. `report` is called after each epoch
     (a search trial's, pruning.py); TrialPrunedError from it ends the run there, with no
     test and no checkpoint kept. `threads` says how many torch threads to train with,
-    and why (job/hydra_job.thread_policy); asked once the data is set up, so that runs
-    started together count each other (cpu_share.py); None keeps torch's setting.
-    Returns the result it wrote.
+    and why (job/hydra_job.thread_policy): asked once the data is set up, so that runs
+    started together count each other (cpu_share.py), and before each epoch after;
+    None keeps torch's setting. Returns the result it wrote.
     """
     started = time.perf_counter()
     state = set_up(cfg, run_dir, device)
     if threads is not None:
-        count, why = threads()
-        torch.set_num_threads(count)
-        log.info("torch threads: %d (%s)", count, why)
+        use_threads(threads)
     begin(state, model_name)
     saver = Checkpointer(
         run_dir,
@@ -78,7 +76,7 @@ def run(
     )
     logger = build_logger(cfg.get("logger"), run_dir, state.progress.epoch)
     try:
-        fit(state, saver, logger, report)
+        fit(state, saver, logger, report, threads)
         result = finish(state, saver, logger, case, model_name, started)
     except TrialPrunedError:
         # The search has stopped this trial for good: nothing will resume it.
@@ -133,13 +131,30 @@ def begin(state: RunState, model_name: str) -> None:
         )
 
 
+def use_threads(threads: Callable[[], tuple[int, str]], epoch: int | None = None) -> None:
+    """Train with as many torch threads as `threads()` says; logged when it changes."""
+    count, why = threads()
+    if epoch is None or count != torch.get_num_threads():
+        torch.set_num_threads(count)
+        since = "" if epoch is None else f" from epoch {epoch}"
+        log.info("torch threads: %d%s (%s)", count, since, why)
+
+
 def fit(
-    state: RunState, saver: Checkpointer, logger: RunLogger, report: EpochReport | None = None
+    state: RunState,
+    saver: Checkpointer,
+    logger: RunLogger,
+    report: EpochReport | None = None,
+    threads: Callable[[], tuple[int, str]] | None = None,
 ) -> None:
     """The epochs left: train, validate, step the schedule, keep the best, checkpoint;
-    then `report` the epoch (it may raise TrialPrunedError to stop the run)."""
+    then `report` the epoch (it may raise TrialPrunedError to stop the run). `threads`:
+    the run's thread count, asked again before each epoch after its first."""
     epochs, progress = state.cfg.trainer.epochs, state.progress
-    for epoch in range(progress.epoch + 1, epochs + 1):
+    first = progress.epoch + 1
+    for epoch in range(first, epochs + 1):
+        if threads is not None and epoch > first:
+            use_threads(threads, epoch)  # another run may have started or ended
         t0 = time.perf_counter()
         lr = state.optimizer.param_groups[0]["lr"]
         desc = f"epoch {epoch}/{epochs}"

@@ -18,8 +18,12 @@ from flowers_sweep.record.runrecord import METRICS_FILE, RESULT_FILE
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures" / "flowers102"
-# Small enough for a test to train in seconds, big enough to exercise every path.
+# Small enough for a test to train in seconds, big enough to exercise every path. One
+# torch thread: the same sums whatever else runs (tests run in parallel, and a run's
+# share of the cores would otherwise depend on them: trainer/cpu_share.py), and no
+# more threads than the core a test worker has. Tests of the thread policy say auto.
 TINY = [
+    "trainer.threads=1",
     "trainer.epochs=1",
     "trainer.batch_size=16",
     "dataset.image_size=32",
