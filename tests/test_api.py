@@ -183,3 +183,36 @@ def test_load_opens_run_and_sweep_folders(tmp_path):
 
     with pytest.raises(AggregateError, match="no run folders"):
         fs.load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("attempted", "raised", "says"),
+    [
+        (("interrupted", KeyboardInterrupt(), float("nan")), KeyboardInterrupt,
+         "interrupted; train again to resume"),
+        (("completed", None, 0.5), RunFailedError, "the run wrote no result"),
+    ],
+)  # fmt: skip
+def test_train_says_what_became_of_the_run(tmp_path, monkeypatch, attempted, raised, says):
+    """The run's outcome, as the CLI's task reports it, becomes train()'s exception."""
+    from flowers_sweep import app
+
+    monkeypatch.setattr(app, "attempt", lambda cfg, job: attempted)
+    with pytest.raises(raised, match=says):
+        fs.train(fs.compose(CNN), tmp_path / "run")
+
+
+def test_a_commands_reason_is_its_one_line_or_a_tracebacks_last():
+    from flowers_sweep.api import _reason
+
+    log = "[2026-01-01 00:00:00][flowers_sweep][INFO] - run folder: x"
+    assert (
+        _reason(f"{log}\nflowers_sweep: error: bad value\n") == "flowers_sweep: error: bad value"
+    )
+    assert _reason(f"{log}\nIn 'config': Could not find 'model/nope'\nmore") == (
+        "In 'config': Could not find 'model/nope'"
+    )
+    # under a debugger (or coverage's tracer) Hydra prints its whole traceback
+    traceback = "Traceback (most recent call last):\n  File x\nMissingConfigException: nope\n"
+    assert _reason(traceback) == "MissingConfigException: nope"
+    assert _reason("") == "no output"

@@ -127,3 +127,16 @@ def test_the_thread_policy_obeys_an_explicit_count_and_a_slurm_allocation(tmp_pa
     joblib = OmegaConf.create({"_target_": "hydra_plugins.JoblibLauncher", "n_jobs": 2})
     assert thread_policy("auto", joblib, share)()[0] == 2  # its 2 jobs share the 4
     assert thread_policy("auto", {}, share)()[0] == 4
+
+
+def test_without_cpu_affinity_or_proc_stat_only_the_runs_are_counted(tmp_path, monkeypatch):
+    """macOS and Windows have neither os.sched_getaffinity nor /proc/stat."""
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert cpu_share.share_dir().name == "all"
+    with presence(tmp_path) as share, presence(tmp_path):
+        assert share.others_busy() is None
+        assert share.threads() == (
+            2, "trainer.threads=auto: 4 CPU(s) shared by 2 runs of this package"
+        )  # fmt: skip
+    assert cpu_share._alive(os.getpid())
