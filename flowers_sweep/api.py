@@ -122,7 +122,6 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
     from flowers_sweep import app
     from flowers_sweep.config.composition import compose_whole
-    from flowers_sweep.config.overrides import edited_overrides
     from flowers_sweep.job.hydra_job import JobContext
     from flowers_sweep.record.runrecord import find_run_dirs, read_result
 
@@ -140,26 +139,27 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             f"train(cfg, run_dir={str(run_dir)!r}): that folder holds other runs "
             f"({others[0]}, ...): give a run folder of its own"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
     # Hydra's part, composed again: the same arguments give the same choices and
     # overrides; what cfg changed since (edits, or config files edited meanwhile)
-    # becomes overrides below, so the folder's files compose cfg itself.
+    # becomes overrides, checked to compose cfg itself, so that the folder's
+    # overrides.yaml (and the CLI's resume with it) gives this very config.
     whole = compose_whole(args)
+    task = _overrides_composing(cfg, args, whole)
     hydra_cfg = copy.deepcopy(whole)
     with read_write(hydra_cfg), open_dict(hydra_cfg):
         hydra = hydra_cfg.hydra
         # Fixed folders: the defaults' resolver would make new ones under the cwd
         hydra.run.dir = hydra.sweep.dir = hydra.runtime.output_dir = str(run_dir)
         hydra.mode = RunMode.RUN
-        # edits made to cfg since compose, as the overrides that make them, so that
-        # overrides.yaml (and the CLI's resume with it) gives this very config
-        hydra.overrides.task = edited_overrides(list(hydra.overrides.task), whole, cfg)
+        hydra.overrides.task = task
+    job = JobContext(OmegaConf.masked_copy(hydra_cfg, "hydra"))
+    app.validate_job(cfg, job)  # as the run will, but before its folder exists
+    run_dir.mkdir(parents=True, exist_ok=True)
     # The run reads its job from `job` below; Hydra's global is set only for the
     # `${hydra:...}` interpolations a user's config may hold, as in a CLI run.
     HydraConfig.instance().set_config(hydra_cfg)
     try:
         with _job_logging(run_dir / f"{hydra_cfg.hydra.job.name}.log"), _kept_process_state():
-            job = JobContext(OmegaConf.masked_copy(hydra_cfg, "hydra"))
             outcome, exc, value = app.attempt(cfg, job)  # the CLI's task, step by step
             # the CLI's exit and its line on stderr: here, the exception raised below
             with contextlib.suppress(SystemExit), contextlib.redirect_stderr(io.StringIO()):
@@ -174,6 +174,45 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if result is None:
         raise RunFailedError(f"{run_dir}: the run wrote no result")
     return result
+
+
+def _overrides_composing(cfg: DictConfig, args: list[str], whole: DictConfig) -> list[str]:
+    """The overrides that compose `cfg`: those of `args` (compose's arguments, which
+    composed `whole`) and cfg's edits since. Raises ConfigError, naming the key, for an
+    edit that no override composes back (a config group's node replaced by a value, a
+    key no override can name)."""
+    from flowers_sweep.config.composition import compose_whole, split_config_dir
+    from flowers_sweep.config.overrides import edited_overrides
+    from flowers_sweep.record.settings import flatten
+
+    task = edited_overrides(list(whole.hydra.overrides.task), whole, cfg)
+    folder = split_config_dir(args)[1]
+    wanted = OmegaConf.to_container(cfg, resolve=False)
+    try:
+        again = compose_whole([*(["--config-dir", folder] if folder else []), *task])
+        with open_dict(again):
+            del again["hydra"]
+        got = OmegaConf.to_container(again, resolve=False)
+    except Exception:  # Hydra's errors for an override it cannot read or apply
+        got = None
+    if got != wanted:
+        if got is None:  # the first edit's override is what Hydra could not take
+            edits = [o for o in task if o not in whole.hydra.overrides.task] or ["?"]
+            edits.sort(key=lambda o: "=" not in o)  # a value set, before the drops it made
+            key = edits[0].split("=", 1)[0].lstrip("+~")
+        else:
+            have, want = flatten(got, keep_empty=True), flatten(wanted, keep_empty=True)
+            keys = {**want, **have}
+            key = next(k for k in keys if want.get(k, _NONE) != have.get(k, _NONE))
+        raise ConfigError(
+            f"train(cfg, run_dir): cfg.{key} as edited cannot be recorded as a command-line "
+            f"override that composes it back (the CLI could not resume the run); make that "
+            f"change with compose([...]) overrides instead"
+        )
+    return task
+
+
+_NONE = object()
 
 
 @contextlib.contextmanager

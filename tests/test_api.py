@@ -216,3 +216,32 @@ def test_a_commands_reason_is_its_one_line_or_a_tracebacks_last():
     traceback = "Traceback (most recent call last):\n  File x\nMissingConfigException: nope\n"
     assert _reason(traceback) == "MissingConfigException: nope"
     assert _reason("") == "no output"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["relu", "~/data", "josé", "2024", "true", "null", "inf", "1e-5", "", "a b,c", "#x",
+     "C:\\data\\x", "ends\\", "it's", "a\\'b", "${oc.env:HOME}/x"],
+)  # fmt: skip
+def test_a_string_is_written_as_an_override_that_reads_back_the_same_string(text):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from flowers_sweep.config.overrides import override_text
+
+    written = override_text(text)
+    assert OverridesParser.create().parse_override(f"k={written}").value() == text
+
+
+def test_train_refuses_an_edit_no_override_composes_back_before_writing(tmp_path):
+    """A config group's node replaced by a value (Hydra takes `+logger=null` as a group
+    choice), or a key no config defines: one line naming the key, and no folder."""
+    cfg = fs.compose(CNN)
+    cfg.logger = None
+    with pytest.raises(ConfigError, match=r"cfg\.logger as edited cannot be recorded"):
+        fs.train(cfg, tmp_path / "run")
+    cfg = fs.compose(CNN)
+    with open_dict(cfg):
+        cfg.trainer.epoch = 3  # a typo of epochs
+    with pytest.raises(ConfigError, match=r"\+trainer\.epoch .* did you mean trainer\.epochs"):
+        fs.train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -63,7 +63,25 @@ def test_cores_that_other_programs_keep_busy_are_left_to_them(tmp_path, monkeypa
     for busy, threads in ((0.3, 4), (1.0, 3), (2.6, 1), (4.0, 1), (7.5, 1)):
         monkeypatch.setattr(Share, "others_busy", lambda self, busy=busy: busy)
         assert share.threads()[0] == threads, busy
-    assert share.threads()[1].endswith(", 7.5 kept busy by other processes")
+    assert share.threads()[1].endswith(", 7.5 kept busy by other programs")
+    with presence(tmp_path) as mine, presence(tmp_path):  # the other run keeps its 2 busy
+        monkeypatch.setattr(Share, "others_busy", lambda self: 2.0)
+        assert mine.threads() == (
+            2, "trainer.threads=auto: 4 CPU(s) shared by 2 runs of this package"
+        )  # fmt: skip
+        monkeypatch.setattr(Share, "others_busy", lambda self: 3.6)  # and a program 1.6
+        assert mine.threads()[0] == 1
+
+
+def test_a_run_that_cannot_count_the_others_counts_itself(tmp_path, monkeypatch, caplog):
+    """A temp folder it cannot write (read-only, or the name taken by another user)."""
+    four_cpus(monkeypatch)
+    no_others(monkeypatch)
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    with presence(taken / "cpu_share") as share:
+        assert share.threads() == (4, "trainer.threads=auto: 4 CPU(s), no other run")
+    assert "this run counts only itself" in caplog.text
 
 
 def test_the_load_of_others_is_measured_without_this_process(tmp_path):

@@ -8,6 +8,8 @@ in one line with the closest key that exists, before any data is read.
 from __future__ import annotations
 
 import difflib
+import functools
+import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -32,9 +34,30 @@ def override_text(value: Any) -> str:
     if isinstance(value, Mapping):
         return "{" + ",".join(f"{k}:{override_text(v)}" for k, v in value.items()) + "}"
     text = str(value)
-    if text and not NEEDS_QUOTES & set(text):
-        return text
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if text and not NEEDS_QUOTES & set(text) and _reads_back(text, text):
+        return text  # plain: a name, a path of ordinary characters
+    # Quoted: backslashes are literal there except before a quote or at the end
+    quoted = "'" + re.sub(r"(\\+)(?='|$)", r"\1\1", text).replace("'", "\\'") + "'"
+    if not _reads_back(quoted, text):
+        raise ConfigError(f"{text!r} cannot be written as a command-line override")
+    return quoted
+
+
+@functools.cache
+def _parser() -> Any:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()
+
+
+def _reads_back(written: str, text: str) -> bool:
+    """Whether Hydra's grammar reads `key=written` as the string `text` (not a number,
+    a bool, null, or an error: `2024`, `true`, `~/x` and `josé` unquoted are not)."""
+    try:
+        value = _parser().parse_override(f"key={written}").value()
+    except Exception:
+        return False
+    return isinstance(value, str) and value == text
 
 
 def edited_overrides(task: Sequence[str], whole: DictConfig, cfg: DictConfig) -> list[str]:

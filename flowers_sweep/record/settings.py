@@ -44,7 +44,7 @@ def flatten(tree: Any, prefix: str = "", keep_empty: bool = False) -> dict[str, 
     out: dict[str, Any] = {}
     for key, value in tree.items():
         nested = isinstance(value, dict) and (value or not keep_empty)
-        out.update(flatten(value, f"{prefix}{key}." if nested else prefix + key, keep_empty))
+        out.update(flatten(value, f"{prefix}{key}." if nested else f"{prefix}{key}", keep_empty))
     return out
 
 

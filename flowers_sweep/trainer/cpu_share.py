@@ -34,6 +34,7 @@ import contextlib
 import getpass
 import hashlib
 import itertools
+import logging
 import os
 import tempfile
 import time
@@ -45,6 +46,7 @@ from filelock import FileLock, Timeout
 
 from flowers_sweep.trainer.hardware import available_cpus
 
+log = logging.getLogger(__name__)
 _PRESENCES = itertools.count()  # several runs of one process (a notebook) each hold one
 
 
@@ -61,15 +63,25 @@ def presence(folder: Path | None = None) -> Iterator[Share]:
     """Say, for the block, that a run trains in this process: a held lock file in
     `folder` (default share_dir()). Yields the run's Share of the CPUs."""
     folder = Path(folder or share_dir())
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{os.getpid()}-{next(_PRESENCES)}.lock"
     lock = FileLock(str(path))
-    lock.acquire()
     try:
-        yield Share(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except OSError as exc:  # a read-only temp folder, a name taken by another user
+        log.warning(
+            "cannot count the other runs on these CPUs (%s): this run counts only itself", exc
+        )
+        held = False
+    else:
+        held = True
+    try:
+        yield Share(folder if held else None)
     finally:
-        lock.release()
-        path.unlink(missing_ok=True)
+        if held:
+            lock.release()
+            with contextlib.suppress(OSError):  # Windows: another process may have it open
+                path.unlink(missing_ok=True)
 
 
 def live_runs(folder: Path | None = None) -> int:
@@ -87,7 +99,8 @@ def live_runs(folder: Path | None = None) -> int:
         probe.release()
         pid = path.name.split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
-            path.unlink(missing_ok=True)  # its process is gone; a live one relocks its own
+            with contextlib.suppress(OSError):  # its process is gone
+                path.unlink(missing_ok=True)
     return held
 
 
@@ -107,39 +120,47 @@ MIN_SAMPLE_S = 0.25  # the shortest time over which the others' load is measured
 class Share:
     """A run's share of its CPUs (see the module's docstring); `threads()` decides it."""
 
-    def __init__(self, folder: Path | None = None) -> None:
-        self.folder = folder
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder  # None: the other runs cannot be counted
         self._since = _sample()
+        self._last: float | None = None
 
     def others_busy(self) -> float | None:
         """How many of this process's CPUs other processes kept busy since the last
-        call (or since the share began), in cores; None where /proc/stat is not read."""
+        call (or since the share began), in cores; None where /proc/stat is not read.
+        Over less than MIN_SAMPLE_S (a short epoch): the last figure, else it waits."""
         now = _sample()
         if now is None or self._since is None:
             return None
         if now.wall - self._since.wall < MIN_SAMPLE_S:
+            if self._last is not None:
+                return self._last
             time.sleep(MIN_SAMPLE_S - (now.wall - self._since.wall))
             now = _sample() or now
         since, self._since = self._since, now
         busy_s = (now.busy_ticks - since.busy_ticks) / _TICKS_PER_S
         own_s = now.own_s - since.own_s
-        return max(0.0, (busy_s - own_s) / (now.wall - since.wall))
+        self._last = max(0.0, (busy_s - own_s) / (now.wall - since.wall))
+        return self._last
 
     def threads(self, at_least: int = 1) -> tuple[int, str]:
         """This run's threads now: its CPUs divided by the runs holding a lock (itself
-        included; at least `at_least`, a joblib launch's parallel jobs), no more than
-        the cores others left idle, at least 1. With why, for the log."""
+        included; at least `at_least`, a joblib launch's parallel jobs), and no more
+        than its part of the cores that programs other than these runs leave idle; at
+        least 1. With why, for the log."""
         cpus = available_cpus()
-        runs = max(live_runs(self.folder), at_least, 1)
+        runs = max(live_runs(self.folder) if self.folder else 1, at_least, 1)
         threads = max(1, cpus // runs)
         why = f"trainer.threads=auto: {cpus} CPU(s)"
         why += f" shared by {runs} runs of this package" if runs > 1 else ", no other run"
         busy = self.others_busy()
-        if busy is not None and busy >= 0.5:
-            free = max(1, round(cpus - busy))
-            if free < threads:
-                threads = free
-            why += f", {busy:.1f} kept busy by other processes"
+        if busy is not None:
+            # The other runs keep about their share busy; the rest is foreign load.
+            foreign = max(0.0, busy - (runs - 1) * cpus / runs)
+            fits = max(1, int((cpus - foreign) / runs + 0.5))  # round half up
+            if fits < threads:
+                threads = fits
+                why += f", {foreign:.1f} kept busy by other programs"
         return threads, why
 
 
