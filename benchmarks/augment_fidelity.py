@@ -23,8 +23,11 @@ the worst image's is printed too.
 from __future__ import annotations
 
 import argparse
+import atexit
 import random
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -120,7 +123,11 @@ def measure_moves(files: list[Path], seed: int, size: int) -> dict[str, list[flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, required=True, help="folder holding flowers-102/")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        help="folder holding flowers-102/ (default: generated JPEGs, --generate 40)",
+    )
     parser.add_argument("--limit", type=int, default=200, help="images to compare (default 200)")
     parser.add_argument("--rotation", type=float, default=10.0, help="degrees, as the report")
     parser.add_argument("--seed", type=int, default=0)
@@ -128,6 +135,11 @@ def main() -> None:
     parser.add_argument("--generate", type=int, default=0, metavar="N",
                         help="first write N generated 667x500 JPEGs a split")  # fmt: skip
     args = parser.parse_args()
+    if args.root is None:  # no dataset given: generated JPEGs, removed at the end
+        args.root = Path(tempfile.mkdtemp(prefix="flowers_sweep_bench-"))
+        atexit.register(shutil.rmtree, args.root, ignore_errors=True)
+        args.generate = args.generate or 40
+        print(f"no --root: {args.generate} generated JPEGs a split in {args.root}")
     if args.generate:
         from tests.helpers.fake_flowers102 import write_tree  # test data, not shipped
 

@@ -201,3 +201,20 @@ def write_json(path: Path | None, data: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def sized_for(args: Any, gpu: dict[str, Any], cpu: dict[str, Any]) -> str:
+    """Fill each size in `args` left at None: `gpu`'s (the report's scale) when
+    `args.device` resolves to CUDA, `cpu`'s (smaller, so that the script finishes within
+    a few minutes on a laptop's cores) otherwise. Returns the line that says which."""
+    from flowers_sweep.trainer.hardware import resolve_device
+
+    on_gpu = resolve_device(args.device).type == "cuda"
+    chosen = gpu if on_gpu else cpu
+    filled = {k: v for k, v in chosen.items() if getattr(args, k) is None}
+    for key, value in filled.items():
+        setattr(args, key, value)
+    if not filled:
+        return "sizes: as given"
+    where = "a GPU: the report's scale" if on_gpu else "a CPU: sized down to finish in minutes"
+    return f"sizes for {where} ({', '.join(f'{k}={v}' for k, v in filled.items())})"

@@ -21,6 +21,9 @@ writes the figures.
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,7 +77,11 @@ def our_epoch(batches: TensorBatches, gen: torch.Generator) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, required=True, help="folder holding flowers-102/")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        help="folder holding flowers-102/ (default: generated JPEGs, --generate 300)",
+    )
     parser.add_argument("--limit", type=int, default=300, help="images to time (default 300)")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -92,6 +99,11 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     args = parser.parse_args()  # fmt: skip
+    if args.root is None:  # no dataset given: generated JPEGs, removed at the end
+        args.root = Path(tempfile.mkdtemp(prefix="flowers_sweep_bench-"))
+        atexit.register(shutil.rmtree, args.root, ignore_errors=True)
+        args.generate = args.generate or 300
+        print(f"no --root: {args.generate} generated JPEGs a split in {args.root}")
 
     if args.generate:
         start = time.perf_counter()

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import compose_case, write_flowers_tree, write_json
+from benchlib import compose_case, sized_for, write_flowers_tree, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPARED = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")
@@ -90,9 +90,11 @@ def largest_difference(a: Path, b: Path) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--per-split", type=int, default=1024, help="images per split")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--image-size", type=int, help="default: 224 on a GPU, 64 on a CPU")
+    parser.add_argument(
+        "--per-split", type=int, help="images per split; default: 1024 on a GPU, 128 on a CPU"
+    )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--tolerance", type=float, default=0.0)
     parser.add_argument("--workdir", type=Path, help="default: a temporary folder")
@@ -100,6 +102,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both runs")
     args = parser.parse_args()
+    print(sized_for(args, {"image_size": 224, "per_split": 1024},
+                    {"image_size": 64, "per_split": 128}))  # fmt: skip
     work = args.workdir or Path(tempfile.mkdtemp(prefix="resume_check-"))
     started = time.perf_counter()
     write_flowers_tree(work / "data", per_split=args.per_split, size=64, upscale_to=(320, 240))
