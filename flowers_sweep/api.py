@@ -337,14 +337,17 @@ def _stamp(folder: Path) -> tuple[int, int] | None:
 
 def _reason(output: str) -> str:
     """The line of a command's output that says why it stopped: our own one-line error,
-    else the first line that is not a log record (Hydra's errors start so), or a
-    traceback's last line (Hydra prints the whole traceback under a debugger, or any
-    tracer such as coverage's)."""
+    else the first line that is not a log record (Hydra's errors start so), or the
+    first line of a traceback's exception (Hydra prints the whole traceback under a
+    debugger, or any tracer such as coverage's)."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     ours = [line for line in lines if line.startswith("flowers_sweep:")]
     others = [line for line in lines if not line.startswith("[")]
     if not ours and others and others[0].startswith("Traceback"):
-        return others[-1]
+        raw = [line for line in output.splitlines() if line.strip()]
+        frames = [i for i, line in enumerate(raw) if line.startswith(" ")]
+        if frames and frames[-1] + 1 < len(raw):  # the exception's own first line
+            return raw[frames[-1] + 1].strip()
     return (ours or others or lines or ["no output"])[-1 if ours else 0]
 
 

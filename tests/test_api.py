@@ -202,7 +202,7 @@ def test_train_says_what_became_of_the_run(tmp_path, monkeypatch, attempted, rai
         fs.train(fs.compose(CNN), tmp_path / "run")
 
 
-def test_a_commands_reason_is_its_one_line_or_a_tracebacks_last():
+def test_a_commands_reason_is_its_one_line_or_its_tracebacks_exception():
     from flowers_sweep.api import _reason
 
     log = "[2026-01-01 00:00:00][flowers_sweep][INFO] - run folder: x"
@@ -213,8 +213,11 @@ def test_a_commands_reason_is_its_one_line_or_a_tracebacks_last():
         "In 'config': Could not find 'model/nope'"
     )
     # under a debugger (or coverage's tracer) Hydra prints its whole traceback
-    traceback = "Traceback (most recent call last):\n  File x\nMissingConfigException: nope\n"
-    assert _reason(traceback) == "MissingConfigException: nope"
+    traceback = (
+        "Traceback (most recent call last):\n  File x\n    code\n"
+        "MissingConfigException: In 'config': nope\nAvailable options:\n\tprovider=schema\n"
+    )
+    assert _reason(traceback) == "MissingConfigException: In 'config': nope"
     assert _reason("") == "no output"
 
 
