@@ -92,6 +92,8 @@ def test_a_stopping_launch_signals_its_running_jobs_and_waits_for_them(tmp_path,
     assert stopping.running_pids(launch) == [job.pid]
     stop = stopping.LaunchStop(launch, wait_s=HANG_GUARD_S)
     os.environ.pop(stopping.STOP_SIGNALS_ENV, None)
+    # as a terminal's command has them (a pytest-xdist worker, a CI job ignore SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     stop.install()
     assert os.environ[stopping.STOP_SIGNALS_ENV].split(",")[1] == "SIGTERM"
