@@ -1,8 +1,12 @@
-"""`python -m flowers_sweep [overrides]`: run one case, or with `-m` a sweep of them."""
+"""`python -m flowers_sweep [overrides]` (or the `flowers-sweep` command): run one case,
+or with `-m` a sweep of them."""
 
 import sys
 
-if __name__ == "__main__":
+
+def main() -> None:
+    """The command line's door: Hydra's arguments prepared, the run or sweep, and the
+    one line a Ctrl-C outside a run gets."""
     try:
         from flowers_sweep.app import main  # inside: Ctrl-C while torch imports, too
         from flowers_sweep.config.command_line import UsageError, hydra_args
@@ -25,3 +29,7 @@ if __name__ == "__main__":
             file=sys.stderr,
         )
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,7 +25,7 @@ from omegaconf import OmegaConf
 
 from flowers_sweep import evaluate
 
-from .helpers.cli import run_cli
+from .helpers.cli import HANG_GUARD_S, run_cli
 from .helpers.runfolders import write_run
 
 COMMANDS = [
@@ -146,3 +149,18 @@ def test_a_title_says_what_it_can_of_a_run_without_records(tmp_path, monkeypatch
         f".../{'/'.join(tmp_path.resolve().parts[-2:])}/run",
         "test split, last weights: top-1 50.0% (10 images)",
     ]
+
+
+def test_the_flowers_sweep_command_completes_presets_in_a_shell(tmp_path):
+    """The console script is the CLI; Hydra's shell completion lists a group's presets."""
+    command = str(Path(sys.executable).with_name("flowers-sweep"))
+    script = subprocess.run([command, "--shell-completion", "install=bash"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=HANG_GUARD_S)  # fmt: skip
+    assert script.returncode == 0, script.stderr[-2000:]
+    assert "complete -o nospace -o default -F hydra_bash_completion flowers-sweep" in script.stdout
+    env = {**os.environ, "COMP_LINE": "flowers-sweep model="}
+    query = subprocess.run([command, "--shell-completion", "query=bash"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=HANG_GUARD_S)  # fmt: skip
+    assert query.returncode == 0, query.stderr[-2000:]
+    assert {"model=baseline_cnn", "model=resnet18", "model=resnet50"} <= set(query.stdout.split())
+    assert list(tmp_path.iterdir()) == []  # nothing run, no folder made
