@@ -121,7 +121,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     from hydra.types import RunMode
 
     from flowers_sweep import app
-    from flowers_sweep.config.composition import compose_whole
+    from flowers_sweep.config.composition import compose_whole, overrides_composing
     from flowers_sweep.job.hydra_job import JobContext
     from flowers_sweep.record.runrecord import find_run_dirs, read_result
 
@@ -144,7 +144,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     # becomes overrides, checked to compose cfg itself, so that the folder's
     # overrides.yaml (and the CLI's resume with it) gives this very config.
     whole = compose_whole(args)
-    task = _overrides_composing(cfg, args, whole)
+    task = overrides_composing(cfg, args, whole)
     hydra_cfg = copy.deepcopy(whole)
     with read_write(hydra_cfg), open_dict(hydra_cfg):
         hydra = hydra_cfg.hydra
@@ -174,45 +174,6 @@ def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if result is None:
         raise RunFailedError(f"{run_dir}: the run wrote no result")
     return result
-
-
-def _overrides_composing(cfg: DictConfig, args: list[str], whole: DictConfig) -> list[str]:
-    """The overrides that compose `cfg`: those of `args` (compose's arguments, which
-    composed `whole`) and cfg's edits since. Raises ConfigError, naming the key, for an
-    edit that no override composes back (a config group's node replaced by a value, a
-    key no override can name)."""
-    from flowers_sweep.config.composition import compose_whole, split_config_dir
-    from flowers_sweep.config.overrides import edited_overrides
-    from flowers_sweep.record.settings import flatten
-
-    task = edited_overrides(list(whole.hydra.overrides.task), whole, cfg)
-    folder = split_config_dir(args)[1]
-    wanted = OmegaConf.to_container(cfg, resolve=False)
-    try:
-        again = compose_whole([*(["--config-dir", folder] if folder else []), *task])
-        with open_dict(again):
-            del again["hydra"]
-        got = OmegaConf.to_container(again, resolve=False)
-    except Exception:  # Hydra's errors for an override it cannot read or apply
-        got = None
-    if got != wanted:
-        if got is None:  # the first edit's override is what Hydra could not take
-            edits = [o for o in task if o not in whole.hydra.overrides.task] or ["?"]
-            edits.sort(key=lambda o: "=" not in o)  # a value set, before the drops it made
-            key = edits[0].split("=", 1)[0].lstrip("+~")
-        else:
-            have, want = flatten(got, keep_empty=True), flatten(wanted, keep_empty=True)
-            keys = {**want, **have}
-            key = next(k for k in keys if want.get(k, _NONE) != have.get(k, _NONE))
-        raise ConfigError(
-            f"train(cfg, run_dir): cfg.{key} as edited cannot be recorded as a command-line "
-            f"override that composes it back (the CLI could not resume the run); make that "
-            f"change with compose([...]) overrides instead"
-        )
-    return task
-
-
-_NONE = object()
 
 
 @contextlib.contextmanager

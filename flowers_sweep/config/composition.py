@@ -15,10 +15,12 @@ from typing import Any
 
 import yaml
 from hydra import compose, initialize_config_module
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from flowers_sweep.config import CONFIG_MODULE
+from flowers_sweep.config.overrides import edited_overrides
 from flowers_sweep.errors import ConfigError
+from flowers_sweep.record.settings import flatten
 
 CONFIG_DIR_FLAGS = ("-cd", "--config-dir")
 
@@ -134,3 +136,38 @@ def compose_config(overrides: Sequence[str]) -> tuple[DictConfig, dict[str, Any]
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg, choices
+
+
+def overrides_composing(cfg: DictConfig, args: list[str], whole: DictConfig) -> list[str]:
+    """The overrides that compose `cfg`: those of `args` (compose's arguments, which
+    composed `whole`) and cfg's edits since. Raises ConfigError, naming the key, for an
+    edit that no override composes back (a config group's node replaced by a value, a
+    key no override can name)."""
+    task = edited_overrides(list(whole.hydra.overrides.task), whole, cfg)
+    folder = split_config_dir(args)[1]
+    wanted = OmegaConf.to_container(cfg, resolve=False)
+    try:
+        again = compose_whole([*(["--config-dir", folder] if folder else []), *task])
+        with open_dict(again):
+            del again["hydra"]
+        got = OmegaConf.to_container(again, resolve=False)
+    except Exception:  # Hydra's errors for an override it cannot read or apply
+        got = None
+    if got != wanted:
+        if got is None:  # the first edit's override is what Hydra could not take
+            edits = [o for o in task if o not in whole.hydra.overrides.task] or ["?"]
+            edits.sort(key=lambda o: "=" not in o)  # a value set, before the drops it made
+            key = edits[0].split("=", 1)[0].lstrip("+~")
+        else:
+            have, want = flatten(got, keep_empty=True), flatten(wanted, keep_empty=True)
+            keys = {**want, **have}
+            key = next(k for k in keys if want.get(k, _ABSENT) != have.get(k, _ABSENT))
+        raise ConfigError(
+            f"train(cfg, run_dir): cfg.{key} as edited cannot be recorded as a command-line "
+            f"override that composes it back (the CLI could not resume the run); make that "
+            f"change with compose([...]) overrides instead"
+        )
+    return task
+
+
+_ABSENT = object()
