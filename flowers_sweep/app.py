@@ -30,6 +30,7 @@ from flowers_sweep.errors import FlowersSweepError, Terminated, TrialPrunedError
 from flowers_sweep.job.hydra_job import (
     JobContext,
     composed_without_added,
+    held_back_by_fail_fast,
     note_this_job,
     thread_policy,
     write_hydra_files,
@@ -45,6 +46,7 @@ from flowers_sweep.record.runrecord import (
     read_metrics,
     result_if,
     stopped_record,
+    with_tags,
     write_result,
 )
 from flowers_sweep.search.pruning import trial_report
@@ -77,7 +79,8 @@ def main(cfg: DictConfig) -> float | Pruned | None:
 
     In a sweep the job registers itself with its launch (stopping.py), so that a launch
     told to stop waits for it to record its stop; a job that starts when the launch is
-    already stopping does not train.
+    already stopping does not train, nor one that starts when `fail_fast=N` of the
+    launch's jobs have failed with the same reason.
     """
     job = JobContext(HydraConfig.instance().cfg)  # Hydra's global, read here only
     launch = job.launch_dir  # None: a single run, no launch to register with
@@ -85,6 +88,8 @@ def main(cfg: DictConfig) -> float | Pruned | None:
         if launch and is_stopping(launch):  # checked after registering: the launch sees one
             log.info("%s: not started: the launch is stopping", job.run_dir)
             return None
+        if launch and held_back_by_fail_fast(job, cfg.get("fail_fast")):
+            return None  # the launch's end says why, once (callbacks.SweepEnd)
         outcome, exc, value = attempt(cfg, job)
     return conclude(job, outcome, exc=exc, value=value)
 
@@ -211,7 +216,7 @@ def record_failure(job: JobContext, cfg: DictConfig, outcome: Outcome, exc: Base
             best_of=(rows or []) if rule.best_so_far else None,
             traceback=rule.traceback,
         )
-        write_result(run_dir, record)
+        write_result(run_dir, with_tags(record, OmegaConf.select(cfg, "tags")))
     except Exception as second:
         log.error(
             "could not record the failure in %s: %s: %s", run_dir, type(second).__name__, second

@@ -15,13 +15,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from flowers_sweep.job.launch import (
-    SweepBusyError,
-    claim_sweep,
-    drop_unused_dirs,
-    noted_jobs,
-    release_sweep,
-)
+from flowers_sweep.errors import FlowersSweepError
+from flowers_sweep.job.fail_fast import fail_fast_limit, fail_fast_line
+from flowers_sweep.job.launch import claim_sweep, drop_unused_dirs, noted_jobs, release_sweep
 from flowers_sweep.job.outcome import refuse
 from flowers_sweep.job.stopping import LaunchStop, quiet_local_controllers, quiet_resource_tracker
 from flowers_sweep.record.runfolder import is_held
@@ -102,7 +98,8 @@ class SweepEnd(Callback):
 
     The exit status is non-zero when a run failed or this launch could not train one of
     its jobs, so scripts and CI notice; the message lists each such run and why, after
-    the report has been written.
+    the report has been written, and says in one line whether `fail_fast` kept jobs
+    from starting. A bad `fail_fast` is refused before any job starts.
     """
 
     def __init__(self, aggregate: bool = True) -> None:
@@ -111,8 +108,10 @@ class SweepEnd(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         overrides = [str(o) for o in config.hydra.overrides.task]
         try:
+            fail_fast_limit(config.get("fail_fast"))  # before a job starts, not in each
             claim_sweep(Path(config.hydra.sweep.dir), overrides)
-        except SweepBusyError as exc:
+        except FlowersSweepError as exc:  # SweepBusyError, a bad fail_fast
+            drop_unused_dirs()
             refuse("flowers_sweep", exc)
         drop_unused_dirs(Path(config.hydra.sweep.dir))
         launcher = str(config.hydra.launcher.get("_target_", ""))
@@ -140,6 +139,8 @@ class SweepEnd(Callback):
         bad = unfinished_runs(sweep_dir) if sweep_dir.is_dir() else []
         bad += not_trained_here(sweep_dir, bad)
         lines = summary_lines(bad) if bad else []
+        if (held_back := fail_fast_line(sweep_dir)) is not None:
+            lines.append(held_back)  # once, for the launch, after the runs that failed
         if problems:
             lines.append("flowers_sweep: the report is incomplete:")
             lines += [f"  {p}" for p in problems]

@@ -228,8 +228,10 @@ def runs_table(runs: Sequence[RunRecord], labels: Sequence[str] | None = None) -
     Columns: `case` (its label, `labels` or case_labels'), then each setting that varies
     across the runs, by its dotted config key (setting_columns; lists as `[40,70]`),
     then RUN_COLUMNS' others. `run_dir` is the folder's absolute path (resolved).
-    Accuracies are fractions in [0, 1]; `wall_s` is seconds; `params` a count.
+    Accuracies are fractions in [0, 1]; `wall_s` is seconds; `params` a count. When a
+    run has `tags`, a `tags` column after `seed` holds each run's, comma-separated.
     """
+    tagged = any(run.config.get("tags") for run in runs)
     varying = varying_settings(runs)
     labels = case_labels(runs, varying) if labels is None else labels
     settings = setting_columns(varying)
@@ -259,8 +261,13 @@ def runs_table(runs: Sequence[RunRecord], labels: Sequence[str] | None = None) -
                 "run_dir": str(Path(run.path).resolve()),
             }
         )
+        if tagged:
+            row["tags"] = ",".join(str(tag) for tag in cfg.get("tags") or [])
         rows.append(row)
-    table = pd.DataFrame(rows, columns=["case", *settings.values(), *RUN_COLUMNS[1:]])
+    columns = list(RUN_COLUMNS[1:])
+    if tagged:
+        columns.insert(columns.index("seed") + 1, "tags")
+    table = pd.DataFrame(rows, columns=["case", *settings.values(), *columns])
     for column in settings.values():  # 5 stays 5 beside a run without the key, not 5.0
         table[column] = setting_series([row[column] for row in rows])
     return table

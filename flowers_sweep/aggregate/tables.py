@@ -34,6 +34,7 @@ def selected(runs_df: pd.DataFrame, select: str) -> pd.DataFrame:
 def results_table(runs_df: pd.DataFrame) -> pd.DataFrame:
     """One row per case from the completed runs: n, mean, std, and a CI when n > 1.
 
+    A `tags` column, when runs.csv has one, holds the tags of the case's runs.
     The std is the sample standard deviation (n - 1 in the denominator, Bessel's
     correction); the interval is Student's t for the mean (see stats.t_interval).
     """
@@ -56,6 +57,9 @@ def results_table(runs_df: pd.DataFrame) -> pd.DataFrame:
                 "ci95_high": high,
             }
         )
+        if "tags" in group:  # the case's runs' tags, each once
+            tags = {t for cell in group["tags"].fillna("") for t in str(cell).split(",") if t}
+            rows[-1]["tags"] = ",".join(sorted(tags))
     return pd.DataFrame(rows)
 
 

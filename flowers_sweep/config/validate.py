@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from flowers_sweep.config import targets
 from flowers_sweep.data import PIPELINES, class_count, is_flowers102
@@ -22,6 +22,7 @@ from flowers_sweep.data.loaders import worker_start_method
 from flowers_sweep.data.sources import OWN as OWN_DATA
 from flowers_sweep.data.sources import SUPPLIED as SUPPLIED_DATA
 from flowers_sweep.errors import ConfigError
+from flowers_sweep.loggers.base import LOGGER_ARGUMENTS
 from flowers_sweep.models import OWN_KEYS, SUPPLIED, build_on_meta
 from flowers_sweep.models.activations import ACTIVATIONS
 from flowers_sweep.models.activations import unknown as unknown_activation
@@ -277,7 +278,23 @@ def validate(cfg: DictConfig) -> None:
     validate_workers(cfg.dataset, cfg.trainer)
     _check("seed", cfg.seed, _is_int, "must be an integer")
     if cfg.get("logger") is not None:
-        targets.check("logger", cfg.logger, supplied=("run_dir", "resumed_after"))
+        logger = targets.check("logger", cfg.logger, supplied=LOGGER_ARGUMENTS)
+        check_node = getattr(logger, "check_node", None)  # its own keys; an extra installed
+        if callable(check_node):
+            check_node(cfg.logger, "logger")
+    tags = cfg.get("tags")
+    _check(
+        "tags",
+        OmegaConf.to_container(tags) if isinstance(tags, ListConfig) else tags,
+        lambda v: isinstance(v, list) and all(isinstance(t, (str, int, float)) for t in v),
+        "must be a list of labels, e.g. tags=[baseline,v2]",
+    )
+    _check(
+        "fail_fast",
+        cfg.get("fail_fast"),
+        lambda v: v is None or (_is_int(v) and v >= 1),
+        "must be null or an integer >= 1 (failed jobs with the same reason)",
+    )
     _check(
         "optimized_metric",
         cfg.get("optimized_metric"),

@@ -1,11 +1,12 @@
 """What a Hydra job needs around its training run: what it knows of its job (`JobContext`,
 read from Hydra once, at the door), its threads, its .hydra/ files, the job composed
-without its `+key=` overrides (for overrides.validate_added_keys), and the note a
-sweep's end reads (stop signals: stopping.py).
+without its `+key=` overrides (for overrides.validate_added_keys), the note a sweep's
+end reads (stop signals: stopping.py), and a job that fail_fast keeps from starting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable
@@ -17,8 +18,17 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from flowers_sweep.atomic import atomic_write_text
+from flowers_sweep.errors import FlowersSweepError
+from flowers_sweep.job.fail_fast import fail_fast_limit, fail_fast_tripped, note_not_started
 from flowers_sweep.job.launch import drop_unused_dirs, note_job
-from flowers_sweep.record.runrecord import CONFIG_FILE, HYDRA_FILE, LAUNCH_DIR, OVERRIDES_FILE
+from flowers_sweep.record.runfolder import restore_hydra_files
+from flowers_sweep.record.runrecord import (
+    CONFIG_FILE,
+    HYDRA_FILE,
+    LAUNCH_DIR,
+    OVERRIDES_FILE,
+    RUN_CONFIG_FILE,
+)
 from flowers_sweep.trainer.cpu_share import Share
 from flowers_sweep.trainer.hardware import available_cpus
 
@@ -157,3 +167,61 @@ def write_hydra_files(job: JobContext, cfg: DictConfig) -> None:
     atomic_write_text(hydra_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))
     atomic_write_text(hydra_dir / HYDRA_FILE, OmegaConf.to_yaml(job.root))
     atomic_write_text(hydra_dir / OVERRIDES_FILE, OmegaConf.to_yaml(job.hydra.overrides.task))
+
+
+def held_back_by_fail_fast(job: JobContext, value: Any) -> bool:
+    """Whether this job of a sweep must not start: `fail_fast=value` of its launch's jobs
+    failed with the same reason (fail_fast.py). If so its folder is left as
+    if never launched (leave_unlaunched) and the launch's end is told, to say it once.
+
+    An invalid `value` counts as off here: the launch refuses it before any job starts
+    (callbacks.SweepEnd), and a job's own check names it.
+    """
+    try:
+        limit = fail_fast_limit(value)
+    except FlowersSweepError:
+        return False
+    tripped = fail_fast_tripped(job.sweep_dir, limit)
+    if limit is None or tripped is None:
+        return False
+    said = "%s: not started: fail_fast=%d: %d jobs of the launch failed with the same reason"
+    log.info(said, job.run_dir, limit, tripped[0])
+    leave_unlaunched(job)
+    try:
+        note_not_started(job.sweep_dir, job.job_num, job.run_dir, limit)
+    except OSError as exc:  # a note is a hint: the folder says the job never ran
+        log.warning("could not note the job for the sweep's end: %s", exc)
+    return True
+
+
+def leave_unlaunched(job: JobContext) -> None:
+    """Undo what Hydra did to the job's folder before the task ran, for a job that will
+    not run: a folder holding only what Hydra writes (.hydra/ and the job's log) is
+    removed, as if the job had never been launched; a folder holding an earlier launch's
+    run gets back that run's .hydra/ files and is otherwise kept; anything else is kept.
+    A file that cannot be removed is only logged: the relaunch treats the folder as new.
+    """
+    run_dir = job.run_dir
+    if (run_dir / RUN_CONFIG_FILE).is_file():
+        with contextlib.suppress(OSError, FlowersSweepError):
+            restore_hydra_files(run_dir)
+        return
+    subdir = job.hydra.output_subdir
+    if subdir is not None and len(Path(subdir).parts) != 1:
+        return  # a nested .hydra/ of the user's choice: keep rather than guess
+    log_name = f"{job.hydra.job.name}.log"  # Hydra's job log (hydra/job_logging: default)
+    hydra_dir = run_dir / subdir if subdir is not None else None
+    try:
+        if not {p.name for p in run_dir.iterdir()} <= {log_name, subdir}:
+            return
+        if hydra_dir is not None and hydra_dir.is_dir():
+            files = list(hydra_dir.iterdir())
+            if not {p.name for p in files} <= {CONFIG_FILE, HYDRA_FILE, OVERRIDES_FILE}:
+                return
+            for path in files:
+                path.unlink()
+            hydra_dir.rmdir()
+        (run_dir / log_name).unlink(missing_ok=True)
+        run_dir.rmdir()
+    except OSError as exc:
+        log.warning("could not remove %s, a job that did not start: %s", run_dir, exc)

@@ -10,6 +10,7 @@ and its settings, with the one reader and the one writer of each.
       result.json            the outcome: a completed run's numbers, or why it stopped
       data.json              the data as the model saw it: class names, normalisation
       traceback.txt          where a failed run failed
+      trackers.json          the tracker runs it logs to (MLflow, W&B), to continue on resume
       checkpoint.pt          the last completed epoch, for an exact resume
       model.pt               the last epoch's weights (trainer.keep_weights)
       model_best_val.pt      the best validation epoch's weights
@@ -48,6 +49,7 @@ WEIGHTS_FILE = "model.pt"  # the last epoch's weights, as the report tested
 BEST_WEIGHTS_FILE = "model_best_val.pt"  # the weights of the best validation epoch
 CHECKPOINT_FILE = "checkpoint.pt"
 TRACEBACK_FILE = "traceback.txt"
+TRACKERS_FILE = "trackers.json"  # each tracker's run id: a resumed run continues it (loggers/)
 RUN_CONFIG_FILE = "run_config.json"
 LOCK_FILE = ".run.lock"  # held by the process training in the folder
 # A sweep folder holds a run folder per job (Hydra's job number) and these:
@@ -68,6 +70,7 @@ RUN_FILES = (
     BEST_WEIGHTS_FILE,
     CHECKPOINT_FILE,
     TRACEBACK_FILE,
+    TRACKERS_FILE,  # resume=false starts new tracker runs too
 )
 WEIGHT_FILES = {"last": WEIGHTS_FILE, "best_val": BEST_WEIGHTS_FILE}  # --weights NAME
 TEST_ACC_OF = {"last": "test_acc", "best_val": "test_acc_best_val"}  # result.json's key
@@ -114,6 +117,13 @@ class RunRecordError(FlowersSweepError, ValueError):
 def completed_record(**values: Any) -> dict[str, Any]:
     """A completed run's result, keys in COMPLETED_KEYS order; every key is required."""
     return {"status": "completed", **{k: values[k] for k in COMPLETED_KEYS[1:]}}
+
+
+def with_tags(record: Mapping[str, Any], tags: Sequence[str] | None) -> dict[str, Any]:
+    """The record with the run's `tags` (a list of strings) after its other keys; a run
+    without tags has no `tags` key, so its result.json keeps the shape of every earlier
+    version."""
+    return {**record, "tags": [str(t) for t in tags]} if tags else dict(record)
 
 
 def stopped_record(

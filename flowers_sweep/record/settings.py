@@ -31,6 +31,8 @@ EXECUTION_SETTINGS = (
     "trainer.jobs_per_gpu",
     "logger",  # the whole node: where a run reports, not what it computes
     "optimized_metric",
+    "tags",  # labels, kept beside the settings
+    "fail_fast",  # when a launch stops starting jobs
 )
 
 

@@ -28,6 +28,7 @@ from flowers_sweep.record.runrecord import (
     RunRecordError,
     completed_record,
     read_metrics,
+    with_tags,
     write_metrics,
     write_result,
 )
@@ -74,7 +75,12 @@ def run(
         cfg.trainer.checkpoint_every_s,
         state.progress.epoch,
     )
-    logger = build_logger(cfg.get("logger"), run_dir, state.progress.epoch)
+    tags = list(cfg.get("tags") or [])
+    activation = activation_label(cfg.model.get("activation"))
+    label = case or "-".join(filter(None, (model_name, activation)))
+    logger = build_logger(
+        cfg.get("logger"), run_dir, state.progress.epoch, logged_settings(cfg), tags, label
+    )
     try:
         fit(state, saver, logger, report, threads)
         result = finish(state, saver, logger, case, model_name, started)
@@ -245,6 +251,7 @@ def finish(
         device=str(state.device),
         precision="bf16" if state.placement.dtype is torch.bfloat16 else "32",
     )
+    result = with_tags(result, cfg.get("tags"))
     logger.log_final(logged_settings(cfg), {k: result[k] for k in FINAL_METRICS})
     write_result(state.run_dir, result)
     return result

@@ -86,12 +86,14 @@ def run_cli(
     )
 
 
-def start_cli(*args: str, cache: Path | None, cwd: Path = ROOT) -> subprocess.Popen:
-    """Like run_cli, without waiting: for launches that must overlap."""
+def start_cli(
+    *args: str, cache: Path | None, cwd: Path = ROOT, env: Mapping[str, str] | None = None
+) -> subprocess.Popen:
+    """Like run_cli, without waiting: for launches that must overlap, or be killed."""
     return subprocess.Popen(
         [sys.executable, "-m", "flowers_sweep", *args],
         cwd=cwd,
-        env=cli_env(cache),
+        env=cli_env(cache, env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -1,41 +1,15 @@
-"""Where a run reports as it trains, besides its metrics.csv: TensorBoard, or nowhere.
+"""TensorBoard: event files in each run folder.
 
-Each run writes its event files into its own run folder, so `tensorboard --logdir
-SWEEP_DIR` lists a sweep's runs side by side (named by their job folder) while they
-train, and its HParams tab compares their settings and final metrics.
+`tensorboard --logdir SWEEP_DIR` lists a sweep's runs side by side (named by their job
+folder) while they train, and its HParams tab compares their settings and final metrics.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from omegaconf import DictConfig
-
-from flowers_sweep.config import targets
-
-FINAL_PREFIX = "final/"  # final metrics' tags, apart from the per-epoch curves
-
-
-class RunLogger(Protocol):
-    """What the loop calls: once per epoch with its metrics.csv row, once at the end."""
-
-    def log_epoch(self, row: dict[str, float]) -> None: ...
-    def log_final(self, settings: dict[str, Any], metrics: dict[str, float]) -> None: ...
-    def close(self) -> None: ...
-
-
-class NoLogger:
-    """Nothing beyond metrics.csv and result.json."""
-
-    def log_epoch(self, row: dict[str, float]) -> None:
-        pass
-
-    def log_final(self, settings: dict[str, Any], metrics: dict[str, float]) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+from flowers_sweep.loggers.base import FINAL_PREFIX
 
 
 def hparam_value(value: Any) -> bool | int | float | str:
@@ -85,12 +59,3 @@ class TensorBoardLogger:
 
     def close(self) -> None:
         self.writer.close()
-
-
-def build_logger(node: DictConfig | None, run_dir: Path, resumed_after: int) -> RunLogger:
-    """The `logger` node's target (TensorBoardLogger, NoLogger, or a user's class with
-    RunLogger's three methods), given run_dir and resumed_after where it takes them;
-    None: no logger."""
-    if node is None:
-        return NoLogger()
-    return targets.build(node, key="logger", run_dir=run_dir, resumed_after=resumed_after)

@@ -1,0 +1,319 @@
+"""MLflow and W&B: what each records of a run, and that a resumed run continues its
+tracker run with each epoch once; several loggers at once; tags everywhere."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from flowers_sweep.config.validate import validate
+from flowers_sweep.errors import ConfigError
+from flowers_sweep.loggers import ManyLoggers, MLflowLogger, build_logger
+from flowers_sweep.record.runrecord import TRACKERS_FILE, RunRecord, with_tags
+
+from .helpers.cli import HANG_GUARD_S, SLOW, TINY, make_cfg, result, run_cli, start_cli
+from .helpers.services import free_port, serving
+from .helpers.trackers import NO_NETWORK_SITE, recording_proxy, wandb_run
+
+SETTINGS = {"optimizer.lr": 0.001, "scheduler.milestones": [40, 70], "seed": 3}
+
+
+def row(epoch: int) -> dict[str, float]:
+    return {"epoch": epoch, "train_loss": 1.0 / epoch, "val_acc": epoch / 10, "lr": 0.001}
+
+
+def sweep_job(tmp_path, num=0):
+    """A job folder as Hydra makes one: a sweep folder holding multirun.yaml."""
+    sweep = tmp_path / "sweep"
+    (sweep / str(num)).mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    return sweep / str(num)
+
+
+# ----------------------------------------------------------------------------- MLflow
+
+
+def test_mlflow_run_continues_after_a_stop_with_each_epoch_once(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    run_dir = sweep_job(tmp_path, 4)
+    node = {"_target_": "flowers_sweep.loggers.MLflowLogger", "_partial_": True,
+            "tracking_uri": uri}  # fmt: skip
+    first = build_logger(node, run_dir, 0, SETTINGS, ["baseline", "v2"], "resnet18-relu")
+    for epoch in (1, 2, 3):  # epoch 3 logged, then killed before its checkpoint
+        first.log_epoch(row(epoch))
+    first.close()
+    client = MlflowClient(uri)
+    run_id = json.loads((run_dir / TRACKERS_FILE).read_text())["mlflow"]["run_id"]
+    assert client.get_run(run_id).info.status == "KILLED"
+
+    again = build_logger(node, run_dir, 2, SETTINGS, ["baseline", "v2"], "resnet18-relu")
+    assert again.run_id == run_id
+    assert client.get_run(run_id).info.status == "RUNNING"
+    for epoch in (3, 4):
+        again.log_epoch(row(epoch))
+    again.log_final(SETTINGS, {"test_acc": 0.75})
+    again.close()
+
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "#4 resnet18-relu seed=3"
+    history = client.get_metric_history(run_id, "val_acc")
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4)]
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "final/test_acc")] == [
+        (4, 0.75)
+    ]
+    assert run.data.params == {"optimizer.lr": "0.001", "scheduler.milestones": "[40, 70]",
+                               "seed": "3"}  # fmt: skip
+    tags = run.data.tags
+    assert tags["baseline"] == "" and tags["v2"] == "" and tags["sweep"] == "sweep"
+    assert tags["run_dir"] == str(run_dir)
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == "sweep"  # the sweep folder, relative to the working dir
+
+
+def test_a_tracker_that_stops_answering_costs_points_not_the_run(tmp_path, caplog):
+    logger = MLflowLogger(tmp_path, 0, SETTINGS, [], "x", f"sqlite:///{tmp_path / 's.db'}")
+    logger.client.log_batch = lambda *a, **k: (_ for _ in ()).throw(OSError("refused"))
+    logger.log_epoch(row(1))
+    logger.log_epoch(row(2))
+    logger.close()
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "could not log epoch 1" in warnings[0].getMessage()
+
+
+@pytest.mark.e2e
+def test_mlflow_sweep_and_kill9_resume_through_the_cli_and_a_server(tmp_path, cache_dir):
+    """The issue's acceptance: 2 runs of a sweep in one experiment, read back by
+    MlflowClient; a run killed with SIGKILL resumes into the same MLflow run with no
+    step twice; `mlflow server` on localhost serves them through its REST API."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep = tmp_path / "sweep"
+    done = run_cli("-m", *TINY, "trainer.epochs=2", "seed=0,1", "logger=mlflow",
+                   f"logger.tracking_uri={uri}", "tags=[study]", f"hydra.sweep.dir={sweep}",
+                   cache=cache_dir)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    client = MlflowClient(uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == str(sweep)]
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 2
+    for run in runs:
+        run_dir = sweep / run.data.tags["flowers_sweep.job"]
+        assert run.data.tags["run_dir"] == str(run_dir) and "study" in run.data.tags
+        assert run.data.params["seed"] == str(result(run_dir)["seed"])
+        assert run.data.params["optimizer.lr"] == "0.001"
+        assert "trainer.threads" not in run.data.params  # not a setting of the experiment
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
+        assert sorted(steps) == [1, 2]
+        assert run.data.metrics["final/test_acc"] == pytest.approx(result(run_dir)["test_acc"])
+        assert result(run_dir)["tags"] == ["study"]
+
+    run_dir = tmp_path / "killed"
+    args = [*SLOW, "trainer.checkpoint_every_epochs=1", "logger=mlflow",
+            f"logger.tracking_uri={uri}", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    proc = start_cli(*args, cache=cache_dir)
+    wait_for_rows(run_dir, 2, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=HANG_GUARD_S)
+    run_id = json.loads((run_dir / TRACKERS_FILE).read_text())["mlflow"]["run_id"]
+    again = run_cli(*args, cache=cache_dir)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((run_dir / TRACKERS_FILE).read_text())["mlflow"]["run_id"] == run_id
+    history = client.get_metric_history(run_id, "val_acc")
+    assert sorted(m.step for m in history) == [1, 2, 3, 4]  # each epoch once
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+    port = free_port()
+    server = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+              "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    with serving(server, f"http://127.0.0.1:{port}/health"):
+        served = MlflowClient(f"http://127.0.0.1:{port}")
+        over_rest = served.search_runs([experiment.experiment_id])
+        assert sorted(r.info.run_id for r in over_rest) == sorted(r.info.run_id for r in runs)
+        steps = [m.step for m in served.get_metric_history(run_id, "val_acc")]
+        assert sorted(steps) == [1, 2, 3, 4]
+
+
+def wait_for_rows(run_dir, n, proc):
+    import time
+
+    deadline = time.monotonic() + HANG_GUARD_S
+    while time.monotonic() < deadline:
+        path = run_dir / "metrics.csv"
+        if path.is_file() and len(path.read_text().splitlines()) - 1 >= n:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    raise AssertionError(f"no {n} epochs")
+
+
+# ------------------------------------------------------------------------------ W&B
+
+
+@pytest.mark.e2e
+def test_wandb_offline_resume_keeps_the_run_id_and_touches_no_network(tmp_path, cache_dir):
+    """Offline W&B: the run's own files hold its settings and every epoch once; a run
+    stopped with SIGTERM (what SLURM sends before pre-empting a job) resumes the same W&B
+    run id; no connection leaves the machine (Python's sockets are watched by an audit
+    hook, and anything honouring the proxy variables, W&B's Go core too, reaches a
+    listener of the test instead)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(NO_NETWORK_SITE)
+    network_log = tmp_path / "network.log"
+    run_dir = tmp_path / "run"
+    args = [*SLOW, "trainer.checkpoint_every_epochs=1", "logger=wandb", "tags=[offline]",
+            f"hydra.run.dir={run_dir}"]  # fmt: skip
+    with recording_proxy() as (proxy, seen):
+        env = {"PYTHONPATH": str(site), "NETWORK_LOG": str(network_log),
+               "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "NO_PROXY": "",
+               "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"),
+               "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache")}  # fmt: skip
+        proc = start_cli(*args, cache=cache_dir, env=env)
+        wait_for_rows(run_dir, 2, proc)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=HANG_GUARD_S)
+        assert proc.returncode == 128 + signal.SIGTERM
+        run_id = json.loads((run_dir / TRACKERS_FILE).read_text())["wandb"]["id"]
+        again = run_cli(*args, cache=cache_dir, env=env)
+        assert again.returncode == 0, again.stderr[-2000:]
+    assert not network_log.exists(), network_log.read_text()
+    assert seen == []
+    logged = wandb_run(run_dir)
+    attempts = sorted(run_dir.glob("wandb/offline-run-*"))
+    assert set(logged["ids"]) == {run_id}, (logged["ids"], attempts)  # two processes, one run
+    assert len(attempts) == 2, attempts
+    epochs = [r["epoch"] for r in logged["history"] if "val_acc" in r]
+    assert sorted(epochs) == [1, 2, 3, 4]  # each once, whichever epoch the stop fell in
+    assert logged["config"]["optimizer.lr"] == 0.001
+    assert logged["config"]["run_dir"] == str(run_dir)
+    assert logged["summary"]["final/test_acc"] == pytest.approx(result(run_dir)["test_acc"])
+    assert logged["tags"] == ["offline"]
+
+
+# --------------------------------------------------------------- many, extras, tags
+
+
+class Member:
+    def __init__(self, calls, name, fail_close=False):
+        self.calls, self.name, self.fail_close = calls, name, fail_close
+
+    def log_epoch(self, row):
+        self.calls.append((self.name, "epoch", row["epoch"]))
+
+    def log_final(self, settings, metrics):
+        self.calls.append((self.name, "final", metrics["test_acc"]))
+
+    def close(self):
+        self.calls.append((self.name, "close", None))
+        if self.fail_close:
+            raise OSError("gone")
+
+
+def test_many_loggers_call_each_member_and_close_every_one(tmp_path):
+    calls = []
+    given = {}
+
+    def member(name, fail_close=False):
+        def make(run_dir, tags):  # takes only some of the arguments: gets only those
+            given[name] = (run_dir, tags)
+            return Member(calls, name, fail_close)
+
+        return make
+
+    many = ManyLoggers({"b": member("b"), "a": member("a", True), "off": None},
+                       tmp_path, 0, SETTINGS, ["t"], "x")  # fmt: skip
+    many.log_epoch(row(1))
+    many.log_final(SETTINGS, {"test_acc": 0.5})
+    many.close()
+    assert given == {"a": (tmp_path, ["t"]), "b": (tmp_path, ["t"])}
+    assert calls == [("a", "epoch", 1), ("b", "epoch", 1), ("a", "final", 0.5),
+                     ("b", "final", 0.5), ("a", "close", None), ("b", "close", None)]  # fmt: skip
+
+
+def test_a_member_that_cannot_start_closes_the_started_ones(tmp_path):
+    calls = []
+
+    def broken(run_dir):
+        raise ConfigError("no")
+
+    with pytest.raises(ConfigError):
+        ManyLoggers({"a": lambda: Member(calls, "a"), "b": broken}, tmp_path, 0, {}, [], "x")
+    assert calls == [("a", "close", None)]
+
+
+def test_logger_many_composes_tensorboard_and_mlflow_and_takes_more():
+    cfg = make_cfg("logger=many", "+logger@logger.loggers.wandb=wandb")
+    assert set(cfg.logger.loggers) == {"tensorboard", "mlflow", "wandb"}
+    validate(cfg)
+    cfg = make_cfg("logger=many", "~logger.loggers.mlflow")
+    assert set(cfg.logger.loggers) == {"tensorboard"}
+
+
+@pytest.mark.parametrize("logger,extra", [("mlflow", "mlflow"), ("wandb", "wandb"),
+                                          ("many", "mlflow")])  # fmt: skip
+def test_a_tracker_not_installed_is_one_line_naming_the_extra(logger, extra, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == extra else real(name, *a))  # fmt: skip
+    with pytest.raises(ConfigError) as caught:
+        validate(make_cfg(f"logger={logger}"))
+    message = str(caught.value)
+    assert f"pip install 'flowers_sweep[{extra}]'" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("override,key", [("tags=oops", "tags"), ("fail_fast=0", "fail_fast"),
+                                          ("logger.mode=live", "logger.mode")])  # fmt: skip
+def test_bad_tracking_values_are_named(override, key):
+    overrides = ["logger=wandb", override] if key == "logger.mode" else [override]
+    with pytest.raises(ConfigError, match=rf"^{key}="):
+        validate(make_cfg(*overrides))
+
+
+def test_tags_go_to_result_json_only_when_given():
+    assert with_tags({"status": "completed"}, []) == {"status": "completed"}
+    assert list(with_tags({"status": "failed"}, ["a", 1])) == ["status", "tags"]
+    assert with_tags({"status": "failed"}, ["a", 1])["tags"] == ["a", "1"]
+
+
+def test_the_tables_carry_tags_when_runs_have_them(tmp_path):
+    from flowers_sweep.aggregate.runs import runs_table
+    from flowers_sweep.aggregate.tables import results_table
+
+    def run(seed, tags):
+        config = {"seed": seed, "tags": tags, "trainer.epochs": 1}
+        done = {"status": "completed", "model": "m", "activation": "relu", "test_acc": 0.5}
+        return RunRecord(tmp_path / str(seed), config, done, _choices={})
+
+    plain = runs_table([run(0, []), run(1, [])])
+    assert "tags" not in plain.columns  # the report's shape, as before tags existed
+    table = runs_table([run(0, ["a", "b"]), run(1, ["c"])])
+    assert list(table["tags"]) == ["a,b", "c"]
+    assert list(table.columns).index("tags") == list(table.columns).index("seed") + 1
+    assert list(results_table(table)["tags"]) == ["a,b,c"]
+
+
+def test_the_wandb_reader_reads_what_wandb_wrote(tmp_path):
+    """The test helper that reads W&B's run file, on a run made in a child process (W&B
+    starts a service and atexit hooks that a test process must not keep)."""
+    code = (
+        "import wandb; wandb.setup(settings=wandb.Settings(mode='offline')); "
+        "r = wandb.init(project='p', mode='offline', id='abc', dir="
+        + repr(str(tmp_path))
+        + ", config={'k': 1}, tags=['t'], settings=wandb.Settings(silent=True, console='off')); "
+        "[r.log({'epoch': e, 'val_acc': e / 10}) for e in range(1, 1200)]; "
+        "r.summary['s'] = 2; r.finish()"
+    )  # 1200 rows: records cross W&B's 32 KiB blocks
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=HANG_GUARD_S)
+    logged = wandb_run(tmp_path)
+    assert logged["ids"] == ["abc"] and logged["config"]["k"] == 1 and logged["tags"] == ["t"]
+    assert [r["epoch"] for r in logged["history"]] == list(range(1, 1200))
+    assert logged["summary"]["s"] == 2
