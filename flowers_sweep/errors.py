@@ -9,6 +9,7 @@ unless said:
     job.launch.SweepBusyError                    a sweep folder another launch holds
     job.stopping.LaunchStopped                   a stopped sweep (a KeyboardInterrupt)
     record.runrecord.RunRecordError              an unreadable run record
+    record.sweepstate.NotASweepError             a path that is no sweep or run folder
     search.study.StudyStorageError               a study that cannot be opened
     atomic.OutputError                           an output that cannot be written (OSError)
 """

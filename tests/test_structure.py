@@ -31,7 +31,7 @@ def test_reading_a_sweep_imports_no_torch():
 DOORS = {
     "flowers_sweep", "flowers_sweep.__main__", "flowers_sweep.api", "flowers_sweep.app",
     "flowers_sweep.callbacks", "flowers_sweep.evaluate", "flowers_sweep.predict",
-    "flowers_sweep.summary",
+    "flowers_sweep.summary", "flowers_sweep.status",
 }  # fmt: skip
 MAX_ROOT_FILES = 16
 

@@ -40,8 +40,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from flowers_sweep.atomic import atomic_write_text, read_json
+from flowers_sweep.atomic import atomic_write_text
 from flowers_sweep.errors import Terminated
+from flowers_sweep.record.runfolder import pid_alive, running_notes
 from flowers_sweep.record.runrecord import RUNNING_DIR, STOP_MARK
 
 log = logging.getLogger("flowers_sweep")
@@ -152,29 +153,12 @@ def running_job(launch_dir: Path, job_num: int) -> Iterator[None]:
 
 def running_pids(launch_dir: Path) -> list[int]:
     """The live processes of this host that are running a job of the launch now."""
-    here, me, pids = socket.gethostname(), os.getpid(), []
-    for path in (Path(launch_dir) / RUNNING_DIR).glob("*.json"):
-        try:
-            note = read_json(path)
-            pid = int(note["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if note.get("host") == here and pid != me and _alive(pid):
-            pids.append(pid)
-    return pids
-
-
-def _alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie, dead but not yet reaped by its parent, does not)."""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):  # gone, or someone else's pid now
-        return False
-    try:  # Linux says a zombie's state; elsewhere a dead job's note is removed anyway
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+    here, me = socket.gethostname(), os.getpid()
+    return [
+        note["pid"]
+        for note in running_notes(launch_dir).values()
+        if note["host"] == here and note["pid"] != me and pid_alive(note["pid"])
+    ]
 
 
 class LaunchStop:

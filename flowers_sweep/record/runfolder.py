@@ -8,6 +8,7 @@ than mix two runs. What the folder's files are is runrecord.py's.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from flowers_sweep.record.runrecord import (
     MULTIRUN_FILE,
     RUN_CONFIG_FILE,
     RUN_FILES,
+    RUNNING_DIR,
     completed_result,
 )
 from flowers_sweep.record.settings import experiment_settings
@@ -60,6 +62,43 @@ def is_held(run_dir: Path) -> bool:
         return True
     except OSError:  # a read-only copy of a sweep: nobody trains there
         return False
+
+
+def lock_held(run_dir: Path) -> bool:
+    """is_held, without creating the lock file where there is none (nobody holds it
+    then): for readers that must leave the folder as they found it (the status command).
+    Taking the lock is non-blocking and lasts microseconds, yet a trainer that tries to
+    hold the folder in that instant is refused (busy): callers ask only when they must."""
+    return (Path(run_dir) / LOCK_FILE).is_file() and is_held(run_dir)
+
+
+def running_notes(launch_dir: Path) -> dict[int, dict[str, Any]]:
+    """Who runs each job of a launch now, by job number: {"pid": int, "host": str}, as
+    job/stopping.running_job writes them in LAUNCH_DIR/running/<job>.json. A note that
+    cannot be read is skipped (it is only a hint); a note of a process that has died
+    (killed) stays, so check the pid (pid_alive) on its host."""
+    notes = {}
+    for path in (Path(launch_dir) / RUNNING_DIR).glob("*.json"):
+        try:
+            note = read_json(path)
+            notes[int(path.stem)] = {"pid": int(note["pid"]), "host": str(note["host"])}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return notes
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether `pid` runs on this host (a zombie, dead but not yet reaped by its parent,
+    does not)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):  # gone, or someone else's pid now
+        return False
+    try:  # Linux says a zombie's state; elsewhere a dead job's note is removed anyway
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def in_sweep(run_dir: Path) -> bool:
