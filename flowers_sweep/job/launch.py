@@ -25,6 +25,8 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ RESOLVER = "fs.unique_dir"
 STUDY_NAME_RESOLVER = "fs.study_name"  # hparams_search=optuna's default study name
 _held: dict[str, FileLock] = {}  # module-level: callbacks are pickled to job processes
 _made: list[Path] = []  # the folders unique_dir made in this process (parents too)
+_naming_only: list[bool] = []  # not empty: unique_dir names its folder, makes none (plan)
 # Hydra's methods that compose a config only to print it (--cfg, --info, --help, -sc)
 PRINTING = ("show_cfg", "show_info", "app_help", "hydra_help", "shell_completion")
 
@@ -59,7 +62,7 @@ def unique_dir(base: str) -> str:
     When Hydra resolves the value only to print it (`--cfg hydra|all --resolve`), the
     name the launch would get is returned and nothing is made.
     """
-    if only_printing():
+    if only_printing() or _naming_only:
         free = (p for n in range(1, 10_000) if not Path(p := _numbered(base, n)).exists())
         return next(free, base)
     parent = Path(base).parent
@@ -74,6 +77,17 @@ def unique_dir(base: str) -> str:
         _made.extend([Path(path).absolute(), *new])
         return path
     raise FlowersSweepError(f"{base}: 10,000 folders of this name exist; set hydra.run.dir")
+
+
+@contextmanager
+def naming_only() -> Iterator[None]:
+    """Inside it, unique_dir gives the name a launch would get and makes nothing: for
+    the plan command, which composes every job of a sweep without launching it."""
+    _naming_only.append(True)
+    try:
+        yield
+    finally:
+        _naming_only.pop()
 
 
 def _numbered(base: str, n: int) -> str:
