@@ -56,9 +56,9 @@ def arg_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-cn", "--config-name", metavar="NAME", default="config", help="the primary config"
     )
-    parser.add_argument(
-        "-cp", "--config-path", metavar="DIR", help=argparse.SUPPRESS
-    )  # refused below: -cd is the folder the main command searches before its own
+    parser.add_argument(  # refused: Hydra reads a relative -cp from the package's folder
+        "-cp", "--config-path", metavar="DIR", help="not taken here: give your folder as -cd DIR"
+    )
     parser.add_argument(
         "--no-estimate", action="store_true", help="skip the measured time and disk estimate"
     )

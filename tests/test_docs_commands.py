@@ -25,8 +25,8 @@ from flowers_sweep.search.study import build_pruner, build_sampler
 from .helpers.cli import ROOT, TINY, run_cli
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-# The commands that take Hydra overrides; aggregate, evaluate and predict take paths.
-HYDRA_COMMANDS = re.compile(r"python -m (flowers_sweep(?:\.summary)?)(?=\s|$|`)(.*)")
+# The commands that take Hydra overrides; aggregate, evaluate, predict and status take paths.
+HYDRA_COMMANDS = re.compile(r"python -m (flowers_sweep(?:\.summary|\.plan)?)(?=\s|$|`)(.*)")
 PLACEHOLDER = {"...", "\\"}
 
 

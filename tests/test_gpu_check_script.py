@@ -35,8 +35,9 @@ TARGET = {"python_version": "3.12", "python_full_version": "3.12.0", "sys_platfo
           "extra": ""}  # fmt: skip
 LOCAL = {"flowers_sweep", "tests", "benchmarks", "benchlib", "hydra_plugins", "conftest"}
 # An extra is imported only by the option it serves (`import timm` inside model=timm's
-# builder), which gpu_check never selects: pyproject's extras other than dev.
-EXTRAS = {"timm"}
+# builder, `import mlflow` inside logger=mlflow's), which gpu_check never selects:
+# pyproject's extras other than dev.
+EXTRAS = {"timm", "mlflow", "wandb"}
 # Imported only when a search runs (search/study.py, search/space.py, loaded by the sweeper and by
 # a search trial's run): gpu_check runs none, and wheelhouse.sh leaves them out.
 SEARCH_ONLY = {"optuna", "sqlalchemy"}

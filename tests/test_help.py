@@ -34,10 +34,12 @@ COMMANDS = [
     "flowers_sweep.predict",
     "flowers_sweep.summary",
     "flowers_sweep.data.preview",
+    "flowers_sweep.status",
+    "flowers_sweep.plan",
 ]
 # how a user starts each: the package's __main__ (aggregate) or the module itself
 RUN_AS = {"flowers_sweep.aggregate.cli": "flowers_sweep.aggregate"}
-OTHER_COMMANDS = ("aggregate", "evaluate", "predict", "summary", "data.preview")
+OTHER_COMMANDS = ("aggregate", "evaluate", "predict", "summary", "data.preview", "status", "plan")
 
 
 def parser_of(module: str) -> argparse.ArgumentParser:

@@ -27,11 +27,11 @@ def test_reading_a_sweep_imports_no_torch():
 # ---------------------------------------------------------------- the import graph
 # Doors: what a user or Hydra calls (the commands, the Python API, the Hydra task and
 # callback). Everything else is a wing (a sub-package by concern) or the ground floor
-# (errors, atomic, paths, and the modules conf/ names as _target_: optim, loggers).
+# (errors, atomic, paths, and optim, which conf/ names as _target_).
 DOORS = {
     "flowers_sweep", "flowers_sweep.__main__", "flowers_sweep.api", "flowers_sweep.app",
     "flowers_sweep.callbacks", "flowers_sweep.evaluate", "flowers_sweep.predict",
-    "flowers_sweep.summary", "flowers_sweep.status",
+    "flowers_sweep.summary", "flowers_sweep.status", "flowers_sweep.plan",
 }  # fmt: skip
 MAX_ROOT_FILES = 16
 

@@ -317,3 +317,20 @@ def test_the_wandb_reader_reads_what_wandb_wrote(tmp_path):
     assert logged["ids"] == ["abc"] and logged["config"]["k"] == 1 and logged["tags"] == ["t"]
     assert [r["epoch"] for r in logged["history"]] == list(range(1, 1200))
     assert logged["summary"]["s"] == 2
+
+
+def test_tags_and_fail_fast_do_not_make_another_run():
+    """A folder recorded before these keys existed, or with other tags, holds the same
+    run: it resumes instead of being refused as other settings."""
+    from omegaconf import OmegaConf
+
+    from flowers_sweep.record.runfolder import changed_settings
+    from flowers_sweep.record.settings import experiment_settings
+
+    def settings(*overrides):
+        return OmegaConf.to_container(make_cfg(*TINY, *overrides), resolve=True)
+
+    before_tags = {k: v for k, v in experiment_settings(settings()).items()}
+    assert "tags" not in before_tags and "fail_fast" not in before_tags
+    assert changed_settings(before_tags, settings("tags=[x]", "fail_fast=2")) == ""
+    assert changed_settings(before_tags, settings("seed=5")) == "seed=0 (now 5)"

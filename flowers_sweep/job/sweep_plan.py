@@ -29,7 +29,7 @@ from flowers_sweep.config.validate import validate
 from flowers_sweep.errors import ConfigError, FlowersSweepError
 from flowers_sweep.job.hydra_job import JobContext, composed_without_added
 from flowers_sweep.job.launch import naming_only, register_resolvers
-from flowers_sweep.record.legacy import upgrade_settings
+from flowers_sweep.record.runfolder import changed_settings
 from flowers_sweep.record.runrecord import (
     CHECKPOINT_FILE,
     METRICS_FILE,
@@ -39,7 +39,6 @@ from flowers_sweep.record.runrecord import (
     read_metrics,
     read_result,
 )
-from flowers_sweep.record.settings import experiment_settings
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 # What a job's folder holds now, as the plan shows it.
@@ -215,14 +214,11 @@ def folder_state(run_dir: Path, settings: dict[str, Any], epochs: int) -> tuple[
     record = run_dir / RUN_CONFIG_FILE
     if record.is_file():
         try:
-            old = upgrade_settings(read_json(record)["config"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            shown = changed_settings(read_json(record)["config"], settings)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             return PARTIAL, f"{RUN_CONFIG_FILE} unreadable ({type(exc).__name__})"
-        now = experiment_settings(settings)
-        changed = [k for k in sorted(set(old) | set(now)) if old.get(k) != now.get(k)]
-        if changed:
-            shown = ", ".join(f"{k}={old.get(k)!r} (now {now.get(k)!r})" for k in changed[:3])
-            return OTHER, shown + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        if shown:
+            return OTHER, shown
     if completed_result(run_dir) is not None:
         return DONE, ""
     try:

@@ -21,7 +21,7 @@ from flowers_sweep.atomic import read_json, write_json
 from flowers_sweep.config import targets
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.record.runfolder import in_sweep
-from flowers_sweep.record.runrecord import TRACKERS_FILE
+from flowers_sweep.record.runrecord import METRICS_FILE, RESULT_FILE, TRACKERS_FILE
 
 log = logging.getLogger("flowers_sweep")
 
@@ -176,11 +176,13 @@ class Guarded:
             self.warned = True
             log.log(
                 level,
-                "%s: could not %s (%s: %s); metrics.csv and result.json have it",
+                "%s: could not %s (%s: %s); %s and %s have it",
                 self.tracker,
                 what,
                 type(exc).__name__,
                 str(exc).splitlines()[0] if str(exc) else "",
+                METRICS_FILE,
+                RESULT_FILE,
             )
             return None
 

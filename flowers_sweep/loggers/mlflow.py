@@ -117,6 +117,7 @@ class MLflowLogger:
         if note.get("run_id") and note.get("tracking_uri") == uri:
             self.run_id = str(note["run_id"])
             self.client.update_run(self.run_id, status="RUNNING")
+            self._log_settings({}, {t: "" for t in tags})  # this launch's tags, if new
             # the points of the process that stopped: its last epochs may be retrained
             history = self.client.get_metric_history(self.run_id, "val_acc")
             self.logged = {m.step for m in history}
@@ -148,7 +149,7 @@ class MLflowLogger:
         run_tags = [RunTag(k, v) for k, v in tags.items()]
         for start in range(0, max(len(params), 1), BATCH):
             batch = params[start : start + BATCH]
-            self.client.log_batch(self.run_id, params=batch, tags=run_tags if not start else [])
+            self.client.log_batch(self.run_id, params=batch, tags=[] if start else run_tags)
 
     def _log_metrics(self, values: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric

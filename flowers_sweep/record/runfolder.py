@@ -18,7 +18,6 @@ from filelock import FileLock, Timeout
 
 from flowers_sweep.atomic import atomic_write_text, read_json, write_json
 from flowers_sweep.errors import RunFolderBusyError, RunFolderError, RunFolderMismatchError
-from flowers_sweep.record.legacy import upgrade_settings
 from flowers_sweep.record.runrecord import (
     HYDRA_DIR,
     LOCK_FILE,
@@ -167,6 +166,16 @@ def restore_hydra_files(run_dir: Path) -> None:
         atomic_write_text(Path(run_dir) / HYDRA_DIR / name, text)
 
 
+def changed_settings(recorded: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    """How `config` differs from the settings a run_config.json recorded, in the
+    experiment settings only (both in today's keys: legacy.py): `key=old (now new)` for
+    up to three, `and N more`; empty when they are the same run."""
+    old, now = experiment_settings(recorded), experiment_settings(config)
+    changed = [k for k in sorted(set(old) | set(now)) if old.get(k) != now.get(k)]
+    shown = ", ".join(f"{k}={old.get(k)!r} (now {now.get(k)!r})" for k in changed[:3])
+    return shown + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+
+
 def claim(
     run_dir: Path,
     config: Mapping[str, Any],
@@ -188,16 +197,11 @@ def claim(
         for name in (*RUN_FILES, RUN_CONFIG_FILE):
             (run_dir / name).unlink(missing_ok=True)
     if record.is_file():
-        old = upgrade_settings(_read_record(record)["config"])  # written before _target_ nodes?
-        keys = sorted(set(old) | set(identity))
-        changed = [k for k in keys if old.get(k) != identity.get(k)]
-        if changed:
+        shown = changed_settings(_read_record(record)["config"], config)
+        if shown:
             restore_hydra_files(run_dir)
-            shown = ", ".join(f"{k}={old.get(k)!r} (now {identity.get(k)!r})" for k in changed[:3])
-            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
             raise RunFolderMismatchError(
-                f"{run_dir} holds a run with other settings: {shown}{more}; "
-                f"{mismatch_hint(run_dir)}"
+                f"{run_dir} holds a run with other settings: {shown}; {mismatch_hint(run_dir)}"
             )
         ready()
         return

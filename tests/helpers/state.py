@@ -17,11 +17,14 @@ import torch
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Variables a library sets for itself the first time it is used, whichever test that is:
 # pytest (at each phase of a test), torch's inductor (importing torchvision sets its cache
-# folder), our Optuna plugin (imported when Hydra first looks for plugins).
+# folder), our Optuna plugin (imported when Hydra first looks for plugins), threadpoolctl
+# (imported by scipy.io, which reads Flowers102's .mat files, when installed: the
+# mlflow extra brings it).
 SET_BY_LIBRARIES = {
     "PYTEST_CURRENT_TEST",
     "TORCHINDUCTOR_CACHE_DIR",
     "SQLALCHEMY_SILENCE_UBER_WARNING",
+    "KMP_DUPLICATE_LIB_OK",
 }
 
 
