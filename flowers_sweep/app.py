@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from flowers_sweep.atomic import atomic_write_text
 from flowers_sweep.config import CONFIG_MODULE
-from flowers_sweep.config.overrides import validate_added_keys
+from flowers_sweep.config.overrides import refuse_preset_lists, validate_added_keys
 from flowers_sweep.config.validate import validate
 from flowers_sweep.errors import FlowersSweepError, Terminated, TrialPrunedError
 from flowers_sweep.job.hydra_job import (
@@ -121,6 +121,7 @@ def attempt(cfg: DictConfig, job: JobContext) -> tuple[Outcome, BaseException | 
 def validate_job(cfg: DictConfig, job: JobContext) -> None:
     """Every value, and every `+key=` override, before anything is trained or skipped
     (a sweeper needs the metric it asked for even from a skipped run)."""
+    refuse_preset_lists(job.overrides)
     validate(cfg)
     validate_added_keys(cfg, job.overrides, set(job.choices), composed_without_added(job))
 

@@ -334,3 +334,14 @@ def test_tags_and_fail_fast_do_not_make_another_run():
     assert "tags" not in before_tags and "fail_fast" not in before_tags
     assert changed_settings(before_tags, settings("tags=[x]", "fail_fast=2")) == ""
     assert changed_settings(before_tags, settings("seed=5")) == "seed=0 (now 5)"
+
+
+def test_a_list_of_logger_presets_is_refused_in_one_line():
+    """Hydra would merge them into one node, the last winning: TensorBoard silently off."""
+    from flowers_sweep.config.overrides import refuse_preset_lists
+
+    refuse_preset_lists(["logger=many", "seed=1", "tags=[a,b]"])
+    with pytest.raises(
+        ConfigError, match=r"^logger=\[tensorboard,mlflow\] is invalid.*logger=many"
+    ):
+        refuse_preset_lists(["seed=1", "logger=[tensorboard,mlflow]"])

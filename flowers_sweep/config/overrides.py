@@ -142,3 +142,23 @@ def validate_added_keys(
 
 
 _ABSENT = object()
+
+
+def refuse_preset_lists(overrides: Sequence[str]) -> None:
+    """`logger=[tensorboard,mlflow]` is refused: Hydra merges a list of options of a
+    group into one node, where each of our presets is one `_target_` node, so the last
+    would silently win. Several loggers at once are `logger=many`.
+
+    Raises:
+        ConfigError: naming the override and the way to have several loggers.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([str(text) for text in overrides])
+    for override in parsed:
+        if override.key_or_group == "logger" and isinstance(override.value(), list):
+            raise ConfigError(
+                f"{override.input_line} is invalid: a list of logger presets would merge "
+                "into one logger (the last); use logger=many (TensorBoard and MLflow), "
+                "adding one with +logger@logger.loggers.wandb=wandb (docs/tracking.md)"
+            )

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from flowers_sweep.atomic import read_json
 from flowers_sweep.config.composition import initialized, user_config_dir
-from flowers_sweep.config.overrides import validate_added_keys
+from flowers_sweep.config.overrides import refuse_preset_lists, validate_added_keys
 from flowers_sweep.config.validate import validate
 from flowers_sweep.errors import ConfigError, FlowersSweepError
 from flowers_sweep.job.hydra_job import JobContext, composed_without_added
@@ -181,6 +181,7 @@ def _fill(job: PlannedJob, compose: Callable[[], DictConfig], sweep_dir: Path | 
         with open_dict(cfg):
             del cfg["hydra"]
         job.cfg = cfg
+        refuse_preset_lists(job.overrides)
         validate(cfg)
         if any(str(o).startswith("+") for o in job.overrides):
             context = JobContext(OmegaConf.create({"hydra": whole.hydra}))
