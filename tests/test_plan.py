@@ -256,3 +256,18 @@ def test_a_cuda_run_is_measured_on_its_gpu():
     step = cost.measure_step(make_cfg("model=baseline_cnn", *TINY, "trainer.device=cuda"), 2)
     assert step.device.startswith("cuda") and step.image_s > 0
     assert f"at 32 px on {step.device}: " in step.basis()  # no thread count on a GPU
+
+
+def test_a_search_folder_whose_trials_sampled_other_values_plans_its_relaunch(tmp_path, capsys):
+    """Trial 0 of a search holds a sampled lr: not the base config's, yet the same search.
+    Planning its relaunch (more trials) checks the base config only, exit 0."""
+    sweep = tmp_path / "search"
+    (sweep / "0").mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    sampled = experiment_settings(
+        OmegaConf.to_container(make_cfg("hparams_search=optuna", "optimizer.lr=0.00123"))
+    )
+    (sweep / "0" / RUN_CONFIG_FILE).write_text(json.dumps({"config": sampled, "hydra_files": {}}))
+    args = ["-m", "hparams_search=optuna", f"hydra.sweep.dir={sweep}", "--no-estimate"]
+    assert plan.main(args) == 0, capsys.readouterr()
+    assert "chooses its jobs as it runs" in capsys.readouterr().out

@@ -72,8 +72,8 @@ def test_mlflow_run_continues_after_a_stop_with_each_epoch_once(tmp_path, monkey
     assert run.data.params == {"optimizer.lr": "0.001", "scheduler.milestones": "[40, 70]",
                                "seed": "3"}  # fmt: skip
     tags = run.data.tags
-    assert tags["baseline"] == "" and tags["v2"] == "" and tags["sweep"] == "sweep"
-    assert tags["run_dir"] == str(run_dir)
+    assert tags["baseline"] == "" and tags["v2"] == "" and tags["flowers_sweep.sweep"] == "sweep"
+    assert tags["flowers_sweep.run_dir"] == str(run_dir)
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.name == "sweep"  # the sweep folder, relative to the working dir
 
@@ -107,7 +107,8 @@ def test_mlflow_sweep_and_kill9_resume_through_the_cli_and_a_server(tmp_path, ca
     assert len(runs) == 2
     for run in runs:
         run_dir = sweep / run.data.tags["flowers_sweep.job"]
-        assert run.data.tags["run_dir"] == str(run_dir) and "study" in run.data.tags
+        assert run.data.tags["flowers_sweep.run_dir"] == str(run_dir)
+        assert "study" in run.data.tags
         assert run.data.params["seed"] == str(result(run_dir)["seed"])
         assert run.data.params["optimizer.lr"] == "0.001"
         assert "trainer.threads" not in run.data.params  # not a setting of the experiment
@@ -270,8 +271,11 @@ def test_a_tracker_not_installed_is_one_line_naming_the_extra(logger, extra, mon
     assert f"pip install 'flowers_sweep[{extra}]'" in message and "\n" not in message
 
 
-@pytest.mark.parametrize("override,key", [("tags=oops", "tags"), ("fail_fast=0", "fail_fast"),
-                                          ("logger.mode=live", "logger.mode")])  # fmt: skip
+BAD = [("tags=oops", "tags"), ("fail_fast=0", "fail_fast"), ('tags=[ok,"bad!tag"]', "tags"),
+       (f"tags=[{'x' * 65}]", "tags"), ("logger.mode=live", "logger.mode")]  # fmt: skip
+
+
+@pytest.mark.parametrize("override,key", BAD)
 def test_bad_tracking_values_are_named(override, key):
     overrides = ["logger=wandb", override] if key == "logger.mode" else [override]
     with pytest.raises(ConfigError, match=rf"^{key}="):
@@ -345,3 +349,19 @@ def test_a_list_of_logger_presets_is_refused_in_one_line():
         ConfigError, match=r"^logger=\[tensorboard,mlflow\] is invalid.*logger=many"
     ):
         refuse_preset_lists(["seed=1", "logger=[tensorboard,mlflow]"])
+
+
+def test_a_tracker_that_cannot_start_is_one_line_and_a_dead_server_is_not_waited_for(tmp_path):
+    """MLflow's client would retry a refused connection for minutes; a URI MLflow does not
+    take would end in its traceback. Both are one line naming the logger."""
+    port = free_port()  # nothing listens there
+    node = {"_target_": "flowers_sweep.loggers.MLflowLogger", "_partial_": True,
+            "tracking_uri": f"http://127.0.0.1:{port}"}  # fmt: skip
+    with pytest.raises(ConfigError, match=rf"tracking_uri='http://127.0.0.1:{port}' cannot be"):
+        build_logger(node, tmp_path, 0, SETTINGS, [], "x")
+    node["tracking_uri"] = "nonsense://x"
+    with pytest.raises(
+        ConfigError, match=r"^logger: flowers_sweep.loggers.MLflowLogger could not start: \w+"
+    ) as caught:
+        build_logger(node, tmp_path, 0, SETTINGS, [], "x")
+    assert "\n" not in str(caught.value)

@@ -33,6 +33,9 @@ from flowers_sweep.record.labels import model_label
 from flowers_sweep.record.runrecord import FINAL_METRICS, KEEP_WEIGHTS
 
 # What a run can return to a sweeper: the numbers its result.json records.
+# A tag every tracker takes: MLflow's tag keys (letters, digits, _ - . : / and spaces:
+# mlflow/utils/validation.py), W&B's tags (at most 64 characters).
+TAG = re.compile(r"^[\w\-.:/ ]{1,64}$")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -286,8 +289,12 @@ def validate(cfg: DictConfig) -> None:
     _check(
         "tags",
         OmegaConf.to_container(tags) if isinstance(tags, ListConfig) else tags,
-        lambda v: isinstance(v, list) and all(isinstance(t, (str, int, float)) for t in v),
-        "must be a list of labels, e.g. tags=[baseline,v2]",
+        lambda v: (
+            isinstance(v, list)
+            and all(isinstance(t, (str, int, float)) and TAG.match(str(t)) for t in v)
+        ),
+        "must be a list of labels of 1 to 64 letters, digits, _ - . : / or spaces, "
+        "e.g. tags=[baseline,v2] (what every tracker takes)",
     )
     _check(
         "fail_fast",

@@ -116,7 +116,7 @@ def _plan(loader: Any, name: str, args: list[str], multirun: bool) -> LaunchPlan
     if sweeper.get("_target_") != BASIC_SWEEPER:  # hparams_search=optuna: trials as it runs
         base = [str(o.input_line) for o in _parsed(loader, task) if not o.is_sweep_override()]
         job = PlannedJob(0, base)
-        _fill(job, lambda: loader.load_sweep_config(launch, base), sweep_dir)
+        _fill(job, lambda: loader.load_sweep_config(launch, base), sweep_dir, read_folder=False)
         job.folder = None  # a trial's folder is known once the search picks it
         job.state, job.detail = "-", "the base config"
         n_trials = sweeper.get("n_trials")
@@ -163,9 +163,16 @@ def one_line(exc: BaseException) -> str:
     return text if isinstance(exc, FlowersSweepError) else (text or type(exc).__name__)
 
 
-def _fill(job: PlannedJob, compose: Callable[[], DictConfig], sweep_dir: Path | None) -> None:
+def _fill(
+    job: PlannedJob,
+    compose: Callable[[], DictConfig],
+    sweep_dir: Path | None,
+    read_folder: bool = True,
+) -> None:
     """Compose the job, name its folder, check its config as its run would (app.py's
-    validate_job) and read its folder's state; what goes wrong is the job's error."""
+    validate_job) and read its folder's state (unless not `read_folder`: a search's base
+    config, whose job 0 folder holds a trial's sampled values); what goes wrong is the
+    job's error."""
     try:
         whole = compose()
         with open_dict(whole.hydra):
@@ -190,6 +197,8 @@ def _fill(job: PlannedJob, compose: Callable[[], DictConfig], sweep_dir: Path | 
         settings = OmegaConf.to_container(cfg, resolve=True)
     except Exception as exc:  # a bad value, a key Hydra refuses: the job's one line
         job.errors.append(one_line(exc))
+        return
+    if not read_folder:
         return
     job.state, job.detail = folder_state(job.folder, settings, cfg.trainer.epochs)
     if job.state == OTHER and cfg.resume is False:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from flowers_sweep.atomic import read_json, write_json
 from flowers_sweep.config import targets
-from flowers_sweep.errors import ConfigError
+from flowers_sweep.errors import ConfigError, FlowersSweepError
 from flowers_sweep.record.runfolder import in_sweep
 from flowers_sweep.record.runrecord import METRICS_FILE, RESULT_FILE, TRACKERS_FILE
 
@@ -79,7 +79,15 @@ def build_logger(
     check_node = getattr(fn, "check_node", None)
     if callable(check_node):
         check_node(node, "logger")
-    return targets.build(node, key="logger", **supplied)
+    try:
+        return targets.build(node, key="logger", **supplied)
+    except FlowersSweepError:
+        raise
+    except Exception as exc:  # a tracker that cannot start: one line (traceback.txt has all)
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ConfigError(
+            f"logger: {node['_target_']} could not start: {type(exc).__name__}: {first}"
+        ) from exc
 
 
 def supplied_arguments(

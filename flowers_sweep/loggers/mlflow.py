@@ -14,13 +14,16 @@ point per epoch.
 
 from __future__ import annotations
 
+import socket
 import time
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 
+from flowers_sweep.errors import ConfigError
 from flowers_sweep.loggers.base import (
     FINAL_PREFIX,
     Guarded,
@@ -35,8 +38,12 @@ from flowers_sweep.loggers.base import (
 TRACKER = "mlflow"
 DEFAULT_STORE = "outputs/mlflow.db"  # under the working directory
 DEFAULT_EXPERIMENT = "flowers_sweep"  # a run outside a sweep, without experiment_name
+RUN_DIR_TAG = "flowers_sweep.run_dir"  # our tags, apart from a user's `tags`
+SWEEP_TAG = "flowers_sweep.sweep"
+JOB_TAG = "flowers_sweep.job"
 BATCH = 100  # MLflow's log_batch takes at most 100 params (and 1000 metrics) a call
 PARAM_CHARS = 6000  # the longest parameter value MLflow stores
+REACH_TIMEOUT_S = 10.0  # how long a tracking server has to accept a connection at start
 
 
 def default_tracking_uri() -> str:
@@ -46,12 +53,30 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{path}"
 
 
+def check_reachable(uri: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """Raise ConfigError when an http(s) tracking URI's server does not accept a
+    connection within timeout_s seconds: MLflow's own client retries a refused
+    connection for minutes (MLFLOW_HTTP_REQUEST_MAX_RETRIES) before it gives up."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"logger.tracking_uri={uri!r} cannot be reached ({type(exc).__name__}: {exc}); "
+            "start the tracking server, or fix the URI"
+        ) from None
+
+
 def tracking_client(uri: str) -> Any:
     """An MlflowClient for `uri`. A SQLite store is created (its tables) by the first
     client that opens it: runs starting together (a joblib sweep) take turns, or two
     would race to create the same tables."""
     from mlflow import MlflowClient
 
+    check_reachable(uri)
     if not uri.startswith("sqlite:///"):
         return MlflowClient(tracking_uri=uri)
     with FileLock(uri.removeprefix("sqlite:///") + ".lock"):
@@ -82,14 +107,16 @@ class MLflowLogger:
 
     Logged: the settings as parameters (as TensorBoard's HParams), every metrics.csv
     column per epoch (step = the epoch), the final metrics as `final/...` at the last
-    epoch, and tags: the run's `tags` (as tags with an empty value), `run_dir` (the run
-    folder, absolute), `sweep` (its sweep folder) and `flowers_sweep.job`. A run that
+    epoch, and tags: the run's `tags` (as tags with an empty value), `flowers_sweep.run_dir`
+    (the run folder, absolute), `flowers_sweep.sweep` (its sweep folder) and
+    `flowers_sweep.job` (its job number). A run that
     ends before its end (interrupted, failed) is marked KILLED; its result.json says
     why; resuming it sets it RUNNING again.
 
     experiment_name: None puts a sweep's runs in an experiment named by its sweep
         folder (outputs/multirun/2026-12-06_10-00-00) and a single run in
-        "flowers_sweep"; a name puts every run there (the `sweep` tag tells sweeps apart).
+        "flowers_sweep"; a name puts every run there (the `flowers_sweep.sweep` tag tells
+        sweeps apart).
     """
 
     @staticmethod
@@ -131,10 +158,10 @@ class MLflowLogger:
             )
         sweep = sweep_label(self.run_dir)
         experiment = experiment_name or sweep or DEFAULT_EXPERIMENT
-        run_tags = {t: "" for t in tags}
-        run_tags |= {"run_dir": str(self.run_dir), "flowers_sweep.job": self.run_dir.name}
+        run_tags = {t: "" for t in tags}  # ours are namespaced: a user's tag stays as given
+        run_tags |= {RUN_DIR_TAG: str(self.run_dir), JOB_TAG: self.run_dir.name}
         if sweep is not None:
-            run_tags["sweep"] = sweep
+            run_tags[SWEEP_TAG] = sweep
         run = self.client.create_run(experiment_id(self.client, experiment), run_name=name)
         self.run_id = run.info.run_id
         write_note(self.run_dir, TRACKER, {"run_id": self.run_id, "tracking_uri": uri})

@@ -44,8 +44,6 @@ ADDED = {
     "augment.crop_padding": 0,
     "augment.resized_crop_scale": None,
     "augment.resized_crop_ratio": [0.75, 4 / 3],
-    "tags": [],  # root keys are added to any config that lacks them
-    "fail_fast": None,
 }
 
 
@@ -53,8 +51,7 @@ def upgrade_settings(flat: Mapping[str, Any]) -> dict[str, Any]:
     """A flattened config ({"model.arch": "resnet", ...}) in today's keys; a config
     already in today's form comes back unchanged. Keys keep their order, the node's
     `_target_` (and `_partial_`) taking the old name's place; keys added since
-    (`ADDED`) come last, at the value that changes nothing: a node's where the config
-    has that node, a root key (tags, fail_fast) always."""
+    (`ADDED`) come last, at the value that changes nothing."""
     out: dict[str, Any] = {}
     for key, value in flat.items():
         if key in RENAMED and value in RENAMED[key][0]:
@@ -67,8 +64,7 @@ def upgrade_settings(flat: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = value
     for key, value in ADDED.items():
         node = key.rsplit(".", 1)[0]
-        root = "." not in key
-        if key not in out and (root or any(k.startswith(f"{node}.") for k in out)):
+        if key not in out and any(k.startswith(f"{node}.") for k in out):
             out[key] = value
     return out
 
@@ -79,10 +75,7 @@ def upgrade_tree(tree: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in tree.items():
         if isinstance(value, Mapping):
             flat = upgrade_settings({f"{key}.{k}": v for k, v in value.items()})
-            out[key] = {k.split(".", 1)[1]: v for k, v in flat.items() if "." in k}
+            out[key] = {k.split(".", 1)[1]: v for k, v in flat.items()}
         else:
-            out[key] = value
-    for key, value in ADDED.items():
-        if "." not in key and key not in out:
             out[key] = value
     return out
