@@ -35,7 +35,7 @@ from flowers_sweep.job.hydra_job import (
     thread_policy,
     write_hydra_files,
 )
-from flowers_sweep.job.launch import register_resolvers
+from flowers_sweep.job.launch import register_resolvers, restore_sweep_description
 from flowers_sweep.job.outcome import RULES, STOPPED, Outcome, Pruned, outcome_of
 from flowers_sweep.job.stopping import is_stopping, job_signals, running_job
 from flowers_sweep.record.labels import activation_label, model_label
@@ -152,6 +152,8 @@ def conclude(
     if rule.recorded is None:  # the folder is kept as it was, but Hydra rewrote .hydra/
         with contextlib.suppress(FlowersSweepError):  # a process that holds it reports that
             restore_hydra_files(run_dir)
+    if multirun and outcome == "refused":  # and the sweep's multirun.yaml, for this launch
+        restore_sweep_description(job.sweep_dir)
     words = dict(run_dir=run_dir, exc=exc, kind=type(exc).__name__, status=rule.recorded)
     words["resume_with"] = resume_override(job)
     level = logging.INFO if exc is None or outcome == "pruned" else logging.ERROR

@@ -271,3 +271,41 @@ def test_a_real_finished_sweep_reads_completed_through_the_command(report_cases_
     assert proc.stdout.splitlines()[-1] == "8 jobs: 8 completed"
     assert "no launch holds it now" in proc.stdout.splitlines()[0]
     assert files_of(report_cases_sweep) == before
+
+
+def test_a_launch_saves_the_sweep_description_a_refusal_puts_back(tmp_path):
+    from flowers_sweep.job.launch import claim_sweep, release_sweep, restore_sweep_description
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("old: 1\n")
+    claim_sweep(sweep, ["seed=2"])
+    try:
+        (sweep / "multirun.yaml").write_text("new: 2\n")  # what Hydra's sweeper does next
+        restore_sweep_description(sweep)
+        assert (sweep / "multirun.yaml").read_text() == "old: 1\n"
+    finally:
+        release_sweep(sweep)
+    fresh = tmp_path / "fresh"
+    claim_sweep(fresh, [])
+    try:
+        (fresh / "multirun.yaml").write_text("new: 2\n")
+        restore_sweep_description(fresh)  # a new folder had none: this launch's stays
+        assert (fresh / "multirun.yaml").read_text() == "new: 2\n"
+    finally:
+        release_sweep(fresh)
+
+
+@pytest.mark.e2e
+def test_a_refused_relaunch_leaves_the_sweeps_jobs_as_status_read_them(tmp_path, cache_dir):
+    """A relaunch whose grid puts other settings on a finished job's folder is refused
+    (exit 2); the sweep's multirun.yaml still describes the runs it holds, so status
+    lists them, not the refused launch's grid."""
+    sweep = tmp_path / "sweep"
+    first = run_cli("-m", *TINY, "seed=0", f"hydra.sweep.dir={sweep}", cache=cache_dir)
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = (sweep / "multirun.yaml").read_bytes()
+    again = run_cli("-m", *TINY, "seed=5,0,1", f"hydra.sweep.dir={sweep}", cache=cache_dir)
+    assert again.returncode == 2 and "holds a run with other settings" in again.stderr
+    assert (sweep / "multirun.yaml").read_bytes() == before
+    assert [job.state for job in sweep_state(sweep)] == ["completed"]

@@ -36,7 +36,13 @@ from omegaconf import OmegaConf
 from flowers_sweep.atomic import atomic_write_text, read_json, write_json
 from flowers_sweep.errors import FlowersSweepError
 from flowers_sweep.record.labels import study_name
-from flowers_sweep.record.runrecord import LAUNCH_DIR, SWEEP_LOCK_FILE, SWEEP_OWNER_FILE
+from flowers_sweep.record.runrecord import (
+    LAUNCH_DIR,
+    MULTIRUN_BEFORE,
+    MULTIRUN_FILE,
+    SWEEP_LOCK_FILE,
+    SWEEP_OWNER_FILE,
+)
 
 RESOLVER = "fs.unique_dir"
 STUDY_NAME_RESOLVER = "fs.study_name"  # hparams_search=optuna's default study name
@@ -156,6 +162,19 @@ def claim_sweep(sweep_dir: Path, overrides: list[str]) -> None:
         {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%F %T")},
     )
     shutil.rmtree(sweep_dir / LAUNCH_DIR, ignore_errors=True)  # an earlier launch's notes
+    if (sweep_dir / MULTIRUN_FILE).is_file():  # Hydra's sweeper rewrites it next
+        before = sweep_dir / LAUNCH_DIR / MULTIRUN_BEFORE
+        before.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(before, (sweep_dir / MULTIRUN_FILE).read_text(encoding="utf-8"))
+
+
+def restore_sweep_description(sweep_dir: Path) -> None:
+    """Put back the multirun.yaml the sweep folder had before a launch that a job refused
+    (a folder holding other settings): the folder keeps describing the runs it holds, for
+    the aggregator and the status command. Nothing to do for a new folder."""
+    before = Path(sweep_dir) / LAUNCH_DIR / MULTIRUN_BEFORE
+    if before.is_file():
+        atomic_write_text(Path(sweep_dir) / MULTIRUN_FILE, before.read_text(encoding="utf-8"))
 
 
 def release_sweep(sweep_dir: Path) -> None:

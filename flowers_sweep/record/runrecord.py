@@ -59,6 +59,8 @@ SWEEP_OWNER_FILE = ".sweep.owner.json"  # who holds it (the lock file itself is 
 LAUNCH_DIR = ".launch"  # this launch's notes: a job it could not train, a stop (job/)
 STOP_MARK = "stop"  # in LAUNCH_DIR: this launch is stopping (job/stopping.py)
 RUNNING_DIR = "running"  # in LAUNCH_DIR: <job number>.json, the pid and host running it
+MULTIRUN_BEFORE = "multirun.before.yaml"  # in LAUNCH_DIR: the folder's multirun.yaml
+# before this launch (Hydra rewrites it first): put back when a job refuses the launch
 REPORT_DIRNAME = "report"  # the sweep's report (aggregate/)
 SQLITE_FILE = "optuna.db"  # a search's study, storage=sqlite (search/study.py)
 JOURNAL_FILE = "optuna.journal"  # storage=journal

@@ -143,8 +143,6 @@ def run_search(sweeper: Any, arguments: list[str]) -> list[Any]:
     pruner = build_pruner(sweeper.pruner)
     sweep_dir = Path(sweeper.sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)  # an SQLite or journal study lives here
-    # What Hydra's basic sweeper leaves and the aggregator reads: what was searched.
-    save_atomically(sweeper.config, sweep_dir / MULTIRUN_FILE)
     storage = open_storage(sweeper.storage, sweep_dir)
     study = optuna.create_study(
         study_name=sweeper.study_name, storage=storage, sampler=sampler, pruner=pruner,
@@ -153,6 +151,10 @@ def run_search(sweeper: Any, arguments: list[str]) -> list[Any]:
     url = storage_url(sweeper.storage, sweep_dir)
     in_folder = sweeper.storage in STORAGES or sweeper.storage is None
     same_search(study, fixed, space, None if in_folder else sweep_dir, url)
+    # What Hydra's basic sweeper leaves and the aggregator and status read: what is
+    # searched; written once the search is known to be this folder's (a refused launch
+    # leaves the folder's description as it was).
+    save_atomically(sweeper.config, sweep_dir / MULTIRUN_FILE)
     trials = study.get_trials(deepcopy=False)
     if trials:
         # The sampler was seeded as at the study's start: continuing, it would draw the
