@@ -204,7 +204,9 @@ def test_run_seconds_and_bytes_follow_the_stated_rule():
     assert cost.run_bytes(step, "last", keep_checkpoint=False) == (12_000 + 8_000, 4_000)
     assert cost.run_bytes(step, "both", keep_checkpoint=True) == (12_000 + 8_000, 20_000)
     assert cost.run_bytes(step, "none", keep_checkpoint=False) == (12_000 + 4_000, 0)
-    assert "measured: 3 steps of batch 32 at 32 px on cpu, 2 threads: 10 ms/image" in step.basis()
+    assert "measured: median of 3 steps of batch 32 at 32 px on cpu, 2 threads: 10 ms/image" in (
+        step.basis()
+    )
 
 
 def test_split_sizes_are_the_synthetic_configs_and_unknown_for_flowers102():

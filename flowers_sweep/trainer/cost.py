@@ -14,6 +14,7 @@ assumption of `run_seconds`, not a measurement.
 from __future__ import annotations
 
 import contextlib
+import statistics
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from flowers_sweep.trainer.hardware import resolve_device
 from flowers_sweep.trainer.runstate import place, placed_model
 
 EVAL_SHARE = 1 / 3  # an evaluation image's cost, as a share of a training image's
-STEPS = 3  # timed steps, after the warm-up
+STEPS = 5  # timed steps, after the warm-up; their median is the step's time
 BUDGET_S = 2.0  # stop timing after this many seconds (one timed step at least)
 ROLES = ("train", "val", "test")
 # Weight files a completed run keeps, by trainer.keep_weights (runrecord.KEEP_WEIGHTS)
@@ -63,7 +64,7 @@ class StepCost:
         n = self.threads
         threads = f", {n} thread{'s' * (n != 1)}" if self.device == "cpu" else ""
         return (
-            f"measured: {self.steps} step{'s' * (self.steps != 1)} of batch "
+            f"measured: median of {self.steps} step{'s' * (self.steps != 1)} of batch "
             f"{self.batch_size} at {self.image_size} px on {self.device}{threads}: "
             f"{self.image_s * 1e3:.3g} ms/image{self.note}"
         )
@@ -94,8 +95,9 @@ def _left_as_found(threads: int | None) -> Iterator[None]:
 
 def measure_step(cfg: Any, steps: int = STEPS, budget_s: float = BUDGET_S) -> StepCost:
     """Time `steps` training steps of the run `cfg` describes (a composed, validated run
-    config), after one warm-up step; fewer when they pass `budget_s` seconds, one at
-    least. trainer.threads, when a number, is used for the measurement.
+    config), after one warm-up step, each alone; fewer when they pass `budget_s`
+    seconds, one at least. A training image's cost is the median step's over the
+    batch. trainer.threads, when a number, is used for the measurement.
 
     Raises what building the model or a step raises (out of memory, say).
     """
@@ -124,16 +126,20 @@ def measure_step(cfg: Any, steps: int = STEPS, budget_s: float = BUDGET_S) -> St
                 torch.cuda.synchronize(where.device)
 
         step()  # warm-up
-        timed, start = 0, time.perf_counter()
-        while timed < steps and (timed == 0 or time.perf_counter() - start < budget_s):
+        # Each step timed alone and the median kept: on a shared machine a step the
+        # scheduler took the cores from would otherwise move the mean of a few by 10x.
+        durations: list[float] = []
+        start = time.perf_counter()
+        while len(durations) < steps and (not durations or time.perf_counter() - start < budget_s):
+            began = time.perf_counter()
             step()
-            timed += 1
-        elapsed = time.perf_counter() - start
+            durations.append(time.perf_counter() - began)
+        timed, median = len(durations), statistics.median(durations)
         weights = _bytes(model.state_dict())
         optimizer_state = _bytes(optimizer.state_dict()["state"])
         used_threads = torch.get_num_threads()
     return StepCost(
-        image_s=elapsed / (timed * batch),
+        image_s=median / batch,
         steps=timed,
         batch_size=batch,
         image_size=size,
