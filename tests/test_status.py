@@ -296,16 +296,27 @@ def test_a_launch_saves_the_sweep_description_a_refusal_puts_back(tmp_path):
         release_sweep(fresh)
 
 
-@pytest.mark.e2e
-def test_a_refused_relaunch_leaves_the_sweeps_jobs_as_status_read_them(tmp_path, cache_dir):
-    """A relaunch whose grid puts other settings on a finished job's folder is refused
-    (exit 2); the sweep's multirun.yaml still describes the runs it holds, so status
-    lists them, not the refused launch's grid."""
+def test_a_refused_job_puts_back_the_sweeps_description(tmp_path, capsys):
+    """A relaunch whose grid puts other settings on a finished job's folder is refused by
+    that job (exit 2, the whole launch): the sweep's multirun.yaml, which Hydra rewrote
+    for the refused launch, describes the runs the folder holds again, so status lists
+    them and not the refused grid."""
+    from hydra.types import RunMode
+
+    from flowers_sweep.app import conclude
+    from flowers_sweep.errors import RunFolderMismatchError
+    from flowers_sweep.record.runrecord import LAUNCH_DIR, MULTIRUN_BEFORE
+
+    from .test_fail_fast import job_in
+
     sweep = tmp_path / "sweep"
-    first = run_cli("-m", *TINY, "seed=0", f"hydra.sweep.dir={sweep}", cache=cache_dir)
-    assert first.returncode == 0, first.stderr[-2000:]
-    before = (sweep / "multirun.yaml").read_bytes()
-    again = run_cli("-m", *TINY, "seed=5,0,1", f"hydra.sweep.dir={sweep}", cache=cache_dir)
-    assert again.returncode == 2 and "holds a run with other settings" in again.stderr
-    assert (sweep / "multirun.yaml").read_bytes() == before
-    assert [job.state for job in sweep_state(sweep)] == ["completed"]
+    job = job_in(sweep, 0)
+    job.root.hydra.mode = RunMode.MULTIRUN  # as Hydra's config holds it: the enum
+    assert job.multirun
+    (sweep / LAUNCH_DIR).mkdir()
+    (sweep / LAUNCH_DIR / MULTIRUN_BEFORE).write_text("the folder's own sweep\n")
+    (sweep / "multirun.yaml").write_text("the refused launch's grid\n")
+    with pytest.raises(SystemExit) as ended:
+        conclude(job, "refused", exc=RunFolderMismatchError("holds a run with other settings"))
+    assert ended.value.code == 2 and "other settings" in capsys.readouterr().err
+    assert (sweep / "multirun.yaml").read_text() == "the folder's own sweep\n"

@@ -17,7 +17,7 @@ from flowers_sweep.loggers import ManyLoggers, MLflowLogger, build_logger
 from flowers_sweep.record.runrecord import TRACKERS_FILE, RunRecord, with_tags
 
 from .helpers.cli import HANG_GUARD_S, SLOW, TINY, make_cfg, result, run_cli, start_cli
-from .helpers.services import free_port, serving
+from .helpers.services import free_port, running, wait_until_answers
 from .helpers.trackers import NO_NETWORK_SITE, recording_proxy, wandb_run
 
 SETTINGS = {"optimizer.lr": 0.001, "scheduler.milestones": [40, 70], "seed": 3}
@@ -90,56 +90,52 @@ def test_a_tracker_that_stops_answering_costs_points_not_the_run(tmp_path, caplo
 
 @pytest.mark.e2e
 def test_mlflow_sweep_and_kill9_resume_through_the_cli_and_a_server(tmp_path, cache_dir):
-    """The issue's acceptance: 2 runs of a sweep in one experiment, read back by
-    MlflowClient; a run killed with SIGKILL resumes into the same MLflow run with no
-    step twice; `mlflow server` on localhost serves them through its REST API."""
+    """The issue's acceptance: a sweep's 2 runs in one experiment, read back by
+    MlflowClient; the sweep killed with SIGKILL mid-run resumes into the same MLflow run
+    with no step twice; `mlflow server` on localhost (started first: it takes seconds)
+    serves them through its REST API, and is stopped by its pid."""
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    sweep = tmp_path / "sweep"
-    done = run_cli("-m", *TINY, "trainer.epochs=2", "seed=0,1", "logger=mlflow",
-                   f"logger.tracking_uri={uri}", "tags=[study]", f"hydra.sweep.dir={sweep}",
-                   cache=cache_dir)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    client = MlflowClient(uri)
-    (experiment,) = [e for e in client.search_experiments() if e.name == str(sweep)]
-    runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 2
-    for run in runs:
-        run_dir = sweep / run.data.tags["flowers_sweep.job"]
-        assert run.data.tags["flowers_sweep.run_dir"] == str(run_dir)
-        assert "study" in run.data.tags
-        assert run.data.params["seed"] == str(result(run_dir)["seed"])
-        assert run.data.params["optimizer.lr"] == "0.001"
-        assert "trainer.threads" not in run.data.params  # not a setting of the experiment
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
-        assert sorted(steps) == [1, 2]
-        assert run.data.metrics["final/test_acc"] == pytest.approx(result(run_dir)["test_acc"])
-        assert result(run_dir)["tags"] == ["study"]
-
-    run_dir = tmp_path / "killed"
-    args = [*SLOW, "trainer.checkpoint_every_epochs=1", "logger=mlflow",
-            f"logger.tracking_uri={uri}", f"hydra.run.dir={run_dir}"]  # fmt: skip
-    proc = start_cli(*args, cache=cache_dir)
-    wait_for_rows(run_dir, 2, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=HANG_GUARD_S)
-    run_id = json.loads((run_dir / TRACKERS_FILE).read_text())["mlflow"]["run_id"]
-    again = run_cli(*args, cache=cache_dir)
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert json.loads((run_dir / TRACKERS_FILE).read_text())["mlflow"]["run_id"] == run_id
-    history = client.get_metric_history(run_id, "val_acc")
-    assert sorted(m.step for m in history) == [1, 2, 3, 4]  # each epoch once
-    assert client.get_run(run_id).info.status == "FINISHED"
-
     port = free_port()
     server = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
-    with serving(server, f"http://127.0.0.1:{port}/health"):
+    with running(server) as service:
+        sweep = tmp_path / "sweep"
+        tracker = ["logger=mlflow", f"logger.tracking_uri={uri}", "tags=[study]"]
+        args = ["-m", *SLOW, "trainer.checkpoint_every_epochs=1", "seed=0,1", *tracker,
+                f"hydra.sweep.dir={sweep}"]  # fmt: skip
+        proc = start_cli(*args, cache=cache_dir)
+        wait_for_rows(sweep / "0", 2, proc)
+        proc.send_signal(signal.SIGKILL)  # the basic launcher runs job 0 in this process
+        proc.communicate(timeout=HANG_GUARD_S)
+        killed = json.loads((sweep / "0" / TRACKERS_FILE).read_text())["mlflow"]["run_id"]
+        again = run_cli(*args, cache=cache_dir)
+        assert again.returncode == 0, again.stderr[-2000:]
+
+        client = MlflowClient(uri)
+        (experiment,) = [e for e in client.search_experiments() if e.name == str(sweep)]
+        runs = client.search_runs([experiment.experiment_id])
+        assert len(runs) == 2
+        assert killed in [r.info.run_id for r in runs]  # continued, not a third run
+        for run in runs:
+            run_dir = sweep / run.data.tags["flowers_sweep.job"]
+            assert run.info.status == "FINISHED"
+            assert run.data.tags["flowers_sweep.run_dir"] == str(run_dir)
+            assert "study" in run.data.tags and result(run_dir)["tags"] == ["study"]
+            assert run.data.params["seed"] == str(result(run_dir)["seed"])
+            assert run.data.params["optimizer.lr"] == "0.001"
+            assert "trainer.threads" not in run.data.params  # not a setting of the experiment
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
+            assert sorted(steps) == [1, 2, 3, 4]  # each epoch once, the killed run's too
+            final = run.data.metrics["final/test_acc"]
+            assert final == pytest.approx(result(run_dir)["test_acc"])
+
+        wait_until_answers(service, f"http://127.0.0.1:{port}/health")
         served = MlflowClient(f"http://127.0.0.1:{port}")
         over_rest = served.search_runs([experiment.experiment_id])
         assert sorted(r.info.run_id for r in over_rest) == sorted(r.info.run_id for r in runs)
-        steps = [m.step for m in served.get_metric_history(run_id, "val_acc")]
+        steps = [m.step for m in served.get_metric_history(killed, "val_acc")]
         assert sorted(steps) == [1, 2, 3, 4]
 
 

@@ -28,22 +28,12 @@ def get_json(url: str) -> Any:
 
 
 @contextmanager
-def serving(command: Sequence[str], ready_url: str) -> Iterator[subprocess.Popen]:
-    """Start `command`, wait until `ready_url` answers, and stop it by its pid after."""
+def running(command: Sequence[str]) -> Iterator[subprocess.Popen]:
+    """Start `command` in a session of its own, and stop it (and any child) by its pid
+    after, whatever happened."""
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)  # fmt: skip
     try:
-        deadline = time.monotonic() + HANG_GUARD_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{command[0]} exited: {proc.stdout.read()[-2000:]}")
-            try:
-                urllib.request.urlopen(ready_url, timeout=HANG_GUARD_S).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
         yield proc
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # its own session: any child it started, too
@@ -53,3 +43,26 @@ def serving(command: Sequence[str], ready_url: str) -> Iterator[subprocess.Popen
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         proc.stdout.close()
+
+
+def wait_until_answers(proc: subprocess.Popen, ready_url: str) -> None:
+    """Wait until `ready_url` answers; fail with the service's output if it exits first."""
+    deadline = time.monotonic() + HANG_GUARD_S
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited: {proc.stdout.read()[-2000:]}")
+        try:
+            urllib.request.urlopen(ready_url, timeout=HANG_GUARD_S).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@contextmanager
+def serving(command: Sequence[str], ready_url: str) -> Iterator[subprocess.Popen]:
+    """Start `command`, wait until `ready_url` answers, and stop it by its pid after."""
+    with running(command) as proc:
+        wait_until_answers(proc, ready_url)
+        yield proc
