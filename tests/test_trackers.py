@@ -3,11 +3,13 @@ tracker run with each epoch once; several loggers at once; tags everywhere."""
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import json
 import signal
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -88,57 +90,6 @@ def test_a_tracker_that_stops_answering_costs_points_not_the_run(tmp_path, caplo
     assert len(warnings) == 1 and "could not log epoch 1" in warnings[0].getMessage()
 
 
-@pytest.mark.e2e
-def test_mlflow_sweep_and_kill9_resume_through_the_cli_and_a_server(tmp_path, cache_dir):
-    """The issue's acceptance: a sweep's 2 runs in one experiment, read back by
-    MlflowClient; the sweep killed with SIGKILL mid-run resumes into the same MLflow run
-    with no step twice; `mlflow server` on localhost (started first: it takes seconds)
-    serves them through its REST API, and is stopped by its pid."""
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    port = free_port()
-    server = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-              "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
-    with running(server) as service:
-        sweep = tmp_path / "sweep"
-        tracker = ["logger=mlflow", f"logger.tracking_uri={uri}", "tags=[study]"]
-        args = ["-m", *SLOW, "trainer.checkpoint_every_epochs=1", "seed=0,1", *tracker,
-                f"hydra.sweep.dir={sweep}"]  # fmt: skip
-        proc = start_cli(*args, cache=cache_dir)
-        wait_for_rows(sweep / "0", 2, proc)
-        proc.send_signal(signal.SIGKILL)  # the basic launcher runs job 0 in this process
-        proc.communicate(timeout=HANG_GUARD_S)
-        killed = json.loads((sweep / "0" / TRACKERS_FILE).read_text())["mlflow"]["run_id"]
-        again = run_cli(*args, cache=cache_dir)
-        assert again.returncode == 0, again.stderr[-2000:]
-
-        client = MlflowClient(uri)
-        (experiment,) = [e for e in client.search_experiments() if e.name == str(sweep)]
-        runs = client.search_runs([experiment.experiment_id])
-        assert len(runs) == 2
-        assert killed in [r.info.run_id for r in runs]  # continued, not a third run
-        for run in runs:
-            run_dir = sweep / run.data.tags["flowers_sweep.job"]
-            assert run.info.status == "FINISHED"
-            assert run.data.tags["flowers_sweep.run_dir"] == str(run_dir)
-            assert "study" in run.data.tags and result(run_dir)["tags"] == ["study"]
-            assert run.data.params["seed"] == str(result(run_dir)["seed"])
-            assert run.data.params["optimizer.lr"] == "0.001"
-            assert "trainer.threads" not in run.data.params  # not a setting of the experiment
-            steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
-            assert sorted(steps) == [1, 2, 3, 4]  # each epoch once, the killed run's too
-            final = run.data.metrics["final/test_acc"]
-            assert final == pytest.approx(result(run_dir)["test_acc"])
-
-        wait_until_answers(service, f"http://127.0.0.1:{port}/health")
-        served = MlflowClient(f"http://127.0.0.1:{port}")
-        over_rest = served.search_runs([experiment.experiment_id])
-        assert sorted(r.info.run_id for r in over_rest) == sorted(r.info.run_id for r in runs)
-        steps = [m.step for m in served.get_metric_history(killed, "val_acc")]
-        assert sorted(steps) == [1, 2, 3, 4]
-
-
 def wait_for_rows(run_dir, n, proc):
     import time
 
@@ -152,48 +103,151 @@ def wait_for_rows(run_dir, n, proc):
     raise AssertionError(f"no {n} epochs")
 
 
-# ------------------------------------------------------------------------------ W&B
-
-
 @pytest.mark.e2e
-def test_wandb_offline_resume_keeps_the_run_id_and_touches_no_network(tmp_path, cache_dir):
-    """Offline W&B: the run's own files hold its settings and every epoch once; a run
-    stopped with SIGTERM (what SLURM sends before pre-empting a job) resumes the same W&B
-    run id; no connection leaves the machine (Python's sockets are watched by an audit
-    hook, and anything honouring the proxy variables, W&B's Go core too, reaches a
-    listener of the test instead)."""
+def test_both_trackers_through_a_sweep_killed_and_resumed_and_an_mlflow_server(
+    tmp_path, cache_dir
+):
+    """The issue's acceptance, in one sweep of 2 runs logging to TensorBoard, MLflow and
+    W&B (logger=many, plus W&B), killed with SIGKILL during job 0 and relaunched.
+
+    MLflow: 2 runs in one experiment, read back by MlflowClient (settings, every epoch
+    once, the result, tags); the killed run continued, with no step twice; `mlflow
+    server` on localhost (started while the sweep trains: it takes seconds) serves them
+    through its REST API, and is stopped by its pid. W&B offline: each run's own files
+    hold its settings and metrics; the killed run's id continued, no epoch twice (what
+    W&B had not written at the SIGKILL is lost: docs/tracking.md); no connection leaves
+    the machine (Python's sockets are watched by an audit hook, and anything honouring
+    the proxy variables, W&B's Go core too, reaches a listener of the test instead)."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments()  # the store's tables, before two processes race
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(NO_NETWORK_SITE)
-    network_log = tmp_path / "network.log"
-    run_dir = tmp_path / "run"
-    args = [*SLOW, "trainer.checkpoint_every_epochs=1", "logger=wandb", "tags=[offline]",
-            f"hydra.run.dir={run_dir}"]  # fmt: skip
-    with recording_proxy() as (proxy, seen):
+    network_log, sweep, port = tmp_path / "network.log", tmp_path / "sweep", free_port()
+    server = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+              "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    trackers = ["logger=many", "+logger@logger.loggers.wandb=wandb", "tags=[study]",
+                f"logger.loggers.mlflow.tracking_uri={uri}"]  # fmt: skip
+    args = ["-m", *SLOW, "trainer.checkpoint_every_epochs=1", "seed=0,1", *trackers,
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    with recording_proxy() as (proxy, seen), running(server) as service:
         env = {"PYTHONPATH": str(site), "NETWORK_LOG": str(network_log),
                "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "NO_PROXY": "",
                "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"),
                "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache")}  # fmt: skip
         proc = start_cli(*args, cache=cache_dir, env=env)
-        wait_for_rows(run_dir, 2, proc)
-        proc.send_signal(signal.SIGTERM)
+        wait_for_rows(sweep / "0", 2, proc)
+        proc.send_signal(signal.SIGKILL)  # the basic launcher runs job 0 in this process
         proc.communicate(timeout=HANG_GUARD_S)
-        assert proc.returncode == 128 + signal.SIGTERM
-        run_id = json.loads((run_dir / TRACKERS_FILE).read_text())["wandb"]["id"]
+        killed = json.loads((sweep / "0" / TRACKERS_FILE).read_text())
         again = run_cli(*args, cache=cache_dir, env=env)
         assert again.returncode == 0, again.stderr[-2000:]
+        wait_until_answers(service, f"http://127.0.0.1:{port}/health")
+        over_rest = MlflowClient(f"http://127.0.0.1:{port}")
+        everything = [e.experiment_id for e in over_rest.search_experiments()]
+        served = []
+        for run in over_rest.search_runs(everything):
+            history = over_rest.get_metric_history(run.info.run_id, "val_acc")
+            served.append((run.info.run_id, sorted(m.step for m in history)))
     assert not network_log.exists(), network_log.read_text()
     assert seen == []
-    logged = wandb_run(run_dir)
-    attempts = sorted(run_dir.glob("wandb/offline-run-*"))
-    assert set(logged["ids"]) == {run_id}, (logged["ids"], attempts)  # two processes, one run
-    assert len(attempts) == 2, attempts
-    epochs = [r["epoch"] for r in logged["history"] if "val_acc" in r]
-    assert sorted(epochs) == [1, 2, 3, 4]  # each once, whichever epoch the stop fell in
-    assert logged["config"]["optimizer.lr"] == 0.001
-    assert logged["config"]["run_dir"] == str(run_dir)
-    assert logged["summary"]["final/test_acc"] == pytest.approx(result(run_dir)["test_acc"])
-    assert logged["tags"] == ["offline"]
+
+    client = MlflowClient(uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == str(sweep)]
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 2
+    assert killed["mlflow"]["run_id"] in [r.info.run_id for r in runs]  # continued
+    for run in runs:
+        run_dir = sweep / run.data.tags["flowers_sweep.job"]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["flowers_sweep.run_dir"] == str(run_dir)
+        assert "study" in run.data.tags and result(run_dir)["tags"] == ["study"]
+        assert run.data.params["seed"] == str(result(run_dir)["seed"])
+        assert run.data.params["optimizer.lr"] == "0.001"
+        assert "trainer.threads" not in run.data.params  # not a setting of the experiment
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
+        assert sorted(steps) == [1, 2, 3, 4]  # each epoch once, the killed run's too
+        assert run.data.metrics["final/test_acc"] == pytest.approx(result(run_dir)["test_acc"])
+    assert sorted(served) == sorted((r.info.run_id, [1, 2, 3, 4]) for r in runs)
+
+    for job in ("0", "1"):
+        run_dir = sweep / job
+        logged = wandb_run(run_dir)
+        attempts = sorted(run_dir.glob("wandb/offline-run-*"))
+        run_id = json.loads((run_dir / TRACKERS_FILE).read_text())["wandb"]["id"]
+        assert set(logged["ids"]) == {run_id}, (logged["ids"], attempts)
+        assert len(attempts) == (2 if job == "0" else 1)
+        epochs = [r["epoch"] for r in logged["history"] if "val_acc" in r]
+        assert len(epochs) == len(set(epochs)) and 4 in epochs  # none twice
+        assert logged["config"]["optimizer.lr"] == 0.001
+        assert logged["config"]["run_dir"] == str(run_dir)
+        assert logged["summary"]["final/test_acc"] == pytest.approx(result(run_dir)["test_acc"])
+        assert logged["tags"] == ["study"] and logged["group"] == str(sweep)
+        if job == "1":  # never stopped: every epoch
+            assert sorted(epochs) == [1, 2, 3, 4]
+    assert (
+        killed["wandb"]["id"]
+        == json.loads((sweep / "0" / TRACKERS_FILE).read_text())["wandb"]["id"]
+    )
+
+
+# ------------------------------------------------------------------------------ W&B
+
+
+class FakeRun:
+    """What WandbLogger uses of a W&B run, recording what it is given."""
+
+    def __init__(self, **init):
+        self.id, self.init, self.rows, self.summary, self.ended = init["id"], init, [], {}, None
+
+    def define_metric(self, *args, **kwargs):
+        pass
+
+    def log(self, row):
+        self.rows.append(row["epoch"])
+
+    def finish(self, exit_code=0):
+        self.ended = exit_code
+
+
+def fake_wandb(monkeypatch):
+    """A stand-in `wandb` module: the logger's own logic, without W&B's service process
+    and exit hooks, which a test process must not keep."""
+    runs = []
+    module = types.ModuleType("wandb")
+    module.__spec__ = importlib.machinery.ModuleSpec("wandb", None)
+    module.setup = lambda settings: None
+    module.Settings = dict
+    module.init = lambda **init: runs.append(FakeRun(**init)) or runs[-1]
+    monkeypatch.setitem(sys.modules, "wandb", module)
+    return runs
+
+
+def test_a_stopped_wandb_run_continues_with_each_epoch_once(tmp_path, monkeypatch):
+    """The first process logged epoch 3 and stopped (SIGTERM: W&B wrote it) with epoch 2
+    checkpointed: the resumed process trains epoch 3 again, and does not log it twice."""
+    runs = fake_wandb(monkeypatch)
+    monkeypatch.chdir(tmp_path)  # the group: the sweep folder, relative to the working dir
+    run_dir = sweep_job(tmp_path, 1)
+    node = {"_target_": "flowers_sweep.loggers.WandbLogger", "_partial_": True}
+    first = build_logger(node, run_dir, 0, SETTINGS, ["t"], "resnet18-relu")
+    for epoch in (1, 2, 3):
+        first.log_epoch(row(epoch))
+    first.close()
+    again = build_logger(node, run_dir, 2, SETTINGS, ["t"], "resnet18-relu")
+    for epoch in (3, 4):
+        again.log_epoch(row(epoch))
+    again.log_final(SETTINGS, {"test_acc": 0.5})
+    again.close()
+    assert runs[0].id == runs[1].id and runs[1].init["resume"] == "allow"
+    assert runs[0].rows + runs[1].rows == [1, 2, 3, 4]
+    assert (runs[0].ended, runs[1].ended) == (1, 0)  # stopped early: failed; then finished
+    assert runs[1].summary == {"final/test_acc": 0.5}
+    assert runs[1].init["group"] == "sweep" and runs[1].init["mode"] == "offline"
+    assert runs[1].init["name"] == "#1 resnet18-relu seed=3"
+    assert runs[1].init["config"] == {**SETTINGS, "run_dir": str(run_dir.absolute())}
 
 
 # --------------------------------------------------------------- many, extras, tags
