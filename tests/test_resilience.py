@@ -11,7 +11,16 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from .helpers.cli import HANG_GUARD_S, ROOT, SLOW, TINY, metrics, result, run_cli
+from .helpers.cli import (
+    HANG_GUARD_S,
+    ROOT,
+    SLOW,
+    TINY,
+    metrics,
+    result,
+    run_cli,
+    wait_for_epochs,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -25,19 +34,6 @@ def start_cli(*args, cache):
         # Python keeps it ignored; give the child the default so Ctrl-C reaches it.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
-
-
-def wait_for_epochs(run_dir, n, proc, timeout=HANG_GUARD_S):
-    """Poll metrics.csv until it has n rows (written at each epoch's end, after any
-    checkpoint due then)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        path = run_dir / "metrics.csv"
-        if path.is_file() and len(path.read_text().splitlines()) - 1 >= n:
-            return
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.01)
-    raise AssertionError(f"no {n} epochs within {timeout}s")
 
 
 def interrupted_run(run_dir, cache_dir, sig, after_epochs, *extra):

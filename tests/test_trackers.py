@@ -18,7 +18,16 @@ from flowers_sweep.errors import ConfigError
 from flowers_sweep.loggers import ManyLoggers, MLflowLogger, build_logger
 from flowers_sweep.record.runrecord import TRACKERS_FILE, RunRecord, with_tags
 
-from .helpers.cli import HANG_GUARD_S, SLOW, TINY, make_cfg, result, run_cli, start_cli
+from .helpers.cli import (
+    HANG_GUARD_S,
+    SLOW,
+    TINY,
+    make_cfg,
+    result,
+    run_cli,
+    start_cli,
+    wait_for_epochs,
+)
 from .helpers.services import free_port, running, wait_until_answers
 from .helpers.trackers import NO_NETWORK_SITE, recording_proxy, wandb_run
 
@@ -90,19 +99,6 @@ def test_a_tracker_that_stops_answering_costs_points_not_the_run(tmp_path, caplo
     assert len(warnings) == 1 and "could not log epoch 1" in warnings[0].getMessage()
 
 
-def wait_for_rows(run_dir, n, proc):
-    import time
-
-    deadline = time.monotonic() + HANG_GUARD_S
-    while time.monotonic() < deadline:
-        path = run_dir / "metrics.csv"
-        if path.is_file() and len(path.read_text().splitlines()) - 1 >= n:
-            return
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.01)
-    raise AssertionError(f"no {n} epochs")
-
-
 @pytest.mark.e2e
 def test_both_trackers_through_a_sweep_killed_and_resumed_and_an_mlflow_server(
     tmp_path, cache_dir
@@ -138,7 +134,7 @@ def test_both_trackers_through_a_sweep_killed_and_resumed_and_an_mlflow_server(
                "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"),
                "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache")}  # fmt: skip
         proc = start_cli(*args, cache=cache_dir, env=env)
-        wait_for_rows(sweep / "0", 2, proc)
+        wait_for_epochs(sweep / "0", 2, proc)
         proc.send_signal(signal.SIGKILL)  # the basic launcher runs job 0 in this process
         proc.communicate(timeout=HANG_GUARD_S)
         killed = json.loads((sweep / "0" / TRACKERS_FILE).read_text())

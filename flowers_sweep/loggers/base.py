@@ -69,17 +69,13 @@ def build_logger(
     those of LOGGER_ARGUMENTS it names; None: no logger. `label`: the run's case (or
     model and activation), for its name in a tracker (run_name).
 
-    Raises ConfigError when the node's target does not import, or its tracker's
-    package is not installed (the message names the extra to install).
+    Raises ConfigError when the node's target does not import, or its tracker cannot
+    start (one line; the exception it raised is chained).
     """
     if node is None:
         return NoLogger()
     supplied = supplied_arguments(run_dir, resumed_after, settings, tags, label)
-    fn = targets.check("logger", node, supplied=LOGGER_ARGUMENTS)
-    check_node = getattr(fn, "check_node", None)
-    if callable(check_node):
-        check_node(node, "logger")
-    try:
+    try:  # the node's keys and extras were checked with the config (config/validate.py)
         return targets.build(node, key="logger", **supplied)
     except FlowersSweepError:
         raise

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -98,3 +99,18 @@ def start_cli(
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def wait_for_epochs(
+    run_dir: Path, n: int, proc: subprocess.Popen, timeout: float = HANG_GUARD_S
+) -> None:
+    """Poll run_dir's metrics.csv until it has n rows (written at each epoch's end, after
+    any checkpoint due then); fail with the process's output if it ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        path = Path(run_dir) / METRICS_FILE
+        if path.is_file() and len(path.read_text().splitlines()) - 1 >= n:
+            return
+        assert proc.poll() is None, proc.communicate(timeout=HANG_GUARD_S)
+        time.sleep(0.01)
+    raise AssertionError(f"no {n} epochs within {timeout}s")

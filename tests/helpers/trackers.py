@@ -3,6 +3,7 @@ guard that records any connection a process tries to a non-local address."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import struct
@@ -17,6 +18,7 @@ from typing import Any
 # 2-byte little-endian length, a type: 1 full, 2 first, 3 middle, 4 last) and its
 # bytes; a record that would not fit a block's last 6 bytes or fewer starts the next.
 # Each whole record is a wandb_internal_pb2.Record. (leveldb doc/log_format.md)
+FIRST_BYTES_S = 2.0  # how long the proxy waits for a client's request line (its text only)
 WANDB_HEADER = 7
 BLOCK = 32 * 1024
 
@@ -78,7 +80,8 @@ def wandb_run(run_dir: Path) -> dict[str, Any]:
 def recording_proxy() -> Iterator[tuple[str, list[bytes]]]:
     """A local listener to point HTTP(S)_PROXY at: every connection a process makes
     through the proxy settings (W&B's Go core honours them) is recorded, none answered.
-    Yields the proxy URL and the list of first bytes each connection sent."""
+    Yields the proxy URL and the list of first bytes each connection sent ("(connected)"
+    when it sent none within FIRST_BYTES_S: the connection is what a test fails on)."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
@@ -92,12 +95,11 @@ def recording_proxy() -> Iterator[tuple[str, list[bytes]]]:
                 conn, _ = server.accept()
             except OSError:
                 continue
+            seen.append(b"(connected)")  # the outcome: a connection was made at all
             with conn:
-                conn.settimeout(1)
-                try:
-                    seen.append(conn.recv(200))
-                except OSError:
-                    seen.append(b"")
+                conn.settimeout(FIRST_BYTES_S)  # only what it asked for, for the message
+                with contextlib.suppress(OSError):
+                    seen[-1] = conn.recv(200)
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
