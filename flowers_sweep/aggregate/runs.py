@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from flowers_sweep.errors import FlowersSweepError
-from flowers_sweep.record.labels import optimizer_label, section
+from flowers_sweep.record.labels import case_label, optimizer_label, section
 from flowers_sweep.record.runrecord import (
     CONFIG_FILE,
     HYDRA_DIR,
@@ -157,9 +157,7 @@ def case_labels(runs: Sequence[RunRecord], varying: Sequence[str] | None = None)
     for i in rest:
         run = runs[i]
         if not run.config:
-            labels[i] = run.case or "-".join(
-                x for x in (run.model, run.activation) if x is not None
-            )
+            labels[i] = case_label(run.case, run.model, run.activation)
         else:
             labels[i] = twin.get(_experiment(run), among_all[i])
     return labels
@@ -199,7 +197,7 @@ def _labels_among(runs: Sequence[RunRecord], varying: Sequence[str] | None = Non
     extras = [k for k in extras if not chosen.get(k.split(".", 1)[0], lambda _: False)(k)]
     labels = []
     for r in runs:
-        base = r.case or "-".join(x for x in (r.model, r.activation) if x is not None)
+        base = case_label(r.case, r.model, r.activation)
         parts = [f"{group}={r.choices.get(group)}" for group in chosen]
         parts += [
             f"{_short(k, extras)}={fmt(r.config.get(k))}"

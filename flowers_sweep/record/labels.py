@@ -51,6 +51,12 @@ def activation_label(activation: Any) -> str | None:
     return None if activation is None else str(activation)
 
 
+def case_label(case: str | None, model: str | None, activation: str | None) -> str:
+    """A run's name in the report's tables before anything else varies: its `case`
+    (`relu`), else its model and activation (`resnet18-gelu`)."""
+    return case or "-".join(x for x in (model, activation) if x is not None)
+
+
 def study_name(model: Mapping[str, Any], choice: str | None = None) -> str:
     """A search's default study name: the model's label and its activation's
     (`resnet18-relu`, `resnet18-scaled_tanh` for a `_target_` activation)."""

@@ -35,6 +35,7 @@ import yaml
 
 from flowers_sweep.atomic import read_json
 from flowers_sweep.errors import FlowersSweepError
+from flowers_sweep.record.labels import case_label
 from flowers_sweep.record.legacy import upgrade_settings
 from flowers_sweep.record.runfolder import lock_held, pid_alive, running_notes
 from flowers_sweep.record.runrecord import (
@@ -294,9 +295,7 @@ def _label(run_dir: Path, config: dict[str, Any], result: dict[str, Any] | None)
     gives them from result.json or the config and Hydra's group choices."""
     record = RunRecord(run_dir, config, result)
     try:
-        if record.case:
-            return str(record.case)
-        return "-".join(x for x in (record.model, record.activation) if x) or None
+        return case_label(record.case, record.model, record.activation) or None
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
         return None
 

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from flowers_sweep.errors import DivergedError, TrialPrunedError
 from flowers_sweep.loggers import RunLogger, build_logger
-from flowers_sweep.record.labels import activation_label
+from flowers_sweep.record.labels import activation_label, case_label
 from flowers_sweep.record.runrecord import (
     BEST_WEIGHTS_FILE,
     CHECKPOINT_FILE,
@@ -76,8 +76,7 @@ def run(
         state.progress.epoch,
     )
     tags = list(cfg.get("tags") or [])
-    activation = activation_label(cfg.model.get("activation"))
-    label = case or "-".join(filter(None, (model_name, activation)))
+    label = case_label(case, model_name, activation_label(cfg.model.get("activation")))
     logger = build_logger(
         cfg.get("logger"), run_dir, state.progress.epoch, logged_settings(cfg), tags, label
     )
