@@ -69,6 +69,11 @@ def compose_like_the_cli(args: list[str], check_values: bool = False) -> None:
     parsed = parser.parse_overrides(overrides)
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
+        if not multirun:  # a preset's `hydra.mode` decides, as in Hydra's _run_app
+            probe = loader.load_configuration(
+                "config", overrides, run_mode=RunMode.RUN, validate_sweep_overrides=False
+            )
+            multirun = probe.hydra.mode == RunMode.MULTIRUN
         # Hydra's own checks for the launch (sweeps of hydra.* keys are refused here)
         master = loader.load_configuration(
             "config", overrides, run_mode=RunMode.MULTIRUN if multirun else RunMode.RUN
