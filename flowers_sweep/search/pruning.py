@@ -21,6 +21,7 @@ from hydra.types import RunMode
 
 from flowers_sweep.errors import TrialPrunedError
 from flowers_sweep.record.runrecord import FINAL_METRICS
+from flowers_sweep.search.confirm import CONFIRM_DIR
 
 log = logging.getLogger(__name__)
 SWEEPER = "hydra_plugins.flowers_sweep_search.study_sweeper.StudySweeper"
@@ -61,10 +62,13 @@ def trial_report(hc: Any, optimized_metric: str, epochs: int = 0) -> TrialReport
 
     `hc` is the job's HydraConfig; `epochs` the run's last epoch, which is never
     pruned (the run is done). A trial the study does not have (a job run by hand in a
-    search folder) or has already finished gets no reporter: it trains to the end.
+    search folder) or has already finished gets no reporter: it trains to the end, as
+    does a confirmation run (confirm.py), which is no trial.
     """
     sweeper = hc.sweeper
     if hc.mode != RunMode.MULTIRUN or sweeper.get("_target_") != SWEEPER:
+        return None
+    if str(hc.sweep.subdir).startswith(f"{CONFIRM_DIR}/"):
         return None
     import optuna
 

@@ -9,7 +9,9 @@
   sweep folder at a time (SweepEnd holds SWEEP_DIR/.sweep.lock from before the sweeper
   starts), so a RUNNING trial found at the start belongs to no live process;
 - a run that fails or diverges (it returns NaN) is a FAIL trial and the search goes on;
-  a run its pruner stopped is PRUNED; a run busy in another process (None) is left.
+  a run its pruner stopped is PRUNED; a run busy in another process (None) is left;
+- once the trials are done, `confirm.top_k` > 0 runs the best ones again on fresh
+  seeds, as the search's last phase (_confirm.py).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from flowers_sweep.errors import ConfigError
 from flowers_sweep.job.hydra_job import launcher_parallelism
 from flowers_sweep.job.outcome import Pruned
 from flowers_sweep.record.runrecord import FINAL_METRICS, MULTIRUN_FILE
+from flowers_sweep.search.confirm import confirm_settings
 from flowers_sweep.search.space import search_space, trial_overrides
 from flowers_sweep.search.study import (
     STORAGES,
@@ -40,6 +43,8 @@ from flowers_sweep.search.study import (
     open_storage,
     storage_url,
 )
+
+from ._confirm import run_confirmations
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "optimization_results.yaml"
@@ -71,6 +76,7 @@ def check(sweeper: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             also = f" or {AUTO}" if key == "n_jobs" else ""
             raise ConfigError(f"hydra.sweeper.{key}={value}: must be an integer >= 1{also}")
+    confirm_settings(getattr(sweeper, "confirm", None))
     if sweeper.direction not in DIRECTIONS:
         raise ConfigError(f"hydra.sweeper.direction={sweeper.direction}: allowed values are "
                           f"{', '.join(DIRECTIONS)}")  # fmt: skip
@@ -180,7 +186,7 @@ def run_search(sweeper: Any, arguments: list[str]) -> list[Any]:
         returns += launch(sweeper, study, [(t.number, t.params) for t in asked], fixed)
         to_go -= len(asked)
     save_results(study, sweep_dir)
-    return returns
+    return returns + run_confirmations(sweeper, study, fixed)
 
 
 Numbered = tuple[int, dict[str, Any]]  # a trial's number and parameters

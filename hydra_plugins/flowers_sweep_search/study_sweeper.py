@@ -20,7 +20,8 @@ from omegaconf import DictConfig
 
 class StudySweeper(Sweeper):
     """Runs `n_trials` trials of one Optuna study, each a Hydra job named by its trial
-    number. Arguments mirror `conf/hydra/sweeper/optuna.yaml` (docs/tracking.md)."""
+    number, then (`confirm.top_k` > 0) the best trials again on fresh seeds (_confirm.py).
+    Arguments mirror `conf/hydra/sweeper/optuna.yaml` (docs/tracking.md)."""
 
     def __init__(
         self,
@@ -33,10 +34,12 @@ class StudySweeper(Sweeper):
         pruner: Any = "none",
         seed: int | None = None,
         params: DictConfig | None = None,
+        confirm: DictConfig | None = None,
     ) -> None:
         self.study_name, self.storage, self.direction = study_name, storage, direction
         self.n_trials, self.n_jobs, self.seed = n_trials, n_jobs, seed
         self.sampler, self.pruner, self.params = sampler, pruner, params
+        self.confirm = confirm  # {top_k, seeds}: the best trials again on fresh seeds
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
