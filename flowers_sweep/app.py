@@ -38,7 +38,7 @@ from flowers_sweep.job.hydra_job import (
 from flowers_sweep.job.launch import register_resolvers, restore_sweep_description
 from flowers_sweep.job.outcome import RULES, STOPPED, Outcome, Pruned, outcome_of
 from flowers_sweep.job.stopping import is_stopping, job_signals, running_job
-from flowers_sweep.record.labels import activation_label, model_label
+from flowers_sweep.record.labels import activation_label, fold_of, model_label, with_fold
 from flowers_sweep.record.runfolder import claim, hold, restore_hydra_files
 from flowers_sweep.record.runrecord import (
     TRACEBACK_FILE,
@@ -219,6 +219,7 @@ def record_failure(job: JobContext, cfg: DictConfig, outcome: Outcome, exc: Base
             best_of=(rows or []) if rule.best_so_far else None,
             traceback=rule.traceback,
         )
+        record = with_fold(record, fold_of(OmegaConf.select(cfg, "dataset") or {}, prefix=""))
         write_result(run_dir, with_tags(record, OmegaConf.select(cfg, "tags")))
     except Exception as second:
         log.error(

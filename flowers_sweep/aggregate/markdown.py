@@ -14,6 +14,20 @@ from flowers_sweep.aggregate.stats import ALPHA
 CASE_HEAD = ("| case | model | activation | epochs | accuracy |", "|---|---|---|---|---|")
 SPREAD_HEAD = (" n | 95% CI |", "---|---|")  # columns added when a case has seeds
 TESTS_HEAD = ("| case A | case B | A - B | p | p (Holm) | verdict |", "|---|---|---|---|---|---|")
+MIXED_HEAD = (  # where some pairs had the paired test and some Welch's: a column says which
+    "| case A | case B | A - B | test | p | p (Holm) | verdict |",
+    "|---|---|---|---|---|---|---|",
+)
+TEST_NAMES = {  # stats.pairwise_tests' `test` column, as results.md names the tests
+    "welch": "Welch's t-test",
+    "paired": "Paired t-test (runs matched by seed and fold)",
+    "mixed": "Welch's t-test, or the paired t-test where two cases ran the same seeds and "
+    "folds (column test),",
+}
+UNTESTABLE = {  # why a pair has no p-value, by its test
+    "welch": "no spread in either case",
+    "paired": "the same difference in every pair of runs",
+}
 WEIGHTS = {
     "last": "the last epoch's weights, as in the report",
     "best_val": "the weights of each run's best validation epoch",
@@ -113,8 +127,9 @@ def _cases(results: pd.DataFrame) -> list[str]:
         lines.append(row)
     lines.append("")
     if multi:
+        over = results.attrs.get("over", "seeds")  # tables.replicates
         lines += [
-            "Accuracy is mean ± std over seeds; the interval is Student's t for the mean.",
+            f"Accuracy is mean ± std over {over}; the interval is Student's t for the mean.",
             "",
         ]
     return lines
@@ -123,22 +138,26 @@ def _cases(results: pd.DataFrame) -> list[str]:
 def _comparisons(tests: pd.DataFrame) -> list[str]:
     """The pairwise tests: one row per pair, then which pairs are not told apart."""
     testable_count = plural(int(tests["p_value"].notna().sum()), "testable comparison")
+    kinds = tests["test"].tolist() if "test" in tests else ["welch"] * len(tests)
+    mixed = len(set(kinds)) > 1
     lines = [
         "## Pairwise comparisons",
         "",
-        f"Welch's t-test on test accuracy, {tests.attrs.get('scope', 'all pairs')}, "
-        f"p-values Holm-adjusted over {testable_count} "
-        f"(significant: adjusted p < {ALPHA}).",
+        f"{TEST_NAMES['mixed' if mixed else kinds[0]]} on test accuracy, "
+        f"{tests.attrs.get('scope', 'all pairs')}, p-values Holm-adjusted over "
+        f"{testable_count} (significant: adjusted p < {ALPHA}).",
         "",
-        *TESTS_HEAD,
+        *(MIXED_HEAD if mixed else TESTS_HEAD),
     ]
-    untestable, not_significant = [], []
-    for t in tests.itertuples():
+    untestable, not_significant, same_step = [], [], []
+    for t, kind in zip(tests.itertuples(), kinds, strict=True):
         pair = f"{t.case_a} vs {t.case_b}"
         diff = f"| {t.case_a} | {t.case_b} | {100 * t.diff:+.1f} pts |"
+        if mixed:
+            diff += f" {kind} |"
         if math.isnan(t.p_value):
-            untestable.append(pair)
-            lines.append(f"{diff} - | - | not testable (no spread in either case) |")
+            (untestable if kind == "welch" else same_step).append(pair)
+            lines.append(f"{diff} - | - | not testable ({UNTESTABLE[kind]}) |")
             continue
         if not t.significant:
             not_significant.append(pair)
@@ -149,5 +168,8 @@ def _comparisons(tests: pd.DataFrame) -> list[str]:
         lines.append(
             f"Not testable (every run of both cases scored the same): {', '.join(untestable)}."
         )
+    if same_step:
+        shown = ", ".join(same_step)
+        lines.append(f"Not testable (every pair of runs differed by the same): {shown}.")
     lines.append("")
     return lines

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from flowers_sweep.errors import FlowersSweepError
-from flowers_sweep.record.labels import case_label, optimizer_label, section
+from flowers_sweep.record.labels import case_label, fold_of, optimizer_label, section
 from flowers_sweep.record.runrecord import (
     CONFIG_FILE,
     HYDRA_DIR,
@@ -28,6 +28,9 @@ from flowers_sweep.record.runrecord import find_run_dirs as find_run_dirs_under
 from flowers_sweep.record.settings import is_execution_setting as execution
 
 CURVE_COLUMNS = ("epoch", "train_loss", "val_loss", "lr")  # what the figures read
+# What tells the runs of one case apart, never a case's setting: the training seed, and
+# the cross-validation fold (data/folds.py); results.csv's n counts seeds x folds.
+REPLICATES = ("seed", "dataset.fold")
 RUN_COLUMNS = [  # runs.csv's columns, in order
     "case",
     "model",
@@ -119,19 +122,20 @@ def chosen_groups(runs: Sequence[RunRecord], keys: Sequence[str]) -> dict[str, A
 
 def varying_settings(runs: Sequence[RunRecord]) -> list[str]:
     """The dotted config keys whose value differs between the runs, sorted: every key
-    but the seed and the execution settings (settings.EXECUTION_SETTINGS). A run whose
-    config could not be read (no keys at all) takes no part."""
+    but the seed, the fold (REPLICATES) and the execution settings
+    (settings.EXECUTION_SETTINGS). A run whose config could not be read (no keys at
+    all) takes no part."""
     runs = [r for r in runs if r.config]
-    keys = {k for r in runs for k in r.config} - {"seed"}
+    keys = {k for r in runs for k in r.config} - set(REPLICATES)
     return sorted(
         k for k in keys if not execution(k) and len({_key(r.config.get(k)) for r in runs}) > 1
     )
 
 
 def _experiment(run: RunRecord) -> str:
-    """What makes the run's experiment: its case and settings, but the seed and the
-    execution settings (two runs with the same are seeds of one case)."""
-    settings = {k: v for k, v in run.config.items() if k != "seed" and not execution(k)}
+    """What makes the run's experiment: its case and settings, but the seed, the fold
+    and the execution settings (two runs with the same are seeds or folds of one case)."""
+    settings = {k: v for k, v in run.config.items() if k not in REPLICATES and not execution(k)}
     return json.dumps([run.case, sorted(settings.items())], default=str)
 
 
@@ -227,9 +231,12 @@ def runs_table(runs: Sequence[RunRecord], labels: Sequence[str] | None = None) -
     across the runs, by its dotted config key (setting_columns; lists as `[40,70]`),
     then RUN_COLUMNS' others. `run_dir` is the folder's absolute path (resolved).
     Accuracies are fractions in [0, 1]; `wall_s` is seconds; `params` a count. When a
-    run has `tags`, a `tags` column after `seed` holds each run's, comma-separated.
+    run has folds (`dataset.folds`), a `fold` column after `seed` holds each run's
+    (labels.fold_of; empty for a run without); when a run has `tags`, a `tags` column
+    after those holds each run's, comma-separated.
     """
     tagged = any(run.config.get("tags") for run in runs)
+    folded = any(fold_of(run.config) is not None for run in runs)
     varying = varying_settings(runs)
     labels = case_labels(runs, varying) if labels is None else labels
     settings = setting_columns(varying)
@@ -259,14 +266,18 @@ def runs_table(runs: Sequence[RunRecord], labels: Sequence[str] | None = None) -
                 "run_dir": str(Path(run.path).resolve()),
             }
         )
+        if folded:
+            row["fold"] = fold_of(cfg)
         if tagged:
             row["tags"] = ",".join(str(tag) for tag in cfg.get("tags") or [])
         rows.append(row)
     columns = list(RUN_COLUMNS[1:])
-    if tagged:
-        columns.insert(columns.index("seed") + 1, "tags")
+    extra = [name for name, wanted in (("fold", folded), ("tags", tagged)) if wanted]
+    at = columns.index("seed") + 1
+    columns[at:at] = extra
     table = pd.DataFrame(rows, columns=["case", *settings.values(), *columns])
-    for column in settings.values():  # 5 stays 5 beside a run without the key, not 5.0
+    whole = [*settings.values(), *(["fold"] if folded else [])]
+    for column in whole:  # 5 stays 5 beside a run without the key, not 5.0
         table[column] = setting_series([row[column] for row in rows])
     return table
 

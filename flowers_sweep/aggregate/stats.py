@@ -2,7 +2,8 @@
 compare cases, each with the source of its formula.
 
 Only plain, well-known procedures, so that a reader can check any number by hand:
-Student's t-interval for a mean, Welch's t-test for two means, and Holm's step-down
+Student's t-interval for a mean, Welch's t-test for two means (the paired t-test where
+two cross-validated cases ran the same seeds and folds), and Holm's step-down
 adjustment for testing many pairs at once. scipy computes the distributions.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import itertools
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import pandas as pd
 
@@ -89,33 +90,82 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
         return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
+def paired_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided p-value of the paired t-test, a[i] matched with b[i].
+
+    t = mean(d) / (s_d / √n) on n - 1 degrees of freedom, d = a - b: "Student", The
+    probable error of a mean, Biometrika 6(1), 1908 (scipy.stats.ttest_rel). NaN with
+    fewer than two pairs, or where every pair differs by the same amount (s_d = 0: t
+    is x/0, as in `testable`).
+    """
+    from scipy import stats
+
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    if len(diffs) < 2 or not has_spread(diffs):
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_rel(a, b).pvalue)
+
+
+def run_keys(group: pd.DataFrame) -> list[Hashable] | None:
+    """A case's completed runs' (seed, fold) pairs, in its order; None where they cannot
+    match another case's runs: no `fold` column (no cross-validation), a run without a
+    fold, or one pair twice."""
+    if "fold" not in group or group["fold"].isna().any():
+        return None
+    keys = list(zip(group["seed"].tolist(), group["fold"].tolist(), strict=True))
+    return keys if len(set(keys)) == len(keys) else None
+
+
+def matched(
+    keys: dict[str, list[Hashable] | None], groups: dict[str, list[float]], a: str, b: str
+) -> tuple[list[float], list[float]] | None:
+    """Two cases' accuracies matched run by run, where their runs have the same
+    (seed, fold) pairs, all of them, at least two; else None (Welch's test then)."""
+    ka, kb = keys[a], keys[b]
+    if ka is None or kb is None or len(ka) < 2 or set(ka) != set(kb):
+        return None
+    of_b = dict(zip(kb, groups[b], strict=True))
+    return groups[a], [of_b[k] for k in ka]
+
+
 def pairwise_tests(runs_df: pd.DataFrame) -> pd.DataFrame:
-    """Welch's t-test between cases that both have n > 1, Holm-adjusted; a pair where
-    the test is undefined (see `testable`) gets no p-value and is not significant.
+    """A t-test between cases that both have n > 1, Holm-adjusted over all pairs; a pair
+    where the test is undefined (see `testable`, `paired_p`) gets no p-value and is
+    not significant. Column `test` says which: "paired" (`paired_p`) where both cases'
+    completed runs have the same (seed, fold) pairs, cross-validation's, all of them and
+    at least two; else "welch" (`welch_p`). A paired test takes out what a fold does to
+    both cases alike (its training images), so it tells smaller differences apart.
 
     Every pair in a small sweep; in a larger one, each case against the best (highest
     mean test accuracy), which is the question a reader of a search asks: what is not
     distinguishable from the winner. `table.attrs["scope"]` says which.
     """
     done = runs_df[runs_df["status"] == "completed"]
-    groups = {k: g["test_acc"].astype(float).tolist() for k, g in done.groupby("case", sort=False)}
+    by_case = dict(list(done.groupby("case", sort=False)))
+    groups = {k: g["test_acc"].astype(float).tolist() for k, g in by_case.items()}
     groups = {k: v for k, v in groups.items() if len(v) > 1}
+    keys = {k: run_keys(by_case[k]) for k in groups}
     means = {k: sum(v) / len(v) for k, v in groups.items()}
     if len(groups) <= ALL_PAIRS_MAX:
         pairs, scope = list(itertools.combinations(groups, 2)), "all pairs"
     else:
         best = max(means, key=means.get)
         pairs, scope = [(best, k) for k in groups if k != best], f"each case against {best}"
-    rows = [
-        {
-            "case_a": a,
-            "case_b": b,
-            "diff": means[a] - means[b],
-            "p_value": welch_p(groups[a], groups[b]),
-        }
-        for a, b in pairs
-    ]
-    table = pd.DataFrame(rows, columns=["case_a", "case_b", "diff", "p_value"])
+    rows = []
+    for a, b in pairs:
+        pair = matched(keys, groups, a, b)
+        rows.append(
+            {
+                "case_a": a,
+                "case_b": b,
+                "diff": means[a] - means[b],
+                "test": "welch" if pair is None else "paired",
+                "p_value": welch_p(groups[a], groups[b]) if pair is None else paired_p(*pair),
+            }
+        )
+    table = pd.DataFrame(rows, columns=["case_a", "case_b", "diff", "test", "p_value"])
     valid = table["p_value"].notna()
     table["p_holm"] = float("nan")
     if valid.any():

@@ -37,6 +37,8 @@ def results_table(runs_df: pd.DataFrame) -> pd.DataFrame:
     A `tags` column, when runs.csv has one, holds the tags of the case's runs.
     The std is the sample standard deviation (n - 1 in the denominator, Bessel's
     correction); the interval is Student's t for the mean (see stats.t_interval).
+    n counts runs: seeds, or seeds x folds with cross-validation, whose runs are
+    `attrs["over"]`: "seeds", "folds" or "seeds and folds" (results.md's words).
     """
     done = runs_df[runs_df["status"] == "completed"]
     rows = []
@@ -60,15 +62,29 @@ def results_table(runs_df: pd.DataFrame) -> pd.DataFrame:
         if "tags" in group:  # the case's runs' tags, each once
             tags = {t for cell in group["tags"].fillna("") for t in str(cell).split(",") if t}
             rows[-1]["tags"] = ",".join(sorted(tags))
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs["over"] = replicates(done)
+    return table
+
+
+def replicates(done: pd.DataFrame) -> str:
+    """What the runs of a case are over: "seeds", "folds" (one seed, several folds) or
+    "seeds and folds"."""
+    if "fold" not in done or not done["fold"].notna().any():
+        return "seeds"
+    return "folds" if done["seed"].nunique() <= 1 else "seeds and folds"
 
 
 def shared_seeds(runs_df: pd.DataFrame) -> list[tuple[str, object, list[str]]]:
-    """Completed runs that share a case and seed (a run copied into two folders, say,
-    counted twice): (case, seed, their run_dirs) per such pair or more, each logged."""
+    """Completed runs that share a case and seed (and fold, with cross-validation: a run
+    copied into two folders, say, counted twice): (case, seed, their run_dirs) per such
+    pair or more, each logged; the seed as `0 fold 3` where runs have folds."""
     done = runs_df[runs_df["status"] == "completed"]
+    keys = ["case", "seed", "fold"] if "fold" in done else ["case", "seed"]
     twins = []
-    for (case, seed), group in done.groupby(["case", "seed"], sort=False, dropna=False):
+    for (case, seed, *fold), group in done.groupby(keys, sort=False, dropna=False):
+        if fold and not pd.isna(fold[0]):
+            seed = f"{seed} fold {fold[0]}"
         if len(group) > 1:
             dirs = group["run_dir"].tolist()
             times = "twice" if len(dirs) == 2 else f"{len(dirs)} times"
@@ -88,14 +104,16 @@ def curves_table(runs: Sequence[RunRecord], runs_df: pd.DataFrame) -> pd.DataFra
     whatever its status (filter on `status`).
 
     Columns: `case`, the varying settings' columns of `runs_df` (runs.csv's, which must
-    be the table of these runs, in their order), `seed`, `status`, `run_dir` (absolute),
+    be the table of these runs, in their order), `seed` (and `fold`, where runs.csv
+    has it), `status`, `run_dir` (absolute),
     then every column of the run's metrics.csv: `epoch` (1-based, an integer),
     `train_loss`, `val_loss` (mean cross-entropy, nats), `train_acc`, `val_acc`
     (fractions in [0, 1]), `lr` (the rate used in that epoch), `epoch_s` (seconds).
     Ready for seaborn: `sns.lineplot(data=curves, x="epoch", y="val_loss", hue="case")`.
     """
     first = runs_df.columns.get_loc("model")
-    head = ["case", *runs_df.columns[1:first], "seed", "status", "run_dir"]
+    replicate = ["seed", "fold"] if "fold" in runs_df else ["seed"]
+    head = ["case", *runs_df.columns[1:first], *replicate, "status", "run_dir"]
     if len(runs) != len(runs_df):
         raise ValueError(f"{len(runs)} runs but {len(runs_df)} rows of runs.csv's table")
     counts = [len(run.metrics) for run in runs]  # rows per run: its epochs

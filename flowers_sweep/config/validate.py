@@ -267,8 +267,43 @@ def validate_data(dataset: DictConfig, augment: DictConfig) -> None:
             "reference",
             "the report's per-image pipeline exists for dataset=flowers102 only",
         )
+    validate_folds(dataset)
     class_count(dataset)  # builds the source (no image read): its own checks run here
     check_augment(augment)
+
+
+def validate_folds(dataset: DictConfig) -> None:
+    """`dataset.folds` (null, or K >= 2) and `dataset.fold` (0..K-1; 0 while folds is
+    null), read with those defaults where a node has no such key (data/folds.py)."""
+    folds, fold = dataset.get("folds"), dataset.get("fold", 0)
+    _check(
+        "dataset.folds",
+        folds,
+        lambda v: v is None or (_is_int(v) and v >= 2),
+        "must be null (no cross-validation) or an integer >= 2 (the number of folds)",
+    )
+    if folds is None:
+        _check(
+            "dataset.fold",
+            fold,
+            lambda v: _is_int(v) and v == 0,
+            "must be 0 while dataset.folds is null (cross-validation off); set "
+            "dataset.folds=K to validate on fold 0..K-1",
+        )
+        return
+    _check(
+        "dataset.fold",
+        fold,
+        lambda v: _is_int(v) and 0 <= v < folds,
+        f"must be an integer from 0 to {folds - 1} (dataset.folds={folds})",
+    )
+    if dataset.get("pipeline") == "reference":
+        _fail(
+            "dataset.folds",
+            folds,
+            "the report's per-image pipeline (dataset.pipeline=reference) reads the "
+            "official splits as they are; use dataset.pipeline=cached",
+        )
 
 
 def validate(cfg: DictConfig) -> None:

@@ -11,7 +11,8 @@ The node's `_target_` is either
   3-sequence, each item `(PIL image or CHW tensor, int label)`), which are decoded once
   into the uint8 cache here.
 
-The framework reads some keys itself (`OWN`: normalisation, cache, pipeline) and passes
+The framework reads some keys itself (`OWN`: normalisation, cache, pipeline, the
+cross-validation fold of folds.py) and passes
 `image_size`, `num_classes`, `cache_dir` and `workers` to the target only where its
 signature names them (`targets.build`). The class count is known before any image is
 read: the node's `num_classes`, else the source's `class_names()`.
@@ -30,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from flowers_sweep.config import targets
 from flowers_sweep.data.cache import cached, default_cache_dir
+from flowers_sweep.data.folds import with_folds
 from flowers_sweep.data.roles import ROLES
 from flowers_sweep.data.splits import Split, Splits
 from flowers_sweep.errors import ConfigError
@@ -37,7 +39,7 @@ from flowers_sweep.paths import path_text, user_path
 
 log = logging.getLogger(__name__)
 # Keys of a dataset node the framework reads and never passes on.
-OWN = ("mean", "std", "cache_dir", "pipeline", "num_classes", "image_size")
+OWN = ("mean", "std", "cache_dir", "pipeline", "num_classes", "image_size", "folds", "fold")
 # What the framework passes where the target's signature names it.
 SUPPLIED = ("image_size", "num_classes", "cache_dir", "workers")
 PREPARED_VERSION = 1  # the cache format of datasets brought in from torchvision-style ones
@@ -120,11 +122,13 @@ def class_count(dataset_cfg: Any) -> int:
 
 
 def load_splits(dataset_cfg: Any, workers: int = 1) -> Splits:
-    """The three splits as uint8 tensors, from the on-disk cache when possible.
+    """The three splits as uint8 tensors, from the on-disk cache when possible; with
+    `dataset.folds` set, fold `dataset.fold` of the pooled training and validation
+    splits validates and the rest trains (folds.with_folds; the test split as it is).
 
     Raises:
         ConfigError: the target returned something that is not data, or data that does
-            not match the node (image size, class count).
+            not match the node (image size, class count), or too few images for the folds.
     """
     fn = targets.locate("dataset", dataset_cfg)
     if is_source_class(fn):
@@ -132,7 +136,7 @@ def load_splits(dataset_cfg: Any, workers: int = 1) -> Splits:
     else:
         made = targets.build(dataset_cfg, key="dataset", own=OWN, **supplied(dataset_cfg, workers))
         splits = bring_in(made, dataset_cfg, workers)
-    return checked(splits, dataset_cfg)
+    return with_folds(checked(splits, dataset_cfg), dataset_cfg)
 
 
 def checked(splits: Any, dataset_cfg: Any) -> Splits:

@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from flowers_sweep.atomic import read_json, write_json
 from flowers_sweep.config import targets
 from flowers_sweep.errors import ConfigError, FlowersSweepError
+from flowers_sweep.record.labels import fold_of
 from flowers_sweep.record.runfolder import in_sweep
 from flowers_sweep.record.runrecord import METRICS_FILE, RESULT_FILE, TRACKERS_FILE
 
@@ -100,7 +101,7 @@ def supplied_arguments(
         "resumed_after": resumed_after,
         "settings": settings,
         "tags": [str(t) for t in tags],
-        "name": run_name(run_dir, label, settings.get("seed")),
+        "name": run_name(run_dir, label, settings.get("seed"), fold_of(settings)),
     }
 
 
@@ -128,11 +129,13 @@ def sweep_label(run_dir: Path) -> str | None:
         return str(sweep)
 
 
-def run_name(run_dir: Path, label: str | None, seed: Any) -> str:
+def run_name(run_dir: Path, label: str | None, seed: Any, fold: Any = None) -> str:
     """What a tracker lists a run as: `#3 resnet18-relu seed=1` for job 3 of a sweep,
-    `resnet18-relu seed=1` for a run alone (its folder's name without a label)."""
+    `resnet18-relu seed=1` for a run alone (its folder's name without a label), with
+    ` fold=2` after the seed for a cross-validation run (labels.fold_of)."""
     head = f"#{Path(run_dir).name} " if in_sweep(run_dir) else ""
     tail = f" seed={seed}" if seed is not None else ""
+    tail += f" fold={fold}" if fold is not None else ""
     return f"{head}{label or Path(run_dir).name}{tail}"
 
 

@@ -57,6 +57,30 @@ def case_label(case: str | None, model: str | None, activation: str | None) -> s
     return case or "-".join(x for x in (model, activation) if x is not None)
 
 
+def fold_of(settings: Mapping[str, Any], prefix: str = "dataset.") -> Any:
+    """A run's cross-validation fold (`dataset.fold`, an int in 0..K-1) where
+    `dataset.folds` is set, else None: like its seed, what tells it from the other runs
+    of its case. `settings`: flattened (`prefix` "dataset.") or the dataset node itself
+    (`prefix` "")."""
+    if settings.get(f"{prefix}folds") is None:
+        return None
+    return settings.get(f"{prefix}fold", 0)
+
+
+def with_fold(record: Mapping[str, Any], fold: Any) -> dict[str, Any]:
+    """A result.json record with the run's `fold` right after its `seed` (fold_of's);
+    a run without folds has no `fold` key, so its record keeps its earlier shape."""
+    if fold is None:
+        return dict(record)
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        out[key] = value
+        if key == "seed":
+            out["fold"] = fold
+    out.setdefault("fold", fold)
+    return out
+
+
 def study_name(model: Mapping[str, Any], choice: str | None = None) -> str:
     """A search's default study name: the model's label and its activation's
     (`resnet18-relu`, `resnet18-scaled_tanh` for a `_target_` activation)."""

@@ -2,10 +2,10 @@
 
 Run folders from earlier versions hold `model.arch`, `optimizer.name`, `scheduler.name`,
 `logger.name` and `dataset.name` where today's presets hold `_target_` nodes with the
-same numbers, and lack the augmentation keys added since (`ADDED`). A
-saved config is upgraded wherever it is read (the resume check, evaluate, the
-aggregator), so an old run resumes, skips, evaluates and aggregates as it did; nothing in
-the old folder is rewritten.
+same numbers, and lack the augmentation and cross-validation keys added since
+(`ADDED`). A saved config is upgraded wherever it is read (the resume check, evaluate,
+the aggregator), so an old run resumes, skips, evaluates and aggregates as it did;
+nothing in the old folder is rewritten.
 """
 
 from __future__ import annotations
@@ -44,7 +44,13 @@ ADDED = {
     "augment.crop_padding": 0,
     "augment.resized_crop_scale": None,
     "augment.resized_crop_ratio": [0.75, 4 / 3],
+    "dataset.folds": None,  # no cross-validation (data/folds.py)
+    "dataset.fold": 0,
 }
+# Where a key of ADDED goes only into a node that has this key, rather than any key: a
+# dataset node has an `image_size` (config/validate.py requires one), so a user's own
+# dataset node without the fold keys reads as one with them off, like the presets.
+ADDED_WHERE = {"dataset.folds": "dataset.image_size", "dataset.fold": "dataset.image_size"}
 
 
 def upgrade_settings(flat: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,7 +70,12 @@ def upgrade_settings(flat: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = value
     for key, value in ADDED.items():
         node = key.rsplit(".", 1)[0]
-        if key not in out and any(k.startswith(f"{node}.") for k in out):
+        if key in out:
+            continue
+        if key in ADDED_WHERE:
+            if ADDED_WHERE[key] in out:
+                out[key] = value
+        elif any(k.startswith(f"{node}.") for k in out):
             out[key] = value
     return out
 

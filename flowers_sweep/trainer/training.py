@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from flowers_sweep.errors import DivergedError, TrialPrunedError
 from flowers_sweep.loggers import RunLogger, build_logger
-from flowers_sweep.record.labels import activation_label, case_label
+from flowers_sweep.record.labels import activation_label, case_label, fold_of, with_fold
 from flowers_sweep.record.runrecord import (
     BEST_WEIGHTS_FILE,
     CHECKPOINT_FILE,
@@ -250,7 +250,7 @@ def finish(
         device=str(state.device),
         precision="bf16" if state.placement.dtype is torch.bfloat16 else "32",
     )
-    result = with_tags(result, cfg.get("tags"))
+    result = with_tags(with_fold(result, fold_of(cfg.dataset, prefix="")), cfg.get("tags"))
     logger.log_final(logged_settings(cfg), {k: result[k] for k in FINAL_METRICS})
     write_result(state.run_dir, result)
     return result
