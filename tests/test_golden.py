@@ -3,7 +3,9 @@
 tests/data/sweep_v1/ is a real tiny sweep (three cases, two seeds, two epochs, plus one
 run stopped by SIGTERM), written by the code of 2026-11-30 with its weights and logs
 left out; tests/data/sweep_v1_report/ is the report that code made of it. A refactor
-must read the old folders and write the same report, byte for byte.
+must read the old folders and write the same report, byte for byte. One change since,
+on purpose: results.md (and the console, stdout.txt) end with the "Which settings
+mattered" section that issue 40 added; everything before it is the old text.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def test_build_writes_nothing_and_write_writes_every_file(tmp_path):
     out = tmp_path / "out"
     assert write(report, out) == []
     assert report.out == out
-    names = {"runs.csv", "results.csv", "curves.csv", "results.md"}
+    names = {"runs.csv", "results.csv", "curves.csv", "results.md", "importance.csv"}
     assert {p.name for p in out.iterdir()} == names | {f"{name}.png" for name in FIGURES}
     pd.testing.assert_frame_equal(pd.read_csv(out / "curves.csv"), report.curves)
     assert (out / "results.md").read_text() == report.markdown

@@ -13,14 +13,19 @@ One module per job:
     stats.py     Student's t-interval, Welch's t-test, Holm's adjustment
     tables.py    which accuracy counts, one row per case (results.csv), curves.csv
     markdown.py  results.md and what a terminal shows of it
-    figures.py   the seaborn figures, each a matplotlib Figure of its own (no pyplot)
+    figures.py   the seaborn figures, each a matplotlib Figure of its own (no pyplot),
+                 and the parallel coordinates of settings against the result
     search.py    a hyperparameter search's report (trials.csv, search.png)
+    confirmations.py  a confirmed search's best trials on fresh seeds, tested apart
+                 (confirmations.csv)
+    importance.py  which settings mattered (importance.csv): a grid's ANOVA shares, a
+                 search's PED-ANOVA (Optuna's); the parallel-coordinates figure's data
     report.py    the report in memory (`build` -> `Report`), written into one folder
                  (`write`); both at once: `aggregate`
     cli.py       the command line (`main`)
 
 In a notebook: `report = build([sweep_dir])`, then `report.runs`, `report.curves`,
-`report.cases`, `report.comparisons`, `report.figure("loss_curves")`.
+`report.cases`, `report.comparisons`, `report.importance`, `report.figure("loss_curves")`.
 
 Exported here: what a user or the sweep's end calls; the rest is imported from its
 module (`flowers_sweep.aggregate.stats.holm`, ...).

@@ -1,6 +1,7 @@
-"""The report's figures, drawn with seaborn: loss curves, accuracy per case and the
-learning-rate schedules, each a `matplotlib.figure.Figure` of its own, and `draw_each`,
-which writes each on its own so that one that cannot be drawn leaves the others.
+"""The report's figures, drawn with seaborn: loss curves, accuracy per case, the
+learning-rate schedules and the settings against the result (parallel coordinates, in
+matplotlib), each a `matplotlib.figure.Figure` of its own, and `draw_each`, which
+writes each on its own so that one that cannot be drawn leaves the others.
 
 No figure goes through pyplot and nothing switches matplotlib's backend: each is built
 as `Figure(...)` and drawn with seaborn's axes-level functions, so building them in a
@@ -14,6 +15,7 @@ import math
 import re
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -280,3 +282,149 @@ def draw_each(makers: Mapping[str, Callable[[], Figure]], out: Path) -> list[str
             problems.append(f"{path} not written: {type(exc).__name__}: {exc}")
             log.warning("%s", problems[-1])
     return problems
+
+
+@dataclass(frozen=True)
+class ParallelAxis:
+    """One setting's axis of parallel_figure: `name` its table column and label;
+    `scale` "category" (its values at evenly spaced, labelled positions), "linear" or
+    "log"; `limits` a numeric axis' ends (default: its values' range)."""
+
+    name: str
+    scale: str = "category"
+    limits: tuple[float, float] | None = None
+
+
+PARALLEL_PAD = 0.05  # of an axis' height, kept free above and below its ends
+PARALLEL_TICKS = 8  # a numeric axis without limits (a grid's) with so few values: one tick each
+
+
+def parallel_figure(
+    table: pd.DataFrame,
+    axes: Sequence[ParallelAxis],
+    metric: str,
+    what: str = "run",
+    higher_is_better: bool = True,
+) -> Figure:
+    """Parallel coordinates: a vertical axis per setting, then one for `metric`; one
+    line per row of `table` (a run, a trial), coloured by its metric (the colour bar),
+    the best drawn last, on top.
+
+    `table`: a column per axis' name and one for `metric` (numbers). Each axis is an
+    Axes of its own, labelled (`Axes.get_label()`) with its name: the settings' in
+    order, then the metric's; the colour bar is one more. Raises ValueError without a
+    setting axis or a row.
+    """
+    import numpy as np
+    from matplotlib.collections import LineCollection
+    from matplotlib.transforms import blended_transform_factory
+
+    if not axes or table.empty:
+        raise ValueError("parallel coordinates need a setting that varies and a result")
+    values = table[metric].astype(float).to_numpy()
+    order = np.argsort(values if higher_is_better else -values, kind="stable")
+    dims = [*axes, ParallelAxis(metric, "linear", (values.min(), values.max()))]
+    heights = np.array([_parallel_heights(table[a.name], a) for a in dims]).T[order]
+    width = max(6.0, 1.7 * len(dims) + 1.5)
+    fig = new_figure(width, 4.8)
+    host, cax = fig.subplots(1, 2, width_ratios=[width - 1.0, 0.25])
+    host.set_xlim(0, len(dims) - 1)
+    frames = [host, *(host.twinx() for _ in dims[1:])]
+    for i, (ax, dim) in enumerate(zip(frames, dims, strict=True)):
+        side = "right" if i == len(dims) - 1 and i > 0 else "left"
+        _parallel_axis(ax, table[dim.name], dim, i, side)
+    lines = LineCollection(
+        [list(zip(range(len(dims)), row, strict=True)) for row in heights],
+        array=values[order],
+        cmap="viridis",
+        linewidths=1.2,
+        alpha=0.8,
+        transform=blended_transform_factory(host.transData, host.transAxes),
+    )
+    host.add_collection(lines, autolim=False)
+    host.set_xticks(range(len(dims)), [_axis_name(d.name) for d in dims])
+    host.tick_params(axis="x", length=0)
+    fig.colorbar(lines, cax=cax, label=metric)
+    title = f"Settings against {metric}, one line per {what} ({plural(len(table), what)})"
+    fig.suptitle(wrapped(title, int(TITLE_CHARS_PER_INCH * width)))
+    return fig
+
+
+def _axis_name(name: str) -> str:
+    """A setting's name under its axis: a long dotted key in two lines, after its group."""
+    group, dot, key = name.rpartition(".")
+    return f"{group}.\n{key}" if dot and len(name) > 14 else name
+
+
+def _parallel_span(values: pd.Series, dim: ParallelAxis) -> tuple[list[Any], float, float]:
+    """An axis' levels (a category's, in order) and its ends, in its own units: a
+    category's positions 0, 1, ...; a log axis' log10."""
+    import numpy as np
+
+    if dim.scale == "category":
+        levels = sorted(values.map(str).unique(), key=_natural)
+        return levels, 0.0, float(max(len(levels) - 1, 0))
+    numbers = values.astype(float)
+    low, high = dim.limits or (float(numbers.min()), float(numbers.max()))
+    if dim.scale == "log":
+        low, high = float(np.log10(low)), float(np.log10(high))
+    return [], low, high
+
+
+def _natural(text: str) -> tuple:
+    """Numbers in numeric order before text: 8 before 16, then `relu` before `tanh`."""
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def _parallel_heights(values: pd.Series, dim: ParallelAxis) -> list[float]:
+    """Each row's height on the axis, as a fraction of the axes' height."""
+    import numpy as np
+
+    levels, low, high = _parallel_span(values, dim)
+    if dim.scale == "category":
+        at = values.map(str).map({level: i for i, level in enumerate(levels)}).astype(float)
+    else:
+        at = values.astype(float)
+        at = np.log10(at) if dim.scale == "log" else at
+    at = np.asarray(at, dtype=float)
+    if high == low:
+        return [0.5] * len(at)
+    return list(PARALLEL_PAD + (1 - 2 * PARALLEL_PAD) * (at - low) / (high - low))
+
+
+def _parallel_axis(ax: Axes, values: pd.Series, dim: ParallelAxis, x: int, side: str) -> None:
+    """Axes `ax` drawn as one vertical axis at x: its spine, ticks and limits such that
+    _parallel_heights' fractions land on its values."""
+    from matplotlib.ticker import MaxNLocator
+
+    levels, low, high = _parallel_span(values, dim)
+    if high == low:
+        low, high = low - 1, high + 1  # one value: in the middle
+    pad = PARALLEL_PAD / (1 - 2 * PARALLEL_PAD) * (high - low)
+    low, high = low - pad, high + pad
+    ax.set_label(dim.name)
+    for name, spine in ax.spines.items():
+        spine.set_visible(name == side)
+    ax.spines[side].set_position(("data", x))
+    ax.yaxis.set_ticks_position(side)
+    ax.tick_params(axis="y", labelsize="small")
+    ax.tick_params(axis="x", bottom=x == 0, labelbottom=x == 0)
+    if dim.scale == "category":
+        ax.set_ylim(low, high)
+        ax.set_yticks(range(len(levels)), [short_label(v, 14, 2) for v in levels])
+    elif dim.scale == "log":
+        ax.set_yscale("log")
+        ax.set_ylim(10**low, 10**high)
+    else:
+        ax.set_ylim(low, high)
+        integer = pd.api.types.is_integer_dtype(values.dtype)
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6, integer=integer))
+    if dim.scale == "category" or dim.limits is not None:
+        return
+    distinct = sorted(values.astype(float).unique())
+    if len(distinct) <= PARALLEL_TICKS:  # a grid's few values: a tick each
+        ax.set_yticks(distinct, [f"{v:g}" for v in distinct])
+        ax.minorticks_off()

@@ -13,13 +13,30 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from flowers_sweep.aggregate.confirmations import (
+    CONFIRMATIONS_CSV,
+    confirmations_markdown,
+    confirmations_table,
+    search_run_label,
+    split_runs,
+)
 from flowers_sweep.aggregate.figures import (
     FIGURE_CASES,
     accuracy_figure,
     draw_each,
     loss_curves_figure,
     lr_schedule_figure,
+    parallel_figure,
     shown_cases,
+)
+from flowers_sweep.aggregate.importance import (
+    grid_importance,
+    grid_parallel,
+    importance_markdown,
+    search_folder,
+    search_importance,
+    search_parallel,
+    searched_space,
 )
 from flowers_sweep.aggregate.markdown import pct, results_markdown
 from flowers_sweep.aggregate.runs import AggregateError, load_runs, runs_table
@@ -29,7 +46,6 @@ from flowers_sweep.aggregate.search import (
     read_search,
     search_figure,
     search_markdown,
-    trial_number,
     trials_table,
 )
 from flowers_sweep.aggregate.stats import pairwise_tests
@@ -48,8 +64,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
-FIGURES = ("loss_curves", "accuracy", "lr_schedule")  # a sweep's, by file stem
-SEARCH_FIGURES = ("search", "loss_curves", "lr_schedule")  # a search's
+FIGURES = ("loss_curves", "accuracy", "lr_schedule", "parallel")  # a sweep's, by file stem
+SEARCH_FIGURES = ("search", "loss_curves", "lr_schedule", "parallel")  # a search's
+IMPORTANCE_CSV = "importance.csv"  # which settings mattered (importance.py)
+NO_PARALLEL = "no setting varies between the completed runs"
 Makers = dict[str, Callable[[], "Figure"]]
 
 
@@ -68,6 +86,15 @@ class Report:
                  drawn), one line each
     search:      whether `cases` holds a search's trials
     out:         the folder it was written to; None until written
+    importance:  importance.csv, which settings mattered (aggregate/importance.py): a
+                 grid's ANOVA shares of test accuracy's variance with F tests, or a
+                 search's PED-ANOVA importances (Optuna's); None when no setting varies
+    confirmations: a search's confirmations.csv (hydra.sweeper.confirm.top_k > 0): per
+                 confirmed trial, the mean test accuracy of its runs on fresh seeds
+                 with a 95% interval and Welch's test against the best, Holm-adjusted
+                 (aggregate/confirmations.py); the trial's own search run is not counted
+                 (chosen for scoring high, it is biased upward: the winner's curse).
+                 None for a plain sweep or a search without confirmation runs
     """
 
     runs: pd.DataFrame
@@ -79,7 +106,9 @@ class Report:
     search: bool = False
     out: Path | None = None
     select: str = "last"  # whose test accuracy counts (tables.SELECT)
+    importance: pd.DataFrame | None = None  # importance.csv: which settings mattered
     searched: Search | None = None  # a search's settings, for its figures
+    confirmations: pd.DataFrame | None = None  # a confirmed search's confirmations.csv
 
     @property
     def results(self) -> pd.DataFrame:
@@ -119,18 +148,19 @@ class Report:
         return drawn
 
     def figure(self, name: str) -> Figure:
-        """One figure by its file stem ("loss_curves", "accuracy", "lr_schedule"; a
-        search's "search", "loss_curves", "lr_schedule").
+        """One figure by its file stem ("loss_curves", "accuracy", "lr_schedule",
+        "parallel"; a search's "search", "loss_curves", "lr_schedule", "parallel").
 
         Raises AggregateError for another name, or when there is nothing to draw (no
-        completed run has metrics); what drawing raises otherwise passes through.
+        completed run has metrics; for "parallel", no setting varies); what drawing
+        raises otherwise passes through.
         """
         if name not in self.figure_names():
             allowed = ", ".join(self.figure_names())
             raise AggregateError(f"no figure {name!r}: this report's figures are {allowed}")
         makers, reason = self._makers()
         if name not in makers:
-            raise AggregateError(f"figure {name!r} has nothing to draw: {reason}")
+            raise AggregateError(f"figure {name!r} has nothing to draw: {reason or NO_PARALLEL}")
         return makers[name]()
 
     def _makers(self) -> tuple[Makers, str]:
@@ -143,11 +173,15 @@ class Report:
             return {}, "no completed run has metrics"
         cases, note = shown_cases(self.cases)
         shown = curves[curves["case"].isin(cases)]
-        return {
+        makers: Makers = {
             "loss_curves": lambda: loss_curves_figure(shown, note),
             "accuracy": lambda: accuracy_figure(scored, self.cases, cases, note),
             "lr_schedule": lambda: lr_schedule_figure(shown, note),
-        }, ""
+        }
+        settings, axes = grid_parallel(scored)
+        if axes:  # none where no setting varies
+            makers["parallel"] = lambda: parallel_figure(settings, axes, "test accuracy (%)")
+        return makers, ""
 
     def _search_makers(self) -> tuple[Makers, str]:
         search = self.searched
@@ -164,7 +198,17 @@ class Report:
             "search": lambda: search_figure(search, self.cases),
             "loss_curves": lambda: loss_curves_figure(shown, note, per="trial"),
             "lr_schedule": lambda: lr_schedule_figure(shown, note),
+            "parallel": lambda: parallel_figure(
+                *search_parallel(search, self.cases, self._space(search)),
+                search.metric,
+                what="completed trial",
+                higher_is_better=search.maximize,
+            ),
         }, ""
+
+    def _space(self, search: Search) -> dict:
+        """The search's distributions (importance.searched_space), for its figures."""
+        return searched_space(search, search_folder(self.cases["run_dir"]))
 
 
 def build(roots: Sequence[Path], select: str = "last") -> Report:
@@ -196,19 +240,34 @@ def build(roots: Sequence[Path], select: str = "last") -> Report:
     markdown = results_markdown(
         results, tests, len(skipped) - pruned, select, pruned, apart, twins
     )
+    importance = grid_importance(scored)
+    markdown += importance_markdown(importance)
     curves = curves_table(runs, all_runs)
-    return Report(all_runs, curves, results, tests, markdown, problems, select=select)
+    return Report(
+        all_runs, curves, results, tests, markdown, problems, select=select, importance=importance
+    )
 
 
 def build_search(
     search: Search, runs: Sequence[RunRecord], problems: list[str] | None = None
 ) -> Report:
     """A search's report in memory: trials.csv's table as `cases`, results.md naming
-    the best trial; its figures are search.png and the best trials' curves."""
-    labels = [f"trial {trial_number(r.path)}" for r in runs]
-    all_runs = runs_table(runs, labels)
-    trials = trials_table(search, runs)
+    the best trial; its figures are search.png and the best trials' curves.
+
+    Confirmation runs (SWEEP_DIR/confirm/<trial>-seed<s>/) are no trials: they are left
+    out of trials.csv and the figures, listed in runs.csv and curves.csv as `trial N
+    confirm seed S`, and summed up in `confirmations` and results.md's last section.
+    """
+    trial_runs, confirming = split_runs(runs)
+    all_runs = runs_table(runs, [search_run_label(r) for r in runs])
+    trials = trials_table(search, trial_runs)
     markdown = search_markdown(search, trials)
+    space = searched_space(search, search_folder(r.path for r in trial_runs))
+    importance = search_importance(search, trial_runs, space)
+    markdown += importance_markdown(importance)
+    confirmations = confirmations_table(search, trials, confirming)
+    if confirmations is not None:
+        markdown += "\n" + confirmations_markdown(search, confirmations)
     curves = curves_table(runs, all_runs)
     return Report(
         all_runs,
@@ -219,12 +278,15 @@ def build_search(
         list(problems or []),
         search=True,
         searched=search,
+        confirmations=confirmations,
+        importance=importance,
     )
 
 
 def write(report: Report, out: Path) -> list[str]:
     """Write the report into `out` (made if missing): runs.csv, results.csv (a search's
-    trials.csv), curves.csv, results.md and one PNG per figure, each file atomically.
+    trials.csv), curves.csv, results.md, importance.csv (where a setting varies),
+    confirmations.csv (a confirmed search) and one PNG per figure, each file atomically.
 
     Returns the problems of this writing (a figure that could not be drawn: its file is
     removed rather than left stale), one line each; they are added to report.problems,
@@ -239,10 +301,19 @@ def write(report: Report, out: Path) -> list[str]:
         atomic_write_text(out / table, report.cases.to_csv(index=False))
         atomic_write_text(out / "curves.csv", report.curves.to_csv(index=False))
         atomic_write_text(out / "results.md", report.markdown)
+        if report.confirmations is not None:  # a confirmed search's (confirmations.py)
+            atomic_write_text(out / CONFIRMATIONS_CSV, report.confirmations.to_csv(index=False))
+        else:  # an earlier report's would disagree
+            (out / CONFIRMATIONS_CSV).unlink(missing_ok=True)
+        if report.importance is not None:
+            atomic_write_text(out / IMPORTANCE_CSV, report.importance.to_csv(index=False))
+        else:  # an earlier report's would disagree
+            (out / IMPORTANCE_CSV).unlink(missing_ok=True)
         makers, reason = report._makers()
         if reason:
             log.warning("%s: figures skipped", reason)
-            for name in report.figure_names():  # an earlier report's would disagree
+        for name in report.figure_names():  # an earlier report's would disagree
+            if name not in makers:
                 (out / f"{name}.png").unlink(missing_ok=True)
     problems = draw_each(makers, out)
     report.out = out
