@@ -42,8 +42,11 @@ def unfinished_runs(sweep_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     A folder still locked now belongs to a process of another launch (this launch's jobs
     have all returned): it is reported as running elsewhere, skipped by this launch.
     """
+    from flowers_sweep.record.sweepstate import nested  # a search's confirm/ runs too
+
     bad = []
-    for job in sorted(p for p in sweep_dir.iterdir() if (p / HYDRA_DIR).is_dir()):
+    jobs = sorted(p for p in sweep_dir.iterdir() if (p / HYDRA_DIR).is_dir())
+    for job in jobs + nested(sweep_dir):
         if is_held(job):
             bad.append((job, {"status": "skipped", "error": "still training in another process"}))
             continue

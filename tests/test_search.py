@@ -125,3 +125,7 @@ def test_a_pruned_job_is_finished_for_the_sweeps_exit_status(tmp_path):
     write_result(sweep / "1", pruned_result(epochs=3, epochs_done=1, best_val_acc=0.2))
     write_run(sweep / "2", case="relu", status="failed")
     assert [job.name for job, _ in unfinished_runs(sweep)] == ["2"]
+    # a confirmation run (SWEEP_DIR/confirm/<trial>-seed<s>) that failed is listed too
+    write_run(sweep / "confirm" / "0-seed1", case="relu", status="failed")
+    write_run(sweep / "confirm" / "0-seed2", case="relu")
+    assert [job.name for job, _ in unfinished_runs(sweep)] == ["2", "0-seed1"]

@@ -198,6 +198,14 @@ def test_a_search_plans_n_trials_jobs(tmp_path):
     jobs = sweep_state(sweep)
     assert [(j.name, j.state) for j in jobs] == [
         ("0", "completed"), ("1", "completed"), ("2", "pending"), ("3", "pending")]  # fmt: skip
+    # its confirmation runs (search/confirm.py) are listed by their folder, after the trials
+    write_run(sweep / "confirm" / "1-seed1", case="relu", seed=1, status="completed")
+    write_run(sweep / "confirm" / "1-seed2", case="relu", seed=2, status=None)
+    (sweep / "report" / "x").mkdir(parents=True)  # a report folder holds no job
+    jobs = sweep_state(sweep)
+    assert [(j.name, j.state) for j in jobs][-2:] == [
+        ("confirm/1-seed1", "completed"), ("confirm/1-seed2", "pending")]  # fmt: skip
+    assert len(jobs) == 6
 
 
 def test_the_grid_is_split_as_hydra_splits_it():

@@ -27,7 +27,7 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from flowers_sweep.record.runrecord import (
     LAUNCH_DIR,
     LOCK_FILE,
     MULTIRUN_FILE,
+    REPORT_DIRNAME,
     RESULT_FILE,
     SWEEP_OWNER_FILE,
     RunRecord,
@@ -124,6 +125,7 @@ def sweep_state(path: Path) -> list[JobState]:
         )
     notes = running_notes(path / LAUNCH_DIR)
     jobs = [job_state(folder, notes) for folder in folders]
+    jobs += [replace(job_state(f, notes), name=f"{f.parent.name}/{f.name}") for f in nested(path)]
     planned, numbered = planned_jobs(path)
     if planned is None:
         return jobs
@@ -131,11 +133,24 @@ def sweep_state(path: Path) -> list[JobState]:
     if numbered:
         missing = [str(n) for n in range(len(planned)) if str(n) not in have]
     else:  # folders named otherwise (hydra.sweep.subdir): only how many are missing
-        missing = ["?"] * max(len(planned) - len(jobs), 0)
+        missing = ["?"] * max(len(planned) - len(folders), 0)
     for name in missing:
         what = planned[int(name)] if name != "?" else ()
         jobs.append(JobState(name, None, "pending", reason=" ".join(what) or None))
     return sorted(jobs, key=lambda j: natural_key(Path(j.name)))
+
+
+def nested(sweep_dir: Path) -> list[Path]:
+    """Job folders one level down, in a folder that is no job's (a search's
+    confirmation runs, SWEEP_DIR/confirm/<trial>-seed<s>: search/confirm.py), listed
+    by `confirm/3-seed1`; the report's folder and hidden ones are left out."""
+    found = []
+    for parent in sorted(Path(sweep_dir).iterdir(), key=natural_key):
+        skip = parent.name == REPORT_DIRNAME or parent.name.startswith(".")
+        if skip or not parent.is_dir() or (parent / HYDRA_DIR).is_dir():
+            continue
+        found += sorted((p for p in parent.iterdir() if (p / HYDRA_DIR).is_dir()), key=natural_key)
+    return found
 
 
 def is_sweep(path: Path) -> bool:
