@@ -15,6 +15,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from flowers_sweep.config.overrides import check_study
 from flowers_sweep.errors import FlowersSweepError
 from flowers_sweep.job.fail_fast import fail_fast_limit, fail_fast_line
 from flowers_sweep.job.launch import claim_sweep, drop_unused_dirs, noted_jobs, release_sweep
@@ -112,6 +113,7 @@ class SweepEnd(Callback):
         overrides = [str(o) for o in config.hydra.overrides.task]
         try:
             fail_fast_limit(config.get("fail_fast"))  # before a job starts, not in each
+            check_study(overrides, config.hydra.runtime.choices)
             claim_sweep(Path(config.hydra.sweep.dir), overrides)
         except FlowersSweepError as exc:  # SweepBusyError, a bad fail_fast
             drop_unused_dirs()

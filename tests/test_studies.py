@@ -15,10 +15,13 @@ import pytest
 import yaml
 
 from flowers_sweep import plan
+from flowers_sweep.config.overrides import check_study
+from flowers_sweep.errors import ConfigError
 from flowers_sweep.record.runrecord import REPORT_DIRNAME
 
 from .helpers.cli import CONF, TINY, result, run_cli
 
+SEARCH = {"hparams_search": "optuna"}
 REPORT_CASES = ["relu", "sigmoid", "leaky_relu", "baseline_cnn"]
 
 
@@ -92,3 +95,27 @@ def test_the_report_study_launches_12_jobs_and_writes_the_report(tmp_path, cache
     assert table["case"].tolist() == REPORT_CASES
     assert table["n"].tolist() == [3, 3, 3, 3]
     assert (Path(sweep, REPORT_DIRNAME, "results.md")).is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "choices", "message"),
+    [
+        (["-m", "study=report,activations"], {"study": "report"},
+         "study=report,activations is invalid: a study is a whole sweep"),
+        (["study=report", "hparams_search=optuna"], {"study": "report", **SEARCH},
+         "study=report with hparams_search=optuna: a study is a grid"),
+    ],
+)  # fmt: skip
+def test_two_sweeps_in_one_launch_are_refused_in_one_line(
+    args, choices, message, capsys, tmp_path, monkeypatch
+):
+    """A sweep of studies would give each job a study's name but no study's axes; a
+    study with a search would sample the study's axes as hyperparameters. The launch's
+    start (callbacks.SweepEnd) and the plan check it alike (check_study)."""
+    monkeypatch.chdir(tmp_path)
+    assert plan.main([*args, "--no-estimate"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    with pytest.raises(ConfigError, match=message):
+        check_study([a for a in args if a != "-m"], choices)
+    check_study(["study=report", "seed=0,1"], {"study": "report"})  # an axis replaced: fine

@@ -162,3 +162,35 @@ def refuse_preset_lists(overrides: Sequence[str]) -> None:
                 "into one logger (the last); use logger=many (TensorBoard and MLflow), "
                 "adding one with +logger@logger.loggers.wandb=wandb (docs/tracking.md)"
             )
+
+
+def check_study(overrides: Sequence[str], choices: Mapping[str, Any]) -> None:
+    """A `study` preset (conf/study/) is a whole sweep: its file's axes are the launch's
+    sweeper params. Two launches' worth in one are refused before any job starts:
+
+    - `study=report,activations`: Hydra would sweep the group, and each job would get a
+      study's choice but no study's axes (identical default runs);
+    - a study with a search (`hparams_search=optuna`): the search would sample the
+      study's axes (`case`, `seed`) as hyperparameters.
+
+    `overrides`: the launch's command-line overrides; `choices`: Hydra's group choices.
+
+    Raises:
+        ConfigError: naming the override or the two choices, and what to do instead.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([str(text) for text in overrides])
+    for override in parsed:
+        if override.key_or_group == "study" and override.is_sweep_override():
+            raise ConfigError(
+                f"{override.input_line} is invalid: a study is a whole sweep; launch one "
+                "study at a time (study=report, then study=activations)"
+            )
+    study, search = choices.get("study"), choices.get("hparams_search")
+    if study and search:
+        raise ConfigError(
+            f"study={study} with hparams_search={search}: a study is a grid of its own axes "
+            "and a search samples its trials; use one of them (a search's axes are its "
+            "hydra.sweeper.params)"
+        )

@@ -24,7 +24,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from flowers_sweep.atomic import read_json
 from flowers_sweep.config.composition import initialized, user_config_dir
-from flowers_sweep.config.overrides import refuse_preset_lists, validate_added_keys
+from flowers_sweep.config.overrides import (
+    check_study,
+    refuse_preset_lists,
+    validate_added_keys,
+)
 from flowers_sweep.config.validate import validate
 from flowers_sweep.errors import ConfigError, FlowersSweepError
 from flowers_sweep.job.hydra_job import JobContext, composed_without_added
@@ -113,6 +117,7 @@ def _plan(loader: Any, name: str, args: list[str], multirun: bool) -> LaunchPlan
     sweep_dir = Path(str(launch.hydra.sweep.dir))  # only named (naming_only)
     sweeper = launch.hydra.sweeper
     task = [str(o) for o in launch.hydra.overrides.task]
+    check_study(task, launch.hydra.runtime.choices)  # as the launch's start checks it
     if sweeper.get("_target_") != BASIC_SWEEPER:  # hparams_search=optuna: trials as it runs
         base = [str(o.input_line) for o in _parsed(loader, task) if not o.is_sweep_override()]
         job = PlannedJob(0, base)
