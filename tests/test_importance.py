@@ -3,6 +3,7 @@ Optuna gives it on the study itself), and the parallel-coordinates figure; built
 fake run folders or runs tables, no training, no subprocess."""
 
 import io
+import logging
 import math
 
 import numpy as np
@@ -14,12 +15,15 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from scipy import stats
 
 from flowers_sweep.aggregate import AggregateError, aggregate, build, write
-from flowers_sweep.aggregate.figures import PARALLEL_PAD
+from flowers_sweep.aggregate.figures import PARALLEL_PAD, end_ticks
 from flowers_sweep.aggregate.importance import (
+    aliased,
+    choice_label,
     grid_importance,
     importance_markdown,
     optuna_importance,
 )
+from flowers_sweep.aggregate.stats import pairwise_tests
 
 from .helpers.runfolders import write_run
 
@@ -228,12 +232,13 @@ def axes_named(fig):
 
 
 def test_the_parallel_figure_has_an_axis_per_setting_and_one_for_the_result(tmp_path):
-    grid = build([noisy_grid(tmp_path)]).figure("parallel")
+    report = build([noisy_grid(tmp_path)])
+    grid = report.figure("parallel")
+    metric = "mean test accuracy (%)"
     assert list(axes_named(grid)) == ["dataset.image_size", "trainer.batch_size",
-                                      "test accuracy (%)"]  # runs.csv's order  # fmt: skip
+                                      metric]  # runs.csv's order  # fmt: skip
     assert len(grid.axes) == 3 + 1  # and the colour bar
-    host = grid.axes[0]
-    assert len(host.collections[0].get_segments()) == 12  # a line per run
+    assert len(grid.axes[0].collections[0].get_segments()) == 4  # a line per case
     grid.savefig(io.BytesIO(), format="png")
 
     study = real_study(20)
@@ -270,3 +275,102 @@ def test_nothing_varies_no_importance_and_no_parallel_figure(tmp_path):
         report.figure("parallel")
     assert write(report, tmp_path / "out") == []
     assert importance_markdown(None) == ""
+
+
+def test_a_grids_figure_draws_each_case_once_at_its_mean_and_labels_the_metrics_range(tmp_path):
+    """12 runs, 4 cases x 3 seeds: 4 lines, each at and coloured by its case's mean (the
+    seeds' runs would draw on top of each other, in the best one's colour)."""
+    report = build([noisy_grid(tmp_path)])
+    fig = report.figure("parallel")
+    lines = fig.axes[0].collections[0]
+    means = report.results["test_acc_mean"].to_numpy(float) * 100
+    assert sorted(lines.get_array()) == pytest.approx(sorted(means), rel=64 * EPS)
+    title = " ".join(fig.get_suptitle().split())  # wrapped
+    assert "one line per case: mean over its 3 runs (4 cases)" in title, title
+    metric = axes_named(fig)["mean test accuracy (%)"]
+    ticks = metric.get_yticks()
+    assert ticks[0] == pytest.approx(means.min()) and ticks[-1] == pytest.approx(means.max())
+    low, high = metric.get_ylim()
+    assert low < means.min() and means.max() < high
+    labels = [t.get_text() for t in metric.get_yticklabels()]
+    assert labels[0] == f"{means.min():.4g}" and labels[-1] == f"{means.max():.4g}"
+    assert end_ticks(5, 20) == [5, 7.5, 10, 12.5, 15, 17.5, 20]  # the ends, not 6..18 alone
+    assert end_ticks(5, 18.2) == [5, 7.5, 10, 12.5, 15, 18.2]  # 17.5: too near 18.2
+    assert end_ticks(5, 5) == [5]
+    one = build([noisy_grid(tmp_path / "one", seeds=1)]).figure("parallel")
+    assert "test accuracy (%)" in axes_named(one)  # a run per case: no mean
+    assert "mean over" not in one.get_suptitle()
+
+
+def test_a_searchs_figure_shows_every_choice_of_its_space_in_the_spaces_order(tmp_path):
+    """The trials took 64 and 32 of choice(16, 32, 64) and one of three milestone
+    lists: the axes still show all the space's choices, in its order."""
+    sweep = tmp_path / "search"
+    for n, (batch, milestones) in enumerate(
+        [(64, (0.4, 0.7)), (32, (0.4, 0.7)), (64, (0.4, 0.7))]
+    ):
+        write_run(sweep / str(n), case="relu", milestones=milestones, test_acc=0.5 + n / 10,
+                  settings={"trainer.batch_size": batch})  # fmt: skip
+    params = {"trainer.batch_size": "choice(16, 32, 64)",
+              "scheduler.milestones": "choice([0.4,0.7], [0.6], [0.5,0.75])"}  # fmt: skip
+    tree = {"hydra": {"sweeper": {"_target_": SWEEPER, "params": params}}}
+    (sweep / "multirun.yaml").write_text(OmegaConf.to_yaml(tree))
+    fig = build([sweep]).figure("parallel")
+    named = axes_named(fig)
+    labels = {k: [t.get_text() for t in named[k].get_yticklabels()] for k in params}
+    assert labels["trainer.batch_size"] == ["16", "32", "64"]
+    assert labels["scheduler.milestones"] == ["[0.4,0.7]", "[0.6]", "[0.5,0.75]"]
+    heights = [seg[0][1] for seg in fig.axes[0].collections[0].get_segments()]
+    assert sorted(heights) == pytest.approx([0.5, 0.95, 0.95])  # 32 in the middle, 64 on top
+    assert choice_label(16.0, [16, 32]) == "16"  # trials.csv's float column
+    assert choice_label("[0.6]", ["[0.4,0.7]", "[0.6]"]) == "[0.6]"
+    assert choice_label(True, [1, True]) == "True"  # a bool is no number here
+
+
+def test_settings_that_change_together_are_one_row_and_the_note_says_why(tmp_path):
+    """lr and batch size moved together (0.1 with 64, 0.01 with 16): one effect, which
+    no analysis of these runs can share out between them."""
+    settings = {"optimizer.lr": [0.1, 0.1, 0.01, 0.01] * 2,
+                "trainer.batch_size": [64, 64, 16, 16] * 2,
+                "dataset.image_size": [32, 48, 32, 48] * 2}  # fmt: skip
+    accs = [0.7, 0.71, 0.5, 0.52, 0.69, 0.7, 0.51, 0.5]
+    table = grid_importance(runs_frame(settings, accs)).set_index("setting")
+    assert table.index.tolist() == ["optimizer.lr + trainer.batch_size", "dataset.image_size",
+                                    "interactions", "seeds"]  # fmt: skip
+    note = table["note"].iloc[0]
+    assert "optimizer.lr and trainer.batch_size change together: their shares cannot" in note
+    assert "unbalanced" not in note  # merged, the grid is a balanced 2 x 2 x 2
+    assert table["importance"].sum() == pytest.approx(1, rel=64 * EPS)
+    assert table.loc["optimizer.lr + trainer.batch_size", "levels"] == 2
+    levels = pd.DataFrame({"a": [1, 1, 2, 2], "b": ["x", "x", "y", "y"], "c": [1, 2, 1, 1],
+                           "d": [5, 5, 6, 6], "e": [1, 2, 3, 3]})  # fmt: skip
+    assert aliased(levels) == [["a", "b", "d"], ["c"], ["e"]]  # e determines a, not back
+
+
+def test_the_note_says_why_a_paired_test_and_the_f_test_can_disagree():
+    """Two cases on the same folds: results.md's tests are paired, the F test is not."""
+    accs = [0.60, 0.70, 0.80, 0.62, 0.73, 0.81]
+    runs = runs_frame({"trainer.batch_size": [16] * 3 + [32] * 3}, accs, fold=[0, 1, 2] * 2)
+    runs["seed"] = 0  # the same (seed, fold) pairs in both cases
+    assert pairwise_tests(runs)["test"].tolist() == ["paired"]
+    note = grid_importance(runs)["note"].iloc[0]
+    assert "the paired t-tests above" in note and "can disagree" in note
+    apart = runs.assign(fold=[0, 1, 2, 3, 4, 5])  # no fold shared: Welch's tests
+    assert "paired" not in grid_importance(apart)["note"].iloc[0]
+
+
+def test_searches_aggregated_together_are_a_grid_without_confirmation_runs(tmp_path, caplog):
+    one = search_folders(tmp_path / "one", real_study(3))
+    two = search_folders(tmp_path / "two", real_study(3))
+    write_run(one / "confirm" / "0-seed5", case="relu", seed=5, test_acc=0.99)
+    with caplog.at_level(logging.WARNING, logger="flowers_sweep.aggregate.report"):
+        report = build([one, two])
+    assert not report.search and report.problems == []
+    assert len(report.runs) == 6 and not report.runs["run_dir"].str.contains("confirm").any()
+    line = (f"{one}, {two} are searches: a search's report needs its folder alone "
+            "(python -m flowers_sweep.aggregate SEARCH_DIR); here the trials are a grid's "
+            "runs, and the 1 confirmation run of confirm/ left out")  # fmt: skip
+    assert line in caplog.messages
+    assert report.markdown.startswith(f"# Results\n\n{line}.\n\n")
+    plain = build([one / "0", one / "confirm"])  # no search among them: as they are
+    assert len(plain.runs) == 2 and "search" not in plain.markdown

@@ -153,8 +153,8 @@ def test_titles_say_what_is_drawn_for_the_runs_per_case(tmp_path, seeds):
         for title in (loss, accuracy):
             assert "one run per case" in title and "std" not in title, title
     else:
-        assert "band: std over seeds" in loss
-        assert "whisker: std" in accuracy and "dots: seeds" in accuracy
+        assert "band: std over runs" in loss
+        assert "whisker: std" in accuracy and "dots: runs" in accuracy
 
 
 def test_a_single_epoch_shows_its_point_on_a_whole_epoch_axis(tmp_path):
@@ -257,7 +257,7 @@ def test_loss_panels_hide_the_unused_cell_and_word_the_band_by_what_is_true(tmp_
     fig = build([sweep]).figure("loss_curves")
     assert [ax.get_title()[:4] for ax in fig.axes] == ["relu", "sigm", "tanh"]  # no 4th panel
     title = fig.get_suptitle()
-    assert "band: std over seeds where a case has several runs" in title, title
+    assert "band: std over runs where a case has several" in title, title
     one = fig.axes[2]  # tanh's one epoch, beside three-epoch panels
     assert one.get_xlim() == (0.5, 1.5) and one.get_xticks().tolist() == [1]
     fig.draw_without_rendering()

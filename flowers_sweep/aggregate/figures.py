@@ -101,7 +101,7 @@ def legend_below(fig: Figure, ax: Axes, columns: int = 1) -> None:
 
 def loss_curves_figure(curves: pd.DataFrame, note: str = "", per: str = "case") -> Figure:
     """One panel per case, two to a row: train and validation loss per epoch; with
-    several seeds a case's line is their mean and its band their std.
+    several runs (seeds or folds) a case's line is their mean and its band their std.
 
     `curves`: the long form (tables.long_curves: case, run_dir, epoch, split, loss);
     `per`: what a panel is, for the title ("case", a search's "trial").
@@ -139,9 +139,9 @@ def loss_curves_figure(curves: pd.DataFrame, note: str = "", per: str = "case") 
     if seeds <= 1:
         spread = f"one run per {per}"
     elif int(per_case.min()) > 1:
-        spread = "line: mean, band: std over seeds"
+        spread = "line: mean, band: std over runs"
     else:
-        spread = f"line: mean, band: std over seeds where a {per} has several runs"
+        spread = f"line: mean, band: std over runs where a {per} has several"
     fig.suptitle(f"Training and validation loss{what} ({spread})")
     return fig
 
@@ -151,7 +151,7 @@ def spread_words(ns: Sequence[int]) -> str:
     if not ns or max(ns) <= 1:
         return "one run per case"
     whisker = "whisker: std" if min(ns) > 1 else "whisker: std where a case has several runs"
-    return f"bar: mean, {whisker}, dots: seeds"
+    return f"bar: mean, {whisker}, dots: runs"
 
 
 def accuracy_figure(
@@ -288,15 +288,20 @@ def draw_each(makers: Mapping[str, Callable[[], Figure]], out: Path) -> list[str
 class ParallelAxis:
     """One setting's axis of parallel_figure: `name` its table column and label;
     `scale` "category" (its values at evenly spaced, labelled positions), "linear" or
-    "log"; `limits` a numeric axis' ends (default: its values' range)."""
+    "log"; `limits` a numeric axis' ends (default: its values' range); `levels` a
+    category's values in their order, bottom to top, as text (default: the values
+    found, numbers in numeric order, then text), so an axis can show every choice of a
+    search space, those no line takes included."""
 
     name: str
     scale: str = "category"
     limits: tuple[float, float] | None = None
+    levels: tuple[str, ...] | None = None
 
 
 PARALLEL_PAD = 0.05  # of an axis' height, kept free above and below its ends
 PARALLEL_TICKS = 8  # a numeric axis without limits (a grid's) with so few values: one tick each
+END_ROOM = 0.07  # of a linear axis' span: an inner tick this near a labelled end is dropped
 
 
 def parallel_figure(
@@ -305,10 +310,13 @@ def parallel_figure(
     metric: str,
     what: str = "run",
     higher_is_better: bool = True,
+    note: str = "",
 ) -> Figure:
     """Parallel coordinates: a vertical axis per setting, then one for `metric`; one
-    line per row of `table` (a run, a trial), coloured by its metric (the colour bar),
-    the best drawn last, on top.
+    line per row of `table` (a run, a trial, a grid's case), coloured by its metric (the
+    colour bar), the best drawn last, on top. The metric's axis spans its values, its
+    lowest and highest labelled; `note` says in the title what a line is where "one
+    line per `what`" does not (a case's mean over its runs).
 
     `table`: a column per axis' name and one for `metric` (numbers). Each axis is an
     Axes of its own, labelled (`Axes.get_label()`) with its name: the settings' in
@@ -345,7 +353,8 @@ def parallel_figure(
     host.set_xticks(range(len(dims)), [_axis_name(d.name) for d in dims])
     host.tick_params(axis="x", length=0)
     fig.colorbar(lines, cax=cax, label=metric)
-    title = f"Settings against {metric}, one line per {what} ({plural(len(table), what)})"
+    what_is = f": {note}" if note else ""
+    title = f"Settings against {metric}, one line per {what}{what_is} ({plural(len(table), what)})"
     fig.suptitle(wrapped(title, int(TITLE_CHARS_PER_INCH * width)))
     return fig
 
@@ -362,7 +371,9 @@ def _parallel_span(values: pd.Series, dim: ParallelAxis) -> tuple[list[Any], flo
     import numpy as np
 
     if dim.scale == "category":
-        levels = sorted(values.map(str).unique(), key=_natural)
+        found = sorted(values.map(str).unique(), key=_natural)
+        levels = list(dim.levels or ())
+        levels += [v for v in found if v not in levels]  # a value outside the given levels
         return levels, 0.0, float(max(len(levels) - 1, 0))
     numbers = values.astype(float)
     low, high = dim.limits or (float(numbers.min()), float(numbers.max()))
@@ -398,9 +409,8 @@ def _parallel_heights(values: pd.Series, dim: ParallelAxis) -> list[float]:
 def _parallel_axis(ax: Axes, values: pd.Series, dim: ParallelAxis, x: int, side: str) -> None:
     """Axes `ax` drawn as one vertical axis at x: its spine, ticks and limits such that
     _parallel_heights' fractions land on its values."""
-    from matplotlib.ticker import MaxNLocator
-
     levels, low, high = _parallel_span(values, dim)
+    ends = (low, high)
     if high == low:
         low, high = low - 1, high + 1  # one value: in the middle
     pad = PARALLEL_PAD / (1 - 2 * PARALLEL_PAD) * (high - low)
@@ -415,16 +425,31 @@ def _parallel_axis(ax: Axes, values: pd.Series, dim: ParallelAxis, x: int, side:
     if dim.scale == "category":
         ax.set_ylim(low, high)
         ax.set_yticks(range(len(levels)), [short_label(v, 14, 2) for v in levels])
-    elif dim.scale == "log":
+        return
+    if dim.scale == "log":
         ax.set_yscale("log")
         ax.set_ylim(10**low, 10**high)
-    else:
-        ax.set_ylim(low, high)
-        integer = pd.api.types.is_integer_dtype(values.dtype)
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=6, integer=integer))
-    if dim.scale == "category" or dim.limits is not None:
         return
+    ax.set_ylim(low, high)
     distinct = sorted(values.astype(float).unique())
-    if len(distinct) <= PARALLEL_TICKS:  # a grid's few values: a tick each
+    if dim.limits is None and len(distinct) <= PARALLEL_TICKS:  # a grid's few values
         ax.set_yticks(distinct, [f"{v:g}" for v in distinct])
-        ax.minorticks_off()
+    else:
+        integer = pd.api.types.is_integer_dtype(values.dtype)
+        ticks = end_ticks(*ends, integer=integer)
+        ax.set_yticks(ticks, [f"{v:.4g}" for v in ticks])
+    ax.minorticks_off()
+
+
+def end_ticks(low: float, high: float, integer: bool = False) -> list[float]:
+    """A linear axis' ticks from `low` to `high`, both ends among them (an axis' labels
+    then say the whole range it spans, its lowest and highest value), and between them
+    matplotlib's round ticks (MaxNLocator) that are not within END_ROOM of an end,
+    where their labels would overlap. One tick where low == high."""
+    from matplotlib.ticker import MaxNLocator
+
+    if high <= low:
+        return [low]
+    room = END_ROOM * (high - low)
+    inner = MaxNLocator(nbins=6, integer=integer).tick_values(low, high)
+    return [low, *(float(t) for t in inner if low + room < t < high - room), high]

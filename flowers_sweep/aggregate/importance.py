@@ -54,6 +54,11 @@ IMPORTANCE_COLUMNS = [
 TOP_QUANTILE = 0.1  # PED-ANOVA's target_quantile (Optuna's default)
 ADVISED_TOP = 5  # Optuna's docs: at least this many trials in the top quantile
 LOG_SPAN = 100.0  # a grid's positive numbers spanning this ratio get a log axis
+# Where cases share folds: why a grid's F test and results.md's t-tests can disagree.
+PAIRED_NOTE = (
+    "the paired t-tests above (cases that share their seeds and folds) take out what a "
+    "fold does to both cases and this F test does not: the two can disagree"
+)
 
 
 # ---------------------------------------------------------------- a grid
@@ -125,6 +130,11 @@ def grid_importance(runs: pd.DataFrame) -> pd.DataFrame | None:
     (scipy.stats.f.sf); with one run per cell the interactions are the error term
     instead, which assumes the settings do not interact (Montgomery §5.3.7).
 
+    Settings that change together (aliased: their values map one to one over the runs
+    compared, as lr and batch size moved together) have one and the same effect, which
+    no analysis of these runs can share out between them: they are one row, named
+    "a + b", and the note says so (aliased).
+
     Balanced (every combination of the settings present, each with as many runs): the
     main effects are orthogonal, so the shares and the remainder sum to 1 and each
     share is that setting's own. Unbalanced (a combination missing, unequal seeds):
@@ -143,7 +153,10 @@ def grid_importance(runs: pd.DataFrame) -> pd.DataFrame | None:
     names = [c for c in data.columns if c != METRIC]
     if not names:
         return None
-    levels = pd.DataFrame({name: levels_of(data[name]) for name in names})
+    found = pd.DataFrame({name: levels_of(data[name]) for name in names})
+    together = aliased(found)
+    levels = pd.DataFrame({" + ".join(group): found[group[0]] for group in together})
+    names = list(levels.columns)
     y = data[METRIC].to_numpy(float)
     total = float(((y - y.mean()) ** 2).sum())
     by_cell = pd.Series(y).groupby([levels[n] for n in names])
@@ -171,7 +184,10 @@ def grid_importance(runs: pd.DataFrame) -> pd.DataFrame | None:
     untested = _untested(df_within, ss_error, df_error, balanced, rounding)
     method = "ANOVA main effect: share of the sum of squares of test accuracy (eta squared)"
     method += "; no F test" if untested else f"; F test against {error}"
-    notes = "; ".join(n for n in (_unbalanced(total, balanced, crossed), untested) if n)
+    notes = [_together(g) for g in together if len(g) > 1]
+    notes += [_unbalanced(total, balanced, crossed), untested]
+    if not untested and paired_cases(runs):
+        notes.append(PAIRED_NOTE)
     rows = []
     for name, n_levels, ss in effects:
         f_stat = p = math.nan
@@ -188,8 +204,47 @@ def grid_importance(runs: pd.DataFrame) -> pd.DataFrame | None:
         rows.append(["residual", replicates, math.nan, ss_within, df_within, math.nan, math.nan])
     table = pd.DataFrame(rows, columns=["kind", "setting", "levels", "sum_sq", "df", "F", "p"])
     table["importance"] = table["sum_sq"] / total if total > 0 else math.nan
-    table["method"], table["note"] = method, notes
+    table["method"], table["note"] = method, "; ".join(n for n in notes if n)
     return table[IMPORTANCE_COLUMNS].astype({"levels": "Int64", "df": "Int64"})
+
+
+def aliased(levels: pd.DataFrame) -> list[list[str]]:
+    """The columns of `levels` (a setting's level names each, one row per run) in
+    groups whose levels map one to one over the rows, each group in column order and
+    the groups in the order of their first column; a setting that goes with no other
+    is a group of its own. Such settings split the runs into the same groups, so their
+    effects on the runs are one and the same (aliased, or completely confounded:
+    Montgomery, Design and Analysis of Experiments, 8th ed., §8.2)."""
+    groups: list[list[str]] = []
+    for name in levels.columns:
+        for group in groups:
+            if _one_to_one(levels[group[0]], levels[name]):
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return groups
+
+
+def _one_to_one(a: pd.Series, b: pd.Series) -> bool:
+    pairs = len(pd.DataFrame({"a": a, "b": b}).drop_duplicates())
+    return pairs == a.nunique() == b.nunique()
+
+
+def _together(group: Sequence[str]) -> str:
+    names = ", ".join(group[:-1]) + f" and {group[-1]}"
+    return f"{names} change together: their shares cannot be told apart (one row)"
+
+
+def paired_cases(runs: pd.DataFrame) -> bool:
+    """Whether results.md's t-tests pair two cases (stats.pairwise_tests): both have
+    the same (seed, fold) pairs, at least two, cross-validation's."""
+    from flowers_sweep.aggregate.stats import run_keys
+
+    done = runs[(runs["status"] == "completed") & runs[METRIC].notna()]
+    keys = [run_keys(group) for _, group in done.groupby("case", sort=False)]
+    sets = [frozenset(k) for k in keys if k is not None and len(k) > 1]
+    return len(set(sets)) < len(sets)
 
 
 def _replicates(runs: pd.DataFrame) -> str:
@@ -421,14 +476,34 @@ def importance_markdown(table: pd.DataFrame | None) -> str:
 
 
 # ---------------------------------------------------------------- parallel coordinates
-def grid_parallel(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[ParallelAxis]]:
-    """What figures.parallel_figure draws for a grid: the factors of grid_factors, a
-    numeric one on a log axis where its values are positive and span LOG_SPAN or more,
-    and the test accuracy in percent."""
+GRID_METRIC = "test accuracy (%)"  # a grid's result axis; "mean " before it with replicates
+
+
+def grid_parallel(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[ParallelAxis], str, str]:
+    """What figures.parallel_figure draws for a grid: one row per case (a combination of
+    the factors of grid_factors) at its mean test accuracy in percent over its completed
+    runs, so that runs differing only by seed or fold, which would draw one on top of
+    the other, are one line at their mean rather than the best run's colour.
+
+    Returns (table, axes, metric, note): the table a column per factor and one for
+    `metric` ("mean test accuracy (%)", or GRID_METRIC with one run per case); a numeric
+    factor on a log axis where its values are positive and span LOG_SPAN or more;
+    `note` for the title ("mean over its 3 runs"; "" with one run per case).
+    """
     data = grid_factors(runs)
-    axes = [_grid_axis(name, data[name]) for name in data.columns if name != METRIC]
-    data["test accuracy (%)"] = 100 * data.pop(METRIC)
-    return data, axes
+    names = [c for c in data.columns if c != METRIC]
+    axes = [_grid_axis(name, data[name]) for name in names]
+    if not names:
+        return data.rename(columns={METRIC: GRID_METRIC}), axes, GRID_METRIC, ""
+    cell = pd.Series(list(zip(*(levels_of(data[n]) for n in names), strict=True)))
+    cases = data.groupby(cell, sort=False)
+    table = cases[names].first().reset_index(drop=True)
+    n = cases.size()
+    several = n.max() > 1
+    metric = f"mean {GRID_METRIC}" if several else GRID_METRIC
+    table[metric] = 100 * cases[METRIC].mean().to_numpy(float)
+    runs_each = str(n.min()) if n.min() == n.max() else f"{n.min()} to {n.max()}"
+    return table, axes, metric, f"mean over its {runs_each} runs" if several else ""
 
 
 def _grid_axis(name: str, values: pd.Series) -> ParallelAxis:
@@ -445,25 +520,65 @@ def search_parallel(
     search: Search, trials: pd.DataFrame, space: Mapping[str, BaseDistribution]
 ) -> tuple[pd.DataFrame, list[ParallelAxis]]:
     """What figures.parallel_figure draws for a search: its completed trials (trials.csv's
-    rows), each searched setting over its search space (a log axis where the space is
-    log), a choice as its values, and the value searched on. A setting of the preset
-    that the command fixed is not searched and has no axis; with no space known (it
-    cannot be parsed) every setting of the preset has one, scaled as a grid's."""
+    rows), each searched setting over its whole search space, and the value searched
+    on: a number over its distribution's bounds (a log axis where the space is log), a
+    choice with every one of the space's choices, in the space's order (a trial's value
+    outside them after them). A setting of the preset that the command fixed is not
+    searched and has no axis; with no space known (it cannot be parsed) every setting
+    of the preset has one, scaled as a grid's, over the values found."""
     from optuna.distributions import CategoricalDistribution
 
     done = trials[(trials["status"] == "completed") & trials["value"].notna()]
-    axes = []
+    axes, columns = [], {}
     for name in search.params:
         dist = space.get(name)
         if dist is None:
             if not space:
                 axes.append(_grid_axis(name, done[name]))
+                columns[name] = done[name]
             continue
         if isinstance(dist, CategoricalDistribution):
-            axes.append(ParallelAxis(name))
+            labels = [choice_label(c) for c in dist.choices]
+            axes.append(ParallelAxis(name, levels=tuple(labels)))
+            columns[name] = done[name].map(lambda v, d=dist: choice_label(v, d.choices))
             continue
         scale = "log" if getattr(dist, "log", False) else "linear"
         axes.append(ParallelAxis(name, scale, (float(dist.low), float(dist.high))))
-    data = done[[a.name for a in axes]].reset_index(drop=True)
+        columns[name] = done[name]
+    data = pd.DataFrame(columns).reset_index(drop=True)
     data[search.metric] = done["value"].to_numpy(float)
     return data, axes
+
+
+def choice_label(value: Any, choices: Sequence[Any] = ()) -> str:
+    """A categorical setting's value as its axis names it: the choice of `choices` it
+    equals (search.space.distribution's: a number or bool as itself, anything else as
+    its override text), as text; a number as `{:g}` gives it (16, 0.001). A trials.csv
+    value may be text ("[0.5,0.75]", runs.fmt's) or a number stored as a float (16.0):
+    both are read as YAML and compared as values. A value equal to no choice: as
+    itself."""
+    key = _choice_key(value)
+    for choice in choices:
+        if _choice_key(choice) == key:
+            value = choice
+            break
+    if isinstance(value, float) and not isinstance(value, bool):
+        return f"{value:g}"
+    return str(value)
+
+
+def _choice_key(value: Any) -> Any:
+    """A value comparable across its forms: text read as YAML, numbers as floats (a
+    bool stays a bool), lists as tuples."""
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+    if isinstance(value, (list, tuple)):
+        return tuple(_choice_key(v) for v in value)
+    if isinstance(value, (bool, np.bool_)):
+        return ("bool", bool(value))
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    return value

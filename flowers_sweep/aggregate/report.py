@@ -38,7 +38,7 @@ from flowers_sweep.aggregate.importance import (
     search_parallel,
     searched_space,
 )
-from flowers_sweep.aggregate.markdown import pct, results_markdown
+from flowers_sweep.aggregate.markdown import pct, plural, results_markdown
 from flowers_sweep.aggregate.runs import AggregateError, load_runs, runs_table
 from flowers_sweep.aggregate.search import (
     Search,
@@ -90,9 +90,10 @@ class Report:
                  grid's ANOVA shares of test accuracy's variance with F tests, or a
                  search's PED-ANOVA importances (Optuna's); None when no setting varies
     confirmations: a search's confirmations.csv (hydra.sweeper.confirm.top_k > 0): per
-                 confirmed trial, the mean test accuracy of its runs on fresh seeds
-                 with a 95% interval and Welch's test against the best, Holm-adjusted
-                 (aggregate/confirmations.py); the trial's own search run is not counted
+                 confirmed trial, the searched metric's mean over its runs on fresh
+                 seeds with a 95% interval and Welch's test against the best on it,
+                 Holm-adjusted, then the mean test accuracy with its interval as the
+                 estimate (aggregate/confirmations.py); the trial's own search run is not counted
                  (chosen for scoring high, it is biased upward: the winner's curse).
                  None for a plain sweep or a search without confirmation runs
     """
@@ -178,9 +179,11 @@ class Report:
             "accuracy": lambda: accuracy_figure(scored, self.cases, cases, note),
             "lr_schedule": lambda: lr_schedule_figure(shown, note),
         }
-        settings, axes = grid_parallel(scored)
+        settings, axes, metric, each = grid_parallel(scored)
         if axes:  # none where no setting varies
-            makers["parallel"] = lambda: parallel_figure(settings, axes, "test accuracy (%)")
+            makers["parallel"] = lambda: parallel_figure(
+                settings, axes, metric, what="case", note=each
+            )
         return makers, ""
 
     def _search_makers(self) -> tuple[Makers, str]:
@@ -214,7 +217,9 @@ class Report:
 def build(roots: Sequence[Path], select: str = "last") -> Report:
     """Read every run under the roots and build the report's tables in memory; writes
     nothing (see `write`). A single root holding a search (multirun.yaml of Optuna's
-    sweeper) gives a search's report.
+    sweeper) gives a search's report; a search among several roots is a grid's runs,
+    without its confirmation runs, and results.md's first line says so
+    (searches_as_grid).
 
     `select`: whose test accuracy counts, "last" (the last epoch's weights, as the
     report) or "best_val" (the best validation epoch's). Raises AggregateError, one line
@@ -228,6 +233,7 @@ def build(roots: Sequence[Path], select: str = "last") -> Report:
     search = read_search(roots[0]) if len(roots) == 1 else None
     if search is not None:
         return build_search(search, runs, problems)
+    runs, merged = searches_as_grid(roots, runs)
     all_runs = runs_table(runs)
     scored = selected(all_runs, select)
     skipped = scored[scored["status"] != "completed"]
@@ -240,12 +246,51 @@ def build(roots: Sequence[Path], select: str = "last") -> Report:
     markdown = results_markdown(
         results, tests, len(skipped) - pruned, select, pruned, apart, twins
     )
+    if merged:  # said first: the report is not the searches' own
+        markdown = markdown.replace("# Results\n\n", f"# Results\n\n{merged}.\n\n", 1)
     importance = grid_importance(scored)
     markdown += importance_markdown(importance)
     curves = curves_table(runs, all_runs)
     return Report(
         all_runs, curves, results, tests, markdown, problems, select=select, importance=importance
     )
+
+
+def searches_as_grid(
+    roots: Sequence[Path], runs: Sequence[RunRecord]
+) -> tuple[list[RunRecord], str]:
+    """Several folders of which some are searches, aggregated together: a grid's report
+    of their runs (a search's own, trials.csv and PED-ANOVA, needs its folder alone),
+    without the searches' confirmation runs (SWEEP_DIR/confirm/<trial>-seed<s>), which
+    would otherwise count as more runs of their trials' cases, the winners' trials
+    then having more seeds than the others and their search run twice over.
+
+    Returns the runs to aggregate and a line saying so (also logged as a warning), ""
+    where no root is a search. Raises AggregateError when only confirmation runs were
+    found."""
+    found = [Path(r) for r in roots if read_search(Path(r)) is not None]
+    if not found:
+        return list(runs), ""
+    searches = [r.resolve() for r in found]
+    confirming = split_runs(runs)[1]  # the confirmation runs, of a search or not
+    left = {
+        id(r)
+        for r in confirming
+        if any(Path(r.path).resolve().is_relative_to(root) for root in searches)
+    }
+    kept = [r for r in runs if id(r) not in left]
+    names = ", ".join(str(r) for r in found)
+    which = "is a search" if len(found) == 1 else "are searches"
+    line = (
+        f"{names} {which}: a search's report needs its folder alone (python -m "
+        "flowers_sweep.aggregate SEARCH_DIR); here the trials are a grid's runs"
+    )
+    if left:
+        line += f", and the {plural(len(left), 'confirmation run')} of confirm/ left out"
+    log.warning("%s", line)
+    if not kept:
+        raise AggregateError(f"{names}: no run but the confirmation runs of confirm/")
+    return kept, line
 
 
 def build_search(

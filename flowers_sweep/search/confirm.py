@@ -14,9 +14,11 @@ sampled value where the search searches `seed`), so none repeats the trial's run
 
 chosen.json makes the confirmation resumable: a relaunch confirms the trials recorded
 there even if the study has changed since (more trials, say), and launches only the
-confirmation runs whose folder has no completed result. A larger `top_k` adds the best
-trials not yet chosen; a smaller one confirms the first `top_k` recorded. To choose
-again from scratch, delete chosen.json.
+confirmation runs whose folder has no completed result: as in a relaunch of any sweep
+(app.execute skips only a completed run), a run that failed or diverged runs again,
+resuming from its last checkpoint. A larger `top_k` adds the best trials not yet
+chosen; a smaller one confirms the first `top_k` recorded. To choose again from
+scratch, delete chosen.json.
 
 This module holds the rules (which trials, which seeds, which folders, the record); the
 sweeper (hydra_plugins/flowers_sweep_search/_confirm.py) launches the runs and the
@@ -34,7 +36,7 @@ from typing import Any
 
 from flowers_sweep.atomic import write_json
 from flowers_sweep.errors import ConfigError, FlowersSweepError
-from flowers_sweep.record.runrecord import completed_result
+from flowers_sweep.record.runrecord import RunRecordError, completed_result, read_result
 
 CONFIRM_DIR = "confirm"  # SWEEP_DIR/confirm/: the confirmation runs and chosen.json
 CHOSEN_NAME = "chosen.json"  # in CONFIRM_DIR: the trials chosen, best first
@@ -61,9 +63,15 @@ def confirm_settings(node: Mapping[str, Any] | None) -> tuple[int, int]:
     """`hydra.sweeper.confirm` as (top_k, seeds); None or a missing key: the default.
 
     Raises:
-        ConfigError: an unknown key, a top_k that is not an integer >= 0, or seeds not an
-            integer (>= 2 when top_k > 0: a mean of one seed has no interval).
+        ConfigError: a node that is not a mapping (`hydra.sweeper.confirm=3`), an
+            unknown key, a top_k that is not an integer >= 0, or seeds not an integer
+            (>= 2 when top_k > 0: a mean of one seed has no interval).
     """
+    if node is not None and not isinstance(node, Mapping):
+        raise ConfigError(
+            f"hydra.sweeper.confirm={node}: must be a mapping of top_k and seeds; give "
+            "hydra.sweeper.confirm.top_k=K (and hydra.sweeper.confirm.seeds=S)"
+        )
     node = dict(node or {})
     unknown = sorted(set(node) - set(KEYS))
     if unknown:
@@ -182,13 +190,33 @@ def read_chosen(sweep_dir: Path) -> list[Chosen] | None:
 
 def pending(sweep_dir: Path, chosen: Sequence[Chosen], seeds: int) -> list[tuple[Chosen, int]]:
     """The confirmation runs still to launch, as (trial, seed): those whose folder has
-    no completed result (a run killed part-way resumes from its checkpoint there)."""
+    no completed result. A run killed part-way resumes from its checkpoint there; a
+    failed or diverged one runs again too (from its last checkpoint), as a relaunch of a
+    plain sweep reruns its failed and diverged jobs."""
     return [
         (c, s)
         for c in chosen
         for s in confirm_seeds(c.seed, seeds)
         if completed_result(Path(sweep_dir) / run_subdir(c.trial, s)) is None
     ]
+
+
+def rerun_statuses(sweep_dir: Path, jobs: Sequence[tuple[Chosen, int]]) -> dict[str, int]:
+    """Of the pending runs (`pending`), those that ran before, by what their folder
+    says: {"diverged": 1, "unfinished": 2, ...} ("unfinished": a folder without a
+    result, a run killed part-way; "unreadable": a result that cannot be read). Runs
+    with no folder yet are not counted."""
+    counts: dict[str, int] = {}
+    for chosen, seed in jobs:
+        folder = Path(sweep_dir) / run_subdir(chosen.trial, seed)
+        if not folder.is_dir():
+            continue
+        try:
+            status = str((read_result(folder) or {}).get("status", "unfinished"))
+        except RunRecordError:
+            status = "unreadable"
+        counts[status] = counts.get(status, 0) + 1
+    return counts
 
 
 def confirmation_overrides(chosen: Chosen, seed: int, fixed: Mapping[str, str]) -> list[str]:

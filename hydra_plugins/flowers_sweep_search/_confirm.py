@@ -30,6 +30,7 @@ from flowers_sweep.search.confirm import (
     confirmation_overrides,
     pending,
     read_chosen,
+    rerun_statuses,
     write_chosen,
 )
 
@@ -67,13 +68,25 @@ def run_confirmations(sweeper: Any, study: optuna.Study, fixed: Mapping[str, str
     if changed:
         write_chosen(sweep_dir, chosen, str(sweeper.config.optimized_metric), maximize)
     if len(chosen) < top_k:
-        log.warning("hydra.sweeper.confirm.top_k=%d, but only %d trial(s) completed",
-                    top_k, len(chosen))  # fmt: skip
+        which = "it" if len(chosen) == 1 else f"those {len(chosen)}"
+        log.warning("hydra.sweeper.confirm.top_k=%d, but only %d trial(s) completed (pruned "
+                    "and failed trials are never confirmed): confirming %s", top_k,
+                    len(chosen), which)  # fmt: skip
     jobs = pending(sweep_dir, chosen, seeds)
     trials = ", ".join(str(c.trial) for c in chosen)
     log.info("Confirming trial(s) %s on %d fresh seeds each: %d run(s) to go, %d done "
              "(SWEEP_DIR/confirm/)", trials, seeds, len(jobs),
              len(chosen) * seeds - len(jobs))  # fmt: skip
+    again = rerun_statuses(sweep_dir, jobs)
+    if again:
+        said = ", ".join(f"{n} {status}" for status, n in sorted(again.items()))
+        caveat = " (from the same checkpoint a diverged run may diverge again)"
+        log.info(
+            "of those to go, %s ran before without completing: each runs again from its "
+            "last checkpoint, as in any sweep's relaunch%s",
+            said,
+            caveat if "diverged" in again else "",
+        )
     if not jobs:
         return []
     overrides = [confirmation_overrides(c, s, fixed) for c, s in jobs]
