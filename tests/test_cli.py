@@ -104,7 +104,7 @@ def tensorboard_runs(logdir, timeout=HANG_GUARD_S):
                     runs = json.loads(r.read())
             except OSError:
                 pass  # not listening yet
-            time.sleep(0.5)
+            time.sleep(0.1)
         return sorted(runs)
     finally:
         server.terminate()

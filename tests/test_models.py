@@ -1,28 +1,35 @@
+import functools
+
 import pytest
 import torch
 import torchvision
 from torch import nn
 
-from flowers_sweep.models import BaselineCNN, ResNet, build_model, count_parameters
+from flowers_sweep.models import BaselineCNN, ResNet, build_model, build_on_meta, count_parameters
 from flowers_sweep.models.activations import ACTIVATIONS, make_activation
 
 from .helpers.cli import make_cfg
 
 RESNETS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+# Shapes, counts and module types do not need values: those tests build on the meta
+# device (no memory, no initialisation: ResNet-152's takes a second on the CPU) and
+# compute shapes only. Values are compared where they matter (the torchvision logits).
 
 
 @pytest.mark.parametrize("name", RESNETS)
 @pytest.mark.parametrize("num_classes", [102, 10])
 def test_parameter_count_equals_torchvision(name, num_classes):
     cfg = make_cfg(f"model={name}")
-    ours = build_model(cfg.model, num_classes, 224)
-    theirs = getattr(torchvision.models, name)(num_classes=num_classes)
+    ours = build_on_meta(cfg.model, num_classes, 224)
+    with torch.device("meta"):
+        theirs = getattr(torchvision.models, name)(num_classes=num_classes)
     assert count_parameters(ours) == count_parameters(theirs)
 
 
 def test_resnet_layer_shapes_match_torchvision_tensor_for_tensor():
-    ours = ResNet("bottleneck", [3, 4, 6, 3], 102)
-    theirs = torchvision.models.resnet50(num_classes=102)
+    with torch.device("meta"):
+        ours = ResNet("bottleneck", [3, 4, 6, 3], 102)
+        theirs = torchvision.models.resnet50(num_classes=102)
     assert sorted(p.shape for p in ours.parameters()) == sorted(
         p.shape for p in theirs.parameters()
     )
@@ -32,19 +39,29 @@ def test_resnet_layer_shapes_match_torchvision_tensor_for_tensor():
 @pytest.mark.parametrize("size", [32, 64, 224])
 def test_output_shape_at_each_size(name, size):
     cfg = make_cfg(f"model={name}")
-    model = build_model(cfg.model, 7, size).eval()
+    model = build_on_meta(cfg.model, 7, size).eval()
     with torch.no_grad():
-        out = model(torch.randn(2, 3, size, size))
+        out = model(torch.randn(2, 3, size, size, device="meta"))
     assert out.shape == (2, 7)
+
+
+@functools.cache
+def relu_count(name: str) -> int:
+    """How many ReLU modules the model has with its default activation."""
+    return sum(
+        isinstance(m, nn.ReLU)
+        for m in build_on_meta(make_cfg(f"model={name}").model, 10, 32).modules()
+    )
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "baseline_cnn"])
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
 def test_activation_swap_reaches_every_activation(name, activation):
-    relu_model = build_model(make_cfg(f"model={name}").model, 10, 32)
-    model = build_model(make_cfg(f"model={name}", f"model.activation={activation}").model, 10, 32)
+    model = build_on_meta(
+        make_cfg(f"model={name}", f"model.activation={activation}").model, 10, 32
+    )
     expected = type(make_activation(activation))
-    n_relu = sum(isinstance(m, nn.ReLU) for m in relu_model.modules())
+    n_relu = relu_count(name)
     kinds = tuple(ACTIVATIONS.values())
     acts = [m for m in model.modules() if isinstance(m, kinds)]
     assert n_relu > 0
@@ -80,9 +97,10 @@ def test_torchvision_weights_load_strictly_and_give_the_same_logits(name):
     """Same names, same shapes, same computation: a torchvision state_dict is ours."""
     torch.manual_seed(0)
     theirs = getattr(torchvision.models, name)(num_classes=10).eval()
-    ours = build_model(make_cfg(f"model={name}").model, 10, 64).eval()
+    ours = build_on_meta(make_cfg(f"model={name}").model, 10, 64).eval()
     assert list(ours.state_dict()) == list(theirs.state_dict())
-    ours.load_state_dict(theirs.state_dict(), strict=True)
+    ours.load_state_dict(theirs.state_dict(), strict=True, assign=True)  # shapes checked
+    assert not any(t.is_meta for t in ours.state_dict().values())
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(ours(x), theirs(x), atol=1e-5)

@@ -1,6 +1,6 @@
 """hparams_search=optuna end to end, as a user runs it: pruning from a folder outside the
-clone, studies that Optuna's own tools open, an old study upgraded, folder names that
-look like URL queries, and two launches of one search started together."""
+clone, studies that Optuna's own tools open, an old study upgraded, and two launches of
+one search started together (in folders whose names look like URL queries)."""
 
 from __future__ import annotations
 
@@ -112,35 +112,26 @@ def test_a_study_of_the_old_sweeper_says_how_to_upgrade_and_then_continues(tmp_p
         "scheduler.milestones"].choices  # fmt: skip
 
 
-def test_folders_named_like_url_queries_keep_their_own_studies(tmp_path, cache_dir):
-    """Before, `lr?1e-3` put its study in a file `lr`, and `lr?5e-4` found it there and
-    trained nothing. Nor does a search leave empty default sweep folders in the working
-    directory (conf/config.yaml's `${fs.unique_dir:...}`, which the preset replaces)."""
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    for name in ("lr?1e-3", "lr?5e-4"):
-        sweep = tmp_path / name
-        proc = run_cli(*SEARCH, "hydra.sweeper.n_trials=1", f"hydra.sweep.dir='{sweep}'",
-                       cache=cache_dir, cwd=cwd)  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert result(sweep / "0")["status"] == "completed"
-        assert len(load(sweep).trials) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "lr?1e-3", "lr?5e-4"]
-    assert list(cwd.rglob("*")) == []
-
-
 ROUNDS = 3  # the same race each round: 5 cost the suite 20 s more (issue 39's note)
 
 
 def test_two_launches_of_one_search_started_together(tmp_path, cache_dir):
     """One search runs, the other says in one line that the folder is busy (or, when the
     first has ended by then, finds nothing left to do): never a traceback, never a trial
-    run twice, never two trials with the same values, exactly n_trials trials."""
-    for r in range(ROUNDS):
-        sweep = tmp_path / f"round{r}"
-        args = [*SEARCH, f"hydra.sweep.dir={sweep}", "hydra.sweeper.n_trials=2",
+    run twice, never two trials with the same values, exactly n_trials trials.
+
+    Each round's folder is named like a URL query: before, `lr?1e-3` put its study in a
+    file `lr`, and the next round's `lr?2e-3` found it there and trained nothing. Nor
+    does a launch leave empty default sweep folders in the working directory
+    (conf/config.yaml's `${fs.unique_dir:...}`, which the preset replaces)."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    names = [f"lr?{r + 1}e-3" for r in range(ROUNDS)]
+    for name in names:
+        sweep = tmp_path / name
+        args = [*SEARCH, f"hydra.sweep.dir='{sweep}'", "hydra.sweeper.n_trials=2",
                 "dataset.train_size=16"]  # fmt: skip
-        procs = [start_cli(*args, cache=cache_dir) for _ in range(2)]
+        procs = [start_cli(*args, cache=cache_dir, cwd=cwd) for _ in range(2)]
         outs = [p.communicate(timeout=HANG_GUARD_S) for p in procs]
         codes = sorted(p.returncode for p in procs)
         errs = [err for _, err in outs]
@@ -154,3 +145,6 @@ def test_two_launches_of_one_search_started_together(tmp_path, cache_dir):
         params = [tuple(sorted(t.params.items())) for t in study.trials]
         assert len(set(params)) == 2, params
         assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1"]
+        assert result(sweep / "0")["status"] == "completed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["cwd", *names])
+    assert list(cwd.rglob("*")) == []

@@ -126,8 +126,9 @@ def test_both_trackers_through_a_sweep_killed_and_resumed_and_an_mlflow_server(
               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
     trackers = ["logger=many", "+logger@logger.loggers.wandb=wandb", "tags=[study]",
                 f"logger.loggers.mlflow.tracking_uri={uri}"]  # fmt: skip
-    args = ["-m", *SLOW, "trainer.checkpoint_every_epochs=1", "seed=0,1", *trackers,
-            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    # job 1 (never stopped) on less data: the same paths, sooner
+    args = ["-m", *SLOW, "trainer.checkpoint_every_epochs=1", "dataset.train_size=320,48",
+            *trackers, f"hydra.sweep.dir={sweep}"]  # fmt: skip
     with recording_proxy() as (proxy, seen), running(server) as service:
         env = {"PYTHONPATH": str(site), "NETWORK_LOG": str(network_log),
                "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "NO_PROXY": "",
@@ -161,6 +162,7 @@ def test_both_trackers_through_a_sweep_killed_and_resumed_and_an_mlflow_server(
         assert run.data.tags["flowers_sweep.run_dir"] == str(run_dir)
         assert "study" in run.data.tags and result(run_dir)["tags"] == ["study"]
         assert run.data.params["seed"] == str(result(run_dir)["seed"])
+        assert run.data.params["dataset.train_size"] == str(result(run_dir)["train_size"])
         assert run.data.params["optimizer.lr"] == "0.001"
         assert "trainer.threads" not in run.data.params  # not a setting of the experiment
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]

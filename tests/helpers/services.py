@@ -57,7 +57,7 @@ def wait_until_answers(proc: subprocess.Popen, ready_url: str) -> None:
         except OSError:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.2)
+            time.sleep(0.05)
 
 
 @contextmanager
