@@ -5,6 +5,10 @@ model's parameters; `scheduler` any epoch-stepped schedule, called with the opti
 and, where its signature takes `epochs`, the run's length. Both nodes are `_partial_`:
 the config holds the hyperparameters, the run supplies the rest. The functions below are
 the presets whose numbers depend on the run's length; they return torch's own classes.
+
+The optimizer node's `norm_weight_decay` (OWN_KEYS) is the framework's, not the
+constructor's: set (often 0), normalisation layers' parameters and every bias get that
+weight decay in a parameter group of their own (`param_groups`).
 """
 
 from __future__ import annotations
@@ -14,16 +18,62 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 from torch.optim import lr_scheduler
 
 from flowers_sweep.config import targets
 
 Schedule = lr_scheduler.LRScheduler
+# Keys of the optimizer node the framework reads itself rather than pass to the constructor.
+OWN_KEYS = ("norm_weight_decay",)
+# Normalisation layers, as torchvision's reference scripts list them (references/
+# classification/utils.py, set_weight_decay): batch, instance, layer, group norm.
+NORM_LAYERS = (
+    nn.modules.batchnorm._NormBase,
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+)
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], node: Any) -> torch.optim.Optimizer:
-    """`node` (a `_target_` node such as torch.optim.Adam) called with `params`."""
-    return targets.build(node, params, key="optimizer")
+def build_optimizer(
+    params: nn.Module | Iterable[nn.Parameter], node: Any
+) -> torch.optim.Optimizer:
+    """`node` (a `_target_` node such as torch.optim.Adam) called with the parameters
+    of `params` (a model, or its parameters); with `node.norm_weight_decay` set and a
+    model given, called with `param_groups` instead."""
+    norm_decay = node.get("norm_weight_decay")
+    if isinstance(params, nn.Module):
+        params = params.parameters() if norm_decay is None else param_groups(params, norm_decay)
+    return targets.build(node, params, key="optimizer", own=OWN_KEYS)
+
+
+def is_no_decay(module: nn.Module, name: str) -> bool:
+    """Whether `module`'s own parameter `name` is a normalisation layer's or a bias."""
+    return isinstance(module, NORM_LAYERS) or name == "bias"
+
+
+def param_groups(model: nn.Module, norm_weight_decay: float) -> list[dict[str, Any]]:
+    """The model's parameters in two groups, in the model's order: the rest (at the
+    optimizer's own weight_decay), then normalisation layers' parameters and all biases
+    at `norm_weight_decay`; an empty group is left out.
+
+    The idea of torchvision's reference `set_weight_decay` (norm layers apart) and timm's
+    `param_groups_weight_decay` (biases too): decaying a scale or a shift towards 0 only
+    shrinks what the next layer can undo, so the recipes exclude them (Goyal et al.,
+    2017, "no bias decay"). A parameter shared by two modules lands where it first shows.
+    """
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if id(param) in seen:
+                continue
+            seen.add(id(param))
+            (no_decay if is_no_decay(module, name) else decay).append(param)
+    groups = [{"params": decay}, {"params": no_decay, "weight_decay": norm_weight_decay}]
+    return [g for g in groups if g["params"]]
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, node: Any, epochs: int) -> Schedule:

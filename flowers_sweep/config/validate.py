@@ -28,9 +28,11 @@ from flowers_sweep.models.activations import ACTIVATIONS
 from flowers_sweep.models.activations import unknown as unknown_activation
 from flowers_sweep.models.hub import NATIVE
 from flowers_sweep.models.weights import resolve_weights_file
+from flowers_sweep.optim import OWN_KEYS as OPTIMIZER_OWN_KEYS
 from flowers_sweep.optim import build_optimizer, build_scheduler
 from flowers_sweep.record.labels import model_label
 from flowers_sweep.record.runrecord import FINAL_METRICS, KEEP_WEIGHTS
+from flowers_sweep.trainer.early_stop import EARLY_STOP_METRICS
 
 # What a run can return to a sweeper: the numbers its result.json records.
 # A tag every tracker takes: MLflow's tag keys (letters, digits, _ - . : / and spaces:
@@ -122,6 +124,40 @@ def validate_trainer(trainer: DictConfig) -> None:
     )
 
 
+def validate_recipe(trainer: DictConfig) -> None:
+    """The training recipe's opt-in keys (docs/recipes.md)."""
+    _check(
+        "trainer.label_smoothing",
+        trainer.get("label_smoothing", 0.0),
+        lambda v: _is_number(v) and 0 <= v < 1,
+        "must be a number in [0, 1)",
+    )
+    _check(
+        "trainer.clip_grad_norm",
+        trainer.get("clip_grad_norm"),
+        lambda v: v is None or (_is_number(v) and v > 0),
+        "must be null (no clipping) or a number > 0",
+    )
+    _check(
+        "trainer.accumulate",
+        trainer.get("accumulate", 1),
+        lambda v: _is_int(v) and v >= 1,
+        "must be an integer >= 1 (batches per optimizer step)",
+    )
+    _check(
+        "trainer.early_stop_patience",
+        trainer.get("early_stop_patience"),
+        lambda v: v is None or (_is_int(v) and v >= 1),
+        "must be null (no early stopping) or an integer >= 1 (epochs)",
+    )
+    _check(
+        "trainer.early_stop_metric",
+        trainer.get("early_stop_metric", "val_acc"),
+        lambda v: v in EARLY_STOP_METRICS,
+        f"allowed values are {', '.join(EARLY_STOP_METRICS)}",
+    )
+
+
 def validate_runtime(trainer: DictConfig, cfg: DictConfig) -> None:
     _check(
         "trainer.threads",
@@ -177,9 +213,15 @@ def validate_runtime(trainer: DictConfig, cfg: DictConfig) -> None:
 def validate_optim(optimizer: DictConfig, scheduler: DictConfig, epochs: int) -> None:
     """Both nodes' targets and keys, the numbers the presets hold, then both built for
     one dummy parameter, so a value torch refuses (a negative eps) is refused now."""
-    targets.check("optimizer", optimizer, positional=1)
+    targets.check("optimizer", optimizer, positional=1, own=OPTIMIZER_OWN_KEYS)
     if "lr" in optimizer:
         _check("optimizer.lr", optimizer.lr, lambda v: _is_number(v) and v > 0, "must be > 0")
+    _check(
+        "optimizer.norm_weight_decay",
+        optimizer.get("norm_weight_decay"),
+        lambda v: v is None or (_is_number(v) and v >= 0),
+        "must be null (the optimizer's weight_decay for all) or a number >= 0",
+    )
     targets.check("scheduler", scheduler, positional=1, supplied=("epochs",))
     if "milestones" in scheduler:
         milestones = scheduler.get("milestones")
@@ -205,10 +247,10 @@ def validate_optim(optimizer: DictConfig, scheduler: DictConfig, epochs: int) ->
             lambda v: _is_number(v) and 0 < v <= 1,
             "must be in (0, 1]",
         )
-    probe = torch.zeros(1, requires_grad=True)
+    probe = torch.nn.Linear(1, 1)  # a weight and a bias: both parameter groups
     key, node = "optimizer", optimizer
     try:
-        built = build_optimizer([probe], optimizer)
+        built = build_optimizer(probe, optimizer)
         key, node = "scheduler", scheduler
         schedule = build_scheduler(built, scheduler, epochs)
     except ConfigError:
@@ -311,6 +353,7 @@ def validate(cfg: DictConfig) -> None:
     validate_data(cfg.dataset, cfg.augment)  # first: the model needs the class count
     validate_model(cfg.model, cfg.dataset)
     validate_trainer(cfg.trainer)
+    validate_recipe(cfg.trainer)
     validate_runtime(cfg.trainer, cfg)
     validate_optim(cfg.optimizer, cfg.scheduler, cfg.trainer.epochs)
     validate_workers(cfg.dataset, cfg.trainer)

@@ -46,11 +46,22 @@ ADDED = {
     "augment.resized_crop_ratio": [0.75, 4 / 3],
     "dataset.folds": None,  # no cross-validation (data/folds.py)
     "dataset.fold": 0,
+    "trainer.label_smoothing": 0.0,  # the training recipe's keys (docs/recipes.md)
+    "trainer.clip_grad_norm": None,
+    "trainer.accumulate": 1,
+    "trainer.early_stop_patience": None,
+    "trainer.early_stop_metric": "val_acc",
+    "optimizer.norm_weight_decay": None,
 }
 # Where a key of ADDED goes only into a node that has this key, rather than any key: a
 # dataset node has an `image_size` (config/validate.py requires one), so a user's own
 # dataset node without the fold keys reads as one with them off, like the presets.
-ADDED_WHERE = {"dataset.folds": "dataset.image_size", "dataset.fold": "dataset.image_size"}
+ADDED_WHERE = {
+    "dataset.folds": "dataset.image_size",
+    "dataset.fold": "dataset.image_size",
+    # every optimizer preset, old or new, sets lr; the key is the framework's (optim.py)
+    "optimizer.norm_weight_decay": "optimizer.lr",
+}
 
 
 def upgrade_settings(flat: Mapping[str, Any]) -> dict[str, Any]:

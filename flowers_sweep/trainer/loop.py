@@ -83,12 +83,16 @@ def train_one_epoch(
     run: RunState, batches: BatchSource | None = None, desc: str = "train"
 ) -> Tally:
     """One pass of `run.step_model` over the shuffled, augmented training split (or
-    `batches`), drawing from `run.gen`, stepping `run.optimizer` once per batch.
+    `batches`), drawing from `run.gen`, stepping `run.optimizer` once per batch, or once
+    per `trainer.accumulate` batches (`Stepper`).
 
     Raises DivergedError at a NaN or infinite loss.
     """
     batches = run.data.train if batches is None else batches
     model, optimizer, device = run.step_model, run.optimizer, run.device
+    trainer = run.cfg.trainer if run.cfg is not None else {}
+    smoothing = float(trainer.get("label_smoothing", 0.0))
+    stepper = Stepper(run, trainer.get("accumulate", 1), trainer.get("clip_grad_norm"))
     model.train()
     tally = Tally(torch.zeros((), device=device), torch.zeros((), device=device).long(), 0)
     finite = FiniteCheck(device)
@@ -101,15 +105,71 @@ def train_one_epoch(
             continue
         with run.cast():
             logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
         finite(loss, f"{desc}, batch {i + 1}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if stepper.every == 1 and stepper.clip is None:  # today's step, bit for bit
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        else:
+            stepper.backward(loss, len(y), batches.batch_size)
         tally.loss_sum += loss.detach() * len(y)
         tally.correct += (logits.argmax(1) == y).sum()
         tally.seen += len(y)
+    stepper.finish()
     return tally
+
+
+class Stepper:
+    """Optimizer steps with gradient accumulation and clipping.
+
+    Accumulation (timm train.py's `--grad-accum-steps`): `every` batches of B images
+    each add their mean loss times len(y) / (every * B) to the gradients, and the
+    optimizer steps once they are in, so a step's gradient is that of the mean loss
+    over its every * B images: in exact arithmetic 2 x 16 is one step of 32 (the only
+    difference is the order float32 sums in). The batches left at the epoch's end (fewer
+    than `every`, or a short last batch) make one last step, its gradient rescaled to the
+    mean over the images it saw. The schedule still steps once per epoch.
+
+    Clipping (torch.nn.utils.clip_grad_norm_, torchvision's `--clip-grad-norm`): the
+    gradients' global L2 norm is scaled down to at most `clip` before each step; the
+    gradients are fp32 (autocast casts only the forward's operations), so no unscaling.
+    Neither reads a number on the host.
+    """
+
+    def __init__(self, run: RunState, every: int, clip: float | None) -> None:
+        self.model, self.optimizer = run.model, run.optimizer
+        self.every, self.clip = int(every), clip
+        self.batches = 0  # accumulated since the last step
+        self.images = 0  # in those batches
+        self.full = 0  # images in a whole group: every * B
+
+    def backward(self, loss: torch.Tensor, images: int, batch_size: int) -> None:
+        """Add `loss`'s (a batch's mean) share of the step's gradient; step when due."""
+        if self.batches == 0:
+            self.optimizer.zero_grad(set_to_none=True)
+        self.full = self.every * batch_size
+        (loss * (images / self.full) if self.every > 1 else loss).backward()
+        self.batches += 1
+        self.images += images
+        if self.batches == self.every:
+            self.step()
+
+    def step(self) -> None:
+        """Clip and step; a partial group's gradients first rescaled to its mean."""
+        if self.every > 1 and self.images != self.full:
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    p.grad.mul_(self.full / self.images)
+        if self.clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.optimizer.step()
+        self.batches, self.images = 0, 0
+
+    def finish(self) -> None:
+        """Step on what the epoch's last batches accumulated, if any."""
+        if self.batches:
+            self.step()
 
 
 def padded(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -138,7 +138,7 @@ def build_state(
     model = placed_model(cfg, num_classes, where, weights)
     if compile:
         torch._dynamo.reset()  # a process running many jobs (joblib) compiles each afresh
-    optimizer = build_optimizer(model.parameters(), cfg.optimizer)
+    optimizer = build_optimizer(model, cfg.optimizer)  # param groups: optim.py
     return RunState(
         model=model,
         optimizer=optimizer,

@@ -34,6 +34,7 @@ from flowers_sweep.record.runrecord import (
 )
 from flowers_sweep.record.settings import experiment_settings
 from flowers_sweep.trainer.checkpoint import Checkpointer, save_torch
+from flowers_sweep.trainer.early_stop import should_stop
 from flowers_sweep.trainer.loop import eval_one_epoch, train_one_epoch
 from flowers_sweep.trainer.runstate import RunState, set_up
 
@@ -154,10 +155,14 @@ def fit(
 ) -> None:
     """The epochs left: train, validate, step the schedule, keep the best, checkpoint;
     then `report` the epoch (it may raise TrialPrunedError to stop the run). `threads`:
-    the run's thread count, asked again before each epoch after its first."""
+    the run's thread count, asked again before each epoch after its first. Ends early
+    where `trainer.early_stop_patience` says (early_stop.py)."""
     epochs, progress = state.cfg.trainer.epochs, state.progress
     first = progress.epoch + 1
     for epoch in range(first, epochs + 1):
+        if stops_early(state.cfg.trainer, progress.rows):  # checked first: a resume too
+            log.info("early stop after epoch %d (trainer.early_stop_patience)", epoch - 1)
+            break
         if threads is not None and epoch > first:
             use_threads(threads, epoch)  # another run may have started or ended
         t0 = time.perf_counter()
@@ -216,7 +221,7 @@ def finish(
     test_loss, test_acc = eval_one_epoch(state, state.data.test)
     log.info("test loss %.4f acc %.3f", test_loss, test_acc)
     test_acc_best_val = test_acc
-    if progress.best_epoch != cfg.trainer.epochs:  # the best validation epoch was earlier
+    if progress.best_epoch != progress.epoch:  # the best validation epoch was earlier
         last = {k: v.clone() for k, v in model.state_dict().items()}
         model.load_state_dict(saver.best or saver.load_best())
         test_acc_best_val = eval_one_epoch(state, state.data.test)[1]
@@ -250,10 +255,18 @@ def finish(
         device=str(state.device),
         precision="bf16" if state.placement.dtype is torch.bfloat16 else "32",
     )
+    if progress.epoch < cfg.trainer.epochs:  # early stopping: only such a result has the key
+        result["stopped_early_at"] = progress.epoch
     result = with_tags(with_fold(result, fold_of(cfg.dataset, prefix="")), cfg.get("tags"))
     logger.log_final(logged_settings(cfg), {k: result[k] for k in FINAL_METRICS})
     write_result(state.run_dir, result)
     return result
+
+
+def stops_early(trainer: Any, rows: list[dict[str, float]]) -> bool:
+    """Whether `trainer.early_stop_patience` ends the run after `rows` (early_stop.py)."""
+    patience = trainer.get("early_stop_patience")
+    return should_stop(rows, patience, trainer.get("early_stop_metric", "val_acc"))
 
 
 def keep_weights(which: str, state: RunState, saver: Checkpointer) -> None:
