@@ -17,8 +17,9 @@ from flowers_sweep.job.outcome import RULES, outcome_of
 
 from .helpers.cli import HANG_GUARD_S, ROOT, SLOW, cli_env, metrics, result, run_cli
 
-# One thread per job whatever the machine: the twin below must compute the same sums.
-STOPPED_SWEEP = [*SLOW, "trainer.threads=1", "aggregate=false"]
+# One thread per job whatever the machine (SLOW says so): job 0 (relu, the default) must
+# compute the same sums as conftest's `reference`, SLOW's uninterrupted run, its twin.
+STOPPED_SWEEP = [*SLOW, "aggregate=false"]
 LAUNCHERS = {
     "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
     "submitit_local": ["hydra/launcher=submitit_local"],
@@ -79,11 +80,25 @@ def test_an_ignored_signal_stays_ignored_unless_the_launch_answers_it(restored_s
     assert stopping.answered_signals() == [signal.SIGINT, signal.SIGHUP]
 
 
-def test_a_stopping_launch_signals_its_running_jobs_and_waits_for_them(tmp_path, restored_signals):
+def job_process() -> None:
+    """In a stand-in job before it starts: a process group of its own, and the stop
+    signals answered (a job's own handlers; here their defaults), whatever this process
+    ignores (under nohup: SIGHUP, which a child would inherit)."""
+    os.setpgrp()
+    for s in stopping.STOP_SIGNALS:
+        signal.signal(s, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
+def test_a_stopping_launch_signals_its_running_jobs_and_waits_for_them(
+    tmp_path, restored_signals, sig
+):
     """The launching process marks the launch stopping, passes the signal on to each
-    registered job of this host, waits until the jobs are gone, then says one line."""
+    registered job of this host, waits until the jobs are gone, then says one line:
+    a kill or a scheduler (SIGTERM: through a real launch too, below), or the terminal
+    closed (SIGHUP)."""
     job = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(600)"], preexec_fn=os.setpgrp
+        [sys.executable, "-c", "import time; time.sleep(600)"], preexec_fn=job_process
     )
     launch = tmp_path / ".launch"
     (launch / stopping.RUNNING_DIR).mkdir(parents=True)
@@ -95,20 +110,24 @@ def test_a_stopping_launch_signals_its_running_jobs_and_waits_for_them(tmp_path,
     # as a terminal's command has them (a pytest-xdist worker, a CI job ignore SIGINT)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     stop.install()
-    assert os.environ[stopping.STOP_SIGNALS_ENV].split(",")[1] == "SIGTERM"
+    assert os.environ[stopping.STOP_SIGNALS_ENV].split(",") == ["SIGINT", "SIGTERM", "SIGHUP"]
     try:
         with pytest.raises(stopping.LaunchStopped) as stopped:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), sig)
             time.sleep(HANG_GUARD_S)
     finally:
         stop.uninstall()
         job.kill()
-    assert job.wait() == -signal.SIGTERM  # the signal was passed on
+    assert job.wait() == -sig  # the signal was passed on
     assert stopping.is_stopping(launch)
-    assert stopped.value.exit_status == 128 + signal.SIGTERM
-    assert str(stopped.value).startswith("flowers_sweep: sweep stopped (SIGTERM): each run")
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert stopped.value.exit_status == 128 + sig
+    said = str(stopped.value)
+    assert said.startswith(f"flowers_sweep: sweep stopped ({sig.name}") and "\n" not in said
+    assert "each run in progress wrote its last whole epoch" in said
+    assert said.endswith(f"run the same command with hydra.sweep.dir={tmp_path}")
+    assert signal.getsignal(sig) is signal.SIG_DFL
 
 
 def test_submitit_controllers_start_deaf_to_ctrl_c(restored_signals):
@@ -150,18 +169,6 @@ def wait_for_epochs(jobs, n, proc):
     raise AssertionError(f"no {n} epochs within {HANG_GUARD_S}s")
 
 
-@pytest.fixture(scope="module")
-def twin(tmp_path_factory, cache_dir):
-    """An uninterrupted run of job 0's settings, with its thread count."""
-    run_dir = tmp_path_factory.mktemp("twin") / "run"
-    proc = run_cli(
-        *SLOW, "trainer.threads=1", "model.activation=relu", f"hydra.run.dir={run_dir}",
-        cache=cache_dir,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return run_dir
-
-
 @pytest.mark.e2e
 @pytest.mark.parametrize(
     ("launcher", "sig", "to_group", "relaunch"),
@@ -169,26 +176,26 @@ def twin(tmp_path_factory, cache_dir):
         # relaunch: the resume after a stop is the same whatever stopped it, so it is
         # run once per launcher (each relaunch is a whole second sweep)
         ("joblib", signal.SIGINT, True, True),  # Ctrl-C: the terminal signals the group
-        ("joblib", signal.SIGTERM, False, False),  # a kill, a scheduler: the launcher only
-        ("joblib", signal.SIGHUP, False, False),  # the terminal closed
+        # a kill, a scheduler: the launcher only (SIGHUP, the terminal closed, takes the
+        # same path: in one process above)
+        ("joblib", signal.SIGTERM, False, False),
         ("submitit_local", signal.SIGINT, True, False),
         ("submitit_local", signal.SIGTERM, False, True),
     ],
     ids=[
         "joblib-ctrl-c",
         "joblib-sigterm",
-        "joblib-sighup",
         "submitit-ctrl-c",
         "submitit-sigterm",
     ],
 )
 def test_a_stopped_sweep_keeps_each_running_jobs_last_epoch(
-    tmp_path, cache_dir, twin, launcher, sig, to_group, relaunch
+    tmp_path, cache_dir, reference, launcher, sig, to_group, relaunch
 ):
     """Mid-epoch 2 of both running jobs: each writes its epoch-1 checkpoint and an
     `interrupted` result before the launch ends, in one line with no traceback; a job
     not yet started when the stop came trains nothing; the relaunch resumes each one
-    and ends where an uninterrupted twin does."""
+    and ends where an uninterrupted twin (`reference`) does."""
     sweep = tmp_path / "sweep"
     # Ctrl-C under joblib: a third job waits in the queue; the others, two jobs
     three = launcher == "joblib" and sig == signal.SIGINT
@@ -223,8 +230,8 @@ def test_a_stopped_sweep_keeps_each_running_jobs_last_epoch(
     assert again.returncode == 0, again.stderr[-3000:]
     log = (sweep / "0" / "flowers_sweep.log").read_text()
     assert "resumed from" in log
-    assert metrics(sweep / "0") == metrics(twin)
-    assert result(sweep / "0")["test_acc"] == result(twin)["test_acc"]
+    assert metrics(sweep / "0") == metrics(reference)
+    assert result(sweep / "0")["test_acc"] == result(reference)["test_acc"]
     assert result(sweep / "1")["status"] == "completed"
 
 
