@@ -156,6 +156,24 @@ def validate_recipe(trainer: DictConfig) -> None:
         lambda v: v in EARLY_STOP_METRICS,
         f"allowed values are {', '.join(EARLY_STOP_METRICS)}",
     )
+    _check(
+        "trainer.ema_decay",
+        trainer.get("ema_decay"),
+        lambda v: v is None or (_is_number(v) and 0 < v < 1),
+        "must be null (no EMA) or a number in (0, 1)",
+    )
+    _check(
+        "trainer.ema_every",
+        trainer.get("ema_every", 1),
+        lambda v: _is_int(v) and v >= 1,
+        "must be an integer >= 1 (optimizer steps between EMA updates)",
+    )
+    _check(
+        "trainer.ema_warmup",
+        trainer.get("ema_warmup", 0),
+        lambda v: _is_int(v) and v >= 0,
+        "must be an integer >= 0 (epochs)",
+    )
 
 
 def validate_runtime(trainer: DictConfig, cfg: DictConfig) -> None:
@@ -168,8 +186,8 @@ def validate_runtime(trainer: DictConfig, cfg: DictConfig) -> None:
     _check(
         "trainer.precision",
         trainer.precision,
-        lambda v: str(v) in ("auto", "32", "bf16"),
-        "allowed values are auto, 32, bf16",
+        lambda v: str(v) in ("auto", "32", "bf16", "fp16"),
+        "allowed values are auto, 32, bf16, fp16",
     )
     _check(
         "trainer.channels_last",

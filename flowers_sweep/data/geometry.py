@@ -30,6 +30,10 @@ from flowers_sweep.trainer.hardware import to_device
 TRIES = 10  # torchvision's RandomResizedCrop.get_params tries this many boxes
 RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's default range of aspect ratios (w / h)
 PROBABILITY = "a probability in [0, 1]"
+# torchvision's per-image policies (transforms.TrivialAugmentWide, RandAugment), whose
+# magnitudes are one of 31 bins (their num_magnitude_bins default).
+POLICIES = ("trivial_augment_wide", "rand_augment")
+MAGNITUDE_BINS = 31
 
 
 class Draws(NamedTuple):
@@ -251,6 +255,19 @@ def check_augment(augment_cfg: Any) -> None:
          "null or [min, max] fractions of the area, 0 < min <= max <= 1"),
         ("resized_crop_ratio", get("resized_crop_ratio", list(RATIO)),
          lambda v: _pair(v) and 0 < v[0] <= v[1], "[min, max] aspect ratios w/h, 0 < min <= max"),
+        ("policy", get("policy"), lambda v: v is None or v in POLICIES,
+         f"null or one of {', '.join(POLICIES)}"),
+        ("num_ops", get("num_ops", 2),
+         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
+        ("magnitude", get("magnitude", 9),
+         lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < MAGNITUDE_BINS,
+         f"an integer bin in [0, {MAGNITUDE_BINS - 1}]"),
+        ("erase_p", get("erase_p", 0.0), lambda v: _number(v) and 0 <= v <= 1, PROBABILITY),
+        ("mixup_alpha", get("mixup_alpha", 0.0), lambda v: _number(v) and v >= 0,
+         "a number >= 0 (0: off)"),
+        ("cutmix_alpha", get("cutmix_alpha", 0.0), lambda v: _number(v) and v >= 0,
+         "a number >= 0 (0: off)"),
+        ("mix_prob", get("mix_prob", 1.0), lambda v: _number(v) and 0 <= v <= 1, PROBABILITY),
     ]  # fmt: skip
     for key, value, ok, allowed in checks:
         if not ok(value):
@@ -272,6 +289,13 @@ AUGMENT_DEFAULTS: dict[str, Any] = {
     "crop_padding": 0,
     "resized_crop_scale": None,
     "resized_crop_ratio": list(RATIO),
+    "policy": None,
+    "num_ops": 2,
+    "magnitude": 9,
+    "erase_p": 0.0,
+    "mixup_alpha": 0.0,
+    "cutmix_alpha": 0.0,
+    "mix_prob": 1.0,
 }
 
 

@@ -44,6 +44,13 @@ ADDED = {
     "augment.crop_padding": 0,
     "augment.resized_crop_scale": None,
     "augment.resized_crop_ratio": [0.75, 4 / 3],
+    "augment.policy": None,  # the training recipe's keys (docs/recipes.md)
+    "augment.num_ops": 2,
+    "augment.magnitude": 9,
+    "augment.erase_p": 0.0,
+    "augment.mixup_alpha": 0.0,
+    "augment.cutmix_alpha": 0.0,
+    "augment.mix_prob": 1.0,
     "dataset.folds": None,  # no cross-validation (data/folds.py)
     "dataset.fold": 0,
     "trainer.label_smoothing": 0.0,  # the training recipe's keys (docs/recipes.md)
@@ -52,6 +59,9 @@ ADDED = {
     "trainer.early_stop_patience": None,
     "trainer.early_stop_metric": "val_acc",
     "optimizer.norm_weight_decay": None,
+    "trainer.ema_decay": None,
+    "trainer.ema_every": 1,
+    "trainer.ema_warmup": 0,
 }
 # Where a key of ADDED goes only into a node that has this key, rather than any key: a
 # dataset node has an `image_size` (config/validate.py requires one), so a user's own
