@@ -339,7 +339,7 @@ def load(paths: str | Path | Sequence[str | Path], select: str = "last") -> Repo
     Its tables are DataFrames: `runs` (one row per run, a column per setting that
     varies), `curves` (one row per run and epoch), `cases` (the accuracy table) and
     `comparisons` (Welch's tests); accuracies are fractions (docs/results.md has the
-    schema). `select`: whose test accuracy counts, "last" or "best_val" weights.
+    schema). `select`: whose test accuracy counts, "last", "best_val" or "ema" weights.
 
     Raises AggregateError when no run folder is found under the paths.
     """

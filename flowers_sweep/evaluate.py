@@ -1,4 +1,4 @@
-"""`python -m flowers_sweep.evaluate RUN_DIR [--split test|val] [--weights last|best_val]`.
+"""`python -m flowers_sweep.evaluate RUN_DIR [--split test|val] [--weights last|best_val|ema]`.
 
 Rebuilds a finished run from its own saved config (`.hydra/config.yaml`) and weights,
 evaluates it on one split the way training did (same batches, precision and layout, so
@@ -278,8 +278,9 @@ def arg_parser() -> argparse.ArgumentParser:
         "--weights",
         choices=list(WEIGHT_FILES),
         default="last",
-        help="the last epoch's weights (default, what the run tested) or the best validation "
-        "epoch's (kept when the run had trainer.keep_weights=best or both)",
+        help="the last epoch's weights (default, what the run tested), the best validation "
+        "epoch's (kept when the run had trainer.keep_weights=best or both) or the model EMA's "
+        "(trainer.ema_decay, kept with trainer.keep_weights=ema or last_ema)",
     )
     return parser
 

@@ -1,4 +1,4 @@
-"""`python -m flowers_sweep.predict RUN_DIR IMAGE... [--json] [--weights last|best_val]`.
+"""`python -m flowers_sweep.predict RUN_DIR IMAGE... [--json] [--weights last|best_val|ema]`.
 
 Labels photos with a finished run's model: the five most likely classes and their
 probabilities for each image, through the run's own preprocessing (decode, resize to its
@@ -72,8 +72,9 @@ def arg_parser() -> argparse.ArgumentParser:
         "--weights",
         choices=list(WEIGHT_FILES),
         default="last",
-        help="the last epoch's weights (default) or the best validation epoch's (kept "
-        "when the run had trainer.keep_weights=best or both)",
+        help="the last epoch's weights (default), the best validation epoch's (kept when "
+        "the run had trainer.keep_weights=best or both) or the model EMA's (kept with "
+        "trainer.keep_weights=ema or last_ema)",
     )
     parser.add_argument(
         "--json",

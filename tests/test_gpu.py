@@ -14,7 +14,12 @@ from flowers_sweep.data.synthetic import generate_split
 from flowers_sweep.errors import DivergedError
 from flowers_sweep.models import ResNet
 from flowers_sweep.trainer.checkpoint import Progress, TrainState, load_checkpoint, save_checkpoint
-from flowers_sweep.trainer.hardware import autocast, native_bf16, resolve_precision
+from flowers_sweep.trainer.hardware import (
+    autocast,
+    grad_scaler,
+    native_bf16,
+    resolve_precision,
+)
 from flowers_sweep.trainer.loop import FiniteCheck, train_one_epoch
 from flowers_sweep.trainer.runstate import RunState, seed_everything
 
@@ -105,6 +110,26 @@ def test_checkpoint_round_trip_on_cuda(cuda, tmp_path):
         assert b.device.type == "cuda" and torch.equal(a, b)
     state = fresh_opt.state_dict()["state"][0]["exp_avg"]
     assert state.device.type == "cuda"
+
+
+def test_fp16_with_a_fused_optimizer_trains_without_a_host_sync(cuda, seeded_like_a_run):
+    """trainer.precision=fp16: autocast plus GradScaler. With a fused Adam the scaler
+    leaves the inf check to the optimizer's kernel, so the pass still reads nothing."""
+    aug = BatchAugment(MEAN, STD, 0.5, 10, memory_format=torch.channels_last)
+    batches = TensorBatches(device_split(cuda), 32, cuda, aug.train_view)
+    model, _ = model_and_optimizer(cuda)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    gen = torch.Generator().manual_seed(0)
+    run = RunState(model, optimizer, None, gen, cuda, cast=autocast(cuda, torch.float16))
+    run.scaler = grad_scaler(cuda, torch.float16)
+    train_one_epoch(run, batches, "warm-up")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        tally = train_one_epoch(run, batches, "t")
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert torch.isfinite(tally.loss_sum).item() and run.scaler.get_scale() > 0
 
 
 def test_auto_bf16_follows_the_gpus_capability(cuda):

@@ -1,4 +1,5 @@
-"""bf16 autocast and channels_last: correct results on the CPU (speed is benchmarked)."""
+"""bf16 and fp16 autocast, fp16's gradient scaler, and channels_last: correct results on
+the CPU (speed is benchmarked)."""
 
 import json
 from contextlib import nullcontext
@@ -11,8 +12,10 @@ from flowers_sweep.data.loaders import TensorBatches
 from flowers_sweep.data.splits import Split
 from flowers_sweep.data.synthetic import generate_split
 from flowers_sweep.models import ResNet
-from flowers_sweep.trainer.hardware import autocast
-from flowers_sweep.trainer.loop import eval_one_epoch, train_one_epoch
+from flowers_sweep.trainer import hardware
+from flowers_sweep.trainer.checkpoint import load_checkpoint, save_checkpoint
+from flowers_sweep.trainer.hardware import autocast, grad_scaler, resolve_precision
+from flowers_sweep.trainer.loop import Stepper, eval_one_epoch, train_one_epoch
 from flowers_sweep.trainer.runstate import RunState
 
 from .helpers.cli import TINY, run_cli
@@ -115,7 +118,7 @@ def test_eval_under_bf16_matches_fp32_closely():
     assert loss16 == pytest.approx(loss32, rel=bf16_bound(model))
 
 
-@pytest.mark.parametrize(("precision", "expected"), [("32", "32")])  # bf16: auto, where native
+@pytest.mark.parametrize(("precision", "expected"), [("fp16", "fp16")])  # bf16: auto, where native
 def test_cli_records_the_precision(tmp_path, cache_dir, precision, expected):
     run_dir = tmp_path / "run"
     proc = run_cli(
@@ -126,3 +129,83 @@ def test_cli_records_the_precision(tmp_path, cache_dir, precision, expected):
     result = json.loads((run_dir / "result.json").read_text())
     assert result["status"] == "completed" and result["precision"] == expected
     assert "channels_last" in (run_dir / "flowers_sweep.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("setting", "device", "native", "expected"),
+    [
+        ("32", "cpu", True, None),
+        ("bf16", "cpu", False, torch.bfloat16),
+        ("fp16", "cpu", True, torch.float16),
+        ("auto", "cpu", True, torch.bfloat16),
+        ("auto", "cpu", False, None),  # emulated bf16 is slower than fp32
+        ("auto", "cuda", True, torch.bfloat16),  # Ampere and later
+        ("auto", "cuda", False, torch.float16),  # V100, T4: fp16 tensor cores, no bf16
+        ("auto", "mps", False, None),
+    ],
+)
+def test_precision_auto_picks_the_native_half_format(
+    monkeypatch, setting, device, native, expected
+):
+    monkeypatch.setattr(hardware, "native_bf16", lambda _: native)
+    assert resolve_precision(setting, torch.device(device)) is expected
+
+
+def test_only_fp16_gets_a_gradient_scaler():
+    assert grad_scaler(CPU, None) is None and grad_scaler(CPU, torch.bfloat16) is None
+    assert isinstance(grad_scaler(CPU, torch.float16), torch.amp.GradScaler)
+
+
+def scaled_run(scaler, clip=None, every=1):
+    """A linear model's run with plain SGD, `scaler` and the trainer keys given."""
+    torch.manual_seed(3)
+    model = torch.nn.Linear(6, 3)
+    run = run_state(model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    run.scaler = scaler
+    run.cfg = None
+    return run, Stepper(run, every, clip)
+
+
+def steps(run, stepper, n=3):
+    g = torch.Generator().manual_seed(0)
+    for _ in range(n):
+        x, y = torch.randn(8, 6, generator=g), torch.randint(0, 3, (8,), generator=g)
+        stepper.backward(torch.nn.functional.cross_entropy(run.model(x), y), 8, 8)
+    stepper.finish()
+    return [p.detach().clone() for p in run.model.parameters()]
+
+
+@pytest.mark.parametrize("clip", [None, 0.05])
+def test_the_scaler_steps_exactly_as_plain_fp32(clip):
+    # The scale is a power of two (2**16), so scaling the loss and dividing the gradients
+    # back are exact in fp32 while nothing overflows or underflows: the weights after a
+    # scaled step (clipped on the unscaled gradients) equal the plain step's bit for bit.
+    plain = steps(*scaled_run(None, clip))
+    scaled = steps(*scaled_run(torch.amp.GradScaler("cpu"), clip))
+    for a, b in zip(plain, scaled, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_an_overflowed_step_is_skipped_and_the_scale_halved():
+    run, stepper = scaled_run(torch.amp.GradScaler("cpu", init_scale=2.0**16))
+    before = [p.detach().clone() for p in run.model.parameters()]
+    x = torch.full((8, 6), float("inf"))  # gradients of inf and NaN: an overflow
+    loss = run.model(x).sum() * 0
+    stepper.backward(loss, 8, 8)
+    for a, b in zip(before, run.model.parameters(), strict=True):
+        assert torch.equal(a, b.detach())
+    assert run.scaler.get_scale() == 2.0**15
+
+
+def test_the_scaler_state_is_in_the_checkpoint(tmp_path):
+    run, stepper = scaled_run(torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1))
+    run.scheduler = torch.optim.lr_scheduler.StepLR(run.optimizer, 1)
+    run.gen = torch.Generator()
+    steps(run, stepper, n=2)  # two good steps: the scale has grown twice
+    save_checkpoint(tmp_path / "c.pt", run)
+    fresh, _ = scaled_run(torch.amp.GradScaler("cpu"))
+    fresh.scheduler = torch.optim.lr_scheduler.StepLR(fresh.optimizer, 1)
+    fresh.gen = torch.Generator()
+    load_checkpoint(tmp_path / "c.pt", fresh)
+    assert run.scaler.get_scale() == 2.0**12
+    assert fresh.scaler.state_dict() == run.scaler.state_dict()

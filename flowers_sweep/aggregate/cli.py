@@ -56,8 +56,8 @@ def arg_parser() -> argparse.ArgumentParser:
         "--select",
         choices=list(SELECT),
         default="last",
-        help="whose test accuracy: the last epoch's weights (default, as the report) or the "
-        "best validation epoch's",
+        help="whose test accuracy: the last epoch's weights (default, as the report), the "
+        "best validation epoch's, or the model EMA's (runs with trainer.ema_decay)",
     )
     return parser
 

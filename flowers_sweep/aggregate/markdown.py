@@ -31,6 +31,7 @@ UNTESTABLE = {  # why a pair has no p-value, by its test
 WEIGHTS = {
     "last": "the last epoch's weights, as in the report",
     "best_val": "the weights of each run's best validation epoch",
+    "ema": "each run's model EMA (trainer.ema_decay) after its last epoch",
 }
 
 
@@ -73,7 +74,7 @@ def results_markdown(
         if pruned:
             lines += [f"{plural(pruned, 'run')} stopped early by the search's pruner.", ""]
         return "\n".join(lines)
-    weights = WEIGHTS["last"] if select == "last" else WEIGHTS["best_val"]
+    weights = WEIGHTS[select]
     lines = ["# Results", "", f"Test accuracy per case, of {weights}.", ""]
     lines += _cases(results)
     for case, seed, dirs in twins:  # tables.shared_seeds

@@ -124,7 +124,8 @@ class Report:
     @property
     def scored(self) -> pd.DataFrame:
         """`runs` as the statistics count them: `test_acc` the chosen weights' (select),
-        and a completed run that did not record it marked `no test_acc_best_val`."""
+        and a completed run that did not record it marked `no test_acc_best_val` (or
+        `no test_acc_ema`)."""
         return self.runs if self.search else selected(self.runs, self.select)
 
     def __repr__(self) -> str:
@@ -222,8 +223,9 @@ def build(roots: Sequence[Path], select: str = "last") -> Report:
     (searches_as_grid).
 
     `select`: whose test accuracy counts, "last" (the last epoch's weights, as the
-    report) or "best_val" (the best validation epoch's). Raises AggregateError, one line
-    naming the folder, when there is nothing to aggregate, or for another `select`.
+    report), "best_val" (the best validation epoch's) or "ema" (the model EMA's).
+    Raises AggregateError, one line naming the folder, when there is nothing to
+    aggregate, or for another `select`.
     """
     if select not in SELECT:
         raise AggregateError(f"select={select!r}: expected one of {', '.join(SELECT)}")

@@ -233,9 +233,12 @@ def runs_table(runs: Sequence[RunRecord], labels: Sequence[str] | None = None) -
     Accuracies are fractions in [0, 1]; `wall_s` is seconds; `params` a count. When a
     run has folds (`dataset.folds`), a `fold` column after `seed` holds each run's
     (labels.fold_of; empty for a run without); when a run has `tags`, a `tags` column
-    after those holds each run's, comma-separated.
+    after those holds each run's, comma-separated. When a run recorded `test_acc_ema`
+    (trainer.ema_decay: its model EMA's test accuracy), a `test_acc_ema` column after
+    `test_acc_best_val` holds it (empty for a run without).
     """
     tagged = any(run.config.get("tags") for run in runs)
+    averaged = any((run.result or {}).get("test_acc_ema") is not None for run in runs)
     folded = any(fold_of(run.config) is not None for run in runs)
     varying = varying_settings(runs)
     labels = case_labels(runs, varying) if labels is None else labels
@@ -270,8 +273,12 @@ def runs_table(runs: Sequence[RunRecord], labels: Sequence[str] | None = None) -
             row["fold"] = fold_of(cfg)
         if tagged:
             row["tags"] = ",".join(str(tag) for tag in cfg.get("tags") or [])
+        if averaged:
+            row["test_acc_ema"] = res.get("test_acc_ema")
         rows.append(row)
     columns = list(RUN_COLUMNS[1:])
+    if averaged:
+        columns.insert(columns.index("test_acc_best_val") + 1, "test_acc_ema")
     extra = [name for name, wanted in (("fold", folded), ("tags", tagged)) if wanted]
     at = columns.index("seed") + 1
     columns[at:at] = extra

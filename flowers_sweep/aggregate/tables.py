@@ -14,17 +14,21 @@ from flowers_sweep.aggregate.stats import t_interval
 from flowers_sweep.record.runrecord import METRIC_COLUMNS, TEST_ACC_OF, RunRecord
 
 log = logging.getLogger(__name__)
-# Which weights a case's accuracy is of: the last epoch's (the report's), or the best
-# validation epoch's (each run records both).
-SELECT = TEST_ACC_OF  # whose test accuracy: the last epoch's or the best val epoch's
+# Which weights a case's accuracy is of: the last epoch's (the report's), the best
+# validation epoch's (each run records both), or the model EMA's (a run with
+# trainer.ema_decay records it too).
+SELECT = TEST_ACC_OF  # whose test accuracy: last, best_val or ema -> result.json's key
 
 
 def selected(runs_df: pd.DataFrame, select: str) -> pd.DataFrame:
     """The runs with `test_acc` being the chosen weights' accuracy; runs that did not
-    record it (older ones, for best_val) count as not completed for the statistics."""
+    record it (older ones, for best_val; those without EMA, for ema) count as not
+    completed for the statistics."""
     if select == "last":
         return runs_df
-    scored = runs_df.assign(test_acc=runs_df[SELECT[select]])
+    key = SELECT[select]
+    chosen = runs_df[key] if key in runs_df else pd.Series(float("nan"), index=runs_df.index)
+    scored = runs_df.assign(test_acc=chosen)
     missing = (scored["status"] == "completed") & scored["test_acc"].isna()
     for run_dir in scored.loc[missing, "run_dir"]:
         log.warning("%s: no %s recorded, left out of the statistics", run_dir, SELECT[select])
@@ -108,7 +112,8 @@ def curves_table(runs: Sequence[RunRecord], runs_df: pd.DataFrame) -> pd.DataFra
     has it), `status`, `run_dir` (absolute),
     then every column of the run's metrics.csv: `epoch` (1-based, an integer),
     `train_loss`, `val_loss` (mean cross-entropy, nats), `train_acc`, `val_acc`
-    (fractions in [0, 1]), `lr` (the rate used in that epoch), `epoch_s` (seconds).
+    (fractions in [0, 1]), `lr` (the rate used in that epoch), `epoch_s` (seconds);
+    with model EMA, `val_loss_ema` and `val_acc_ema` (empty for runs without).
     Ready for seaborn: `sns.lineplot(data=curves, x="epoch", y="val_loss", hue="case")`.
     """
     first = runs_df.columns.get_loc("model")

@@ -214,6 +214,12 @@ def validate_runtime(trainer: DictConfig, cfg: DictConfig) -> None:
         f"allowed values are {', '.join(KEEP_WEIGHTS)}",
     )
     _check(
+        "trainer.keep_weights",
+        trainer.keep_weights,
+        lambda v: "ema" not in str(v) or trainer.get("ema_decay") is not None,
+        "it keeps the model EMA's weights: set trainer.ema_decay too (a number in (0, 1))",
+    )
+    _check(
         "trainer.jobs_per_gpu",
         trainer.jobs_per_gpu,
         lambda v: _is_int(v) and v >= 1,

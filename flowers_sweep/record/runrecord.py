@@ -14,6 +14,7 @@ and its settings, with the one reader and the one writer of each.
       checkpoint.pt          the last completed epoch, for an exact resume
       model.pt               the last epoch's weights (trainer.keep_weights)
       model_best_val.pt      the best validation epoch's weights
+      model_ema.pt           the last epoch's EMA of the weights (trainer.ema_decay)
 
 The training loop, the failure path, the sweep's end, the aggregator, `evaluate` and
 the search all go through this module, and folders written by every earlier version
@@ -47,6 +48,7 @@ RESULT_FILE = "result.json"
 DATA_FILE = "data.json"  # class names and normalisation, for evaluate and predict
 WEIGHTS_FILE = "model.pt"  # the last epoch's weights, as the report tested
 BEST_WEIGHTS_FILE = "model_best_val.pt"  # the weights of the best validation epoch
+EMA_WEIGHTS_FILE = "model_ema.pt"  # the last epoch's EMA of the weights (trainer/ema.py)
 CHECKPOINT_FILE = "checkpoint.pt"
 TRACEBACK_FILE = "traceback.txt"
 TRACKERS_FILE = "trackers.json"  # each tracker's run id: a resumed run continues it (loggers/)
@@ -70,15 +72,32 @@ RUN_FILES = (
     DATA_FILE,
     WEIGHTS_FILE,
     BEST_WEIGHTS_FILE,
+    EMA_WEIGHTS_FILE,
     CHECKPOINT_FILE,
     TRACEBACK_FILE,
     TRACKERS_FILE,  # resume=false starts new tracker runs too
 )
-WEIGHT_FILES = {"last": WEIGHTS_FILE, "best_val": BEST_WEIGHTS_FILE}  # --weights NAME
-TEST_ACC_OF = {"last": "test_acc", "best_val": "test_acc_best_val"}  # result.json's key
-KEEP_WEIGHTS = ("last", "best", "both", "none")  # trainer.keep_weights: which files a run keeps
+WEIGHT_FILES = {"last": WEIGHTS_FILE, "best_val": BEST_WEIGHTS_FILE, "ema": EMA_WEIGHTS_FILE}
+# --weights NAME -> result.json's key of their test accuracy (aggregate's --select NAME)
+TEST_ACC_OF = {"last": "test_acc", "best_val": "test_acc_best_val", "ema": "test_acc_ema"}
+# trainer.keep_weights: which files a run keeps; ema: model_ema.pt, last_ema: it and model.pt
+KEEP_WEIGHTS = ("last", "best", "both", "none", "ema", "last_ema")
+KEPT_FILES = {  # trainer.keep_weights -> the weight files a completed run keeps
+    "last": (WEIGHTS_FILE,),
+    "best": (BEST_WEIGHTS_FILE,),
+    "both": (WEIGHTS_FILE, BEST_WEIGHTS_FILE),
+    "none": (),
+    "ema": (EMA_WEIGHTS_FILE,),
+    "last_ema": (WEIGHTS_FILE, EMA_WEIGHTS_FILE),
+}
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s")
+# metrics.csv's columns after METRIC_COLUMNS in a run with trainer.ema_decay: the EMA's
+# validation loss and accuracy, as val_loss and val_acc (a run without has none of them)
+EMA_METRIC_COLUMNS = ("val_loss_ema", "val_acc_ema")
+# result.json's keys after COMPLETED_KEYS in a run with trainer.ema_decay: the last
+# epoch's EMA on the test split, as test_acc and test_loss
+EMA_RESULT_KEYS = ("test_acc_ema", "test_loss_ema")
 # A completed run's final numbers (logged to TensorBoard's HParams; a search's possible
 # optimized_metric): each -> the metrics.csv column a trial reports, a search's direction
 FINAL_METRICS = {
@@ -225,12 +244,16 @@ def completed_result(run_dir: Path) -> dict[str, Any] | None:
 
 
 def write_metrics(run_dir: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Rewrite the whole (small) table each epoch, so it is never half a row."""
+    """Rewrite the whole (small) table each epoch, so it is never half a row. Columns:
+    METRIC_COLUMNS, then EMA_METRIC_COLUMNS when the rows have them (trainer.ema_decay)."""
+    columns = METRIC_COLUMNS
+    if rows and all(k in rows[0] for k in EMA_METRIC_COLUMNS):
+        columns = (*METRIC_COLUMNS, *EMA_METRIC_COLUMNS)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: row[k] for k in METRIC_COLUMNS})
+        writer.writerow({k: row[k] for k in columns})
     atomic_write_text(Path(run_dir) / METRICS_FILE, buf.getvalue())
 
 

@@ -91,6 +91,8 @@ class TrainState:
     gen: torch.Generator | None  # shuffling and augmentation
     device: torch.device
     progress: Progress = field(default_factory=Progress)
+    scaler: Any = None  # a torch.amp.GradScaler under fp16 (hardware.grad_scaler), else None
+    ema: Any = None  # the model's moving average (ema.ModelEma), None without one
 
 
 def checkpoint_state(state: TrainState, copy_tensors: bool = False) -> dict[str, Any]:
@@ -107,6 +109,10 @@ def checkpoint_state(state: TrainState, copy_tensors: bool = False) -> dict[str,
         "rng": rng_state(state.gen, state.device),
         "progress": vars(state.progress),
     }
+    if state.scaler is not None:  # fp16: the loss scale and its growth count
+        flat["scaler"] = state.scaler.state_dict()
+    if state.ema is not None:  # only then: a run without EMA writes what it always did
+        flat["ema"] = state.ema.state_dict()
     return copy.deepcopy(flat) if copy_tensors else flat
 
 
@@ -135,6 +141,10 @@ def load_checkpoint(path: Path, state: TrainState) -> None:
         state.scheduler.load_state_dict(flat["scheduler"])
         set_rng_state(flat["rng"], state.gen, state.device)
         state.progress = Progress(**flat["progress"])
+        if state.scaler is not None and "scaler" in flat:
+            state.scaler.load_state_dict(flat["scaler"])
+        if state.ema is not None:
+            state.ema.load_state_dict(flat["ema"])
     except torch.OutOfMemoryError:
         raise  # the file is fine; the device is full
     except Exception as exc:

@@ -35,7 +35,7 @@ STEPS = 5  # timed steps, after the warm-up; their median is the step's time
 BUDGET_S = 2.0  # stop timing after this many seconds (one timed step at least)
 ROLES = ("train", "val", "test")
 # Weight files a completed run keeps, by trainer.keep_weights (runrecord.KEEP_WEIGHTS)
-WEIGHT_FILES_KEPT = {"last": 1, "best": 1, "both": 2, "none": 0}
+WEIGHT_FILES_KEPT = {"last": 1, "best": 1, "both": 2, "none": 0, "ema": 1, "last_ema": 2}
 
 
 @dataclass(frozen=True)

@@ -78,16 +78,44 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def resolve_precision(setting: str | int, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `trainer.precision`, or None for plain fp32."""
-    if str(setting) == "auto":
-        return torch.bfloat16 if native_bf16(device) else None
-    return torch.bfloat16 if str(setting) == "bf16" else None
+    """The autocast dtype for `trainer.precision` (`32`, `bf16`, `fp16` or `auto`), or
+    None for plain fp32.
+
+    `auto`: bf16 where the hardware has it natively (`native_bf16`); on a CUDA GPU
+    without it (a V100, T4 or P100: the usual Colab and older cluster cards) fp16, which
+    their tensor cores run natively and which trains with a gradient scaler
+    (`grad_scaler`); fp32 elsewhere (a CPU without native bf16, MPS).
+    """
+    setting = str(setting)
+    if setting == "auto":
+        if native_bf16(device):
+            return torch.bfloat16
+        return torch.float16 if device.type == "cuda" else None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(setting)
+
+
+PRECISION_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", None: "32"}
+
+
+def grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
+    """A gradient scaler for fp16 autocast (torch.amp.GradScaler), None otherwise.
+
+    fp16 has 5 exponent bits: gradients below about 6e-8 flush to zero, so the loss is
+    multiplied by a scale (2**16 to start) before the backward pass and the gradients
+    divided by it before the step; a step whose gradients overflowed is skipped and the
+    scale halved, and after 2000 good steps it doubles (PyTorch's defaults; Micikevicius
+    et al. 2018, "Mixed Precision Training"). bf16 has fp32's exponent range and needs
+    none.
+    """
+    if dtype is not torch.float16:
+        return None
+    return torch.amp.GradScaler(device.type)
 
 
 def autocast(
     device: torch.device, dtype: torch.dtype | None
 ) -> Callable[[], AbstractContextManager]:
-    """A factory of contexts for the forward pass: bf16 autocast, or nothing."""
+    """A factory of contexts for the forward pass: bf16 or fp16 autocast, or nothing."""
     if dtype is None:
         return contextlib.nullcontext
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)

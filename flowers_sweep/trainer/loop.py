@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from flowers_sweep.data.loaders import BatchSource
 from flowers_sweep.errors import DivergedError
+from flowers_sweep.trainer.mixing import BatchMix
 
 if TYPE_CHECKING:  # only a type here: the loop needs none of the set-up's imports
     from flowers_sweep.trainer.runstate import RunState
@@ -84,7 +85,9 @@ def train_one_epoch(
 ) -> Tally:
     """One pass of `run.step_model` over the shuffled, augmented training split (or
     `batches`), drawing from `run.gen`, stepping `run.optimizer` once per batch, or once
-    per `trainer.accumulate` batches (`Stepper`).
+    per `trainer.accumulate` batches (`Stepper`). With augment's MixUp or CutMix on
+    (mixing.BatchMix) batches are mixed first, the loss taken on soft targets and
+    accuracy counted against each mixed image's larger share.
 
     Raises DivergedError at a NaN or infinite loss.
     """
@@ -96,6 +99,7 @@ def train_one_epoch(
     model.train()
     tally = Tally(torch.zeros((), device=device), torch.zeros((), device=device).long(), 0)
     finite = FiniteCheck(device)
+    mix = BatchMix.for_run(run)  # MixUp/CutMix (mixing.py); None: off, nothing drawn
     compiled = hasattr(model, "_orig_mod")  # torch.compile's OptimizedModule
     for i, (x, y) in enumerate(progress_bar(batches(run.gen), len(batches), desc)):
         if len(y) < batches.batch_size and (len(y) == 1 or compiled) and len(batches) > 1:
@@ -103,25 +107,28 @@ def train_one_epoch(
             # generator stays in step): batch norm cannot train on one image, and a
             # compiled model would compile a second graph for another batch size.
             continue
+        x, target, label = mix(x, y, run.gen) if mix is not None else (x, y, y)
         with run.cast():
             logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
+            loss = F.cross_entropy(logits, target, label_smoothing=smoothing)
         finite(loss, f"{desc}, batch {i + 1}")
-        if stepper.every == 1 and stepper.clip is None:  # today's step, bit for bit
+        if stepper.plain:  # today's step, bit for bit
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if stepper.ema is not None:  # the model's moving average (ema.py)
+                stepper.ema.step()
         else:
             stepper.backward(loss, len(y), batches.batch_size)
         tally.loss_sum += loss.detach() * len(y)
-        tally.correct += (logits.argmax(1) == y).sum()
+        tally.correct += (logits.argmax(1) == label).sum()  # label: y, or a mix's major class
         tally.seen += len(y)
     stepper.finish()
     return tally
 
 
 class Stepper:
-    """Optimizer steps with gradient accumulation and clipping.
+    """Optimizer steps with gradient accumulation, clipping and fp16's gradient scaler.
 
     Accumulation (timm train.py's `--grad-accum-steps`): `every` batches of B images
     each add their mean loss times len(y) / (every * B) to the gradients, and the
@@ -133,13 +140,22 @@ class Stepper:
 
     Clipping (torch.nn.utils.clip_grad_norm_, torchvision's `--clip-grad-norm`): the
     gradients' global L2 norm is scaled down to at most `clip` before each step; the
-    gradients are fp32 (autocast casts only the forward's operations), so no unscaling.
-    Neither reads a number on the host.
+    gradients are fp32 (autocast casts only the forward's operations); under fp16 they
+    are unscaled first (`GradScaler.unscale_`), so the bound is on the true norm.
+
+    fp16 (`run.scaler`, hardware.grad_scaler): the loss is scaled before each backward
+    and the step goes through the scaler, which skips a step whose gradients overflowed.
+    Accumulation and clipping read nothing on the host; the scaler's step does (once per
+    step, to learn whether to skip), except with an optimizer that takes the scaling
+    into its own kernels (torch's fused Adam, AdamW and SGD, `fused=True`).
     """
 
     def __init__(self, run: RunState, every: int, clip: float | None) -> None:
         self.model, self.optimizer = run.model, run.optimizer
         self.every, self.clip = int(every), clip
+        self.scaler = getattr(run, "scaler", None)
+        self.plain = self.every == 1 and clip is None and self.scaler is None
+        self.ema = getattr(run, "ema", None)  # updated after each step (ema.py)
         self.batches = 0  # accumulated since the last step
         self.images = 0  # in those batches
         self.full = 0  # images in a whole group: every * B
@@ -149,7 +165,8 @@ class Stepper:
         if self.batches == 0:
             self.optimizer.zero_grad(set_to_none=True)
         self.full = self.every * batch_size
-        (loss * (images / self.full) if self.every > 1 else loss).backward()
+        share = loss * (images / self.full) if self.every > 1 else loss
+        (share if self.scaler is None else self.scaler.scale(share)).backward()
         self.batches += 1
         self.images += images
         if self.batches == self.every:
@@ -157,13 +174,21 @@ class Stepper:
 
     def step(self) -> None:
         """Clip and step; a partial group's gradients first rescaled to its mean."""
+        if self.scaler is not None and self.clip is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
         if self.every > 1 and self.images != self.full:
             for p in self.model.parameters():
                 if p.grad is not None:
                     p.grad.mul_(self.full / self.images)
         if self.clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        if self.ema is not None:
+            self.ema.step()
         self.batches, self.images = 0, 0
 
     def finish(self) -> None:

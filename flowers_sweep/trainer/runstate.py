@@ -28,8 +28,10 @@ from flowers_sweep.record.labels import model_label
 from flowers_sweep.record.runfolder import start_over_hint
 from flowers_sweep.record.runrecord import CHECKPOINT_FILE, read_data, write_data
 from flowers_sweep.trainer.checkpoint import TrainState, load_checkpoint
+from flowers_sweep.trainer.ema import build_ema
 from flowers_sweep.trainer.hardware import (
     autocast,
+    grad_scaler,
     resolve_channels_last,
     resolve_device,
     resolve_precision,
@@ -131,9 +133,10 @@ class RunState(TrainState):
 def build_state(
     cfg: Any, where: Placement, num_classes: int, weights: Any = None, compile: bool | None = None
 ) -> RunState:
-    """Model (with `weights`, see placed_model), optimizer, schedule and data generator
-    for the config, placed; compiled when `compile` (None: trainer.compile). Draws the
-    initial weights from torch's global generator: seed first."""
+    """Model (with `weights`, see placed_model), optimizer, schedule, data generator and
+    the model's EMA (trainer.ema_decay, ema.py) for the config, placed; compiled when
+    `compile` (None: trainer.compile). Draws the initial weights from torch's global
+    generator: seed first."""
     compile = bool(cfg.trainer.compile) if compile is None else compile
     model = placed_model(cfg, num_classes, where, weights)
     if compile:
@@ -149,6 +152,8 @@ def build_state(
         step_model=torch.compile(model) if compile else model,
         placement=where,
         cfg=cfg,
+        scaler=grad_scaler(where.device, where.dtype),
+        ema=build_ema(model, cfg.trainer),  # None without trainer.ema_decay
     )
 
 

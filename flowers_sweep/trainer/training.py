@@ -7,6 +7,7 @@ step needs is written to the run folder.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -23,7 +24,10 @@ from flowers_sweep.record.labels import activation_label, case_label, fold_of, w
 from flowers_sweep.record.runrecord import (
     BEST_WEIGHTS_FILE,
     CHECKPOINT_FILE,
+    EMA_RESULT_KEYS,
+    EMA_WEIGHTS_FILE,
     FINAL_METRICS,
+    KEPT_FILES,
     WEIGHTS_FILE,
     RunRecordError,
     completed_record,
@@ -35,6 +39,7 @@ from flowers_sweep.record.runrecord import (
 from flowers_sweep.record.settings import experiment_settings
 from flowers_sweep.trainer.checkpoint import Checkpointer, save_torch
 from flowers_sweep.trainer.early_stop import should_stop
+from flowers_sweep.trainer.hardware import PRECISION_NAMES
 from flowers_sweep.trainer.loop import eval_one_epoch, train_one_epoch
 from flowers_sweep.trainer.runstate import RunState, set_up
 
@@ -168,6 +173,8 @@ def fit(
         t0 = time.perf_counter()
         lr = state.optimizer.param_groups[0]["lr"]
         desc = f"epoch {epoch}/{epochs}"
+        if state.ema is not None:
+            state.ema.start_epoch(epoch)  # its warm-up (trainer.ema_warmup)
         train_loss, train_acc = train_one_epoch(state, desc=desc).means()
         if not math.isfinite(train_loss):
             raise DivergedError(f"training loss became {train_loss} in {desc}")
@@ -183,6 +190,10 @@ def fit(
             lr=lr,
             epoch_s=epoch_s,
         )
+        if state.ema is not None:  # after epoch_s: the EMA's pass is not the epoch's cost
+            row["val_loss_ema"], row["val_acc_ema"] = eval_one_epoch(
+                with_ema(state), state.data.val
+            )
         progress.rows.append(row)
         progress.epoch = epoch
         if progress.best_epoch == 0 or val_acc > progress.best_val_acc:
@@ -231,6 +242,10 @@ def finish(
             test_acc_best_val,
             progress.best_epoch,
         )
+    ema_test = None
+    if state.ema is not None:
+        ema_test = eval_one_epoch(with_ema(state), state.data.test)
+        log.info("EMA test loss %.4f acc %.3f", *ema_test)
     if cfg.trainer.keep_checkpoint:
         saver.write_final(progress.epoch, state)
     keep_weights(cfg.trainer.keep_weights, state, saver)
@@ -253,12 +268,15 @@ def finish(
         test_size=counts["test"],
         wall_s=round(time.perf_counter() - started, 3),
         device=str(state.device),
-        precision="bf16" if state.placement.dtype is torch.bfloat16 else "32",
+        precision=PRECISION_NAMES[state.placement.dtype],
     )
+    if ema_test is not None:  # only then: a run without EMA writes what it always did
+        result.update(test_acc_ema=ema_test[1], test_loss_ema=ema_test[0])  # EMA_RESULT_KEYS
     if progress.epoch < cfg.trainer.epochs:  # early stopping: only such a result has the key
         result["stopped_early_at"] = progress.epoch
     result = with_tags(with_fold(result, fold_of(cfg.dataset, prefix="")), cfg.get("tags"))
-    logger.log_final(logged_settings(cfg), {k: result[k] for k in FINAL_METRICS})
+    final = (*FINAL_METRICS, *EMA_RESULT_KEYS)  # the EMA's, in a run with EMA
+    logger.log_final(logged_settings(cfg), {k: result[k] for k in final if k in result})
     write_result(state.run_dir, result)
     return result
 
@@ -271,13 +289,26 @@ def stops_early(trainer: Any, rows: list[dict[str, float]]) -> bool:
 
 def keep_weights(which: str, state: RunState, saver: Checkpointer) -> None:
     """A completed run keeps `trainer.keep_weights` of its weights: last (model.pt), best
-    (model_best_val.pt), both, or none; the other file is removed."""
-    if which in ("last", "both"):
+    (model_best_val.pt), both, none, ema (model_ema.pt: the EMA's, trainer.ema_decay) or
+    last_ema (model.pt and model_ema.pt); model_best_val.pt, written while the run
+    trained, is removed unless kept (runrecord.KEPT_FILES)."""
+    kept = KEPT_FILES[which]
+    if WEIGHTS_FILE in kept:
         save_torch(state.run_dir / WEIGHTS_FILE, state.model.state_dict())
-    if which in ("best", "both"):
+    if BEST_WEIGHTS_FILE in kept:
         saver.write_best()
     else:
         (state.run_dir / BEST_WEIGHTS_FILE).unlink(missing_ok=True)
+    if EMA_WEIGHTS_FILE in kept and state.ema is not None:
+        save_torch(state.run_dir / EMA_WEIGHTS_FILE, state.ema.module.state_dict())
+
+
+def with_ema(state: RunState) -> RunState:
+    """A shallow copy of the run whose passes go through its EMA (ema.py) instead: for
+    `eval_one_epoch` (same data, device and number format; the EMA is not compiled)."""
+    view = copy.copy(state)
+    view.step_model = state.ema.module
+    return view
 
 
 def logged_settings(cfg: Any) -> dict[str, Any]:
