@@ -218,6 +218,24 @@ def test_a_groups_keys_that_follow_its_preset_are_labelled_by_the_presets_name(t
     ]
 
 
+def test_an_experiment_presets_keys_in_any_group_are_labelled_by_its_name(tmp_path):
+    """-m experiment=report,modern: the presets move keys of several groups (dataset,
+    augment, optimizer): the label names the experiment, not each key, and a key that
+    varies within one experiment still shows."""
+    sweep = tmp_path / "sweep"
+    modern = {"optimizer.lr": 0.03, "augment.mixup_alpha": 0.2, "trainer.label_smoothing": 0.1}
+    write_run(sweep / "0", choices={"experiment": "report"})
+    write_run(sweep / "1", settings=modern, choices={"experiment": "modern"})
+    write_run(sweep / "2", settings={**modern, "dataset.image_size": 64},
+              choices={"experiment": "modern"})  # fmt: skip
+    labels = aggregate([sweep]).runs["case"].tolist()
+    assert labels == [
+        "resnet18-relu-experiment=report-image_size=32",
+        "resnet18-relu-experiment=modern-image_size=32",
+        "resnet18-relu-experiment=modern-image_size=64",
+    ]
+
+
 def test_failed_and_unfinished_runs_are_listed_not_counted(tmp_path, caplog):
     sweep = sweep_of(tmp_path, {"relu": [0.7, 0.72]})
     write_run(sweep / "2", case="relu", seed=2, status="failed", test_acc=0.0)

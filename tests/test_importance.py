@@ -22,6 +22,8 @@ from flowers_sweep.aggregate.importance import (
     grid_importance,
     importance_markdown,
     optuna_importance,
+    setting_names,
+    shown_setting,
 )
 from flowers_sweep.aggregate.stats import pairwise_tests
 
@@ -374,3 +376,13 @@ def test_searches_aggregated_together_are_a_grid_without_confirmation_runs(tmp_p
     assert report.markdown.startswith(f"# Results\n\n{line}.\n\n")
     plain = build([one / "0", one / "confirm"])  # no search among them: as they are
     assert len(plain.runs) == 2 and "search" not in plain.markdown
+
+
+def test_result_columns_are_never_settings_and_long_aliases_are_counted():
+    runs = pd.DataFrame(
+        columns=["case", "optimizer.lr", "seed", "test_acc", "tags", "test_acc_ema", "fold"]
+    )
+    assert setting_names(runs) == ["optimizer.lr"]
+    six = " + ".join(f"k{i}" for i in range(6))
+    assert shown_setting(six) == "k0 + k1 + k2 + k3 + 2 more"
+    assert shown_setting("a + b") == "a + b"

@@ -118,7 +118,7 @@ def test_eval_under_bf16_matches_fp32_closely():
     assert loss16 == pytest.approx(loss32, rel=bf16_bound(model))
 
 
-@pytest.mark.parametrize(("precision", "expected"), [("fp16", "fp16")])  # bf16: auto, where native
+@pytest.mark.parametrize(("precision", "expected"), [("32", "32")])  # bf16: auto, where native
 def test_cli_records_the_precision(tmp_path, cache_dir, precision, expected):
     run_dir = tmp_path / "run"
     proc = run_cli(

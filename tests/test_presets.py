@@ -58,6 +58,8 @@ def test_every_experiment_runs_tiny_through_the_cli(preset, tmp_path, cache_dir,
     cfg, hydra = compose_with_hydra(override)
     stand_in = stand_in_torchvision_weights(cfg.model, tmp_path / "torch")
     tiny = tiny_settings(hydra.runtime.choices.dataset, tmp_path)
+    warmup = cfg.scheduler.get("warmup_epochs", 0)  # a warm-up needs epochs after it
+    tiny += [f"trainer.epochs={warmup + 1}"] if warmup else []
     run_dir, sweep_dir = tmp_path / "run", tmp_path / "sweep"
     proc = run_cli(
         override, *tiny, f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={sweep_dir}",

@@ -1,13 +1,17 @@
 """The training recipe's loss, optimisation and early-stopping keys (docs/recipes.md):
 label smoothing, gradient clipping, gradient accumulation, norm/bias weight decay, early
-stopping; each against torch's own function, and one kill -9 resume with all of them on."""
+stopping, each against torch's own function; one kill -9 resume with every recipe key on
+(these, MixUp/CutMix, the policies, erasing, EMA, fp16), and the report's recipe swept
+against `experiment=modern`."""
 
 from __future__ import annotations
 
 import copy
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,7 +28,7 @@ from flowers_sweep.trainer.early_stop import epochs_without_improvement, should_
 from flowers_sweep.trainer.loop import train_one_epoch
 from flowers_sweep.trainer.runstate import RunState
 
-from .helpers.cli import SLOW, make_cfg, metrics, result, run_cli
+from .helpers.cli import SLOW, TINY, make_cfg, metrics, result, run_cli
 
 RECIPE_KEYS = (
     "label_smoothing",
@@ -266,3 +270,27 @@ def test_a_config_from_before_the_keys_reads_as_todays_default():
     assert len(mine) == 6
     old = {k: v for k, v in today.items() if k not in mine}
     assert upgrade_settings(old) == today
+
+
+@pytest.mark.e2e
+def test_the_report_and_modern_recipes_sweep_side_by_side(tmp_path, cache_dir):
+    """`-m experiment=report,modern`, tiny, on the embedded data: both train (6 epochs:
+    modern warms up for 5) and the report compares them, one row each, by name."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "-m", "experiment=report,modern", "dataset=synthetic", *TINY, "trainer.epochs=6",
+        "dataset.image_size=16", "model.layers=[1,1,1,1]", f"hydra.sweep.dir={sweep}",
+        "trainer.precision=32",  # bf16 on a CPU at 16 px: oneDNN's NaN now and then (speed.md)
+        cache=cache_dir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = (sweep / "report" / "results.md").read_text()
+    assert "| resnet18-relu-experiment=report |" in table
+    assert "| resnet18-relu-experiment=modern |" in table
+    runs = pd.read_csv(sweep / "report" / "runs.csv").set_index("case")
+    assert (runs["status"] == "completed").all()
+    modern = runs.loc["resnet18-relu-experiment=modern"]
+    assert 0 <= modern["test_acc_ema"] <= 1 and pd.isna(
+        runs.loc["resnet18-relu-experiment=report", "test_acc_ema"]
+    )
+    assert (Path(modern["run_dir"]) / "model_ema.pt").is_file()

@@ -28,7 +28,7 @@ import yaml
 
 from flowers_sweep.aggregate.figures import ParallelAxis
 from flowers_sweep.aggregate.markdown import plural
-from flowers_sweep.aggregate.runs import RUN_COLUMNS
+from flowers_sweep.aggregate.runs import OPTIONAL_COLUMNS, RUN_COLUMNS
 from flowers_sweep.aggregate.search import Search, trial_number
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.record.runrecord import MULTIRUN_FILE, RunRecord, read_yaml
@@ -66,7 +66,7 @@ def setting_names(runs: pd.DataFrame) -> list[str]:
     """runs.csv's columns of varying settings (runs.runs_table puts them between `case`
     and RUN_COLUMNS' others), but replicates: a `seed` or `fold`, by itself or as the
     last part of a dotted key."""
-    known = {*RUN_COLUMNS, "tags"}
+    known = {*RUN_COLUMNS, *OPTIONAL_COLUMNS}
     return [
         c for c in runs.columns if c not in known and str(c).rsplit(".", 1)[-1] not in REPLICATES
     ]
@@ -231,9 +231,24 @@ def _one_to_one(a: pd.Series, b: pd.Series) -> bool:
     return pairs == a.nunique() == b.nunique()
 
 
+SHOWN_TOGETHER = 4  # names of settings that change together shown in results.md's text
+
+
 def _together(group: Sequence[str]) -> str:
-    names = ", ".join(group[:-1]) + f" and {group[-1]}"
+    if len(group) > SHOWN_TOGETHER:  # an experiment preset moves dozens of keys at once
+        names = ", ".join(group[:SHOWN_TOGETHER]) + f" and {len(group) - SHOWN_TOGETHER} more"
+    else:
+        names = ", ".join(group[:-1]) + f" and {group[-1]}"
     return f"{names} change together: their shares cannot be told apart (one row)"
+
+
+def shown_setting(name: str) -> str:
+    """A row's setting as results.md shows it: settings that change together past
+    SHOWN_TOGETHER are counted, not listed (importance.csv lists them all)."""
+    parts = name.split(" + ")
+    if len(parts) <= SHOWN_TOGETHER:
+        return name
+    return " + ".join(parts[:SHOWN_TOGETHER]) + f" + {len(parts) - SHOWN_TOGETHER} more"
 
 
 def paired_cases(runs: pd.DataFrame) -> bool:
@@ -451,7 +466,7 @@ def importance_markdown(table: pd.DataFrame | None) -> str:
     for r in table.itertuples():
         share = "-" if pd.isna(r.importance) else f"{100 * r.importance:.1f}%"
         values = "" if pd.isna(r.levels) else str(r.levels)
-        cells = [r.setting, values, share]
+        cells = [shown_setting(r.setting), values, share]
         if grid:
             cells.append("-" if pd.isna(r.p) else f"{r.p:.3g}")
         lines.append("| " + " | ".join(cells) + " |")

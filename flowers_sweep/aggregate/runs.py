@@ -50,6 +50,9 @@ RUN_COLUMNS = [  # runs.csv's columns, in order
     "wall_s",
     "run_dir",
 ]
+# runs.csv's columns that only some sweeps have: a run's tags, its EMA's test accuracy
+# (trainer.ema_decay); like RUN_COLUMNS, results rather than settings.
+OPTIONAL_COLUMNS = ("tags", "test_acc_ema")
 
 
 class AggregateError(FlowersSweepError):
@@ -99,12 +102,20 @@ def _key(value: Any) -> Hashable:
     return json.dumps(value, default=str)
 
 
+# Groups whose presets are `# @package _global_` (conf/experiment/): their keys span
+# the other groups, so any varying key may follow the preset's name.
+GLOBAL_GROUPS = ("experiment",)
+
+
 def chosen_groups(runs: Sequence[RunRecord], keys: Sequence[str]) -> dict[str, Any]:
     """Config groups (other than the model's) whose preset differs between the runs, each
     with a test of which of `keys` its preset's name implies (one value per preset):
-    those are labelled `group=preset` rather than key by key."""
+    those are labelled `group=preset` rather than key by key. An experiment preset
+    (GLOBAL_GROUPS) comes first and may imply any key, so `-m experiment=report,modern`
+    labels as `experiment=report` and `experiment=modern`, whatever they set."""
     found: dict[str, Any] = {}
-    for group in sorted({k.split(".", 1)[0] for k in keys if "." in k} - {"model"}):
+    groups = sorted({k.split(".", 1)[0] for k in keys if "." in k} - {"model"})
+    for group in [*GLOBAL_GROUPS, *groups]:
         names = [r.choices.get(group) for r in runs]
         if None in names or len(set(map(str, names))) < 2:
             continue
@@ -115,9 +126,21 @@ def chosen_groups(runs: Sequence[RunRecord], keys: Sequence[str]) -> dict[str, A
                 seen.setdefault(str(name), set()).add(_key(r.config.get(key)))
             return all(len(v) == 1 for v in seen.values())
 
-        if any(follows(k) for k in keys if k.startswith(f"{group}.")):
+        mine = keys if group in GLOBAL_GROUPS else [k for k in keys if k.startswith(f"{group}.")]
+        if any(follows(k) for k in mine):
             found[group] = follows
+            if group in GLOBAL_GROUPS:  # what the experiment implies is not another group's
+                keys = [k for k in keys if not follows(k)]
     return found
+
+
+def implied_by(chosen: dict[str, Any], key: str) -> bool:
+    """Whether one of chosen_groups' presets implies `key`."""
+    return any(
+        test(key)
+        for group, test in chosen.items()
+        if group in GLOBAL_GROUPS or key.startswith(f"{group}.")
+    )
 
 
 def varying_settings(runs: Sequence[RunRecord]) -> list[str]:
@@ -198,7 +221,7 @@ def _labels_among(runs: Sequence[RunRecord], varying: Sequence[str] | None = Non
 
     extras = [k for k in varying if not implied(k)]
     chosen = chosen_groups(runs, extras)  # dataset=cifar10, not its keys one by one
-    extras = [k for k in extras if not chosen.get(k.split(".", 1)[0], lambda _: False)(k)]
+    extras = [k for k in extras if not implied_by(chosen, k)]
     labels = []
     for r in runs:
         base = case_label(r.case, r.model, r.activation)

@@ -18,7 +18,9 @@ Images cached at their native size (the synthetic dataset) have no resize to smo
 them: there the report's operation is the plain nearest-neighbour rotation, kept as is.
 
 torchvision's horizontal flip, padded crop and resized crop (`geometry`) join the same
-single warp when on; off, nothing of theirs is drawn or computed.
+single warp when on, and so do the geometric ops of a per-image policy (`policies`:
+TrivialAugmentWide, RandAugment), whose colour ops follow the warp; random erasing
+(`erasing`) follows the normalisation. Off, nothing of theirs is drawn or computed.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from flowers_sweep.data import geometry
+from flowers_sweep.data import erasing, geometry, policies
 from flowers_sweep.data.geometry import RATIO, Draws, check_augment
 from flowers_sweep.trainer.hardware import to_device
 
@@ -231,6 +233,9 @@ class BatchAugment:
     or resized_crop_scale with resized_crop_ratio (RandomResizedCrop(size, scale, ratio)).
     Then the pipeline vflip, rotation, crop, hflip is one affine map per image applied by
     one `warp` (`warp_view`); the new moves draw after the report's, only when on.
+    A policy (TrivialAugmentWide or RandAugment, `policies`) adds its geometric ops to
+    that map and its colour ops after it, drawn after the moves; random erasing with
+    probability erase_p (`erasing`) acts on the normalised batch, drawn last.
     """
 
     def __init__(
@@ -245,6 +250,10 @@ class BatchAugment:
         crop_padding: int = 0,
         resized_crop_scale: Sequence[float] | None = None,
         resized_crop_ratio: Sequence[float] = RATIO,
+        policy: str | None = None,
+        num_ops: int = 2,
+        magnitude: int = 9,
+        erase_p: float = 0.0,
     ) -> None:
         self.mean, self.std = list(mean), list(std)
         self.memory_format = memory_format
@@ -253,7 +262,9 @@ class BatchAugment:
         scale = resized_crop_scale
         self.resized_crop_scale = None if scale is None else (float(scale[0]), float(scale[1]))
         self.resized_crop_ratio = (float(resized_crop_ratio[0]), float(resized_crop_ratio[1]))
-        self.moves = hflip_p > 0 or crop_padding > 0 or scale is not None
+        self.policy, self.num_ops, self.magnitude = policy, num_ops, magnitude
+        self.erase_p = erase_p
+        self.moves = hflip_p > 0 or crop_padding > 0 or scale is not None or policy is not None
         self._affine: dict[torch.device, Affine] = {}
 
     @classmethod
@@ -272,13 +283,24 @@ class BatchAugment:
             mean, std, get("vflip_p", 0.0), get("rotation", 0.0), bool(get("grayscale", False)),
             memory_format, hflip_p=get("hflip_p", 0.0), crop_padding=get("crop_padding", 0),
             resized_crop_scale=get("resized_crop_scale"),
-            resized_crop_ratio=get("resized_crop_ratio", RATIO),
+            resized_crop_ratio=get("resized_crop_ratio", RATIO), policy=get("policy"),
+            num_ops=get("num_ops", 2), magnitude=get("magnitude", 9),
+            erase_p=get("erase_p", 0.0),
         )  # fmt: skip
 
     def train_view(
         self, batch: torch.Tensor, gen: torch.Generator | None, sizes: torch.Tensor | None = None
     ) -> torch.Tensor:
         """sizes: each image's original (width, height) when the cache squashed it."""
+        out = self._train_view(batch, gen, sizes)
+        if gen is not None and self.erase_p > 0:  # after normalisation, as torchvision's
+            boxes = erasing.draw_erasing(len(out), *out.shape[-2:], self.erase_p, gen)
+            out = erasing.erase(out, boxes)
+        return out
+
+    def _train_view(
+        self, batch: torch.Tensor, gen: torch.Generator | None, sizes: torch.Tensor | None
+    ) -> torch.Tensor:
         if gen is not None and self.moves:
             return self._normalize(self.warp_view(batch, gen, sizes)[0])
         if gen is not None and (self.vflip_p > 0 or self.rotation > 0):
@@ -294,13 +316,19 @@ class BatchAugment:
         return self.eval_view(batch, None)
 
     def draw(self, n: int, height: int, width: int, gen: torch.Generator) -> Draws:
-        """n images' moves: the report's as `draw_geometry`, then the crop, then hflip."""
+        """n images' moves: the report's as `draw_geometry`, then the crop, then hflip,
+        then the policy's ops (`policies.draw_policy`)."""
         vflips, angles = draw_geometry(n, self.vflip_p, self.rotation, gen)
         crops, hflips = geometry.draw_moves(
             n, height, width, gen, self.hflip_p, self.crop_padding,
             self.resized_crop_scale, self.resized_crop_ratio,
         )  # fmt: skip
-        return Draws(vflips, angles, crops, hflips)
+        if self.policy is None:
+            return Draws(vflips, angles, crops, hflips)
+        ops = policies.draw_policy(
+            n, height, width, self.policy, self.num_ops, self.magnitude, gen
+        )
+        return Draws(vflips, angles, crops, hflips, ops)
 
     def warp_view(
         self, batch: torch.Tensor, gen: torch.Generator, sizes: torch.Tensor | None = None
@@ -313,20 +341,46 @@ class BatchAugment:
         resize), nearest for native ones with a rotation (the report's), else bilinear
         (RandomResizedCrop's), with the edge repeated as F.interpolate does unless a
         rotation or a padded crop brings in black.
+
+        With a policy: its geometric ops join the map, sampled nearest unless a rotation
+        or a resized crop sets the mode; black outside their frame; the result rounded
+        to whole levels (the uint8 image torchvision's policy receives), then each
+        policy step's colour ops (`policies.colour_step`).
         """
         if self.grayscale:  # first, as the report's transform: exact on uint8
             batch = to_grayscale(batch)
         n, _, h, w = batch.shape
         d = self.draw(n, h, w, gen)
+        return self.apply_draws(batch, d, sizes), d
+
+    def apply_draws(
+        self, batch: torch.Tensor, d: Draws, sizes: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`warp_view`'s result for given draws (`draw`): float32 (N, C, H, W) on 0-255."""
+        n, _, h, w = batch.shape
         photo = sizes if sizes is not None else torch.ones(n, 2)  # ones: no squash
+        steps = [] if d.policy is None else policies.policy_maps(d.policy, h, w)
         maps = geometry.moves_maps(
-            squash_conjugated(d.vflips, d.angles, photo), d, h, w, self.crop_padding
+            squash_conjugated(d.vflips, d.angles, photo), d, h, w, self.crop_padding, steps
         )
-        mode, fill = geometry.sampling(sizes is not None, self.rotation, self.crop_padding)
+        resized = self.resized_crop_scale is not None
+        policy = d.policy is not None
+        mode, fill = geometry.sampling(
+            sizes is not None, self.rotation, self.crop_padding, policy, resized
+        )
         out = warp(batch, maps, mode, fill)
+        mask = None
         if self.crop_padding > 0:  # the padding is black even where the map sees beyond
-            out.mul_(geometry.frame_mask(d, h, w, self.crop_padding, out.device))
-        return out, d
+            mask = geometry.frame_mask(d, h, w, self.crop_padding, out.device)
+        if d.policy is not None:
+            out = policies.black_outside(out, d.policy, steps, mask)
+        elif mask is not None:
+            out.mul_(mask)
+        if d.policy is not None:
+            out.round_()
+            for k in range(d.policy.ops.shape[1]):
+                out = policies.colour_step(out, d.policy, k)
+        return out
 
     def eval_view(
         self, batch: torch.Tensor, gen: torch.Generator | None = None, sizes: Any = None

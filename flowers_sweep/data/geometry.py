@@ -42,7 +42,8 @@ class Draws(NamedTuple):
     vflips: torch.Tensor  # (N,) bool: the report's vertical flip
     angles: torch.Tensor  # (N,) float32 degrees, counter-clockwise: the report's rotation
     crops: torch.Tensor | None  # (N, 4) int64 top, left, height, width, on the padded image
-    hflips: torch.Tensor | None  # (N,) bool: horizontal flip, last
+    hflips: torch.Tensor | None  # (N,) bool: horizontal flip, after the crop
+    policy: Any = None  # policies.PolicyDraws when augment.policy is set, after the flip
 
 
 def draw_hflips(n: int, p: float, gen: torch.Generator) -> torch.Tensor:
@@ -180,16 +181,22 @@ def draw_moves(
 
 
 def moves_maps(
-    base: torch.Tensor, draws: Draws, height: int, width: int, padding: int = 0
+    base: torch.Tensor,
+    draws: Draws,
+    height: int,
+    width: int,
+    padding: int = 0,
+    after: Sequence[torch.Tensor] = (),
 ) -> torch.Tensor:
     """(N, 2, 3): the map `base` (N, 2, 2 or 3: the report's moves, `squash_conjugated`),
-    then the drawn crop (on the image padded by `padding` px), then the flip."""
+    then the drawn crop (on the image padded by `padding` px), then the flip, then the
+    (N, 2, 3) maps `after` (a policy's geometric ops), in order."""
     maps = [base]
     if draws.crops is not None:
         maps.append(crop_maps(draws.crops, height, width, padding))
     if draws.hflips is not None:
         maps.append(hflip_maps(draws.hflips))
-    return compose(*maps)
+    return compose(*maps, *after)
 
 
 def frame_mask(
@@ -211,17 +218,23 @@ def frame_mask(
     return rows_in[:, None, :, None] & cols_in[:, None, None, :]
 
 
-def sampling(squashed: bool, rotation: float, crop_padding: int) -> tuple[str, str]:
+def sampling(
+    squashed: bool, rotation: float, crop_padding: int, policy: bool = False, resized: bool = False
+) -> tuple[str, str]:
     """grid_sample's (mode, padding_mode) for the composed warp.
 
     Bicubic for squashed images with a rotation (it stands in for the report's resize),
     nearest for native-size ones with a rotation (the report's own), else bilinear
-    (RandomResizedCrop's; flips and integer shifts land on pixel centres in any mode).
-    Zero fill where a rotation or a padded crop brings in black, else the edge pixel
-    repeated, as F.interpolate reads past a resized crop's edge.
+    (RandomResizedCrop's; flips and integer shifts land on pixel centres in any mode),
+    except nearest with a policy (torchvision's policies sample nearest) and no resized
+    crop (`resized`) to enlarge. Zero fill where a rotation or a padded crop brings in
+    black, else the edge pixel repeated, as F.interpolate reads past a resized crop's edge
+    (a policy's own black comes from `policies.frame`).
     """
     rotated = rotation > 0
     mode = ("bicubic" if squashed else "nearest") if rotated else "bilinear"
+    if policy and not rotated and not resized:
+        mode = "nearest"
     return mode, "zeros" if rotated or crop_padding > 0 else "border"
 
 
@@ -337,6 +350,12 @@ def describe_augment(augment_cfg: Any) -> str:
         moves.append(f"random resized crop, area {lo:g}-{hi:g}, ratio {r0:.3g}-{r1:.3g}")
     if v["hflip_p"] > 0:
         moves.append(f"horizontal flip p={v['hflip_p']:g}")
+    if v["policy"] == "trivial_augment_wide":
+        moves.append("TrivialAugmentWide")
+    elif v["policy"] == "rand_augment":
+        moves.append(f"RandAugment {v['num_ops']} ops, magnitude {v['magnitude']}/30")
+    if v["erase_p"] > 0:
+        moves.append(f"random erasing p={v['erase_p']:g}")
     text = ", ".join(moves) or "none"
     name = shipped_augment(v)
     return text if name in (None, text) else f"{name} ({text})"

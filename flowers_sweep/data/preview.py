@@ -5,7 +5,8 @@ Composes the config as a run would (the same presets and overrides: `dataset=ima
 dataset.root=~/photos augment=imagenet_style`), loads the training split through the
 same cache, and draws a grid: one row per image, its class name, the image as evaluation
 sees it, then augmented views from the training pipeline (the same batched warp, the same
-seeded generator). Writes a PNG and prints its path.
+seeded generator: a policy's ops and random erasing included). The title names the
+augmentation as the run's log does (`describe_augment`). Writes a PNG and prints its path.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 from flowers_sweep.atomic import OutputError, atomic_write, writing_to
 from flowers_sweep.config.composition import compose_config, config_dir_overrides
 from flowers_sweep.config.validate import validate
-from flowers_sweep.data import batch_augment, decode_workers, load_splits
+from flowers_sweep.data import batch_augment, decode_workers, describe_augment, load_splits
 from flowers_sweep.data.augment import BatchAugment
 from flowers_sweep.job import outcome
 
@@ -157,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     title = f"dataset={choices.get('dataset')}  augment={choices.get('augment')}"
     changed = [o for o in overrides if o.startswith(("augment.", "dataset.")) and "root" not in o]
     title += "".join(f"  {o}" for o in changed)[:150]
+    title += f"\n{describe_augment(cfg.augment)}"[:200]  # the moves, policy and erasing
     draw(grid, names, title, args.out)
     print(args.out)
     return 0
