@@ -31,6 +31,24 @@ OPTIONS = {  # name -> the overrides that turn it on
     "clip_grad_norm=1.0": ["trainer.clip_grad_norm=1.0"],
     "accumulate=2": ["trainer.accumulate=2"],
     "norm_weight_decay=0 (adamw)": ["optimizer=adamw", "optimizer.norm_weight_decay=0"],
+    "mixup_alpha=0.2": ["augment.mixup_alpha=0.2"],
+    "cutmix_alpha=1.0": ["augment.cutmix_alpha=1.0"],
+    "trivial_augment": ["augment=trivial_augment"],
+    "rand_augment": ["augment=rand_augment"],
+    "erase_p=0.1": ["augment.erase_p=0.1"],
+    "ema_decay=0.99": ["trainer.ema_decay=0.99"],
+    "modern's keys together": [  # conf/experiment/modern.yaml's, at this size
+        "augment=trivial_augment",
+        "augment.erase_p=0.1",
+        "augment.mixup_alpha=0.2",
+        "augment.cutmix_alpha=1.0",
+        "optimizer=sgd",
+        "optimizer.norm_weight_decay=0",
+        "scheduler=cosine",
+        "trainer.label_smoothing=0.1",
+        "trainer.ema_decay=0.984",
+    ],
+    "precision=fp16": ["trainer.precision=fp16"],  # emulated on a CPU: see docs/speed.md
 }
 
 

@@ -5,7 +5,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -186,10 +185,11 @@ def test_a_relaunch_into_a_folder_still_training_writes_nothing(tmp_path, cache_
         wait_for_epochs(run_dir, 1, proc)
         os.kill(proc.pid, signal.SIGSTOP)  # still holding the folder, trains no further
         hydra_files = {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()}
-        started = time.monotonic()
+        # exits without waiting for the folder (a wait would hang to the guard: the
+        # holder is stopped), however busy the machine: no timing is asserted
         again = run_cli(*SLOW, "trainer.num_workers=1", f"hydra.run.dir={run_dir}",
                         cache=cache_dir)  # fmt: skip
-        assert again.returncode == 2 and time.monotonic() - started < 90
+        assert again.returncode == 2
         (line,) = error_lines(again)
         assert str(run_dir) in line and "in use" in line
         assert {p.name: p.read_bytes() for p in (run_dir / ".hydra").iterdir()} == hydra_files

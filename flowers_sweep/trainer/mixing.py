@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from flowers_sweep.data.geometry import check_augment
+from flowers_sweep.data.sources import class_count
 
 if TYPE_CHECKING:  # only a type here
     from flowers_sweep.trainer.runstate import RunState
@@ -117,9 +118,16 @@ class BatchMix:
 
     @classmethod
     def for_run(cls, run: RunState) -> BatchMix | None:
-        """The run's mixing (its cfg.augment, its data's class count); None: off."""
+        """The run's mixing (its cfg.augment, its data's class count, or its dataset
+        node's where the run has no data loaded: a benchmark's state); None: off."""
         augment = run.cfg.get("augment") if run.cfg is not None else None
-        return cls.from_config(augment, run.data.num_classes if run.data is not None else None)
+        if run.data is not None:
+            count = run.data.num_classes
+        elif run.cfg is not None and "dataset" in run.cfg:
+            count = class_count(run.cfg.dataset)
+        else:
+            count = None
+        return cls.from_config(augment, count)
 
     def __call__(
         self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
