@@ -23,10 +23,10 @@ def two_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
 
 
-def test_auto_precision_keeps_fp32_on_gpus_that_only_emulate_bf16(two_gpus):
+def test_auto_precision_picks_fp16_on_gpus_that_only_emulate_bf16(two_gpus):
     v100, a100 = torch.device("cuda", 0), torch.device("cuda", 1)
     assert not native_bf16(v100)
-    assert resolve_precision("auto", v100) is None
+    assert resolve_precision("auto", v100) is torch.float16  # with a gradient scaler
     assert native_bf16(a100)
     assert resolve_precision("auto", a100) is torch.bfloat16
     assert resolve_precision("bf16", v100) is torch.bfloat16  # asked for: given

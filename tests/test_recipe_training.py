@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
 from flowers_sweep.config.validate import validate
@@ -244,6 +245,9 @@ ALL_KEYS = [
 
 @pytest.mark.e2e
 def test_kill9_with_every_key_on_resumes_to_the_uninterrupted_twin(tmp_path, cache_dir):
+    """SIGKILL cannot be answered: only checkpoints already written count, so this run
+    writes one every epoch (the default, every 300 s, would write none in this tiny run);
+    with every recipe key on, the resumed run ends as its uninterrupted twin does."""
     from .test_resilience import interrupted_run
 
     twin = tmp_path / "twin"
@@ -268,6 +272,12 @@ def test_kill9_with_every_key_on_resumes_to_the_uninterrupted_twin(tmp_path, cac
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resumed from" in (run_dir / "flowers_sweep.log").read_text()
     assert metrics(run_dir) == metrics(twin)
+    events = EventAccumulator(str(run_dir))  # both processes' event files, read together
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("val_acc")] == [
+        (int(r["epoch"]), pytest.approx(float(r["val_acc"]))) for r in metrics(twin)
+    ]  # every epoch once, the resumed run's value where both logged one
+    assert not (run_dir / "checkpoint.pt").exists()  # removed once the run completed
     ema = [(r["val_loss_ema"], r["val_acc_ema"]) for r in all_rows(twin)]
     assert ema and ema == [(r["val_loss_ema"], r["val_acc_ema"]) for r in all_rows(run_dir)]
     keys = ("test_acc", "test_loss", "test_acc_best_val", "best_epoch", "stopped_early_at")
