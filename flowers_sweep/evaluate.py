@@ -93,6 +93,11 @@ def restore(run_dir: Path, weights: str = "last", device: str = "auto") -> Resto
     cfg = OmegaConf.create(upgrade_tree(read_yaml(config)))  # in today's keys (legacy.py)
     if not weights_file.is_file():
         kept = [k for k, f in WEIGHT_FILES.items() if (run_dir / f).is_file()]
+        if weights == "ema" and cfg.trainer.get("ema_decay") is None:
+            raise FlowersSweepError(
+                f"{weights_file} not found: this run had no EMA (trainer.ema_decay=null); "
+                f"use --weights {kept[0] if kept else 'last'}"
+            )
         raise FlowersSweepError(
             f"{weights_file} not found: "
             + (

@@ -177,6 +177,9 @@ def test_describe_augment_names_the_preset_and_its_moves():
     assert describe_augment({"vflip_p": 0.5, "rotation": 10, "grayscale": False}).startswith(
         "report ("
     )
+    mixed = preset("none")
+    mixed.mixup_alpha, mixed.cutmix_alpha, mixed.mix_prob = 0.2, 1.0, 0.8
+    assert describe_augment(mixed) == "batches mixed by MixUp alpha=0.2 or CutMix alpha=1, p=0.8"
 
 
 @pytest.mark.parametrize(

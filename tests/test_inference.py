@@ -11,8 +11,8 @@ import torchvision
 from PIL import Image
 
 from flowers_sweep.data import open_source
-from flowers_sweep.errors import ConfigError
-from flowers_sweep.evaluate import per_class_table
+from flowers_sweep.errors import ConfigError, FlowersSweepError
+from flowers_sweep.evaluate import per_class_table, restore
 from flowers_sweep.models import build_model
 from flowers_sweep.models.weights import load_weights, resolve_weights_file
 from flowers_sweep.record.runrecord import read_data
@@ -50,6 +50,12 @@ def test_a_skipped_relaunch_changes_nothing_and_evaluate_names_the_kept_weights(
     (line,) = proc.stderr.strip().splitlines()
     assert "model.pt not found" in line and "kept only its best_val weights" in line
     assert "use --weights best_val" in line
+
+
+def test_ema_weights_of_a_run_without_ema_name_the_key_not_keep_weights(trained):
+    with pytest.raises(FlowersSweepError, match="had no EMA") as caught:
+        restore(trained, "ema")
+    assert "trainer.ema_decay=null" in str(caught.value) and "--weights last" in str(caught.value)
 
 
 def test_a_run_saves_torchvision_resnet18_weights_last_and_best(trained):

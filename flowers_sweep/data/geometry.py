@@ -33,6 +33,7 @@ PROBABILITY = "a probability in [0, 1]"
 # torchvision's per-image policies (transforms.TrivialAugmentWide, RandAugment), whose
 # magnitudes are one of 31 bins (their num_magnitude_bins default).
 POLICIES = ("trivial_augment_wide", "rand_augment")
+MIXES = (("MixUp", "mixup_alpha"), ("CutMix", "cutmix_alpha"))  # batch mixing, its keys
 MAGNITUDE_BINS = 31
 
 
@@ -356,6 +357,10 @@ def describe_augment(augment_cfg: Any) -> str:
         moves.append(f"RandAugment {v['num_ops']} ops, magnitude {v['magnitude']}/30")
     if v["erase_p"] > 0:
         moves.append(f"random erasing p={v['erase_p']:g}")
+    mixes = [f"{name} alpha={v[key]:g}" for name, key in MIXES if v[key] > 0]
+    if mixes:  # on the batch, in the training loop (trainer/mixing.py)
+        p = f", p={v['mix_prob']:g}" if v["mix_prob"] < 1 else ""
+        moves.append(f"batches mixed by {' or '.join(mixes)}{p}")
     text = ", ".join(moves) or "none"
     name = shipped_augment(v)
     return text if name in (None, text) else f"{name} ({text})"

@@ -129,6 +129,11 @@ def begin(state: RunState, model_name: str) -> None:
         torch.get_num_threads(),
         "" if torch.get_num_threads() == 1 else "s",
     )
+    if where.dtype is torch.float16 and where.device.type == "cpu":
+        log.warning(  # measured: a ResNet-18 epoch 115x as long (docs/speed.md)
+            "trainer.precision=fp16 on a CPU is emulated and many times slower than "
+            "bf16 or 32: fp16 is for CUDA GPUs"
+        )
     if state.resumed:
         write_metrics(run_dir, state.progress.rows)  # drop rows past the checkpoint
         log.info("resumed from %s after epoch %d", run_dir / CHECKPOINT_FILE, state.progress.epoch)
@@ -246,6 +251,13 @@ def finish(
     if state.ema is not None:
         ema_test = eval_one_epoch(with_ema(state), state.data.test)
         log.info("EMA test loss %.4f acc %.3f", *ema_test)
+        if state.ema.updates == 0:  # ema_every beyond the run's steps: the first weights
+            log.warning(
+                "the EMA was never updated (trainer.ema_every=%d, %d optimizer steps in "
+                "the run): its numbers are the initial weights'",
+                state.ema.every,
+                state.ema.steps,
+            )
     if cfg.trainer.keep_checkpoint:
         saver.write_final(progress.epoch, state)
     keep_weights(cfg.trainer.keep_weights, state, saver)
