@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 
 import pandas as pd
 import pytest
@@ -51,23 +50,11 @@ from flowers_sweep.trainer.loop import train_one_epoch
 from flowers_sweep.trainer.runstate import RunState
 from flowers_sweep.trainer.training import keep_weights
 
+from .helpers.batches import Batches
 from .helpers.cli import TINY, make_cfg, run_cli
 from .helpers.runfolders import write_run
 
 FEATURES, CLASSES, CPU = 12, 5, torch.device("cpu")
-
-
-class Batches:
-    """A BatchSource stand-in: the given (x, y) batches, in order."""
-
-    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]], batch_size: int) -> None:
-        self.batches, self.batch_size = batches, batch_size
-
-    def __call__(self, gen: torch.Generator | None = None) -> Iterator:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
 
 
 def batches(n: int, size: int = 8, seed: int = 0) -> Batches:

@@ -58,6 +58,18 @@ def model_and_optimizer(device):
     return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
 
+def pass_without_sync(run, batches):
+    """A warm-up pass (cuDNN, allocator), then a pass under sync debug mode "error":
+    any blocking copy or read raises."""
+    train_one_epoch(run, batches, "warm-up")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        return train_one_epoch(run, batches, "t")
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+
+
 @pytest.mark.parametrize("squashed", [False, True], ids=["synthetic", "flowers102-cache"])
 def test_a_training_pass_makes_no_host_sync(cuda, squashed, seeded_like_a_run):
     """The real path: shuffle, index, flip, rotate (the squash-conjugated warp for a
@@ -69,13 +81,7 @@ def test_a_training_pass_makes_no_host_sync(cuda, squashed, seeded_like_a_run):
     cast = autocast(cuda, resolve_precision("auto", cuda))
     gen = torch.Generator().manual_seed(0)
     run = RunState(model, optimizer, None, gen, cuda, cast=cast)
-    train_one_epoch(run, batches, "warm-up")  # cuDNN, allocator
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        tally = train_one_epoch(run, batches, "t")
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
+    tally = pass_without_sync(run, batches)
     loss_sum, correct, seen = tally.loss_sum, tally.correct, tally.seen
     assert seen == 160 and torch.isfinite(loss_sum).item() and 0 <= correct.item() <= seen
 
@@ -122,13 +128,7 @@ def test_fp16_with_a_fused_optimizer_trains_without_a_host_sync(cuda, seeded_lik
     gen = torch.Generator().manual_seed(0)
     run = RunState(model, optimizer, None, gen, cuda, cast=autocast(cuda, torch.float16))
     run.scaler = grad_scaler(cuda, torch.float16)
-    train_one_epoch(run, batches, "warm-up")
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        tally = train_one_epoch(run, batches, "t")
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
+    tally = pass_without_sync(run, batches)
     assert torch.isfinite(tally.loss_sum).item() and run.scaler.get_scale() > 0
 
 

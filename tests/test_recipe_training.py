@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import csv
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +29,7 @@ from flowers_sweep.trainer.early_stop import epochs_without_improvement, should_
 from flowers_sweep.trainer.loop import train_one_epoch
 from flowers_sweep.trainer.runstate import RunState
 
+from .helpers.batches import Batches
 from .helpers.cli import SLOW, TINY, make_cfg, metrics, result, run_cli
 
 RECIPE_KEYS = (
@@ -42,19 +42,6 @@ RECIPE_KEYS = (
 )
 EPS32 = torch.finfo(torch.float32).eps
 FEATURES, CLASSES = 12, 5
-
-
-class Batches:
-    """A BatchSource stand-in: the given (x, y) batches, in order, whatever the generator."""
-
-    def __init__(self, batches: list[tuple[torch.Tensor, torch.Tensor]], batch_size: int) -> None:
-        self.batches, self.batch_size = batches, batch_size
-
-    def __call__(self, gen: torch.Generator | None = None) -> Iterator:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
 
 
 def data(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
