@@ -153,9 +153,9 @@ class Stepper:
     def __init__(self, run: RunState, every: int, clip: float | None) -> None:
         self.model, self.optimizer = run.model, run.optimizer
         self.every, self.clip = int(every), clip
-        self.scaler = getattr(run, "scaler", None)
+        self.scaler = run.scaler
         self.plain = self.every == 1 and clip is None and self.scaler is None
-        self.ema = getattr(run, "ema", None)  # updated after each step (ema.py)
+        self.ema = run.ema  # updated after each step (ema.py)
         self.batches = 0  # accumulated since the last step
         self.images = 0  # in those batches
         self.full = 0  # images in a whole group: every * B

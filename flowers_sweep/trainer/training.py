@@ -251,7 +251,7 @@ def finish(
     if state.ema is not None:
         ema_test = eval_one_epoch(with_ema(state), state.data.test)
         log.info("EMA test loss %.4f acc %.3f", *ema_test)
-        if state.ema.updates == 0:  # ema_every beyond the run's steps: the first weights
+        if state.ema.steps < state.ema.every:  # no update in the run: the first weights
             log.warning(
                 "the EMA was never updated (trainer.ema_every=%d, %d optimizer steps in "
                 "the run): its numbers are the initial weights'",
