@@ -6,7 +6,8 @@ normalisation) is the baseline; trivial_augment and rand_augment add the policy 
 geometric ops in the same warp, its colour ops after it), and `+ erasing` adds random
 erasing (p=1: every image erased, the worst case) to trivial_augment. The cases are
 timed alternating, round after round, and the median seconds per batch compared. Ends
-with `ratio: X`, trivial_augment's time over the baseline's (the target is <= 1.5).
+with `ratio: X`, trivial_augment's time over the baseline's (the target is <= 1.5;
+rand_augment, two ops an image, is printed above it).
 
     python benchmarks/augment_policy.py                    # CPU, 64 images of 224 px
     python benchmarks/augment_policy.py --threads 1        # a CPU shared with other jobs
@@ -46,7 +47,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()

@@ -22,9 +22,9 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 from torchvision.transforms.autoaugment import _apply_op
 
-from flowers_sweep.data import erasing, policies
+from flowers_sweep.data import colour, erasing, policies
 from flowers_sweep.data.augment import BatchAugment
-from flowers_sweep.data.geometry import Draws, describe_augment
+from flowers_sweep.data.geometry import Draws, compose, describe_augment
 
 from .helpers.cli import ROOT
 
@@ -101,6 +101,20 @@ def test_each_op_is_torchvisions_at_the_same_magnitude(policy, name):
     for img, ours, value in zip(batch, out, values, strict=True):
         same = (ours == reference(img, name, value)).float().mean().item()
         assert same >= (0.99 if name in policies.GEOMETRIC else 1.0), (value, same)
+
+
+def test_autocontrast_and_solarize_are_torchvisions_at_every_level():
+    """Every channel min and max pair (the levels between them, so that both are present),
+    every solarize threshold: torchvision's uint8 results, level for level."""
+    levels = torch.arange(256)
+    low, high = torch.triu_indices(256, 256, offset=1)
+    channels = levels.clamp(low[:, None], high[:, None]).to(torch.uint8).view(-1, 1, 1, 256)
+    ours = colour.autocontrast(channels.float())
+    assert torch.equal(ours, TF.autocontrast(channels).float())
+    image = levels.to(torch.uint8).expand(256, 1, 1, 256)
+    ours = colour.solarize(image.float(), levels.float().view(-1, 1, 1, 1))
+    for t in range(256):
+        assert torch.equal(ours[t], TF.solarize(image[t], t).float()), t
 
 
 def test_a_batch_takes_each_images_own_op_and_magnitude():
@@ -308,6 +322,63 @@ def test_erasing_acts_after_normalisation_and_draws_last():
     only = BatchAugment(MEAN, STD, erase_p=1.0).train_view(batch, seeded())
     kept = BatchAugment(MEAN, STD).eval_view(batch)
     assert ((only == kept).float().mean() < 1) and (only == 0).any()
+
+
+# --- the CPU's image-by-image path and the accelerator's gathered one ------------------------
+
+
+def direct_frame(maps, h, w):
+    """(N, H, W) bool: `policies.frame`'s test evaluated pixel by pixel, in float64."""
+    xs = (torch.arange(w, dtype=torch.float64) + 0.5 - w / 2).view(1, 1, w)
+    ys = (torch.arange(h, dtype=torch.float64) + 0.5 - h / 2).view(1, h, 1)
+    m = maps[..., None, None]
+    sx = m[:, 0, 0] * xs + (m[:, 0, 1] * ys + m[:, 0, 2])
+    sy = m[:, 1, 0] * xs + (m[:, 1, 1] * ys + m[:, 1, 2])
+    return (sx >= -w / 2) & (sx < w / 2) & (sy >= -h / 2) & (sy < h / 2)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_row_spans_are_the_frame_test_solved_for_columns(policy):
+    """Every op and bin (rotations past 90 degrees: maps that reverse a row; translations:
+    rows parallel to the frame's sides), odd and even sizes: the spans' pixels are the
+    frame test's, in float64 exactly, and `frame`'s float32 evaluation but for ties."""
+    gen = seeded(9)
+    cols_diff = total = 0
+    for h, w in ((H, W), (32, 32), (W, H)):
+        for bin_ in range(0, 31, 3):
+            draws = policies.draw_policy(128, h, w, policy, 2, bin_, gen)
+            steps = policies.policy_maps(draws, h, w)
+            maps = compose(*steps)
+            spans = policies.row_spans(maps, h, w)
+            inside = (torch.arange(w) >= spans[..., :1]) & (torch.arange(w) < spans[..., 1:])
+            assert torch.equal(inside, direct_frame(maps, h, w)), (h, w, bin_)
+            approx = policies.frame(steps, h, w, torch.device("cpu"))[:, 0]
+            cols_diff += (inside != approx).sum().item()
+            total += inside.numel()
+    assert cols_diff <= total * 1e-4
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_image_by_image_is_the_gathered_path_exactly(policy):
+    """The CPU's way (each image in place, magnitudes as numbers) and the accelerator's
+    (an op's images gathered, magnitudes as tensors), run here on the CPU: the same
+    levels, the same black frame, the same erased boxes."""
+    n, h, w = 96, 24, 28
+    batch = torch.cat([noise(n // 2, h, w, seed=3), ramps(h, w).expand(n // 2, -1, -1, -1)])
+    batch = batch.float()
+    draws = policies.draw_policy(n, h, w, policy, 2, 12, seeded(4))
+    steps = policies.policy_maps(draws, h, w)
+    outs = []
+    for per_image in (True, False):
+        x = policies.black_outside(batch.clone(), draws, steps, None, per_image=per_image)
+        for k in range(draws.ops.shape[1]):
+            x = policies.colour_step(x, draws, k, per_image=per_image)
+        outs.append(x)
+    assert torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], batch)
+    boxes = erasing.draw_erasing(n, h, w, 0.7, seeded(5))
+    by_box = erasing.erase(batch.clone(), boxes, per_box=True)
+    assert torch.equal(by_box, erasing.erase(batch.clone(), boxes, per_box=False))
+    assert (by_box == 0).sum() > (batch == 0).sum()
 
 
 # --- presets and description ----------------------------------------------------------------

@@ -125,13 +125,13 @@ def warp(
         linear = to_device((scale @ maps @ scale.inverse()).float(), batch.device)
     xs = (torch.arange(w, device=batch.device) * 2 + 1) / w - 1  # output pixel centres
     ys = (torch.arange(h, device=batch.device) * 2 + 1) / h - 1
-    # (n, h, w, 2): input x, y of each output pixel (affine_grid's result, 3x faster here)
-    grid = (
-        xs.view(1, 1, w, 1) * linear[:, None, None, :, 0]
-        + ys.view(1, h, 1, 1) * linear[:, None, None, :, 1]
-    )
+    # (n, h, w, 2): input x, y of each output pixel (affine_grid's result, 3x faster here),
+    # a column term plus a row term: the shift joins the small row term, so the one
+    # full-size tensor is the sum
+    rows = ys.view(1, h, 1, 1) * linear[:, None, None, :, 1]
     if shift is not None:
-        grid = grid + shift[:, None, None, :, 0]
+        rows = rows + shift[:, None, None, :, 0]
+    grid = xs.view(1, 1, w, 1) * linear[:, None, None, :, 0] + rows
     out = F.grid_sample(
         batch.float(), grid, mode=mode, padding_mode=padding_mode, align_corners=False
     )
@@ -377,7 +377,8 @@ class BatchAugment:
         elif mask is not None:
             out.mul_(mask)
         if d.policy is not None:
-            out.round_()
+            if mode != "nearest":  # nearest samples of whole levels are whole already
+                out.round_()
             for k in range(d.policy.ops.shape[1]):
                 out = policies.colour_step(out, d.policy, k)
         return out

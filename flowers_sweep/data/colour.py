@@ -13,7 +13,8 @@ Two shapes of op cover them all, with no host sync on a GPU:
 - level maps: posterize, solarize, autocontrast (per channel, from its min and max)
   and equalize (per channel, a table from its histogram).
 
-Each takes a batch of the images that drew it, with per-image strengths.
+Each takes a batch of the images that drew it, overwritten in place, and its strength:
+a number for them all, or one per image as an (N, 1, 1, 1) tensor on their device.
 """
 
 from __future__ import annotations
@@ -26,16 +27,20 @@ TOP = 255.0  # the uint8 bound
 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:
-    """(N, 1, H, W): torchvision's rgb_to_grayscale of uint8 RGB (ITU-R 601-2 weights
-    0.2989, 0.587, 0.114 in float32, truncated to a whole level); grey input as it is."""
+    """(N, 1, H, W), new: torchvision's rgb_to_grayscale of uint8 RGB (ITU-R 601-2 weights
+    0.2989, 0.587, 0.114 in float32, each product and sum rounded in that order, then
+    truncated to a whole level); grey input copied as it is."""
     if x.shape[1] != 3:
-        return x[:, :1]
-    r, g, b = x.unbind(1)
-    return (0.2989 * r + 0.587 * g + 0.114 * b).floor_().unsqueeze(1)
+        return x[:, :1].clone()
+    gray = x[:, 0:1] * 0.2989
+    term = x[:, 1:2] * 0.587
+    gray += term
+    torch.mul(x[:, 2:3], 0.114, out=term)
+    return gray.add_(term).floor_()
 
 
 def blurred(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W): torchvision's sharpness `degenerate`: the 3x3 kernel [[1, 1, 1],
+    """(N, C, H, W), new: torchvision's sharpness `degenerate`: the 3x3 kernel [[1, 1, 1],
     [1, 5, 1], [1, 1, 1]] / 13 (PIL's SMOOTH filter), rounded to a level, on the
     interior; the one-pixel border keeps the image's own pixels.
 
@@ -43,61 +48,79 @@ def blurred(x: torch.Tensor) -> torch.Tensor:
     never within 1/26 of a half, so round(S / 13) is torchvision's rounded float32
     convolution exactly, at a fraction of a depthwise conv2d's cost on the CPU.
     """
-    rows = x[..., :-2, :] + x[..., 1:-1, :] + x[..., 2:, :]
-    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+    rows = x[..., :-2, :] + x[..., 1:-1, :]
+    rows += x[..., 2:, :]
+    box = rows[..., :-2] + rows[..., 1:-1]
+    box += rows[..., 2:]
+    box.add_(x[..., 1:-1, 1:-1], alpha=4)  # whole numbers below 2**24: exact in any order
     out = x.clone()
-    out[..., 1:-1, 1:-1] = ((box + 4 * x[..., 1:-1, 1:-1]) / 13).round_()
+    out[..., 1:-1, 1:-1] = box.div_(13).round_()
     return out
 
 
-def blend(x: torch.Tensor, degenerate: torch.Tensor | float, factor: torch.Tensor) -> torch.Tensor:
-    """torchvision's `_blend` for uint8: floor(clamp(f * x + (1 - f) * degenerate, 0, 255)).
+def blend(
+    x: torch.Tensor,
+    degenerate: torch.Tensor | None,
+    f: torch.Tensor | float,
+    g: torch.Tensor | float,
+) -> torch.Tensor:
+    """torchvision's `_blend` for uint8, floor(clamp(f * x + (1 - f) * degenerate, 0,
+    255)), each product rounded to float32 before the sum as there; x and degenerate
+    (broadcastable to x, or None for 0) overwritten, x returned. f: the factor; g: 1 - f
+    as Python computes `1.0 - ratio` (in float64; float32 as torch applies it)."""
+    x.mul_(f)
+    if degenerate is not None:  # (1 - f) * 0 adds a signed zero: nothing
+        x.add_(degenerate.mul_(g))
+    return x.clamp_(0, TOP).floor_()
 
-    factor: (N, 2) float32 on x's device, columns f and 1 - f (the latter computed in
-    float64 as Python computes `1.0 - ratio`, then float32 as torch stores it).
-    """
-    f, g = factor[:, 0].view(-1, 1, 1, 1), factor[:, 1].view(-1, 1, 1, 1)
-    return (f * x + g * degenerate).clamp_(0, TOP).floor_()
+
+def posterize(x: torch.Tensor, bits: torch.Tensor | float) -> torch.Tensor:
+    """x & -(2 ** (8 - bits)) (torchvision's posterize), in place: each level keeps its
+    top `bits` bits, a whole number 0..8."""
+    step = 2.0 ** (8 - bits)
+    return x.div_(step).floor_().mul_(step)  # powers of two: exact
 
 
-def posterize(x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
-    """x & -(2 ** (8 - bits)) (torchvision's posterize): each level keeps its top `bits`
-    bits. bits: (N,) float32 whole numbers 0..8."""
-    step = torch.pow(2.0, 8 - bits).view(-1, 1, 1, 1)
-    return (x / step).floor_() * step
-
-
-def solarize(x: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-    """Levels >= threshold inverted (255 - x), as torchvision's solarize. threshold: (N,)."""
-    return torch.where(x >= threshold.view(-1, 1, 1, 1), TOP - x, x)
+def solarize(x: torch.Tensor, threshold: torch.Tensor | float) -> torch.Tensor:
+    """Levels >= threshold inverted, in place, as torchvision's solarize: 255 - x there,
+    computed as |x - 255| (whole levels 0..255: exact)."""
+    return x.add_(x.ge(threshold), alpha=-TOP).abs_()  # a select: 2x slower on the CPU
 
 
 def autocontrast(x: torch.Tensor) -> torch.Tensor:
-    """Each channel stretched from its own [min, max] to [0, 255], truncated; a flat
-    channel (max == min) unchanged (torchvision's autocontrast, its float32 arithmetic)."""
+    """Each channel stretched from its own [min, max] to [0, 255], truncated, in place; a
+    flat channel (max == min) unchanged (torchvision's autocontrast, its float32
+    arithmetic)."""
     low, high = x.amin((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)
     scale = TOP / (high - low)
     flat = ~torch.isfinite(scale)
     low = torch.where(flat, 0.0, low)
     scale = torch.where(flat, 1.0, scale)
-    return ((x - low) * scale).clamp_(0, TOP).floor_()
+    # torchvision clamps to [0, 255]; between its channel's min and max a level cannot
+    # leave it but by a rounding of 255 upwards, which the floor takes back (checked for
+    # every min, max and level)
+    return x.sub_(low).mul_(scale).floor_()
 
 
 def equalize(x: torch.Tensor) -> torch.Tensor:
-    """torchvision's equalize (`_scale_channel`) per channel: with the channel's histogram
-    h and step = floor((pixels - h[top level present]) / 255), level v maps to
+    """torchvision's equalize (`_scale_channel`) per channel, in place: with the channel's
+    histogram h and step = floor((pixels - h[top level present]) / 255), level v maps to
     floor((sum of h below v + floor(step / 2)) / step), clamped to 255; step 0 (one
-    level carries all but < 255 pixels) leaves the channel as it is."""
+    level carries all but < 255 pixels) leaves the channel as it is. x contiguous.
+
+    Each pixel's key, its level + 256 x its channel's row, indexes both the histograms
+    (one bincount) and the tables (one index_select): int32, as counts below 2**31 are.
+    """
     n, c = x.shape[:2]
-    flat = x.reshape(n * c, -1).long()
-    hist = torch.zeros(n * c, LEVELS, dtype=torch.int64, device=x.device)
-    hist.scatter_add_(1, flat, torch.ones_like(flat))
-    top = hist.gather(1, flat.amax(1, keepdim=True))
-    step = torch.div(flat.shape[1] - top, 255, rounding_mode="floor")
+    rows = torch.arange(0, n * c * LEVELS, LEVELS, device=x.device, dtype=torch.int32)
+    keys = x.reshape(n * c, -1).int().add_(rows[:, None])  # exact: whole levels
+    hist = torch.bincount(keys.view(-1), minlength=n * c * LEVELS).view(n * c, LEVELS)
+    levels = torch.arange(LEVELS, device=x.device).expand_as(hist)
+    present = torch.where(hist > 0, levels, 0).amax(1, keepdim=True)  # the top level
+    step = torch.div(keys.shape[1] - hist.gather(1, present), 255, rounding_mode="floor")
     below = F.pad(hist.cumsum(1), [1, 0])[:, :-1]
     safe = step.clamp(min=1)
     half = torch.div(safe, 2, rounding_mode="floor")
     table = torch.div(below + half, safe, rounding_mode="floor").clamp_(0, 255)
-    same = torch.arange(LEVELS, device=x.device).expand_as(table)
-    table = torch.where(step == 0, same, table).float()
-    return table.gather(1, flat).view_as(x)
+    table = torch.where(step == 0, levels, table).to(x.dtype)
+    return torch.index_select(table.view(-1), 0, keys.view(-1), out=x.view(-1)).view_as(x)

@@ -48,10 +48,19 @@ def draw_erasing(n: int, height: int, width: int, p: float, gen: torch.Generator
     return torch.stack([torch.where(keep, top, 0), torch.where(keep, left, 0), h, w], 1)
 
 
-def erase(batch: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+def erase(batch: torch.Tensor, boxes: torch.Tensor, per_box: bool | None = None) -> torch.Tensor:
     """batch (N, C, H, W) float, in place: each image's box (`draw_erasing`, on the host)
-    set to 0 in every channel. The mask is built on the batch's device: no host sync."""
+    set to 0 in every channel. Box by box when `per_box` (None: on the CPU), a slice
+    each, so that only the boxes are written; else one mask for the batch, built on the
+    batch's device: no host sync."""
     height, width = batch.shape[-2:]
+    if per_box is None:
+        per_box = batch.device.type == "cpu"
+    if per_box:
+        for i, (top, left, h, w) in enumerate(boxes.tolist()):
+            if h > 0:
+                batch[i, :, top : top + h, left : left + w] = 0.0
+        return batch
     top, left, h, w = to_device(boxes, batch.device).unbind(1)
     rows = torch.arange(height, device=batch.device)
     cols = torch.arange(width, device=batch.device)

@@ -13,11 +13,16 @@ The geometric ops (ShearX/Y, TranslateX/Y, Rotate) become inverse affine maps in
 `geometry`'s convention (pixels about the image centre, x right, y down), composed after
 the crop and flip so that the batch still takes one warp; the pixels they bring in from
 outside the frame are black (`frame`), as torchvision's fill None. The colour ops run
-after the warp (`colour_step`), the images that drew each op taken together: the draws
-are on the host, so picking them costs no host sync, and each image pays for its own op
-only (the alternative, every op for every image and a select, measured 9x the warp's
-time instead of 1.6x on the CPU). Within one image's RandAugment ops, the
-geometric ones therefore all come first: where torchvision draws a colour op before a
+after the warp (`colour_step`). The draws are on the host, so picking an op's images
+costs no host sync, and each image pays for its own op only (the alternative, every op
+for every image and a select, measured 9x the warp's time on the CPU). On an
+accelerator the images that drew an op are gathered and take it in one kernel each; on
+the CPU (`per_image`) each image takes it in place, its magnitude a number: there a
+gathered copy costs more than the op (fresh memory, two more passes), and one image
+stays in cache from pass to pass (benchmarks/augment_policy.py).
+
+Within one image's RandAugment ops, the geometric ones all come first (they are one
+warp): where torchvision draws a colour op before a
 geometric one, the colour op sees the moved image. Brightness, Color, Posterize and
 Identity act pixel by pixel and keep black black, so for them the order changes nothing
 (up to the warp's interpolation); Solarize at threshold 0 turns the black fill white,
@@ -181,13 +186,46 @@ def frame(
     return inside[:, None]
 
 
+def row_spans(maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(N, H, 2) int64 [first, end) columns per output row whose pixel centre the (N, 2, 3)
+    float64 map (a policy's composed steps) sends inside the frame of the image before
+    it, -W/2 <= x < W/2 and -H/2 <= y < H/2 (about the centre): `frame`'s test solved
+    for the columns, row by row, on the host. An affine map sends a row to a line, and a
+    line meets the frame in one interval."""
+    n = len(maps)
+    u = torch.arange(height, dtype=torch.float64) + 0.5 - height / 2  # row centres
+    first = torch.zeros(n, height, dtype=torch.float64)
+    end = torch.full((n, height), float(width), dtype=torch.float64)
+    for axis, half in ((0, width / 2), (1, height / 2)):
+        # source coordinate along `axis` at column c: a * (c + 0.5 - W/2) + b, b per row
+        a = maps[:, axis, 0, None].expand(n, height)
+        b = maps[:, axis, 1, None] * u + maps[:, axis, 2, None]
+        low, high = (-half - b) / a, (half - b) / a  # the x where it crosses each side
+        to_col = width / 2 - 0.5
+        rising = (torch.ceil(low + to_col), torch.ceil(high + to_col))
+        falling = (torch.floor(high + to_col) + 1, torch.floor(low + to_col) + 1)
+        flat_in = (-half <= b) & (b < half)  # a = 0: the whole row or none of it
+        flat = (torch.where(flat_in, 0.0, float(width)), torch.where(flat_in, float(width), 0.0))
+        lo = torch.where(a > 0, rising[0], torch.where(a < 0, falling[0], flat[0]))
+        hi = torch.where(a > 0, rising[1], torch.where(a < 0, falling[1], flat[1]))
+        first, end = torch.maximum(first, lo), torch.minimum(end, hi)
+    first = first.clamp(0, width)
+    return torch.stack([first, torch.maximum(first, end.clamp(0, width))], 2).long()
+
+
 def black_outside(
-    out: torch.Tensor, draws: PolicyDraws, steps: list[torch.Tensor], before: torch.Tensor | None
+    out: torch.Tensor,
+    draws: PolicyDraws,
+    steps: list[torch.Tensor],
+    before: torch.Tensor | None,
+    per_image: bool | None = None,
 ) -> torch.Tensor:
     """The warped batch (N, C, H, W), in place, black where `frame` says, and where the
     (N, 1, H, W) mask `before` of the moves before the policy (a padded crop's) says for
     the images without a geometric op. The frame is computed only for the images that
-    drew a geometric op (known on the host: no host sync)."""
+    drew a geometric op (known on the host: no host sync); without `before`, as row spans
+    (`row_spans`): two comparisons a pixel, image by image in place when `per_image`
+    (None: on the CPU), else one mask for the batch."""
     height, width = out.shape[-2:]
     moved = torch.zeros(len(draws.ops), dtype=torch.bool)
     for name in GEOMETRIC:
@@ -195,20 +233,30 @@ def black_outside(
     chosen = moved.nonzero()[:, 0]
     if len(chosen) == 0:
         return out if before is None else out.mul_(before)
+    if before is None:
+        spans = row_spans(compose(*[m[chosen] for m in steps]), height, width)
+        cols = torch.arange(width, device=out.device)
+        if _per_image(per_image, out):
+            masks = ((cols >= spans[..., :1]) & (cols < spans[..., 1:])).to(out.dtype)
+            for mask, i in zip(masks, chosen.tolist(), strict=True):
+                out[i].mul_(mask)
+            return out
+        whole = torch.tensor([0, width]).repeat(len(out), height, 1)
+        whole[chosen] = spans
+        whole = to_device(whole, out.device)
+        return out.mul_(((cols >= whole[..., :1]) & (cols < whole[..., 1:]))[:, None])
     index = to_device(chosen, out.device)
-    sub_before = None if before is None else before[index]
-    mask = frame([m[chosen] for m in steps], height, width, out.device, sub_before)
-    if before is not None:
-        out.mul_(before.index_copy(0, index, mask))
-    else:
-        out.index_copy_(0, index, out[index].mul_(mask))
-    return out
+    mask = frame([m[chosen] for m in steps], height, width, out.device, before[index])
+    return out.mul_(before.index_copy(0, index, mask))
 
 
-def colour_step(x: torch.Tensor, draws: PolicyDraws, step: int) -> torch.Tensor:
-    """One policy step's colour ops on float32 (N, C, H, W) whole levels 0..255, in place:
-    the images that drew each op taken together (which ones, and their magnitudes, are
-    known on the host, where the draws are: no host sync), each at its own magnitude.
+def colour_step(
+    x: torch.Tensor, draws: PolicyDraws, step: int, per_image: bool | None = None
+) -> torch.Tensor:
+    """One policy step's colour ops on contiguous float32 (N, C, H, W) whole levels
+    0..255, in place, each image at its own magnitude: image by image when `per_image`
+    (None: on the CPU), else the images that drew each op taken together (which ones,
+    and their magnitudes, are known on the host, where the draws are: no host sync).
     Geometric ops and Identity leave their images as they are. A blend's factor is
     torchvision's `1.0 + magnitude`, and 1 - factor is computed in float64 as Python does."""
     height, width = x.shape[-2:]
@@ -217,27 +265,43 @@ def colour_step(x: torch.Tensor, draws: PolicyDraws, step: int) -> torch.Tensor:
         chosen = (ops == CODE[name]).nonzero()[:, 0]
         if len(chosen) == 0 or (name == "Sharpness" and min(height, width) <= 2):
             continue  # torchvision leaves images of 2 px or less unsharpened
-        v = values[chosen]
-        factor = torch.stack([1.0 + v, 1.0 - (1.0 + v)], 1)
-        params = to_device(torch.cat([chosen.double()[:, None], factor, v[:, None]], 1), x.device)
-        index = params[:, 0].long()
-        sub, factor, v = x[index], params[:, 1:3].float(), params[:, 3].float()
-        if name == "Brightness":
-            sub = colour.blend(sub, 0.0, factor)
-        elif name == "Color":
-            sub = colour.blend(sub, colour.grayscale(sub), factor)
-        elif name == "Contrast":
-            mean = colour.grayscale(sub).mean((1, 2, 3), keepdim=True)
-            sub = colour.blend(sub, mean, factor)
-        elif name == "Sharpness":
-            sub = colour.blend(sub, colour.blurred(sub), factor)
-        elif name == "Posterize":
-            sub = colour.posterize(sub, v)
-        elif name == "Solarize":
-            sub = colour.solarize(sub, v)
-        elif name == "AutoContrast":
-            sub = colour.autocontrast(sub)
-        else:
-            sub = colour.equalize(sub)
-        x.index_copy_(0, index, sub)
+        if _per_image(per_image, x):
+            for i, v in zip(chosen.tolist(), values[chosen].tolist(), strict=True):
+                _colour_op(name, x[i : i + 1], 1.0 + v, 1.0 - (1.0 + v), v)
+            continue
+        v = values[chosen]  # one kernel an op for the images that drew it
+        params = torch.stack([1.0 + v, 1.0 - (1.0 + v), v], 1).float().view(-1, 3, 1, 1, 1)
+        f, g, m = to_device(params, x.device).unbind(1)
+        index = to_device(chosen, x.device)
+        x.index_copy_(0, index, _colour_op(name, x.index_select(0, index), f, g, m))
     return x
+
+
+def _per_image(per_image: bool | None, x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" if per_image is None else per_image
+
+
+def _colour_op(
+    name: str,
+    x: torch.Tensor,
+    f: torch.Tensor | float,
+    g: torch.Tensor | float,
+    v: torch.Tensor | float,
+) -> torch.Tensor:
+    """Colour op `name` on (K, C, H, W) whole levels, in place: f = 1 + magnitude (a
+    blend's factor), g = 1 - f, v the magnitude; numbers, or (K, 1, 1, 1) tensors."""
+    if name == "Brightness":
+        return colour.blend(x, None, f, g)
+    if name == "Color":
+        return colour.blend(x, colour.grayscale(x), f, g)
+    if name == "Contrast":
+        return colour.blend(x, colour.grayscale(x).mean((1, 2, 3), keepdim=True), f, g)
+    if name == "Sharpness":
+        return colour.blend(x, colour.blurred(x), f, g)
+    if name == "Posterize":
+        return colour.posterize(x, v)
+    if name == "Solarize":
+        return colour.solarize(x, v)
+    if name == "AutoContrast":
+        return colour.autocontrast(x)
+    return colour.equalize(x)
