@@ -243,6 +243,7 @@ def test_a_run_with_ema_validates_tests_and_keeps_it_for_evaluate_predict_and_re
     header = (run_dir / "metrics.csv").read_text().splitlines()[0]
     assert header.endswith(",epoch_s,val_loss_ema,val_acc_ema")
     assert {p.name for p in run_dir.glob("*.pt")} == {WEIGHTS_FILE, EMA_WEIGHTS_FILE}
+    assert "EMA was never updated" not in (run_dir / "flowers_sweep.log").read_text()
 
     kept = torch.load(run_dir / EMA_WEIGHTS_FILE, weights_only=True)
     assert same(restore(run_dir, "ema").model.cpu().state_dict(), kept)
@@ -274,6 +275,18 @@ def test_a_run_with_ema_validates_tests_and_keeps_it_for_evaluate_predict_and_re
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"result.json test_acc_ema: {result['test_acc_ema']:.4f}" in proc.stdout
     assert (run_dir / "per_class-test-ema.csv").is_file()
+
+
+def test_a_run_warns_when_its_ema_never_moved_and_when_fp16_is_emulated(tmp_path, monkeypatch):
+    """3 optimizer steps, an EMA updated every 100th: its numbers are the first weights',
+    which the log says; and fp16 on the CPU, which works but is emulated."""
+    monkeypatch.chdir(tmp_path)
+    overrides = ["model=baseline_cnn", *TINY, "trainer.ema_decay=0.5", "trainer.ema_every=100"]
+    result = fs.train(fs.compose([*overrides, "trainer.precision=fp16"]), "run")
+    assert result["status"] == "completed" and result["precision"] == "fp16"
+    log = (tmp_path / "run" / "flowers_sweep.log").read_text()
+    assert "the EMA was never updated (trainer.ema_every=100, 3 optimizer steps" in log
+    assert "trainer.precision=fp16 on a CPU is emulated" in log
 
 
 def test_select_ema_leaves_out_runs_without_it_even_when_no_run_has_it():
