@@ -130,7 +130,8 @@ def estimate(jobs: Sequence[PlannedJob], labels: Sequence[str]) -> dict[int, dic
         step, first = measured[key]
         sizes = cost.split_sizes(cfg.dataset)
         seconds = None if sizes is None else cost.run_seconds(step, sizes, cfg.trainer.epochs)
-        peak, kept = cost.run_bytes(step, cfg.trainer.keep_weights, cfg.trainer.keep_checkpoint)
+        trainer, ema = cfg.trainer, cfg.trainer.get("ema_decay") is not None
+        peak, kept = cost.run_bytes(step, trainer.keep_weights, trainer.keep_checkpoint, ema)
         found[job.num] = {
             "cost": step,
             "basis": f"{first}: {step.basis()}",

@@ -204,6 +204,10 @@ def test_run_seconds_and_bytes_follow_the_stated_rule():
     assert cost.run_bytes(step, "last", keep_checkpoint=False) == (12_000 + 8_000, 4_000)
     assert cost.run_bytes(step, "both", keep_checkpoint=True) == (12_000 + 8_000, 20_000)
     assert cost.run_bytes(step, "none", keep_checkpoint=False) == (12_000 + 4_000, 0)
+    # an EMA: its weights in the checkpoint; model.pt and model_ema.pt at the end
+    assert cost.run_bytes(step, "last", False, ema=True) == (16_000 + 8_000, 4_000)
+    assert cost.run_bytes(step, "last_ema", True, ema=True) == (16_000 + 12_000, 24_000)
+    assert cost.run_bytes(step, "ema", False, ema=True) == (16_000 + 8_000, 4_000)
     assert "measured: median of 3 steps of batch 32 at 32 px on cpu, 2 threads: 10 ms/image" in (
         step.basis()
     )

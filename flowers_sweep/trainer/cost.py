@@ -212,13 +212,18 @@ def run_seconds(cost: StepCost, sizes: Mapping[str, int], epochs: int) -> float:
     return cost.image_s * (train + EVAL_SHARE * evaluated)
 
 
-def run_bytes(cost: StepCost, keep_weights: str, keep_checkpoint: bool) -> tuple[int, int]:
+def run_bytes(
+    cost: StepCost, keep_weights: str, keep_checkpoint: bool, ema: bool = False
+) -> tuple[int, int]:
     """(at most, while the run trains and finishes; kept once it has completed) bytes of
     its files that grow with the model: checkpoint.pt, model_best_val.pt (written while
-    it trains, whatever it keeps) and model.pt (at the end, when kept). The checkpoint
-    goes at the end unless `keep_checkpoint`; the weight files stay as `keep_weights`
-    says."""
+    it trains, whatever it keeps), model.pt and model_ema.pt (at the end, when kept).
+    The checkpoint goes at the end unless `keep_checkpoint`, and holds the EMA's weights
+    too with an EMA (`ema`: trainer.ema_decay set); the weight files stay as
+    `keep_weights` says."""
     keep, one = str(keep_weights), cost.weights_bytes
-    peak = cost.checkpoint_bytes + one * (1 + (keep in ("last", "both")))
-    kept = WEIGHT_FILES_KEPT.get(keep, 1) * one + (cost.checkpoint_bytes if keep_checkpoint else 0)
+    checkpoint = cost.checkpoint_bytes + (one if ema else 0)
+    at_end = (keep in ("last", "both", "last_ema")) + (keep in ("ema", "last_ema"))
+    peak = checkpoint + one * (1 + at_end)
+    kept = WEIGHT_FILES_KEPT.get(keep, 1) * one + (checkpoint if keep_checkpoint else 0)
     return peak, kept
