@@ -268,6 +268,8 @@ def test_a_run_with_ema_validates_tests_and_keeps_it_for_evaluate_predict_and_re
     scored = report.scored.set_index("run_dir")
     assert scored.loc[str(run_dir.resolve()), "test_acc"] == result["test_acc_ema"]
     assert scored.loc[str(plain.resolve()), "status"] == "no test_acc_ema"
+    said = "1 completed run without test_acc_ema: listed in runs.csv, left out here."
+    assert said in report.markdown and "not completed" not in report.markdown
 
     proc = run_cli(
         str(run_dir), "--weights", "ema", cache=cache_dir, module="flowers_sweep.evaluate"

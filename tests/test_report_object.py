@@ -207,7 +207,7 @@ def test_a_failed_run_with_other_settings_keeps_the_cases_labels_short(tmp_path)
     assert labels[3].startswith("resnet18-relu-") and labels[3].count("=") == 3
     lines = report.markdown.splitlines()
     assert "2 runs not completed are listed in runs.csv but left out here." in lines
-    assert "1 run not completed has settings no case has:" in lines
+    assert "1 run left out has settings no case has:" in lines
     assert f"- {labels[3]} (failed): {(sweep / '3').resolve()}" in lines
     assert sum(labels[3] in line for line in lines) == 1  # listed apart, not in the table
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from flowers_sweep.aggregate.stats import ALPHA
+from flowers_sweep.record.runrecord import TEST_ACC_OF
 
 CASE_HEAD = ("| case | model | activation | epochs | accuracy |", "|---|---|---|---|---|")
 SPREAD_HEAD = (" n | 95% CI |", "---|---|")  # columns added when a case has seeds
@@ -35,6 +36,10 @@ WEIGHTS = {
 }
 
 
+def _lacking(count: int, select: str) -> str:
+    return f"{plural(count, 'completed run')} without {TEST_ACC_OF[select]}"
+
+
 SHOWN_APART = 10  # runs listed by name below the table; runs.csv has them all
 
 
@@ -55,9 +60,11 @@ def results_markdown(
     pruned: int = 0,
     apart: pd.DataFrame | None = None,
     twins: Sequence[tuple[str, object, list[str]]] = (),
+    lacking: int = 0,
 ) -> str:
     """results.md: a row per case, then the comparisons, then what was left out: runs
-    that did not complete (`skipped`, a count), and apart, runs the search's pruner
+    that did not complete (`skipped`, a count), completed runs without the selected
+    weights' accuracy (`lacking`: no EMA, say), and apart, runs the search's pruner
     stopped. `apart` (runs.csv's rows: case, status, run_dir) are the runs that did not
     complete with settings no case has: listed by label, so that their settings do not
     lengthen the cases' labels. `twins`: runs sharing a case and seed
@@ -71,6 +78,8 @@ def results_markdown(
         ]
         if skipped:
             lines += [f"{plural(skipped, 'run')} not completed.", ""]
+        if lacking:
+            lines += [_lacking(lacking, select), ""]
         if pruned:
             lines += [f"{plural(pruned, 'run')} stopped early by the search's pruner.", ""]
         return "\n".join(lines)
@@ -91,6 +100,8 @@ def results_markdown(
             f"{plural(skipped, 'run')} not completed {are} listed in runs.csv but left out here.",
             "",
         ]
+    if lacking:
+        lines += [f"{_lacking(lacking, select)}: listed in runs.csv, left out here.", ""]
     if apart is not None and len(apart):
         lines += _apart(apart)
     if pruned:
@@ -100,9 +111,10 @@ def results_markdown(
 
 
 def _apart(apart: pd.DataFrame) -> list[str]:
-    """The runs that did not complete with settings of no case, each by its label."""
+    """The runs left out (not completed, or without the selected accuracy) with settings
+    of no case, each by its label and status."""
     have = "has" if len(apart) == 1 else "have"
-    lines = [f"{plural(len(apart), 'run')} not completed {have} settings no case has:", ""]
+    lines = [f"{plural(len(apart), 'run')} left out {have} settings no case has:", ""]
     for r in apart.head(SHOWN_APART).itertuples():
         lines.append(f"- {r.case} ({r.status}): {r.run_dir}")
     if len(apart) > SHOWN_APART:

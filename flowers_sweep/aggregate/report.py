@@ -240,13 +240,14 @@ def build(roots: Sequence[Path], select: str = "last") -> Report:
     scored = selected(all_runs, select)
     skipped = scored[scored["status"] != "completed"]
     pruned = int((skipped["status"] == "pruned").sum())
+    lacking = int(skipped["status"].str.startswith("no test_acc").sum())  # `selected`'s
     results = results_table(scored)
     tests = pairwise_tests(scored)
     known = results["case"] if len(results) else []
     apart = skipped[(skipped["status"] != "pruned") & ~skipped["case"].isin(known)]
     twins = shared_seeds(scored)
     markdown = results_markdown(
-        results, tests, len(skipped) - pruned, select, pruned, apart, twins
+        results, tests, len(skipped) - pruned - lacking, select, pruned, apart, twins, lacking
     )
     if merged:  # said first: the report is not the searches' own
         markdown = markdown.replace("# Results\n\n", f"# Results\n\n{merged}.\n\n", 1)
