@@ -92,6 +92,28 @@ def report_cases_sweep(tmp_path_factory, cache_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def raced_search(tmp_path_factory, cache_dir) -> Path:
+    """FOLDER: two launches of one Optuna search started together into FOLDER/lr?1e-3
+    (helpers/searches.race_two_launches). test_optuna_search.py checks the race,
+    test_search.py the search's report; confirmed_search continues it."""
+    from .helpers.searches import race_two_launches
+
+    return made_once(tmp_path_factory, "raced_search", functools.partial(
+        race_two_launches, cache=cache_dir))  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def confirmed_search(tmp_path_factory, cache_dir, raced_search) -> Path:
+    """FOLDER: raced_search's search continued with confirmation, killed while confirming
+    and launched again, in FOLDER/search (helpers/searches.confirm_killed_and_again).
+    test_search.py checks the continuation, test_confirm.py the confirmation."""
+    from .helpers.searches import RACED, confirm_killed_and_again
+
+    return made_once(tmp_path_factory, "confirmed_search", functools.partial(
+        confirm_killed_and_again, cache=cache_dir, raced=raced_search / RACED))  # fmt: skip
+
+
+@pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Iterator[Path]:
     """One synthetic-data cache for the whole session, never the user's own."""
     path = tmp_path_factory.mktemp("cache")

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import signal
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -16,8 +14,9 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 from scipy import stats
 
-from flowers_sweep.aggregate import aggregate
+from flowers_sweep.aggregate import aggregate, build
 from flowers_sweep.aggregate.stats import t_interval
+from flowers_sweep.record.runrecord import RESULT_FILE
 from flowers_sweep.search.confirm import (
     Chosen,
     ChosenRecordError,
@@ -29,8 +28,8 @@ from flowers_sweep.search.confirm import (
 )
 from flowers_sweep.search.pruning import SWEEPER, trial_report
 
-from .helpers.cli import HANG_GUARD_S, TINY, run_cli, start_cli
 from .helpers.runfolders import write_run
+from .helpers.searches import completed_confirmations, mtimes
 from .test_study import FakeLauncher, study, sweeper
 
 # --- the sweeper: which trials, which seeds, which folders -------------------------------
@@ -282,7 +281,7 @@ def test_the_searched_metric_chooses_and_test_accuracy_only_estimates(
     are reported beside, each with its interval, and choose nothing."""
     accs = {1: [0.70, 0.71, 0.72], 3: [0.90, 0.91, 0.92]}
     sweep = search_folder(tmp_path, accs, values, metric=metric, direction=direction)
-    report = aggregate([sweep])
+    report = build([sweep])  # the report in memory: no files, no figures drawn
     table = report.confirmations
     assert table["trial"].tolist() == [1, 3] and table.attrs["winner"] == 1
     assert table["value_mean"].tolist() == pytest.approx([sum(values[t]) / 3 for t in (1, 3)])
@@ -307,7 +306,7 @@ def test_the_searched_metric_chooses_and_test_accuracy_only_estimates(
 
 def test_a_winner_is_named_only_when_better_than_every_other(tmp_path):
     sweep = search_folder(tmp_path, {1: [0.80, 0.82, 0.81], 2: [0.60, 0.62, 0.61, 0.6]})
-    report = aggregate([sweep])
+    report = build([sweep])  # the report in memory: no files, no figures drawn
     assert report.confirmations["trial"].tolist() == [1, 2]
     assert report.confirmations.attrs["winner"] == 1
     assert "**Confirmed winner: trial 1**" in report.markdown
@@ -324,7 +323,7 @@ def test_a_partly_done_confirmation_says_how_many_seeds_were_asked_and_what_is_l
     sweep = search_folder(tmp_path, accs, statuses=statuses, confirm={"top_k": 3, "seeds": 2})
     write_chosen(sweep, [Chosen(t, 0.9, 0, {"optimizer.lr": LRS[t]}) for t in (1, 3, 2)],
                  "best_val_acc", maximize=True)  # fmt: skip
-    report = aggregate([sweep])
+    report = build([sweep])  # the report in memory: no files, no figures drawn
     table = report.confirmations
     assert table["trial"].tolist() == [1, 3, 2]
     assert table["n"].tolist() == [1, 1, 0] and table["not_completed"].tolist() == [1, 1, 2]
@@ -351,53 +350,35 @@ def test_a_search_without_confirmation_has_no_such_table(tmp_path):
 # --- end to end ------------------------------------------------------------------------
 
 
-def completed_confirmations(sweep):
-    return sorted(p.parent.name for p in (sweep / "confirm").glob("*-seed*/result.json")
-                  if json.loads(p.read_text())["status"] == "completed")  # fmt: skip
-
-
 @pytest.mark.e2e
 def test_a_confirmed_search_killed_while_confirming_finishes_only_what_is_missing(
-    tmp_path, cache_dir
+    confirmed_search,
 ):
-    """6 trials, then trials 2 best on 3 fresh seeds: 6 + 6 runs. The launch is killed
-    (SIGKILL) once four confirmations have completed; the relaunch trains only the
-    missing confirmations (no trial, no finished confirmation again), and the report
-    tests the two confirmed settings apart. (The launch's own jobs; joblib and submitit
-    compose each job from the same overrides, per-job hydra.sweep.subdir included.)"""
-    sweep = tmp_path / "search"
-    args = ["-m", "hparams_search=optuna", "case=relu", *TINY, "model.layers=[1,1,1,1]",
-            "trainer.keep_weights=none", "hydra.sweeper.n_trials=6",
-            "hydra.sweeper.confirm.top_k=2", "hydra.sweeper.confirm.seeds=3",
-            f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    proc = start_cli(*args, cache=cache_dir)
-    deadline = time.monotonic() + HANG_GUARD_S
-    while len(completed_confirmations(sweep)) < 4 and time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate(timeout=HANG_GUARD_S)
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    out, _ = proc.communicate(timeout=HANG_GUARD_S)
-    assert out.count("Launching 1 jobs locally") == 6 and "Launching 6 jobs locally" in out
-    done = completed_confirmations(sweep)
-    assert 4 <= len(done) < 6, done
-    stamps = {n: (sweep / "confirm" / n / "result.json").stat().st_mtime_ns for n in done}
-    trial_stamps = {n: (sweep / str(n) / "result.json").stat().st_mtime_ns for n in range(6)}
-    chosen = [c.trial for c in read_chosen(sweep)]
+    """confirmed_search (conftest.py): 4 trials (2 of an earlier launch), then the 2
+    best on 2 fresh seeds each: 4 confirmation runs. The launch is killed (SIGKILL) once
+    two confirmations have completed; the relaunch trains only the missing
+    confirmations (no trial, no finished confirmation again), and the report tests the
+    two confirmed settings apart. (The launch's own jobs; joblib and submitit compose
+    each job from the same overrides, per-job hydra.sweep.subdir included.)"""
+    sweep = confirmed_search / "search"
+    record = json.loads((confirmed_search / "launches.json").read_text())
+    out, done, chosen = record["killed_stdout"], record["done"], record["chosen"]
+    assert "Launching 4 jobs locally" in out  # the confirmations, after the new trials
+    assert 2 <= len(done) < 4, done
 
-    again = run_cli(*args, cache=cache_dir)
-    assert again.returncode == 0, again.stderr[-3000:]
-    missing = 6 - len(done)
-    log = again.stdout + again.stderr
+    again = record["again"]
+    assert again["returncode"] == 0, again["stderr"][-3000:]
+    missing = 4 - len(done)
+    log = again["stdout"] + again["stderr"]
     assert f"{missing} run(s) to go, {len(done)} done" in log
     assert log.count("Launching") == 1 and f"Launching {missing} jobs locally" in log
-    assert {n: (sweep / "confirm" / n / "result.json").stat().st_mtime_ns for n in done} == stamps
-    assert {n: (sweep / str(n) / "result.json").stat().st_mtime_ns for n in range(6)} == (
-        trial_stamps
-    )
-    assert len(completed_confirmations(sweep)) == 6
-    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == list("012345")
+    assert mtimes({n: sweep / "confirm" / n / RESULT_FILE for n in done}) == record["stamps"]
+    trials_now = mtimes({str(n): sweep / str(n) / RESULT_FILE for n in range(4)})
+    assert trials_now == record["trial_stamps"]  # no trial ran again
+    assert len(completed_confirmations(sweep)) == 4
+    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == list("0123")
     table = pd.read_csv(sweep / "report" / "confirmations.csv")
-    assert sorted(table["trial"]) == sorted(chosen) and table["n"].tolist() == [3, 3]
+    assert sorted(table["trial"]) == sorted(chosen) and table["n"].tolist() == [2, 2]
     for prefix in ("value", "test_acc"):
         assert table[[f"{prefix}_ci95_low", f"{prefix}_ci95_high"]].notna().all().all()
     second = table.iloc[1]  # tested against the best, or not testable: no spread at all
@@ -406,6 +387,6 @@ def test_a_confirmed_search_killed_while_confirming_finishes_only_what_is_missin
     assert table["trial"].tolist() == ranked["trial"].tolist()  # by best_val_acc
     assert "vs best: Holm p" in (sweep / "report" / "results.md").read_text()
     trials = pd.read_csv(sweep / "report" / "trials.csv")
-    assert trials["trial"].tolist() == list(range(6))  # the confirmations are no trials
+    assert trials["trial"].tolist() == list(range(4))  # the confirmations are no trials
     best = trials.sort_values(["value", "trial"], ascending=[False, True])["trial"]
     assert chosen == best.head(2).tolist()

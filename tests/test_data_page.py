@@ -1,6 +1,7 @@
 """docs/data.md as a user follows it: a folder of photos (generated: odd modes and
-sizes, one broken file), the page's files written out, its marked commands run through
-the real CLI in that folder with tiny settings appended."""
+sizes, one broken file), the page's files written out, its marked commands run in
+that folder with tiny settings appended: through the real CLI, but for those that read
+the run made (evaluate: its main() in this process)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,19 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from flowers_sweep import evaluate, predict
 from flowers_sweep.record.runrecord import read_data
 
-from .helpers.cli import ROOT, result, run_cli
+from .helpers.cli import ROOT, result
 from .helpers.datasets import CORRUPT_NAME, make_image_folder
 from .test_extending import Command, read_page, run_step
 
 PAGE = ROOT / "docs" / "data.md"
 FILES, RUNS, ALL_COMMANDS = read_page(PAGE.read_text(encoding="utf-8"))
 STEPS = {"preview", "photos", "evaluate", "own"}
-SMALL = ["trainer.epochs=1", "trainer.batch_size=16", "dataset.image_size=32"]
+# the model too: what the page shows (classes by folder name, your own dataset) is any model's
+SMALL = ["trainer.epochs=1", "trainer.batch_size=16", "dataset.image_size=32", "trainer.threads=1",
+         "model=baseline_cnn"]  # fmt: skip
 CLASSES = ("daisy", "rose", "tulip")  # the page's
 
 
@@ -62,7 +66,13 @@ def test_preview_draws_the_training_views_of_your_photos(project: Path, tmp_path
     assert CORRUPT_NAME in proc.stderr  # named as it is left out
 
 
-def test_your_photos_train_and_evaluate_by_their_folder_names(project: Path, tmp_path: Path):
+def test_your_photos_train_and_evaluate_by_their_folder_names(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    """The page's training step through the real CLI; then, with the commands' main()s
+    in this process (their exit codes and lines as the CLI gives them; their `python -m`
+    runs: test_inference), its evaluate step, a prediction once the data is gone, and
+    the evaluate step refused once a class is added."""
     cache = tmp_path / "cache"
     proc = run_step(project, only("photos"), *SMALL, cache=cache)
     ok(proc)
@@ -71,28 +81,36 @@ def test_your_photos_train_and_evaluate_by_their_folder_names(project: Path, tmp
     assert read_data(run_dir)["class_names"] == list(CLASSES)
     log = (run_dir / "flowers_sweep.log").read_text()
     assert re.search(rf"left out unreadable image \S*{CORRUPT_NAME}", log)
-    shown = run_step(project, only("evaluate"), cache=cache)
-    ok(shown)
-    printed = re.findall(r"^  (\w+): [\d.]+ \((\d+) images\)$", shown.stdout, re.M)
+    monkeypatch.setenv("FLOWERS_SWEEP_CACHE", str(cache))
+    monkeypatch.chdir(project)  # where the page runs its commands
+    assert only("evaluate").module == "flowers_sweep.evaluate"
+    capsys.readouterr()
+    code = evaluate.main(only("evaluate").args)
+    shown = capsys.readouterr()
+    assert code == 0, shown.err[-3000:]
+    printed = re.findall(r"^  (\w+): [\d.]+ \((\d+) images\)$", shown.out, re.M)
     assert sorted(name for name, _ in printed) == list(CLASSES)
     photo = next((project / "photos" / "rose").glob("*.jpg"))
     (project / "photos").rename(project / "elsewhere")  # the data gone: the run still works
     try:
-        answer = run_cli(str(run_dir), str(project / "elsewhere" / "rose" / photo.name),
-                         "--json", module="flowers_sweep.predict", cache=cache)  # fmt: skip
-        ok(answer)
-        assert json.loads(answer.stdout)[0]["top5"][0]["name"] in CLASSES
+        capsys.readouterr()
+        code = predict.main([str(run_dir), str(project / "elsewhere" / "rose" / photo.name),
+                             "--json"])  # fmt: skip
+        answer = capsys.readouterr()
+        assert code == 0, answer.err[-3000:]
+        assert json.loads(answer.out)[0]["top5"][0]["name"] in CLASSES
     finally:
         (project / "elsewhere").rename(project / "photos")
     extra = project / "photos" / "aster"  # a class more than the run knew
     make_image_folder(extra.parent, classes=("aster",), per_class=3, odd=False)
     try:
-        changed = run_step(project, only("evaluate"), cache=cache)
+        code = evaluate.main(only("evaluate").args)
     finally:
         shutil.rmtree(extra)
-    assert changed.returncode == 2
+    assert code == 2
     assert (
-        changed.stderr.strip()
+        capsys.readouterr()
+        .err.strip()
         .splitlines()[-1]
         .startswith(
             "flowers_sweep.evaluate: error: the data's classes are not the ones the run trained on"

@@ -141,19 +141,20 @@ def test_the_sweeps_end_says_it_once_and_fails(tmp_path, capsys):
 
 @pytest.mark.e2e
 def test_a_sweep_that_fails_the_same_way_stops_and_resumes(tmp_path, cache_dir):
-    """The issue's acceptance: 10 jobs, a dataset.root that is not there yet; then the
-    same command without fail_fast, once the folder holds the images, runs all 10."""
+    """The issue's acceptance: a dataset.root that is not there yet; then the same
+    command without fail_fast, once the folder holds the images, runs all the jobs
+    (the issue's 10 jobs; 5 here, as 2 that fail and 3 held back take the same paths)."""
     root, sweep = tmp_path / "flowers", tmp_path / "sweep"
     launch = [
         "-m", "dataset=image_folder", f"dataset.root={root}", "model=baseline_cnn",
-        *TINY[:2], "dataset.image_size=32", TINY[-1], "seed=0,1,2,3,4,5,6,7,8,9",
+        *TINY[:2], "dataset.image_size=32", TINY[-1], "seed=0,1,2,3,4",
         f"hydra.sweep.dir={sweep}",
     ]  # fmt: skip
     proc = run_cli(*launch, "fail_fast=2", cache=cache_dir)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.count("fail_fast=2") == 1, proc.stderr
     assert "2 jobs failed with the same reason (image folder" in proc.stderr
-    assert "8 jobs not started" in proc.stderr and "Traceback" not in proc.stderr
+    assert "3 jobs not started" in proc.stderr and "Traceback" not in proc.stderr
     assert len(list(sweep.glob("*/" + RESULT_FILE))) == 2  # at most 2 jobs ran
     assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1"]
     assert "epoch 1/1" not in proc.stdout  # nothing trained
@@ -163,5 +164,5 @@ def test_a_sweep_that_fails_the_same_way_stops_and_resumes(tmp_path, cache_dir):
     proc = run_cli(*launch, cache=cache_dir)
     assert proc.returncode == 0, proc.stderr
     done = [p.parent.name for p in sweep.glob("*/" + RESULT_FILE)]
-    assert sorted(done, key=int) == [str(n) for n in range(10)]
-    assert proc.stdout.count("epoch 1/1") == 10  # the failed two again, the eight new
+    assert sorted(done, key=int) == [str(n) for n in range(5)]
+    assert proc.stdout.count("epoch 1/1") == 5  # the failed two again, the three new

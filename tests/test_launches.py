@@ -7,15 +7,15 @@ import pytest
 import yaml
 
 from flowers_sweep.job.launch import SweepBusyError, claim_sweep, release_sweep, unique_dir
-from flowers_sweep.record.runrecord import LAUNCH_DIR, RESULT_FILE
 
 from .helpers.cli import HANG_GUARD_S, TINY, result, run_cli, start_cli
-from .helpers.holders import CLAIM_SWEEP, HOLD_RUN_FOLDER, end_holder, held_elsewhere, start_holder
+from .helpers.holders import CLAIM_SWEEP, held_elsewhere
 
 pytestmark = pytest.mark.e2e
-# The issue's two launches: same model, different learning rates and seeds.
-LAUNCH_A = ["-m", "model=baseline_cnn", *TINY, "seed=0,1"]
-LAUNCH_B = ["-m", "model=baseline_cnn", *TINY, "optimizer.lr=0.01", "seed=5,6"]
+# The issue's two launches: same model, different learning rates and seeds; no report
+# (what is checked is each job folder's run, and a report takes longer than its jobs).
+LAUNCH_A = ["-m", "model=baseline_cnn", *TINY, "seed=0,1", "aggregate=false"]
+LAUNCH_B = ["-m", "model=baseline_cnn", *TINY, "optimizer.lr=0.01", "seed=5,6", "aggregate=false"]
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str]:
@@ -72,28 +72,6 @@ def test_two_launches_in_the_same_second_get_their_own_sweep_folders(tmp_path, c
     assert len(sweeps) == 2
     trained = [check_no_mixing(p for p in s.iterdir() if p.name.isdigit()) for s in sweeps]
     assert sorted(map(sorted, trained)) == [[(0, 0.001), (1, 0.001)], [(5, 0.01), (6, 0.01)]]
-
-
-# Holds job 0's folder, so that the launch skips it, then completes it itself before that
-# launch ends: job 0 is done, but not by this launch.
-FINISH_JOB_0 = f"""
-job = ARGS[0]
-while not (job.parent / {LAUNCH_DIR!r} / "0.json").is_file():  # the launch skipped job 0
-    time.sleep(0.1)
-# ... and finishes it before that launch ends
-(job / {RESULT_FILE!r}).write_text(json.dumps({{"status": "completed", "test_acc": 0.5}}))
-"""
-
-
-def test_a_job_left_to_another_process_fails_the_launch_even_once_finished(tmp_path, cache_dir):
-    sweep = tmp_path / "sweep"
-    holder = start_holder(HOLD_RUN_FOLDER, sweep / "0", then=FINISH_JOB_0)
-    proc = run_cli(*LAUNCH_A, "aggregate=false", f"hydra.sweep.dir={sweep}", cache=cache_dir)
-    end_holder(holder)
-    assert result(sweep / "1")["status"] == "completed"
-    assert proc.returncode == 1, proc.stderr[-2000:]
-    line = next(x for x in proc.stderr.splitlines() if x.strip().startswith(str(sweep / "0")))
-    assert "not trained by this launch" in line
 
 
 def test_a_held_sweep_folder_is_refused_before_anything_is_written(tmp_path):

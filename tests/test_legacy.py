@@ -18,6 +18,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+import flowers_sweep as fs
+from flowers_sweep import evaluate
 from flowers_sweep.record.legacy import RENAMED, upgrade_settings, upgrade_tree
 from flowers_sweep.record.runrecord import (
     BEST_WEIGHTS_FILE,
@@ -150,36 +152,34 @@ def test_an_old_run_folder_reads_in_todays_keys_and_labels(job: str):
 # --- e2e: an old run folder ------------------------------------------------------------
 
 
-def with_epoch_1_checkpoint(run_dir: Path, overrides: list[str], cache_dir: Path) -> Path:
+def with_epoch_1_checkpoint(run_dir: Path, overrides: list[str]) -> Path:
     """Put the old run's epoch-1 checkpoint (and best weights) into run_dir, made by
-    today's code: the same settings for 1 epoch, kept. Issue 24 changed the config's form,
-    not the checkpoint's, and with milestones in epochs ([1, 2]) the state after epoch 1
-    does not depend on trainer.epochs. Returns the folder of that 1-epoch run."""
+    today's code: the same settings for 1 epoch, kept, trained in this process (fs.train:
+    the CLI's task, run folder and all). Issue 24 changed the config's form, not the
+    checkpoint's, and with milestones in epochs ([1, 2]) the state after epoch 1 does not
+    depend on trainer.epochs. Returns the folder of that 1-epoch run."""
     scratch = run_dir.parent / "epoch_1"
-    proc = run_cli(
-        *overrides,
-        "trainer.epochs=1",
-        "trainer.keep_checkpoint=true",
-        "trainer.keep_weights=both",
-        f"hydra.run.dir={scratch}",
-        cache=cache_dir,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    kept = ["trainer.keep_checkpoint=true", "trainer.keep_weights=both"]
+    cfg = fs.compose([*overrides, "trainer.epochs=1", *kept])
+    assert fs.train(cfg, scratch)["status"] == "completed"
     for name in (CHECKPOINT_FILE, BEST_WEIGHTS_FILE):
         shutil.copy(scratch / name, run_dir / name)
     return scratch
 
 
 @pytest.mark.e2e
-def test_an_old_interrupted_run_resumes_and_evaluates(tmp_path: Path, cache_dir: Path):
+def test_an_old_interrupted_run_resumes_and_evaluates(
+    tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture
+):
     """Relaunched with its own command, the old run resumes after epoch 1 (not refused
     as another run's folder, not started over) on the same schedule, and `evaluate`
-    rebuilds it, from today's .hydra/config.yaml and from the old code's."""
+    (its main, in this process) rebuilds it, from today's .hydra/config.yaml and from
+    the old code's."""
     run_dir = tmp_path / "run"
     shutil.copytree(RUN_V1, run_dir)
     assert result(run_dir)["status"] == "interrupted"
     overrides = read_yaml(RUN_V1 / HYDRA_DIR / OVERRIDES_FILE)
-    epoch_1 = with_epoch_1_checkpoint(run_dir, overrides, cache_dir)
+    epoch_1 = with_epoch_1_checkpoint(run_dir, overrides)
     proc = run_cli(*overrides, f"hydra.run.dir={run_dir}", cache=cache_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert MISMATCH not in proc.stdout + proc.stderr
@@ -213,9 +213,11 @@ def test_an_old_interrupted_run_resumes_and_evaluates(tmp_path: Path, cache_dir:
         if config == "as the old code wrote it":
             shutil.copy(RUN_V1 / HYDRA_DIR / CONFIG_FILE, run_dir / HYDRA_DIR / CONFIG_FILE)
         evaluation_files(run_dir)[0].unlink(missing_ok=True)
-        evaluated = run_cli(str(run_dir), module="flowers_sweep.evaluate", cache=cache_dir)
-        assert evaluated.returncode == 0, (config, evaluated.stderr[-3000:])
-        assert expected in evaluated.stdout.splitlines(), (config, evaluated.stdout)
+        capsys.readouterr()
+        code = evaluate.main([str(run_dir)])
+        evaluated = capsys.readouterr()
+        assert code == 0, (config, evaluated.err[-3000:])
+        assert expected in evaluated.out.splitlines(), (config, evaluated.out)
         per_class = pd.read_csv(evaluation_files(run_dir)[0])
         correct = (per_class["support"] * per_class["accuracy"].fillna(0)).sum()
         assert round(correct) / per_class["support"].sum() == res["test_acc"], config

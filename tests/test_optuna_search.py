@@ -1,10 +1,12 @@
 """hparams_search=optuna end to end, as a user runs it: pruning from a folder outside the
 clone, studies that Optuna's own tools open, an old study upgraded, and two launches of
-one search started together (in folders whose names look like URL queries)."""
+one search started together (in a folder whose name looks like a URL query: the shared
+raced_search fixture, whose report and continuation test_search.py checks)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -19,12 +21,12 @@ from optuna.trial import TrialState
 from flowers_sweep.record.runrecord import SQLITE_FILE
 from flowers_sweep.search.study import storage_url
 
-from .helpers.cli import HANG_GUARD_S, TINY, result, run_cli, start_cli
+from .helpers.cli import HANG_GUARD_S, result, run_cli
+from .helpers.searches import RACED, TINY_SEARCH
 from .helpers.services import free_port, get_json, serving
 from .test_study import old_study
 
 pytestmark = pytest.mark.e2e
-SEARCH = ["-m", "hparams_search=optuna", "case=relu", *TINY]
 # Prunes every trial after its second epoch, whatever its accuracy: a pruned trial
 # that does not depend on how well a tiny model happened to learn (steps are epochs,
 # from 1; Optuna prunes none before step n_warmup_steps).
@@ -44,12 +46,14 @@ def digest(path: Path) -> str:
 def test_pruned_trials_stop_early_are_recorded_and_stay_pruned(tmp_path, cache_dir):
     """From a folder outside the clone, with runs in joblib workers that report to the
     study themselves: each trial stops after epoch 2 of 3, says so in result.json, is
-    PRUNED in the study, and a relaunch neither retrains it nor counts it as failed."""
+    PRUNED in the study, and a relaunch (the same command) neither retrains it nor
+    counts it as failed."""
     sweep, outside = tmp_path / "search", tmp_path / "elsewhere"
     outside.mkdir()
-    args = [*SEARCH, "trainer.epochs=3", PRUNE_AFTER_2, "hydra/launcher=joblib",
-            "hydra.sweeper.n_jobs=2", f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    proc = run_cli(*args, "hydra.sweeper.n_trials=2", cache=cache_dir, cwd=outside)
+    args = [*TINY_SEARCH, "trainer.epochs=3", PRUNE_AFTER_2, "hydra.sweeper.n_trials=2",
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    joblib = ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2"]
+    proc = run_cli(*args, *joblib, cache=cache_dir, cwd=outside)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for n in ("0", "1"):
         res = result(sweep / n)
@@ -64,15 +68,18 @@ def test_pruned_trials_stop_early_are_recorded_and_stay_pruned(tmp_path, cache_d
     assert "did not complete" not in proc.stderr  # pruned is not failed
 
     # Killed between the run's result and the sweeper's tell: trial 0 is RUNNING again.
+    # A relaunch runs it again (a RUNNING trial does not count as done: n_trials=2 has
+    # one to go), and its run finds itself pruned already. On the basic launcher: a
+    # joblib worker would cost seconds of imports to run the same code.
     with sqlite3.connect(sweep / SQLITE_FILE) as con:
         con.execute("UPDATE trials SET state='RUNNING', datetime_complete=NULL WHERE number=0")
     before = digest(sweep / "0" / "metrics.csv")
-    proc = run_cli(*args, "hydra.sweeper.n_trials=3", cache=cache_dir, cwd=outside)
+    proc = run_cli(*args, cache=cache_dir, cwd=outside)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "trial 0 was left running by an earlier launch" in proc.stdout + proc.stderr
     assert digest(sweep / "0" / "metrics.csv") == before  # not trained again
-    assert [t.state for t in load(sweep).trials] == [TrialState.PRUNED] * 3
-    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1", "2"]
+    assert [t.state for t in load(sweep).trials] == [TrialState.PRUNED] * 2
+    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1"]
 
     # The study opens in the installed Optuna (above) and in optuna-dashboard.
     port = free_port()
@@ -83,7 +90,7 @@ def test_pruned_trials_stop_early_are_recorded_and_stay_pruned(tmp_path, cache_d
         [summary] = get_json(f"http://127.0.0.1:{port}/api/studies")["study_summaries"]
         assert summary["study_name"] == "resnet18-relu"
         detail = get_json(f"http://127.0.0.1:{port}/api/studies/{summary['study_id']}")
-    assert [t["state"] for t in detail["trials"]] == ["Pruned"] * 3
+    assert [t["state"] for t in detail["trials"]] == ["Pruned"] * 2
     assert all(len(t["intermediate_values"]) == 2 for t in detail["trials"])
 
 
@@ -91,7 +98,13 @@ def test_a_study_of_the_old_sweeper_says_how_to_upgrade_and_then_continues(tmp_p
     sweep = tmp_path / "search"
     sweep.mkdir()
     url = old_study(sweep)
-    args = [*SEARCH, f"hydra.sweep.dir={sweep}", "hydra.sweeper.n_trials=3"]
+    # No report: it reads the run folders, never the study (and its own tests are others').
+    args = [
+        *TINY_SEARCH,
+        f"hydra.sweep.dir={sweep}",
+        "hydra.sweeper.n_trials=3",
+        "aggregate=false",
+    ]
     proc = run_cli(*args, cache=cache_dir)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
@@ -112,39 +125,30 @@ def test_a_study_of_the_old_sweeper_says_how_to_upgrade_and_then_continues(tmp_p
         "scheduler.milestones"].choices  # fmt: skip
 
 
-ROUNDS = 2  # the same race each round (2 keep the URL-named folders check: 3 cost 10 s more)
-
-
-def test_two_launches_of_one_search_started_together(tmp_path, cache_dir):
+def test_two_launches_of_one_search_started_together(raced_search):
     """One search runs, the other says in one line that the folder is busy (or, when the
     first has ended by then, finds nothing left to do): never a traceback, never a trial
     run twice, never two trials with the same values, exactly n_trials trials.
 
-    Each round's folder is named like a URL query: before, `lr?1e-3` put its study in a
-    file `lr`, and the next round's `lr?2e-3` found it there and trained nothing. Nor
-    does a launch leave empty default sweep folders in the working directory
+    The folder is named like a URL query: before, `lr?1e-3` put its study in a file
+    `lr` beside it (the next search in `lr?2e-3` found it there and trained nothing).
+    Nor does a launch leave empty default sweep folders in the working directory
     (conf/config.yaml's `${fs.unique_dir:...}`, which the preset replaces)."""
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    names = [f"lr?{r + 1}e-3" for r in range(ROUNDS)]
-    for name in names:
-        sweep = tmp_path / name
-        args = [*SEARCH, f"hydra.sweep.dir='{sweep}'", "hydra.sweeper.n_trials=2",
-                "dataset.train_size=16"]  # fmt: skip
-        procs = [start_cli(*args, cache=cache_dir, cwd=cwd) for _ in range(2)]
-        outs = [p.communicate(timeout=HANG_GUARD_S) for p in procs]
-        codes = sorted(p.returncode for p in procs)
-        errs = [err for _, err in outs]
-        assert all("Traceback" not in err for err in errs), errs
-        assert codes in ([0, 0], [0, 2]), (codes, errs)
-        if codes == [0, 2]:
-            [busy] = [e for p, e in zip(procs, errs, strict=True) if p.returncode == 2]
-            assert busy.strip().count("\n") == 0 and "in use by another launch" in busy
-        study = load(sweep)
-        assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
-        params = [tuple(sorted(t.params.items())) for t in study.trials]
-        assert len(set(params)) == 2, params
-        assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1"]
-        assert result(sweep / "0")["status"] == "completed"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["cwd", *names])
-    assert list(cwd.rglob("*")) == []
+    launches = json.loads((raced_search / "launches.json").read_text())
+    sweep = raced_search / RACED
+    codes = sorted(launch["returncode"] for launch in launches)
+    errs = [launch["stderr"] for launch in launches]
+    assert all("Traceback" not in err for err in errs), errs
+    assert codes in ([0, 0], [0, 2]), (codes, errs)
+    if codes == [0, 2]:
+        [busy] = [launch["stderr"] for launch in launches if launch["returncode"] == 2]
+        assert busy.strip().count("\n") == 0 and "in use by another launch" in busy
+    study = load(sweep)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    params = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(params)) == 2, params
+    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1"]
+    assert result(sweep / "0")["status"] == "completed"
+    assert sorted(p.name for p in raced_search.iterdir()) == [
+        ".made", "cwd", "launches.json", RACED]  # fmt: skip
+    assert list((raced_search / "cwd").rglob("*")) == []

@@ -2,6 +2,7 @@
 the CLI; the study's own bookkeeping is test_study.py's."""
 
 import hashlib
+import json
 import math
 
 import pandas as pd
@@ -13,8 +14,8 @@ from flowers_sweep.aggregate.search import ranked, read_search
 from flowers_sweep.callbacks import unfinished_runs
 from flowers_sweep.record.runrecord import write_result
 
-from .helpers.cli import TINY, run_cli
 from .helpers.runfolders import write_run
+from .helpers.searches import RACED
 
 PARAMS = {"optimizer.lr": "tag(log, interval(1e-4, 1e-2))"}
 
@@ -55,14 +56,12 @@ def digest(folder):
 
 
 @pytest.mark.e2e
-def test_optuna_search_runs_continues_and_reports(tmp_path, cache_dir):
-    sweep = tmp_path / "search"
-    args = ["-m", "hparams_search=optuna", *TINY, f"hydra.sweep.dir={sweep}"]
-    proc = run_cli(*args, "hydra.sweeper.n_trials=3", cache=cache_dir)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_optuna_search_runs_and_reports(raced_search):
+    """The search of the raced_search fixture (2 trials; conftest.py), read back."""
+    sweep = raced_search / RACED
     assert (sweep / "optimization_results.yaml").is_file()
     trials = pd.read_csv(sweep / "report" / "trials.csv")
-    assert trials["trial"].tolist() == [0, 1, 2]
+    assert trials["trial"].tolist() == [0, 1]
     assert set(trials["status"]) == {"completed"}
     assert {"optimizer.lr", "scheduler.milestones", "scheduler.gamma",
             "trainer.batch_size"} <= set(trials.columns)  # fmt: skip
@@ -70,14 +69,22 @@ def test_optuna_search_runs_continues_and_reports(tmp_path, cache_dir):
     results_md = (sweep / "report" / "results.md").read_text()
     assert f"**Best trial: {best['trial']}**" in results_md
     assert (sweep / "report" / "search.png").stat().st_size > 10_000
-    before = {n: digest(sweep / n) for n in ("0", "1", "2")}
 
-    proc = run_cli(*args, "hydra.sweeper.n_trials=5", cache=cache_dir)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == list("01234")
-    assert {n: digest(sweep / n) for n in ("0", "1", "2")} == before
-    assert proc.stdout.count("Launching 1 jobs locally") == 2
-    assert pd.read_csv(sweep / "report" / "trials.csv")["trial"].tolist() == [0, 1, 2, 3, 4]
+
+@pytest.mark.e2e
+def test_optuna_search_continues(raced_search, confirmed_search):
+    """confirmed_search (conftest.py) continues raced_search's 2 trials with a larger
+    n_trials, 4: its launch runs only the 2 new trials, one at a time (the basic
+    launcher), leaves the first trials' folders as they were, and the report (written
+    by the relaunch that finished the confirmations) holds all 4."""
+    sweep = confirmed_search / "search"
+    launches = json.loads((confirmed_search / "launches.json").read_text())
+    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == list("0123")
+    assert {n: digest(sweep / n) for n in ("0", "1")} == {
+        n: digest(raced_search / RACED / n) for n in ("0", "1")
+    }
+    assert launches["killed_stdout"].count("Launching 1 jobs locally") == 2
+    assert pd.read_csv(sweep / "report" / "trials.csv")["trial"].tolist() == [0, 1, 2, 3]
 
 
 def pruned_result(epochs: int, epochs_done: int, best_val_acc: float) -> dict:

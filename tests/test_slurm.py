@@ -118,11 +118,12 @@ def test_a_search_prunes_trials_running_as_slurm_jobs(tmp_path, cache_dir):
 
     from flowers_sweep.search.study import open_storage
 
-    from .test_optuna_search import PRUNE_AFTER_2, SEARCH
+    from .helpers.searches import TINY_SEARCH
+    from .test_optuna_search import PRUNE_AFTER_2
 
     sweep = tmp_path / "search"
     proc = run_cli(
-        *SEARCH, "trainer.epochs=3", PRUNE_AFTER_2, "hydra.sweeper.storage=journal",
+        *TINY_SEARCH, "trainer.epochs=3", PRUNE_AFTER_2, "hydra.sweeper.storage=journal",
         "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", *SLURM,
         "hydra.launcher.cpus_per_task=1", f"hydra.sweep.dir={sweep}", cache=cache_dir,
     )  # fmt: skip

@@ -3,6 +3,7 @@ under every launcher that runs jobs on this machine, and says so in one line."""
 
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -15,10 +16,11 @@ from flowers_sweep.errors import Terminated
 from flowers_sweep.job import stopping
 from flowers_sweep.job.outcome import RULES, outcome_of
 
-from .helpers.cli import HANG_GUARD_S, ROOT, SLOW, cli_env, metrics, result, run_cli
+from .helpers.cli import HANG_GUARD_S, ROOT, SLOW, cli_env, metrics, result
 
-# One thread per job whatever the machine (SLOW says so): job 0 (relu, the default) must
-# compute the same sums as conftest's `reference`, SLOW's uninterrupted run, its twin.
+# One thread per job whatever the machine (SLOW says so; under joblib, see JOBLIB_SWEEP):
+# job 0 must compute the same sums as conftest's `reference`, SLOW's uninterrupted run,
+# its twin.
 STOPPED_SWEEP = [*SLOW, "aggregate=false"]
 LAUNCHERS = {
     "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
@@ -147,14 +149,23 @@ def test_submitit_controllers_start_deaf_to_ctrl_c(restored_signals):
 # ---------------------------------------------------------------- real launchers
 
 
-def start_sweep(sweep, launcher, *extra, cache):
+def start_sweep(sweep, launcher, *extra, cache, cpus=None):
+    """The sweep of STOPPED_SWEEP and `extra` (last: a sweep of SLOW's keys wins), on
+    `cpus` (a set of CPU numbers) if given."""
+
+    def as_a_terminal_starts_it():
+        # CI may start us with stop signals ignored; a terminal's command has them
+        for s in stopping.STOP_SIGNALS:
+            signal.signal(s, signal.SIG_DFL)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
     return subprocess.Popen(
-        [sys.executable, "-m", "flowers_sweep", "-m", *LAUNCHERS[launcher], *extra,
-         *STOPPED_SWEEP, f"hydra.sweep.dir={sweep}"],
+        [sys.executable, "-m", "flowers_sweep", "-m", *LAUNCHERS[launcher], *STOPPED_SWEEP,
+         *extra, f"hydra.sweep.dir={sweep}"],
         cwd=ROOT, env=cli_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, start_new_session=True,  # its own process group, as a terminal gives
-        # CI may start us with stop signals ignored; a terminal's command has them
-        preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in stopping.STOP_SIGNALS],
+        preexec_fn=as_a_terminal_starts_it,
     )  # fmt: skip
 
 
@@ -169,38 +180,48 @@ def wait_for_epochs(jobs, n, proc):
     raise AssertionError(f"no {n} epochs within {HANG_GUARD_S}s")
 
 
+# Under joblib: three jobs for two workers, so that one waits in the queue when the stop
+# comes. Job 0 is `reference`'s twin (SLOW's 4 epochs), job 1 another running job, job 2
+# the queued one: one epoch is all it needs, to train nothing when stopped and all of it
+# in the relaunch. Their threads are auto, as two parallel jobs share the CPUs: on at
+# most two CPUs that is one thread each (a joblib launch's two jobs count at least), as
+# `reference` trains with, on any machine.
+JOBLIB_SWEEP = ["trainer.epochs=4,3,1", "trainer.threads=auto"]
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize(
-    ("launcher", "sig", "to_group", "relaunch"),
+    ("launcher", "sig", "to_group"),
     [
-        # relaunch: the resume after a stop is the same whatever stopped it, so it is
-        # run once per launcher (each relaunch is a whole second sweep)
-        ("joblib", signal.SIGINT, True, True),  # Ctrl-C: the terminal signals the group
-        # a kill, a scheduler: the launcher only (SIGHUP, the terminal closed, takes the
-        # same path: in one process above)
-        ("joblib", signal.SIGTERM, False, False),
-        ("submitit_local", signal.SIGINT, True, False),
-        ("submitit_local", signal.SIGTERM, False, True),
+        # Ctrl-C: the terminal signals the whole group. Under joblib the pool's workers
+        # take it; a queued job does not start; the relaunch (the resume is the same
+        # whatever stopped the launch and whichever launcher runs it: one, here, as each
+        # relaunch is a whole second sweep) resumes each job and trains the queued one.
+        ("joblib", signal.SIGINT, True),
+        # Under submitit its controllers must not take it (no traceback, no SIGKILL of
+        # their task mid-write): only a real launch shows them.
+        ("submitit_local", signal.SIGINT, True),
+        # A kill, a scheduler: the launcher only, which passes it on to each registered
+        # job, here a task that submitit gave a SIGTERM handler of its own; joblib's
+        # workers take a passed-on signal as they take Ctrl-C (above), and SIGHUP takes
+        # the same path as SIGTERM (in one process, above).
+        ("submitit_local", signal.SIGTERM, False),
     ],
-    ids=[
-        "joblib-ctrl-c",
-        "joblib-sigterm",
-        "submitit-ctrl-c",
-        "submitit-sigterm",
-    ],
+    ids=["joblib-ctrl-c", "submitit-ctrl-c", "submitit-sigterm"],
 )
 def test_a_stopped_sweep_keeps_each_running_jobs_last_epoch(
-    tmp_path, cache_dir, reference, launcher, sig, to_group, relaunch
+    tmp_path, cache_dir, reference, launcher, sig, to_group
 ):
     """Mid-epoch 2 of both running jobs: each writes its epoch-1 checkpoint and an
     `interrupted` result before the launch ends, in one line with no traceback; a job
     not yet started when the stop came trains nothing; the relaunch resumes each one
-    and ends where an uninterrupted twin (`reference`) does."""
+    and ends where an uninterrupted twin (`reference`) does, its parallel jobs sharing
+    the CPUs."""
     sweep = tmp_path / "sweep"
-    # Ctrl-C under joblib: a third job waits in the queue; the others, two jobs
-    three = launcher == "joblib" and sig == signal.SIGINT
-    values = [f"model.activation=relu,sigmoid{',leaky_relu' if three else ''}"]
-    proc = start_sweep(sweep, launcher, *values, cache=cache_dir)
+    joblib = launcher == "joblib"
+    values = JOBLIB_SWEEP if joblib else ["model.activation=relu,sigmoid"]
+    cpus = set(sorted(os.sched_getaffinity(0))[:2]) if joblib else None
+    proc = start_sweep(sweep, launcher, *values, cache=cache_dir, cpus=cpus)
     wait_for_epochs([sweep / "0", sweep / "1"], 1, proc)
     if to_group:
         os.killpg(proc.pid, sig)
@@ -218,21 +239,29 @@ def test_a_stopped_sweep_keeps_each_running_jobs_last_epoch(
         assert result(sweep / job)["status"] == "interrupted"
         state = torch.load(sweep / job / "checkpoint.pt", weights_only=True)
         assert state["progress"]["epoch"] >= 1
-    if three:  # the third job was queued: nothing of it was trained
-        assert not (sweep / "2" / "metrics.csv").exists()
-        assert not (sweep / "2" / "result.json").exists()
-    if not relaunch:
+    if not joblib:  # each job's run in its own folder, in the sweep's order
+        assert [result(sweep / j)["activation"] for j in ("0", "1")] == ["relu", "sigmoid"]
         return
-    again = run_cli(
-        "-m", *LAUNCHERS[launcher], *values, *STOPPED_SWEEP, f"hydra.sweep.dir={sweep}",
-        cache=cache_dir,
-    )  # fmt: skip
-    assert again.returncode == 0, again.stderr[-3000:]
+    # the third job was queued: nothing of it was trained
+    assert not (sweep / "2" / "metrics.csv").exists()
+    assert not (sweep / "2" / "result.json").exists()
+    again = start_sweep(sweep, launcher, *values, cache=cache_dir, cpus=cpus)
+    _, err = again.communicate(timeout=HANG_GUARD_S)
+    assert again.returncode == 0, err[-3000:]
     log = (sweep / "0" / "flowers_sweep.log").read_text()
     assert "resumed from" in log
     assert metrics(sweep / "0") == metrics(reference)
     assert result(sweep / "0")["test_acc"] == result(reference)["test_acc"]
-    assert result(sweep / "1")["status"] == "completed"
+    jobs = [result(sweep / j) for j in ("0", "1", "2")]
+    assert [(r["status"], r["epochs"]) for r in jobs] == [("completed", n) for n in (4, 3, 1)]
+    assert [len(metrics(sweep / j)) for j in ("1", "2")] == [3, 1]  # each epoch once
+    # two parallel jobs share the CPUs, with any other run
+    why = re.search(r"torch threads: (\d+) \(trainer.threads=auto: (\d+) CPU\(s\) "
+                    r"shared by (\d+) runs", log)  # fmt: skip
+    assert why, log[-2000:]
+    threads, seen, runs = map(int, why.groups())
+    assert seen == len(cpus) and runs >= 2 and threads == max(1, len(cpus) // runs)
+    assert f"{threads} thread{'' if threads == 1 else 's'}\n" in log
 
 
 def test_a_second_ctrl_c_stops_at_once_but_not_the_same_press_bouncing(tmp_path):

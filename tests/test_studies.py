@@ -2,8 +2,8 @@
 
 The shipped studies and a user's own (`-cd myconf study=mine`) are planned in process
 (flowers_sweep.plan lists Hydra's own expansion of the sweep, writing nothing); one real
-launch of the report's study checks that the command alone runs its 12 jobs and writes
-the report.
+launch of the report's study, one seed, checks that the command alone runs the jobs the
+plan lists and writes the report.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import yaml
 from flowers_sweep import plan
 from flowers_sweep.config.overrides import check_study
 from flowers_sweep.errors import ConfigError
-from flowers_sweep.record.runrecord import REPORT_DIRNAME
+from flowers_sweep.record.runrecord import HYDRA_DIR, OVERRIDES_FILE, REPORT_DIRNAME
 
 from .helpers.cli import CONF, TINY, result, run_cli
 
@@ -79,21 +79,26 @@ def test_a_users_own_study_in_their_config_folder(capsys, tmp_path, monkeypatch)
 
 
 @pytest.mark.e2e
-def test_the_report_study_launches_12_jobs_and_writes_the_report(tmp_path, cache_dir):
+def test_the_report_study_launches_its_jobs_and_writes_the_report(capsys, tmp_path, cache_dir):
+    """The command alone (no -m) launches the jobs the plan lists, and the sweep ends with
+    the report. Its seed axis is replaced by one seed, as a command-line value replaces
+    a file's axis: the four cases, four tiny jobs (the study's 12 are planned above)."""
     sweep = tmp_path / "sweep"
     tiny = [s for s in TINY if not s.startswith(("dataset.", "trainer.epochs"))]
-    proc = run_cli(
-        "study=report", "dataset.image_size=16", "trainer.epochs=1", *tiny,
+    args = [
+        "study=report", "seed=0", "dataset.image_size=16", "trainer.epochs=1", *tiny,
         "dataset.train_size=16", "dataset.val_size=10", "dataset.test_size=10",
-        f"hydra.sweep.dir={sweep}", cache=cache_dir,
-    )  # fmt: skip
+    ]  # fmt: skip
+    proc = run_cli(*args, f"hydra.sweep.dir={sweep}", cache=cache_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted((p for p in sweep.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-    assert [p.name for p in jobs] == [str(n) for n in range(12)]
+    assert [p.name for p in jobs] == [str(n) for n in range(len(REPORT_CASES))]
     assert {result(p)["status"] for p in jobs} == {"completed"}
+    launched = [sorted(yaml.safe_load((p / HYDRA_DIR / OVERRIDES_FILE).read_text())) for p in jobs]
+    assert launched == [sorted(job.split()) for job in planned(capsys, *args)]
     table = pd.read_csv(Path(sweep, REPORT_DIRNAME, "results.csv"))
     assert table["case"].tolist() == REPORT_CASES
-    assert table["n"].tolist() == [3, 3, 3, 3]
+    assert table["n"].tolist() == [1, 1, 1, 1]
     assert (Path(sweep, REPORT_DIRNAME, "results.md")).is_file()
 
 
