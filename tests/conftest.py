@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,13 +49,19 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 
 
 @pytest.fixture(autouse=True)
-def _process_state_left_as_found() -> Iterator[None]:
+def _process_state_left_as_found(tmp_path_factory) -> Iterator[None]:
     """A test that changes process-wide state (os.environ, the working directory, torch's
     global settings...) must undo it, as monkeypatch does: what it left is put back, and
     the test fails naming it. The global random generators are put back silently: a test
-    may seed them."""
+    may seed them; so are the modules imported from the session's temporary folders (a
+    user's `my_data.py` that a run imported in this process): the next test's own
+    module of that name is imported afresh."""
     before = ProcessState.capture()
     yield
+    temporary = str(tmp_path_factory.getbasetemp().parent)
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", "") or "").startswith(temporary):
+            del sys.modules[name]
     left = before.changes()
     before.restore()
     if left:
