@@ -4,12 +4,9 @@ nothing and makes no folder; the flag combinations Hydra refuses are one line; a
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 
 import pytest
-from hydra.core.hydra_config import HydraConfig
 
 import flowers_sweep as fs
 from flowers_sweep.config.command_line import (
@@ -21,7 +18,7 @@ from flowers_sweep.config.command_line import (
 from flowers_sweep.config.composition import compose_config, config_dir_overrides
 from flowers_sweep.job.launch import unique_dir
 
-from .helpers.cli import CONF, run_cli
+from .helpers.cli import CONF, run_app, run_cli
 
 SHOWN = [
     ["--cfg", kind, *more] for kind in ("job", "hydra", "all") for more in ([], ["--resolve"])
@@ -43,22 +40,6 @@ REFUSED = [
     ["-m", "--cfg", "job"],
     ["-m", "--info"],
 ]
-
-
-def run_app(argv: list[str], monkeypatch) -> int:
-    """app.main as `python -m flowers_sweep ARGV` calls it, in this process; Hydra's log
-    set-up (--info, --help) and its config of the current job are undone after the test."""
-    from flowers_sweep.app import main
-
-    monkeypatch.setattr(sys, "argv", ["flowers_sweep", *hydra_args(argv)])
-    monkeypatch.setattr(logging.root, "handlers", list(logging.root.handlers))
-    monkeypatch.setattr(logging.root, "level", logging.root.level)
-    monkeypatch.setattr(HydraConfig.instance(), "cfg", HydraConfig.instance().cfg)
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.mark.parametrize("flags", PRINTING, ids=" ".join)

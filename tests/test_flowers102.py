@@ -19,9 +19,8 @@ from flowers_sweep.data.images import load_resized
 from flowers_sweep.errors import DatasetNotFoundError, ImageDecodeError
 from flowers_sweep.models import build_model
 
-from .helpers.cli import make_cfg, run_cli
+from .helpers.cli import make_cfg, run_app, run_cli
 from .helpers.state import ProcessState
-from .test_command_line import run_app
 
 
 def flowers_cfg(root, *overrides, verify=False):

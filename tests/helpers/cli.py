@@ -1,9 +1,11 @@
-"""Running the real command line in a fresh interpreter, and reading what it wrote."""
+"""Running the real command line in a fresh interpreter (or its main in this process), and
+reading what it wrote."""
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -11,10 +13,15 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from flowers_sweep.config.command_line import hydra_args
 from flowers_sweep.record.runrecord import METRICS_FILE, RESULT_FILE
+
+from .state import ProcessState
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
@@ -85,6 +92,37 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def run_app(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    """app.main as `python -m flowers_sweep ARGV` calls it, in this process; Hydra's log
+    set-up (--info, --help) and its config of the current job are undone after the test.
+    For what the command line adds nothing to (a refusal whose line the real command's
+    test checks once); stderr and stdout go to capsys."""
+    from flowers_sweep.app import main
+
+    monkeypatch.setattr(sys, "argv", ["flowers_sweep", *hydra_args(argv)])
+    monkeypatch.setattr(logging.root, "handlers", list(logging.root.handlers))
+    monkeypatch.setattr(logging.root, "level", logging.root.level)
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", HydraConfig.instance().cfg)
+    try:
+        main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def run_app_in_process(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    """run_app (app.main as `python -m flowers_sweep ARGV` calls it, in this process:
+    its exit status), with what a run sets for its whole process put back after it (the
+    torch thread count and determinism switches, CUBLAS_WORKSPACE_CONFIG: the CLI's
+    process ends with them). For a run or launch whose command line adds nothing to what
+    is checked (another test starts the real one)."""
+    before = ProcessState.capture()
+    try:
+        return run_app(argv, monkeypatch)
+    finally:
+        before.restore()
 
 
 def start_cli(
