@@ -16,14 +16,17 @@ import torch
 from omegaconf import OmegaConf, open_dict
 
 import flowers_sweep as fs
+from flowers_sweep import evaluate
+from flowers_sweep.aggregate.cli import main as aggregate_main
 from flowers_sweep.api import RunFailedError, SweepFailedError
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.record.runrecord import MULTIRUN_FILE, read_result
 
-from .helpers.cli import TINY, metrics, run_cli
+from .helpers.cli import TINY, metrics, run_app
 from .helpers.runfolders import write_run
 
 CNN = ["model=baseline_cnn", *TINY]
+NOT_FOUND = "In 'config': Could not find 'model/nope'\n"  # Hydra's line, as the command says it
 CONF = Path(__file__).resolve().parents[1] / "conf"  # the shipped folder, as a user's
 
 
@@ -106,9 +109,11 @@ def test_edits_become_the_overrides_that_compose_them():
 
 
 @pytest.mark.e2e
-def test_train_writes_the_clis_run_folder(tmp_path, monkeypatch, cache_dir):
+def test_train_writes_the_clis_run_folder(tmp_path, monkeypatch, capsys, cache_dir):
     """In this process, leaving it as found (the autouse fixture checks threads and
-    signals); the folder is the CLI's: its aggregator, evaluate and resume accept it."""
+    signals); the folder is the CLI's: its aggregator, evaluate and resume accept it
+    (their mains, as their commands call them, in this process: the real commands'
+    tests are test_legacy's resume, test_golden's aggregate, test_inference's evaluate)."""
     monkeypatch.chdir(tmp_path)
     backend, threads = matplotlib.get_backend(), torch.get_num_threads()
     cfg = fs.compose([*CNN, "trainer.threads=1"])
@@ -125,16 +130,13 @@ def test_train_writes_the_clis_run_folder(tmp_path, monkeypatch, cache_dir):
     assert fs.train(cfg, run_dir) == result  # completed: not trained again
     assert metrics(run_dir) == first
     resume = [*CNN, "trainer.threads=1", f"hydra.run.dir={run_dir}"]
-    proc = run_cli(*resume, cache=cache_dir, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "already holds a completed run" in proc.stdout + proc.stderr
+    assert run_app(resume, monkeypatch) == 0, capsys.readouterr().err[-2000:]
+    said = capsys.readouterr()
+    assert "already holds a completed run" in said.out + said.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no empty outputs/multirun
-    proc = run_cli(str(run_dir), "--out", str(tmp_path / "report"), cache=None,
-                   module="flowers_sweep.aggregate")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert aggregate_main([str(run_dir), "--out", str(tmp_path / "report")]) == 0
     assert "baseline_cnn" in (tmp_path / "report" / "results.md").read_text()
-    proc = run_cli(str(run_dir), cache=cache_dir, module="flowers_sweep.evaluate")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert evaluate.main([str(run_dir)]) == 0, capsys.readouterr().err[-2000:]
 
     cfg = OmegaConf.create(cfg)  # a copy of compose's config is one too (issue 37)
     cfg.trainer.epochs = 2  # an edited config is another run: the folder is refused
@@ -146,8 +148,10 @@ def test_train_writes_the_clis_run_folder(tmp_path, monkeypatch, cache_dir):
     assert fs.train(cfg, edited)["epochs"] == 2
     overrides = OmegaConf.load(edited / ".hydra" / "overrides.yaml")
     assert "trainer.epochs=2" in overrides and "trainer.epochs=1" not in overrides
-    proc = run_cli(*overrides, f"hydra.run.dir={edited}", cache=cache_dir, cwd=tmp_path)
-    assert "already holds a completed run" in proc.stdout + proc.stderr, proc.stderr[-2000:]
+    capsys.readouterr()
+    assert run_app([*overrides, f"hydra.run.dir={edited}"], monkeypatch) == 0
+    said = capsys.readouterr()
+    assert "already holds a completed run" in said.out + said.err, said.err[-2000:]
 
 
 @pytest.mark.e2e
@@ -162,19 +166,26 @@ def test_a_failed_run_raises_with_its_reason(tmp_path, cache_dir):
 
 @pytest.mark.e2e
 def test_sweep_refusals_are_one_line(tmp_path, monkeypatch, cache_dir):
-    """A sweep that cannot start raises with the command's reason and leaves no folder;
-    one whose runs fail returns the report that lists them."""
+    """A sweep that cannot start raises with the command's reason (the real command's,
+    below) and leaves no folder (the command's output stood in for: the folder is
+    sweep()'s own); one whose runs fail returns the report that lists them."""
+    from flowers_sweep import api
+
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="sweep_dir="):
         fs.sweep(["hydra.sweep.dir=x"])
-    with pytest.raises(SweepFailedError, match=r"did not start .*Could not find 'model/nope'"):
-        fs.sweep(["model=nope"], echo=False)
+    with monkeypatch.context() as patch:
+        patch.setattr(api, "_run_streamed", lambda command, echo: (1, NOT_FOUND))
+        with pytest.raises(SweepFailedError, match=r"did not start .*Could not find 'model/no"):
+            fs.sweep(["model=nope"], echo=False)
     assert list(tmp_path.iterdir()) == []  # the default folder it made is gone
     report = fs.sweep([*CNN, "trainer.epochs=0"], sweep_dir="s", echo=False)
     assert report.runs["status"].tolist() == ["failed"]
     assert report.cases.empty
     os.utime(tmp_path / "s" / MULTIRUN_FILE)  # as if that sweep had ended just now
-    with pytest.raises(SweepFailedError, match="did not start"):  # not the old report
+    with pytest.raises(  # not the old report; the real command's reason
+        SweepFailedError, match=r"did not start \(exit status 1\): .*Could not find 'model/nope'"
+    ):
         fs.sweep(["model=nope"], sweep_dir="s", echo=False)
 
 

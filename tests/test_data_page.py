@@ -1,7 +1,8 @@
 """docs/data.md as a user follows it: a folder of photos (generated: odd modes and
 sizes, one broken file), the page's files written out, its marked commands run in
-that folder with tiny settings appended: through the real CLI, but for those that read
-the run made (evaluate: its main() in this process)."""
+that folder with tiny settings appended: preview and the photos' training through the
+real CLI; the others (evaluate, the own dataset's run, the error) with their main()s in
+this process, as `python -m` runs them from that folder."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from PIL import Image
 from flowers_sweep import evaluate, predict
 from flowers_sweep.record.runrecord import read_data
 
-from .helpers.cli import ROOT, result
+from .helpers.cli import ROOT, result, run_app_in_process
 from .helpers.datasets import CORRUPT_NAME, make_image_folder
-from .test_extending import Command, read_page, run_step
+from .test_extending import Command, read_page, run_in_process, run_step
 
 PAGE = ROOT / "docs" / "data.md"
 FILES, RUNS, ALL_COMMANDS = read_page(PAGE.read_text(encoding="utf-8"))
@@ -118,10 +119,17 @@ def test_your_photos_train_and_evaluate_by_their_folder_names(
     )
 
 
-def test_your_own_dataset_function_trains_from_your_config_folder(project, tmp_path):
-    proc = run_step(project, only("own"), *SMALL, "hydra.run.dir=outputs/own",
-                    cache=tmp_path / "cache")  # fmt: skip
-    ok(proc)
+def test_your_own_dataset_function_trains_from_your_config_folder(
+    project, tmp_path, monkeypatch, capsys
+):
+    """app.main in this process, as `python -m` runs it from the folder (a user's -cd
+    folder and module through the real CLI: test_extending)."""
+    monkeypatch.setenv("FLOWERS_SWEEP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(project)
+    monkeypatch.syspath_prepend(str(project))  # `python -m` runs from the page's folder
+    code = run_app_in_process([*only("own").args, *SMALL, "hydra.run.dir=outputs/own"],
+                              monkeypatch)  # fmt: skip
+    assert code == 0, capsys.readouterr().err[-3000:]
     run_dir = project / "outputs" / "own"
     record = result(run_dir)
     assert (record["train_size"], record["val_size"], record["test_size"]) == (14, 5, 5)
@@ -130,8 +138,11 @@ def test_your_own_dataset_function_trains_from_your_config_folder(project, tmp_p
     assert all(0 < m < 1 for m in data["mean"])  # auto: the photos' own statistics
 
 
-def test_the_error_the_page_shows_is_the_one_the_cli_gives(project, tmp_path):
+def test_the_error_the_page_shows_is_the_one_the_cli_gives(project, tmp_path, monkeypatch, capsys):
+    """app.main in this process: its exit status and last line are the CLI's."""
     (command,) = [c for c in ALL_COMMANDS if c.error and "dataset=labelled_photos" in c.args]
-    proc = run_step(project, command, cache=tmp_path / "cache")
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == f"flowers_sweep: error: {command.error}"
+    monkeypatch.setenv("FLOWERS_SWEEP_CACHE", str(tmp_path / "cache"))
+    capsys.readouterr()
+    assert run_in_process(project, command, monkeypatch=monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == f"flowers_sweep: error: {command.error}"

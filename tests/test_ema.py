@@ -29,6 +29,7 @@ from flowers_sweep.aggregate.tables import selected
 from flowers_sweep.config.validate import validate
 from flowers_sweep.errors import CheckpointError, ConfigError
 from flowers_sweep.evaluate import evaluate_run, restore
+from flowers_sweep.evaluate import main as evaluate_main
 from flowers_sweep.models import build_model
 from flowers_sweep.models.weights import load_weights
 from flowers_sweep.predict import main as predict_main
@@ -51,7 +52,7 @@ from flowers_sweep.trainer.runstate import RunState
 from flowers_sweep.trainer.training import keep_weights
 
 from .helpers.batches import Batches
-from .helpers.cli import TINY, make_cfg, run_cli
+from .helpers.cli import TINY, make_cfg
 from .helpers.runfolders import write_run
 
 FEATURES, CLASSES, CPU = 12, 5, torch.device("cpu")
@@ -227,7 +228,7 @@ def test_keep_weights_ema_keeps_the_averages_weights(tmp_path, which, kept):
 def test_a_run_with_ema_validates_tests_and_keeps_it_for_evaluate_predict_and_report(
     tmp_path, monkeypatch, capsys, cache_dir
 ):
-    """In this process (fs.train), then evaluate once through its command line."""
+    """In this process: fs.train, then evaluate's and predict's main()s."""
     monkeypatch.chdir(tmp_path)
     overrides = ["model=baseline_cnn", *TINY, "trainer.epochs=2", "trainer.ema_decay=0.5"]
     cfg = fs.compose([*overrides, "trainer.keep_weights=last_ema"])
@@ -271,11 +272,9 @@ def test_a_run_with_ema_validates_tests_and_keeps_it_for_evaluate_predict_and_re
     said = "1 completed run without test_acc_ema: listed in runs.csv, left out here."
     assert said in report.markdown and "not completed" not in report.markdown
 
-    proc = run_cli(
-        str(run_dir), "--weights", "ema", cache=cache_dir, module="flowers_sweep.evaluate"
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"result.json test_acc_ema: {result['test_acc_ema']:.4f}" in proc.stdout
+    capsys.readouterr()  # evaluate's main, as `python -m` calls it (its real CLI: test_inference)
+    assert evaluate_main([str(run_dir), "--weights", "ema"]) == 0, capsys.readouterr().err
+    assert f"result.json test_acc_ema: {result['test_acc_ema']:.4f}" in capsys.readouterr().out
     assert (run_dir / "per_class-test-ema.csv").is_file()
 
 

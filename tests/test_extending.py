@@ -3,16 +3,21 @@
 The page marks each file it shows (`<!-- file: PATH -->` before the fenced block) and
 each block of commands that runs (`<!-- run: STEP -->`). The files are written into a
 project folder as the page lays them out, and each step's commands run there, as
-written, through the real CLI (tiny settings appended), with the project on PYTHONPATH.
-Every other command on the page, and every error it shows, is composed and checked here
-in-process against the same folder: test_docs_commands leaves the page's `-cd`
-commands to this file.
+written (tiny settings appended): each training command and sweep through the real CLI
+with the project on PYTHONPATH, once per behaviour; the steps that read what those wrote
+(evaluate, predict, aggregate, summary, the second run that is skipped), the timm run
+and the refusal in this process, as `python -m` runs them from the project folder (the
+real commands' own tests start them). Every other command on the page, and every error
+it shows, is composed and checked here in-process against the same folder:
+test_docs_commands leaves the page's `-cd` commands to this file.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib
 import json
+import logging
 import os
 import re
 import shlex
@@ -28,12 +33,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from PIL import Image
 
+import flowers_sweep as fs
 from flowers_sweep.data.synthetic import flower_classes
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.models import build_model, count_parameters
 from flowers_sweep.models.activations import ACTIVATIONS
 
-from .helpers.cli import ROOT, TINY, metrics, result, run_cli
+from .helpers.cli import ROOT, TINY, metrics, result, run_app, run_cli
 from .test_docs_commands import compose_like_the_cli
 
 PAGE = ROOT / "docs" / "extending.md"
@@ -159,6 +165,24 @@ def run_step(project: Path, command: Command, *extra: str, cache: Path, env=None
     )  # fmt: skip
 
 
+# The main() of each command the page runs in this process (aggregate's is in its cli)
+MAINS = {"flowers_sweep.aggregate": "flowers_sweep.aggregate.cli"}
+
+
+def run_in_process(project: Path, command: Command, *extra: str, monkeypatch) -> int:
+    """The command as the page shows it, `extra` appended, in this process as `python -m`
+    runs it from the project folder (the cwd, first on the import path); its exit status.
+    Output goes to capsys; the cache is FLOWERS_SWEEP_CACHE's (cache_dir's)."""
+    monkeypatch.chdir(project)
+    monkeypatch.syspath_prepend(str(project))
+    args = [*command.args, *extra]
+    if command.module == "flowers_sweep":
+        return run_app(args, monkeypatch)
+    monkeypatch.setattr(logging.root, "handlers", list(logging.root.handlers))
+    monkeypatch.setattr(logging.root, "level", logging.root.level)
+    return importlib.import_module(MAINS.get(command.module, command.module)).main(args)
+
+
 def ok(proc) -> None:
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
 
@@ -245,59 +269,64 @@ def test_your_model_trains_from_your_config_folder(tiny_net_run, project):
     assert res["params"] == tiny_net_parameters(project)
 
 
-@pytest.mark.e2e
-def test_the_same_command_again_skips_the_completed_run(tiny_net_run, project, cache_dir):
+def test_the_same_command_again_skips_the_completed_run(
+    tiny_net_run, project, cache_dir, monkeypatch, capsys
+):
     first, again = step("train")
     assert again.args == first.args  # "run the same command again"
     before = (tiny_net_run / "result.json").read_text(), metrics(tiny_net_run)
-    proc = run_step(project, again, *SMALL, cache=cache_dir)
-    ok(proc)
-    assert "already holds a completed run of these settings: skipped" in proc.stdout + proc.stderr
+    assert run_in_process(project, again, *SMALL, monkeypatch=monkeypatch) == 0
+    out, err = capsys.readouterr()
+    assert "already holds a completed run of these settings: skipped" in out + err
     assert ((tiny_net_run / "result.json").read_text(), metrics(tiny_net_run)) == before
 
 
-@pytest.mark.e2e
-def test_evaluate_rebuilds_your_model_from_the_run(tiny_net_run, project, cache_dir):
+def test_evaluate_rebuilds_your_model_from_the_run(
+    tiny_net_run, project, cache_dir, monkeypatch, capsys
+):
     evaluate, _ = step("use")
     assert evaluate.module == "flowers_sweep.evaluate"
     assert project / evaluate.args[0] == tiny_net_run  # the folder the page trained
-    proc = run_step(project, evaluate, cache=cache_dir)
-    ok(proc)
-    top1 = float(re.search(r"^top1: ([\d.]+)$", proc.stdout, re.M).group(1))
+    code = run_in_process(project, evaluate, monkeypatch=monkeypatch)
+    out, err = capsys.readouterr()
+    assert code == 0, (out[-2000:], err[-3000:])
+    top1 = float(re.search(r"^top1: ([\d.]+)$", out, re.M).group(1))
     assert top1 == pytest.approx(result(tiny_net_run)["test_acc"], abs=1e-4)
     with open(tiny_net_run / "per_class.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 10
     assert (tiny_net_run / "confusion_matrix.png").stat().st_size > 0
 
 
-@pytest.mark.e2e
-def test_predict_names_five_classes_for_an_image(tiny_net_run, project, cache_dir):
+def test_predict_names_five_classes_for_an_image(
+    tiny_net_run, project, cache_dir, monkeypatch, capsys
+):
     _, predict = step("use")
     assert predict.module == "flowers_sweep.predict"
     assert project / predict.args[0] == tiny_net_run
     (image,) = predict.args[1:]
     Image.new("RGB", (48, 40), (200, 40, 90)).save(project / image)
-    proc = run_step(project, predict, cache=cache_dir)
-    ok(proc)
-    rows = re.findall(r"^\s*(\d)\.\s+(\S+)\s+([\d.]+)%$", proc.stdout, re.M)
+    code = run_in_process(project, predict, monkeypatch=monkeypatch)
+    out, err = capsys.readouterr()
+    assert code == 0, (out[-2000:], err[-3000:])
+    rows = re.findall(r"^\s*(\d)\.\s+(\S+)\s+([\d.]+)%$", out, re.M)
     assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5]
     assert {r[1] for r in rows} <= {c.name for c in flower_classes(10)}
     shares = [float(r[2]) for r in rows]
     assert shares == sorted(shares, reverse=True) and sum(shares) <= 100.05
 
 
-@pytest.mark.e2e
-def test_summary_reads_your_config_folder(project, cache_dir):
+def test_summary_reads_your_config_folder(project, cache_dir, monkeypatch, capsys):
     (summary,) = step("summary")
-    proc = run_step(project, summary, cache=cache_dir)
-    ok(proc)
-    assert proc.stdout.startswith("model: tiny_net  activation: relu  input: 3 x 32 x 32")
-    params = int(re.search(r"^params: (\d+)$", proc.stdout, re.M).group(1))
+    code = run_in_process(project, summary, monkeypatch=monkeypatch)
+    out, err = capsys.readouterr()
+    assert code == 0, (out[-2000:], err[-3000:])
+    assert out.startswith("model: tiny_net  activation: relu  input: 3 x 32 x 32")
+    params = int(re.search(r"^params: (\d+)$", out, re.M).group(1))
     assert params == tiny_net_parameters(project)
 
 
 @pytest.mark.e2e
-def test_your_model_sweeps_and_aggregates(project, cache_dir):
+def test_your_model_sweeps_and_aggregates(project, cache_dir, monkeypatch, capsys):
     command, aggregate = step("sweep")
     runs = sweep(project, command, cache=cache_dir)
     assert len(runs) == 4
@@ -306,7 +335,8 @@ def test_your_model_sweeps_and_aggregates(project, cache_dir):
     assert {result(r)["status"] for r in runs} == {"completed"}
     assert aggregate.module == "flowers_sweep.aggregate"
     assert project / aggregate.args[0] == runs[0].parent
-    ok(run_step(project, aggregate, cache=cache_dir))
+    code = run_in_process(project, aggregate, monkeypatch=monkeypatch)
+    assert code == 0, capsys.readouterr()
     with open(runs[0].parent / "report" / "runs.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert len(table) == 4 and {r["model"] for r in table} == {"tiny_net"}
@@ -343,13 +373,15 @@ def test_a_torchvision_model_starts_from_the_hub_cache_offline(project, cache_di
     assert "classifier replaced: the file has 1000 classes, this run 10" in log
 
 
-@pytest.mark.e2e
 def test_a_timm_model_takes_the_activation_as_act_layer(project, cache_dir):
+    """In this process, through flowers_sweep.train (the run the command makes): the
+    torchvision run above is the real command's hub run."""
     pytest.importorskip("timm")
     (command,) = step("timm")
     name, activation = (value_of(command.args, f"model.{k}") for k in ("name", "activation"))
     assert activation in ACTIVATIONS  # a short name, not the model's own
-    res = result(train(project, "timm", cache=cache_dir))
+    assert command.module == "flowers_sweep" and not any(a.startswith("-") for a in command.args)
+    res = fs.train(fs.compose([*command.args, *SMALL]), project / "outputs" / "timm")
     assert (res["status"], res["model"], res["activation"]) == ("completed", name, activation)
 
 
@@ -371,12 +403,15 @@ def test_your_optimizer_and_schedules_set_each_epochs_rate(project, cache_dir):
         assert [float(r["lr"]) for r in metrics(run_dir)] == pytest.approx(rates, rel=1e-6)
 
 
-@pytest.mark.e2e
-def test_a_refusal_is_one_line_and_exit_2_before_any_data(project, tmp_path):
+def test_a_refusal_is_one_line_and_exit_2_before_any_data(project, tmp_path, monkeypatch, capsys):
+    """In this process (test_hub.py starts the real command for a refusal)."""
     (command,) = step("refused")
     cache = tmp_path / "cache"
-    proc = run_step(project, command, "hydra.run.dir=outputs/refused", cache=cache)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [ERROR + command.error]
+    monkeypatch.setenv("FLOWERS_SWEEP_CACHE", str(cache))
+    code = run_in_process(
+        project, command, "hydra.run.dir=outputs/refused", monkeypatch=monkeypatch
+    )
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [ERROR + command.error]
     assert not cache.exists()  # no data was read, nor generated
     assert json.loads((project / "outputs/refused/result.json").read_text())["status"] == "failed"

@@ -26,7 +26,7 @@ from flowers_sweep.record.runrecord import (
     RESULT_FILE,
 )
 
-from .helpers.cli import TINY, run_cli
+from .helpers.cli import TINY, run_app_in_process, run_cli
 from .helpers.datasets import make_image_folder
 from .helpers.runfolders import write_run
 
@@ -140,10 +140,14 @@ def test_the_sweeps_end_says_it_once_and_fails(tmp_path, capsys):
 
 
 @pytest.mark.e2e
-def test_a_sweep_that_fails_the_same_way_stops_and_resumes(tmp_path, cache_dir):
+def test_a_sweep_that_fails_the_same_way_stops_and_resumes(
+    tmp_path, cache_dir, capsys, monkeypatch
+):
     """The issue's acceptance: a dataset.root that is not there yet; then the same
     command without fail_fast, once the folder holds the images, runs all the jobs
-    (the issue's 10 jobs; 5 here, as 2 that fail and 3 held back take the same paths)."""
+    (the issue's 10 jobs; 5 here, as 2 that fail and 3 held back take the same paths).
+    The stopped launch is the real command line (its exit status and line); the resume
+    is app.main in this process, as the CLI calls it."""
     root, sweep = tmp_path / "flowers", tmp_path / "sweep"
     launch = [
         "-m", "dataset=image_folder", f"dataset.root={root}", "model=baseline_cnn",
@@ -161,8 +165,9 @@ def test_a_sweep_that_fails_the_same_way_stops_and_resumes(tmp_path, cache_dir):
     assert "report is incomplete" not in proc.stderr  # the report took the sweep as it is
 
     make_image_folder(root, per_class=10, odd=False)
-    proc = run_cli(*launch, cache=cache_dir)
-    assert proc.returncode == 0, proc.stderr
+    capsys.readouterr()
+    assert run_app_in_process(launch, monkeypatch) == 0
+    out, err = capsys.readouterr()
     done = [p.parent.name for p in sweep.glob("*/" + RESULT_FILE)]
     assert sorted(done, key=int) == [str(n) for n in range(5)]
-    assert proc.stdout.count("epoch 1/1") == 5  # the failed two again, the three new
+    assert out.count("epoch 1/1") == 5, err  # the failed two again, the three new

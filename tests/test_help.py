@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
+import runpy
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,7 +26,7 @@ from omegaconf import OmegaConf
 
 from flowers_sweep import evaluate
 
-from .helpers.cli import HANG_GUARD_S, run_cli
+from .helpers.cli import HANG_GUARD_S, run_app, run_cli
 from .helpers.runfolders import write_run
 
 COMMANDS = [
@@ -83,13 +84,29 @@ def test_every_argument_of_every_command_is_explained(module):
         assert action.help.split()[0] in text
 
 
-@pytest.mark.e2e
+def check_help(code: int | str | None, out: str) -> None:
+    assert code == 0, out[-3000:]
+    assert out.startswith("usage: python -m "), out[:200]
+    assert "example" in out and "docs/" in out
+
+
 @pytest.mark.parametrize("module", COMMANDS)
-def test_every_commands_help_runs_as_a_user_runs_it(module):
-    proc = run_cli("--help", cache=None, module=RUN_AS.get(module, module))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.startswith("usage: python -m "), proc.stdout[:200]
-    assert "example" in proc.stdout and "docs/" in proc.stdout
+def test_every_commands_help_runs_as_a_user_runs_it(module, monkeypatch, capsys):
+    """`python -m MODULE --help` in this process: runpy runs the module (a package's
+    __main__) as `python -m` does, its `if __name__ == "__main__"` block included."""
+    monkeypatch.setattr(sys, "argv", [module, "--help"])
+    with warnings.catch_warnings():  # runpy's: the module is imported already, by the test
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(SystemExit) as ended:
+            runpy.run_module(RUN_AS.get(module, module), run_name="__main__", alter_sys=True)
+    check_help(ended.value.code, capsys.readouterr().out)
+
+
+@pytest.mark.e2e
+def test_a_commands_help_runs_in_a_fresh_interpreter():
+    """Once as a user runs it, for the package's __main__ (the others are module files)."""
+    proc = run_cli("--help", cache=None, module="flowers_sweep.aggregate")
+    check_help(proc.returncode, proc.stdout)
 
 
 def test_summary_and_preview_pass_what_is_not_theirs_to_hydra(tmp_path):
@@ -153,16 +170,18 @@ def test_a_title_says_what_it_can_of_a_run_without_records(tmp_path, monkeypatch
     ]
 
 
-def test_the_flowers_sweep_command_completes_presets_in_a_shell(tmp_path):
-    """The console script is the CLI; Hydra's shell completion lists a group's presets."""
+def test_the_flowers_sweep_command_completes_presets_in_a_shell(tmp_path, monkeypatch, capsys):
+    """The console script is the CLI: its shell-completion script (run as a user's shell
+    runs it) completes `flowers-sweep`; Hydra's query (in this process: app.main, as the
+    script runs it) lists a group's presets."""
     command = str(Path(sys.executable).with_name("flowers-sweep"))
     script = subprocess.run([command, "--shell-completion", "install=bash"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=HANG_GUARD_S)  # fmt: skip
     assert script.returncode == 0, script.stderr[-2000:]
     assert "complete -o nospace -o default -F hydra_bash_completion flowers-sweep" in script.stdout
-    env = {**os.environ, "COMP_LINE": "flowers-sweep model="}
-    query = subprocess.run([command, "--shell-completion", "query=bash"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=HANG_GUARD_S)  # fmt: skip
-    assert query.returncode == 0, query.stderr[-2000:]
-    assert {"model=baseline_cnn", "model=resnet18", "model=resnet50"} <= set(query.stdout.split())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COMP_LINE", "flowers-sweep model=")
+    assert run_app(["--shell-completion", "query=bash"], monkeypatch) == 0
+    out, err = capsys.readouterr()
+    assert {"model=baseline_cnn", "model=resnet18", "model=resnet50"} <= set(out.split()), err
     assert list(tmp_path.iterdir()) == []  # nothing run, no folder made

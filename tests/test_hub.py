@@ -4,9 +4,12 @@ runs on them; and the one-line errors a bad model node gets before any data is r
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 from collections import Counter
 from functools import cache
+from pathlib import Path
 
 import pytest
 import timm  # the dev extra installs it, so CI tests model=timm
@@ -14,12 +17,13 @@ import torch
 import torchvision
 from torch import nn
 
+import flowers_sweep as fs
+from flowers_sweep import summary
 from flowers_sweep.config.validate import validate
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.models import build_model, count_parameters
-from flowers_sweep.summary import optimizer_state
 
-from .helpers.cli import TINY, make_cfg, metrics, result, run_cli
+from .helpers.cli import TINY, make_cfg, metrics, result, run_app, run_cli
 
 NUM_CLASSES = 7  # not the datasets' 10 or 102: a head left at its default would show
 SYNTHETIC_CLASSES = 10  # conf/dataset/synthetic.yaml, what the CLI runs below train on
@@ -149,14 +153,27 @@ def test_a_name_timm_does_not_list_is_refused_with_the_closest():
     ],
 )
 def test_optimizer_state_counts_the_values_kept_per_parameter(overrides, state):
-    assert optimizer_state(make_cfg(*overrides).optimizer) == state
+    assert summary.optimizer_state(make_cfg(*overrides).optimizer) == state
+
+
+# The one summary run of this file that starts the real command (both tests below read
+# it); the other argument lists call the summary module's main in this process, which is
+# what the command runs (test_summary.py and test_help.py start the command itself too).
+REAL_SUMMARY = ("model=timm", "model.name=resnet18d")
 
 
 @cache
 def summary_run(*args: str) -> tuple[int, str, str]:
-    """One `python -m flowers_sweep.summary` per argument list, shared between tests."""
-    proc = run_cli(*args, cache=None, module="flowers_sweep.summary")
-    return proc.returncode, proc.stdout, proc.stderr
+    """`python -m flowers_sweep.summary ARGS`: exit status, stdout and stderr, once per
+    argument list; a fresh interpreter for REAL_SUMMARY, summary.main in this process
+    for any other."""
+    if args == REAL_SUMMARY:
+        proc = run_cli(*args, cache=None, module="flowers_sweep.summary")
+        return proc.returncode, proc.stdout, proc.stderr
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = summary.main(list(args))
+    return code, out.getvalue(), err.getvalue()
 
 
 def summary_totals(*args: str) -> dict[str, str]:
@@ -165,14 +182,13 @@ def summary_totals(*args: str) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in out.strip().splitlines()[-3:])
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("args", "count"),
     [
         (("model=torchvision", "model.name=mobilenet_v3_small", "dataset.image_size=32"),
          lambda: torchvision_params("mobilenet_v3_small", SYNTHETIC_CLASSES)),
-        (("model=timm", "model.name=resnet18d"),
-         lambda: timm_params("resnet18d", SYNTHETIC_CLASSES)),
+        pytest.param(REAL_SUMMARY, lambda: timm_params("resnet18d", SYNTHETIC_CLASSES),
+                     marks=pytest.mark.e2e),
     ],
     ids=["torchvision", "timm"],
 )  # fmt: skip
@@ -184,9 +200,8 @@ def test_the_summary_counts_a_hub_models_parameters_as_the_library_does(args, co
 def test_the_summarys_memory_estimate_follows_the_optimizer_state():
     """fp32: 4 bytes a value; Adam keeps 2 values a parameter, SGD without momentum 0,
     so the estimates differ by 4 * 2 * params bytes (each printed to 0.1 MiB)."""
-    model = ("model=timm", "model.name=resnet18d")
-    adam = summary_totals(*model)
-    sgd = summary_totals(*model, "optimizer=sgd", "optimizer.momentum=0")
+    adam = summary_totals(*REAL_SUMMARY)  # the real command's run
+    sgd = summary_totals(*REAL_SUMMARY, "optimizer=sgd", "optimizer.momentum=0")
     assert "adam state" in adam["memory"] and "sgd state" in sgd["memory"]
     params = int(adam["params"])
     mib = [float(re.match(r"~([\d.]+) MiB ", s["memory"]).group(1)) for s in (adam, sgd)]
@@ -196,21 +211,29 @@ def test_the_summarys_memory_estimate_follows_the_optimizer_state():
 # --- training runs ----------------------------------------------------------------------
 
 
-@pytest.mark.e2e
-@pytest.mark.parametrize(
-    ("hub", "name"), [("torchvision", "mobilenet_v3_small"), ("timm", "resnet18d")]
-)
-def test_a_hub_model_trains_to_completion(tmp_path, cache_dir, hub, name):
-    run_dir = tmp_path / "run"
-    proc = run_cli(
-        f"model={hub}", f"model.name={name}", *TINY, f"hydra.run.dir={run_dir}", cache=cache_dir
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def check_hub_run(run_dir: Path, name: str, count) -> None:
     done = result(run_dir)
     assert (done["status"], done["model"], done["activation"]) == ("completed", name, "native")
-    count = torchvision_params if hub == "torchvision" else timm_params
     assert done["params"] == count(name, SYNTHETIC_CLASSES) and done["num_classes"] == 10
     assert [r["epoch"] for r in metrics(run_dir)] == ["1"]
+
+
+@pytest.mark.e2e
+def test_a_torchvision_model_trains_to_completion(tmp_path, cache_dir):
+    """The real command, once for the hub models; timm's run below is the same path."""
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        "model=torchvision", "model.name=mobilenet_v3_small", *TINY, f"hydra.run.dir={run_dir}",
+        cache=cache_dir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check_hub_run(run_dir, "mobilenet_v3_small", torchvision_params)
+
+
+def test_a_timm_model_trains_to_completion(tmp_path, cache_dir):
+    """In this process (flowers_sweep.train, the run the command makes)."""
+    fs.train(fs.compose(["model=timm", "model.name=resnet18d", *TINY]), tmp_path / "run")
+    check_hub_run(tmp_path / "run", "resnet18d", timm_params)
 
 
 # --- errors, before any data is read ------------------------------------------------------
@@ -221,34 +244,51 @@ def test_a_hub_model_trains_to_completion(tmp_path, cache_dir, hub, name):
 FAILED_BEFORE_DATA = {".hydra", "flowers_sweep.log", ".run.lock", "result.json", "traceback.txt"}
 
 
-@pytest.mark.e2e
-@pytest.mark.parametrize(
-    ("overrides", "named"),
-    [
-        (["model.activation=gelu_typo"], "model.activation='gelu_typo'"),
-        (["model=torchvision", "model.name=not_a_model"], "model.name='not_a_model'"),
-        (["model._target_=no_such_module.Net"], "model._target_='no_such_module.Net'"),
-    ],
-    ids=["activation", "hub_name", "target"],
-)
-def test_a_bad_model_node_exits_2_in_one_line_before_any_data_is_read(tmp_path, overrides, named):
-    """The dataset is Flowers102 in a folder that does not exist: had data been read
-    first, the error would be about the dataset, and its cache would exist."""
-    run_dir, cache = tmp_path / "run", tmp_path / "cache"
-    proc = run_cli(
-        *overrides, "dataset=flowers102", "dataset.root=/nonexistent",
-        f"hydra.run.dir={run_dir}", cache=cache,
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    lines = [x for x in proc.stderr.splitlines() if x.startswith("flowers_sweep:")]
-    assert len(lines) == 1, proc.stderr
+BAD_NODES = [
+    (["model.activation=gelu_typo"], "model.activation='gelu_typo'"),
+    (["model=torchvision", "model.name=not_a_model"], "model.name='not_a_model'"),
+    (["model._target_=no_such_module.Net"], "model._target_='no_such_module.Net'"),
+]
+
+
+def check_failed_before_data(code: int, stderr: str, named: str, run_dir: Path, cache: Path):
+    """Exit status 2, one line naming the value, nothing about the dataset (the dataset
+    is Flowers102 in a folder that does not exist: had data been read first, the error
+    would be about it, and the cache would exist)."""
+    assert code == 2, stderr[-3000:]
+    lines = [x for x in stderr.splitlines() if x.startswith("flowers_sweep:")]
+    assert len(lines) == 1, stderr
     assert lines[0].startswith(f"flowers_sweep: error: {named} is invalid")
-    assert "Traceback" not in proc.stderr
-    assert "nonexistent" not in proc.stderr and "flowers-102" not in proc.stderr
+    assert "Traceback" not in stderr
+    assert "nonexistent" not in stderr and "flowers-102" not in stderr
     assert {p.name for p in run_dir.iterdir()} == FAILED_BEFORE_DATA
     failed = result(run_dir)
     assert (failed["error_type"], failed["epochs_done"]) == ("ConfigError", 0)
     assert not cache.exists()
+
+
+NO_DATA = ["dataset=flowers102", "dataset.root=/nonexistent"]
+
+
+@pytest.mark.e2e
+def test_a_bad_model_node_exits_2_in_one_line_before_any_data_is_read(tmp_path):
+    """The real command, for the first bad node; the others below, in this process."""
+    (overrides, named), run_dir, cache = BAD_NODES[0], tmp_path / "run", tmp_path / "cache"
+    proc = run_cli(*overrides, *NO_DATA, f"hydra.run.dir={run_dir}", cache=cache)
+    check_failed_before_data(proc.returncode, proc.stderr, named, run_dir, cache)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"), BAD_NODES, ids=["activation", "hub_name", "target"]
+)
+def test_every_bad_model_node_is_refused_before_any_data_is_read(
+    tmp_path, monkeypatch, capsys, overrides, named
+):
+    """app.main as the command runs it (helpers/cli.run_app): the same refusal path."""
+    run_dir, cache = tmp_path / "run", tmp_path / "cache"
+    monkeypatch.setenv("FLOWERS_SWEEP_CACHE", str(cache))
+    code = run_app([*overrides, *NO_DATA, f"hydra.run.dir={run_dir}"], monkeypatch)
+    check_failed_before_data(code, capsys.readouterr().err, named, run_dir, cache)
 
 
 # --- models the meta-device check must not refuse -----------------------------------

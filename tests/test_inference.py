@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 import torch
 import torchvision
+from omegaconf import OmegaConf
 from PIL import Image
 
+from flowers_sweep import evaluate
 from flowers_sweep.data import open_source
 from flowers_sweep.errors import ConfigError, FlowersSweepError
 from flowers_sweep.evaluate import per_class_table, restore
@@ -17,32 +19,43 @@ from flowers_sweep.models import build_model
 from flowers_sweep.models.weights import load_weights, resolve_weights_file
 from flowers_sweep.record.runrecord import read_data
 
-from .helpers.cli import SHARED_FIXTURES, TINY, make_cfg, result, run_cli
+from .helpers.cli import SHARED_FIXTURES, TINY, make_cfg, result, run_app, run_cli
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, cache_dir):
-    run_dir = tmp_path_factory.mktemp("trained") / "run"
-    args = [*TINY, "trainer.epochs=3", "trainer.keep_weights=both", f"hydra.run.dir={run_dir}"]
-    proc = run_cli(*args, cache=cache_dir)
+    """The CLI run every test here reads: 3 epochs keeping the last and best weights,
+    started from a torchvision ResNet-18 state dict of 1,000 classes (ImageNet's layout;
+    torchvision's own starting values: nothing is downloaded)."""
+    folder = tmp_path_factory.mktemp("trained")
+    weights = folder / "resnet18_imagenet_layout.pt"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    run_dir = folder / "run"
+    proc = run_cli(*TINY, "trainer.epochs=3", "trainer.keep_weights=both",
+                   f"model.weights={weights}", f"hydra.run.dir={run_dir}",
+                   cache=cache_dir)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     return run_dir
 
 
 def test_a_skipped_relaunch_changes_nothing_and_evaluate_names_the_kept_weights(
-    trained, tmp_path, cache_dir
+    trained, tmp_path, cache_dir, monkeypatch, capsys
 ):
     """Relaunching a completed run with another keep_weights trains nothing and leaves
-    its .hydra/ as it was (Hydra rewrites it first); evaluate --weights last on a run
-    that kept only its best weights says what to use instead, in one line."""
+    its .hydra/ as it was (Hydra rewrites it first): app.main in this process, the
+    skip's real command is test_legacy's; evaluate --weights last on a run that kept only
+    its best weights says what to use instead, in one line (the real command)."""
     run_dir = tmp_path / "run"
     shutil.copytree(trained, run_dir)
     config = (run_dir / ".hydra" / "config.yaml").read_text()
-    args = [*TINY, "trainer.epochs=3", "trainer.keep_weights=best", f"hydra.run.dir={run_dir}"]
-    again = run_cli(*args, cache=cache_dir)
-    assert again.returncode == 0 and "skipped" in again.stdout + again.stderr
+    command = OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")  # the fixture's
+    again = [o.replace("keep_weights=both", "keep_weights=best") for o in command]
+    assert again != list(command)
+    assert run_app([*again, f"hydra.run.dir={run_dir}"], monkeypatch) == 0
+    said = capsys.readouterr()
+    assert "already holds a completed run of these settings: skipped" in said.out + said.err
     assert (run_dir / ".hydra" / "config.yaml").read_text() == config
     (run_dir / "model.pt").unlink()  # as trainer.keep_weights=best leaves a run
     proc = run_cli(str(run_dir), cache=cache_dir, module="flowers_sweep.evaluate")
@@ -71,11 +84,18 @@ def test_a_run_saves_torchvision_resnet18_weights_last_and_best(trained):
 @pytest.mark.parametrize(
     ("weights", "key"), [("last", "test_acc"), ("best_val", "test_acc_best_val")]
 )
-def test_evaluate_reproduces_the_runs_test_accuracy(trained, cache_dir, weights, key):
-    proc = run_cli(str(trained), "--weights", weights, cache=cache_dir,
-                   module="flowers_sweep.evaluate")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    top1 = float(proc.stdout.split("top1: ")[1].split()[0])
+def test_evaluate_reproduces_the_runs_test_accuracy(trained, capsys, cache_dir, weights, key):
+    """The real command for the last weights (and for a refusal, above); evaluate's main
+    in this process for the best ones."""
+    args = [str(trained), "--weights", weights]
+    if weights == "last":
+        proc = run_cli(*args, cache=cache_dir, module="flowers_sweep.evaluate")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out = proc.stdout
+    else:
+        assert evaluate.main(args) == 0, capsys.readouterr().err
+        out = capsys.readouterr().out
+    top1 = float(out.split("top1: ")[1].split()[0])
     assert top1 == pytest.approx(result(trained)[key], abs=5e-5)
     suffix = "" if weights == "last" else "-test-best_val"
     table = pd.read_csv(trained / f"per_class{suffix}.csv")
@@ -104,14 +124,8 @@ def test_predict_answers_good_images_and_names_bad_ones(trained, tmp_path, cache
     assert len(errors) == 2 and str(bad) in errors[0] and str(missing) in errors[1]
 
 
-def test_a_torchvision_imagenet_state_dict_starts_a_10_class_run(tmp_path, cache_dir):
-    weights = tmp_path / "resnet18_imagenet_layout.pt"
-    torch.save(torchvision.models.resnet18().state_dict(), weights)  # 1,000 classes
-    run_dir = tmp_path / "run"
-    proc = run_cli(*TINY, f"model.weights={weights}", f"hydra.run.dir={run_dir}",
-                   cache=cache_dir)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    log = (run_dir / "flowers_sweep.log").read_text()
+def test_a_torchvision_imagenet_state_dict_starts_a_10_class_run(trained):
+    log = (trained / "flowers_sweep.log").read_text()
     assert "loaded 120 of 122 tensors" in log
     assert "classifier replaced: the file has 1000 classes, this run 10" in log
 

@@ -94,11 +94,19 @@ def test_new_depth_is_yaml_only():
 
 @pytest.mark.parametrize("name", RESNETS)
 def test_torchvision_weights_load_strictly_and_give_the_same_logits(name):
-    """Same names, same shapes, same computation: a torchvision state_dict is ours."""
+    """Same names, same shapes (every depth, on the meta device), same computation (each
+    block type, basic and bottleneck, with torchvision's initialised weights): a
+    torchvision state_dict is ours."""
+    ours = build_on_meta(make_cfg(f"model={name}").model, 10, 64).eval()
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in getattr(torchvision.models, name)(num_classes=10)
+                  .state_dict().items()}  # fmt: skip
+    assert list(ours.state_dict()) == list(shapes)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == shapes
+    if name not in ("resnet18", "resnet50"):  # deeper: more of the same blocks
+        return
     torch.manual_seed(0)
     theirs = getattr(torchvision.models, name)(num_classes=10).eval()
-    ours = build_on_meta(make_cfg(f"model={name}").model, 10, 64).eval()
-    assert list(ours.state_dict()) == list(theirs.state_dict())
     ours.load_state_dict(theirs.state_dict(), strict=True, assign=True)  # shapes checked
     assert not any(t.is_meta for t in ours.state_dict().values())
     x = torch.randn(2, 3, 64, 64)

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from flowers_sweep.record.runrecord import SQLITE_FILE
 from flowers_sweep.search.study import storage_url
 
-from .helpers.cli import HANG_GUARD_S, result, run_cli
+from .helpers.cli import HANG_GUARD_S, result, run_app_in_process, run_cli
 from .helpers.searches import RACED, TINY_SEARCH
 from .helpers.services import free_port, get_json, serving
 from .test_study import old_study
@@ -43,11 +43,14 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_pruned_trials_stop_early_are_recorded_and_stay_pruned(tmp_path, cache_dir):
+def test_pruned_trials_stop_early_are_recorded_and_stay_pruned(
+    tmp_path, cache_dir, capsys, monkeypatch
+):
     """From a folder outside the clone, with runs in joblib workers that report to the
     study themselves: each trial stops after epoch 2 of 3, says so in result.json, is
     PRUNED in the study, and a relaunch (the same command) neither retrains it nor
-    counts it as failed."""
+    counts it as failed. The launch is the real command line; the relaunch is app.main
+    in this process, as the CLI calls it."""
     sweep, outside = tmp_path / "search", tmp_path / "elsewhere"
     outside.mkdir()
     args = [*TINY_SEARCH, "trainer.epochs=3", PRUNE_AFTER_2, "hydra.sweeper.n_trials=2",
@@ -74,9 +77,12 @@ def test_pruned_trials_stop_early_are_recorded_and_stay_pruned(tmp_path, cache_d
     with sqlite3.connect(sweep / SQLITE_FILE) as con:
         con.execute("UPDATE trials SET state='RUNNING', datetime_complete=NULL WHERE number=0")
     before = digest(sweep / "0" / "metrics.csv")
-    proc = run_cli(*args, cache=cache_dir, cwd=outside)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "trial 0 was left running by an earlier launch" in proc.stdout + proc.stderr
+    monkeypatch.chdir(outside)
+    capsys.readouterr()
+    assert run_app_in_process(args, monkeypatch) == 0
+    said = "".join(capsys.readouterr())
+    assert "trial 0 was left running by an earlier launch" in said, said[-3000:]
+    assert "did not complete" not in said
     assert digest(sweep / "0" / "metrics.csv") == before  # not trained again
     assert [t.state for t in load(sweep).trials] == [TrialState.PRUNED] * 2
     assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1"]
@@ -94,7 +100,9 @@ def test_pruned_trials_stop_early_are_recorded_and_stay_pruned(tmp_path, cache_d
     assert all(len(t["intermediate_values"]) == 2 for t in detail["trials"])
 
 
-def test_a_study_of_the_old_sweeper_says_how_to_upgrade_and_then_continues(tmp_path, cache_dir):
+def test_a_study_of_the_old_sweeper_says_how_to_upgrade_and_then_continues(
+    tmp_path, cache_dir, monkeypatch
+):
     sweep = tmp_path / "search"
     sweep.mkdir()
     url = old_study(sweep)
@@ -116,8 +124,9 @@ def test_a_study_of_the_old_sweeper_says_how_to_upgrade_and_then_continues(tmp_p
     upgrade = subprocess.run([optuna_cli, "storage", "upgrade", "--storage", url],
                              capture_output=True, text=True, timeout=HANG_GUARD_S)  # fmt: skip
     assert upgrade.returncode == 0, upgrade.stderr
-    proc = run_cli(*args, cache=cache_dir)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # Continued: app.main in this process, as the CLI calls it (the refusal above is the
+    # real command line's, and test_optuna_search_continues continues a search by it).
+    assert run_app_in_process(args, monkeypatch) == 0
     assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["2"]
     study = load(sweep)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3

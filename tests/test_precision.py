@@ -18,10 +18,20 @@ from flowers_sweep.trainer.hardware import autocast, grad_scaler, resolve_precis
 from flowers_sweep.trainer.loop import Stepper, eval_one_epoch, train_one_epoch
 from flowers_sweep.trainer.runstate import RunState
 
-from .helpers.cli import TINY, run_cli
+from .test_schedules import SHARED_RUN, shared_run
 
 CPU = torch.device("cpu")
 MEAN, STD = [0.49, 0.48, 0.45], [0.2, 0.2, 0.2]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread, as the CLI tests' runs (helpers/cli.TINY): the same sums
+    whatever else runs, and no threads spinning for a core another test holds."""
+    kept = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(kept)
 
 
 def tiny_split(n=96):
@@ -118,17 +128,15 @@ def test_eval_under_bf16_matches_fp32_closely():
     assert loss16 == pytest.approx(loss32, rel=bf16_bound(model))
 
 
-@pytest.mark.parametrize(("precision", "expected"), [("32", "32")])  # bf16: auto, where native
-def test_cli_records_the_precision(tmp_path, cache_dir, precision, expected):
-    run_dir = tmp_path / "run"
-    proc = run_cli(
-        *TINY, f"trainer.precision={precision}", "trainer.channels_last=true",
-        f"hydra.run.dir={run_dir}", cache=cache_dir,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
+@pytest.mark.e2e
+def test_cli_records_the_precision(tmp_path_factory, cache_dir):
+    """The real command line, precision=32 and channels_last on (test_schedules' run;
+    bf16 is `auto`'s where native, picked by the test below)."""
+    run_dir = shared_run(tmp_path_factory, cache_dir)
+    assert "trainer.precision=32" in SHARED_RUN and "trainer.channels_last=true" in SHARED_RUN
     result = json.loads((run_dir / "result.json").read_text())
-    assert result["status"] == "completed" and result["precision"] == expected
-    assert "channels_last" in (run_dir / "flowers_sweep.log").read_text()
+    assert result["status"] == "completed" and result["precision"] == "32"
+    assert "(fp32, channels_last" in (run_dir / "flowers_sweep.log").read_text()
 
 
 @pytest.mark.parametrize(

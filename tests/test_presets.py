@@ -13,6 +13,11 @@ A preset that starts from torchvision's weights (experiment=finetune) finds a st
 file where torchvision keeps them (TORCH_HOME/hub/checkpoints): the model's layout,
 freshly initialised, since nothing is downloaded here. The run still goes through the
 named-weights path and loads that file, which the test checks in its log.
+
+One preset (CLI_PRESET, the one whose run must find TORCH_HOME's file) starts the real
+command line; the others run app.main in this process, as `python -m` calls it (what
+the run sets for its process put back after it: helpers/cli.run_app_in_process):
+the same composition, folder and training, without the interpreter's start.
 """
 
 import pytest
@@ -21,7 +26,7 @@ from omegaconf import OmegaConf
 
 from flowers_sweep.record.runrecord import CONFIG_FILE, HYDRA_DIR, RESULT_FILE
 
-from .helpers.cli import TINY, make_cfg, result, run_cli
+from .helpers.cli import TINY, make_cfg, result, run_app_in_process, run_cli
 from .helpers.fake_flowers102 import write_tree
 from .helpers.presets import (
     compose_with_hydra,
@@ -32,6 +37,7 @@ from .helpers.presets import (
 
 pytestmark = pytest.mark.e2e
 SCALE = ["trainer.epochs=1", "trainer.batch_size=16", "dataset.image_size=32"]
+CLI_PRESET = "experiment=finetune"
 
 
 def tiny_settings(dataset: str, tmp_path) -> list[str]:
@@ -52,7 +58,9 @@ def run_folders(run_dir, sweep_dir) -> list:
 
 
 @pytest.mark.parametrize("preset", preset_files("experiment"), ids=preset_override)
-def test_every_experiment_runs_tiny_through_the_cli(preset, tmp_path, cache_dir, monkeypatch):
+def test_every_experiment_runs_tiny_through_the_cli(
+    preset, tmp_path, cache_dir, monkeypatch, capsys
+):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # read by the run too
     override = preset_override(preset)
     cfg, hydra = compose_with_hydra(override)
@@ -61,11 +69,12 @@ def test_every_experiment_runs_tiny_through_the_cli(preset, tmp_path, cache_dir,
     warmup = cfg.scheduler.get("warmup_epochs", 0)  # a warm-up needs epochs after it
     tiny += [f"trainer.epochs={warmup + 1}"] if warmup else []
     run_dir, sweep_dir = tmp_path / "run", tmp_path / "sweep"
-    proc = run_cli(
-        override, *tiny, f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={sweep_dir}",
-        cache=cache_dir,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    argv = [override, *tiny, f"hydra.run.dir={run_dir}", f"hydra.sweep.dir={sweep_dir}"]
+    if override == CLI_PRESET:
+        proc = run_cli(*argv, cache=cache_dir)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    else:
+        assert run_app_in_process(argv, monkeypatch) == 0, capsys.readouterr().err[-3000:]
     folders = run_folders(run_dir, sweep_dir)
     assert folders, f"no {RESULT_FILE} under {run_dir} or {sweep_dir}"
     expected = OmegaConf.to_container(make_cfg(override, *tiny))
@@ -77,3 +86,7 @@ def test_every_experiment_runs_tiny_through_the_cli(preset, tmp_path, cache_dir,
             assert ran == expected
         if stand_in is not None:
             assert f"from {stand_in}" in (folder / "flowers_sweep.log").read_text()
+
+
+def test_the_cli_preset_is_one_of_them():
+    assert CLI_PRESET in {preset_override(p) for p in preset_files("experiment")}

@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
+import flowers_sweep as fs
 from flowers_sweep.config.validate import validate
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.models import build_model
@@ -216,7 +217,7 @@ def test_early_stopping_counts_epochs_since_the_best():
 ALL_KEYS = [
     "trainer.label_smoothing=0.1",
     "trainer.clip_grad_norm=1.0",
-    "trainer.accumulate=3",  # 20 batches an epoch: a tail of 2
+    "trainer.accumulate=3",  # 11 batches an epoch (KILLED): a tail of 2
     "optimizer.norm_weight_decay=0",
     "trainer.early_stop_patience=1",  # stops where its numbers say (checked below)
     "augment.mixup_alpha=0.2",  # MixUp or CutMix, on 80% of the batches
@@ -230,29 +231,42 @@ ALL_KEYS = [
 ]  # fp16 is left out: emulated on a CPU, 8x slower (its scaler's checkpoint: test_precision)
 
 
+# SLOW, cut to what the kill needs: an epoch of ~1 s after the first (the kill lands in
+# the second, long before the end) and 3 epochs, 2 of them resumed.
+KILLED = ["dataset.train_size=176", "trainer.epochs=3"]
+EPOCHS = 3
+
+
 @pytest.mark.e2e
 def test_kill9_with_every_key_on_resumes_to_the_uninterrupted_twin(tmp_path, cache_dir):
     """SIGKILL cannot be answered: only checkpoints already written count, so this run
     writes one every epoch (the default, every 300 s, would write none in this tiny run);
-    with every recipe key on, the resumed run ends as its uninterrupted twin does."""
+    with every recipe key on, the resumed run ends as its uninterrupted twin does. The
+    kill and the resume are real processes; the twin trains in this process (fs.train
+    runs the CLI's task, with the same one torch thread: the same sums)."""
     from .test_resilience import interrupted_run
 
     twin = tmp_path / "twin"
-    proc = run_cli(*SLOW, *ALL_KEYS, f"hydra.run.dir={twin}", cache=cache_dir)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    # Where the twin stops depends on its numbers (this CPU: after epoch 3 of 4), so the
+    assert fs.train(fs.compose([*SLOW, *KILLED, *ALL_KEYS]), twin)["status"] == "completed"
+    # Where the twin stops depends on its numbers (this CPU: at the end), so the
     # test checks the rule on what it recorded instead of one machine's epoch: a stop
     # exactly when patience ran out, never before. Patience 1 trains at least 2 epochs,
     # so the kill after epoch 1 always comes before the end.
     rows = [{k: float(v) for k, v in row.items()} for row in metrics(twin)]
     stops = [n for n in range(1, len(rows) + 1) if should_stop(rows[:n], 1, "val_acc")]
     assert result(twin)["status"] == "completed"
-    early = stops[0] if stops and stops[0] < 4 else None  # patience out at the end: no stop
+    early = stops[0] if stops and stops[0] < EPOCHS else None  # out at the end: no stop
     assert result(twin).get("stopped_early_at") == early
-    assert len(rows) == (stops[0] if stops else 4)
+    assert len(rows) == (stops[0] if stops else EPOCHS)
     run_dir = tmp_path / "run"
     args = interrupted_run(
-        run_dir, cache_dir, signal.SIGKILL, 1, "trainer.checkpoint_every_epochs=1", *ALL_KEYS
+        run_dir,
+        cache_dir,
+        signal.SIGKILL,
+        1,
+        *KILLED,
+        "trainer.checkpoint_every_epochs=1",
+        *ALL_KEYS,
     )
     assert not (run_dir / "result.json").exists()
     again = run_cli(*args, cache=cache_dir)
@@ -292,12 +306,13 @@ def test_a_config_from_before_the_keys_reads_as_todays_default():
 
 @pytest.mark.e2e
 def test_the_report_and_modern_recipes_sweep_side_by_side(tmp_path, cache_dir):
-    """`-m experiment=report,modern`, tiny, on the embedded data: both train (6 epochs:
-    modern warms up for 5) and the report compares them, one row each, by name."""
+    """`-m experiment=report,modern`, tiny, on the embedded data (one batch a split): both
+    train (6 epochs: modern warms up for 5) and the report compares them, one row each, by name."""
     sweep = tmp_path / "sweep"
     proc = run_cli(
         "-m", "experiment=report,modern", "dataset=synthetic", *TINY, "trainer.epochs=6",
-        "dataset.image_size=16", "model.layers=[1,1,1,1]", f"hydra.sweep.dir={sweep}",
+        "dataset.image_size=16", "dataset.train_size=16", "dataset.val_size=8",
+        "dataset.test_size=8", "model.layers=[1,1,1,1]", f"hydra.sweep.dir={sweep}",
         "trainer.precision=32",  # bf16 on a CPU at 16 px: oneDNN's NaN now and then (speed.md)
         cache=cache_dir,
     )  # fmt: skip

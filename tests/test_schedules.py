@@ -4,6 +4,7 @@ and without warm-up; multistep's fractions of the run; StepLR; any torch.optim c
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from flowers_sweep.errors import ConfigError
 from flowers_sweep.optim import build_scheduler, cosine, milestone_epochs
 
 from .helpers.cli import TINY, make_cfg, metrics, result, run_cli
+from .helpers.shared import made_once
 
 # torch steps CosineAnnealingLR recursively (each epoch's rate is the last one times a
 # ratio of cosines), so after t epochs it carries the rounding of about 2t float64
@@ -112,34 +114,45 @@ def test_the_step_preset_is_torchs_steplr_30_01():
 # --- real runs --------------------------------------------------------------------------
 
 
+# One real run that several files' tests read (made once a session: helpers/shared.py):
+# RMSprop from its target under the cosine preset, kept checkpoint, fp32 channels_last.
+SHARED_RUN = [
+    *TINY, "model=baseline_cnn", "optimizer._target_=torch.optim.RMSprop",
+    "~optimizer.betas", "+optimizer.alpha=0.9", "scheduler=cosine", "trainer.epochs=4",
+    "trainer.keep_checkpoint=true", "trainer.precision=32", "trainer.channels_last=true",
+]  # fmt: skip
+
+
+def shared_run(tmp_path_factory, cache_dir) -> Path:
+    """SHARED_RUN through the real command line, once; its run folder."""
+
+    def make(folder: Path) -> None:
+        proc = run_cli(*SHARED_RUN, f"hydra.run.dir={folder / 'run'}", cache=cache_dir)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    return made_once(tmp_path_factory, "schedules_shared_run", make) / "run"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, cache_dir) -> Path:
+    return shared_run(tmp_path_factory, cache_dir)
+
+
 @pytest.mark.e2e
-def test_a_cosine_run_records_the_rate_each_epoch_trained_at(tmp_path, cache_dir):
+def test_a_cosine_run_records_the_rate_each_epoch_trained_at(run_dir):
     """metrics.csv's lr is the rate read before the epoch's schedule step: epoch e
     (1-based) trained at the closed form's value for e - 1."""
-    run_dir = tmp_path / "run"
-    proc = run_cli(
-        *TINY, "model=baseline_cnn", "optimizer=adamw", "scheduler=cosine", "trainer.epochs=4",
-        f"hydra.run.dir={run_dir}", cache=cache_dir,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
     assert result(run_dir)["status"] == "completed"
     rows = metrics(run_dir)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
-    lr = make_cfg("optimizer=adamw").optimizer.lr
+    lr = make_cfg(*SHARED_RUN).optimizer.lr
     want = [cosine_rate(e, 4, lr) for e in range(4)]
     assert [float(r["lr"]) for r in rows] == pytest.approx(want, rel=REL, abs=0)
 
 
 @pytest.mark.e2e
-def test_any_torch_optimizer_trains_from_its_target(tmp_path, cache_dir):
+def test_any_torch_optimizer_trains_from_its_target(run_dir):
     """RMSprop takes no betas: the preset's key is dropped (~) and its own added (+)."""
-    run_dir = tmp_path / "run"
-    proc = run_cli(
-        *TINY, "model=baseline_cnn", "optimizer._target_=torch.optim.RMSprop",
-        "~optimizer.betas", "+optimizer.alpha=0.9", "trainer.keep_checkpoint=true",
-        f"hydra.run.dir={run_dir}", cache=cache_dir,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
     assert result(run_dir)["status"] == "completed"
     saved = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
     group = saved["optimizer"]["param_groups"][0]

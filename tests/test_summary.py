@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import runpy
 import subprocess
+import sys
+import warnings
 from functools import cache
 
 import pytest
@@ -83,12 +86,18 @@ def test_cli_needs_no_data(tmp_path):
     assert not missing.exists()
 
 
-@pytest.mark.e2e
-def test_cli_rejects_bad_activation():
-    proc = run_summary("model.activation=tanhh")
-    assert proc.returncode != 0
-    assert "tanhh" in proc.stderr
-    assert proc.stderr.startswith("flowers_sweep.summary: error:")
+def test_cli_rejects_bad_activation(monkeypatch, capsys):
+    """In this process, as `python -m` runs the module (runpy; test_cli_needs_no_data
+    starts the real command): the refusal is main's, its exit status the __main__ block's."""
+    monkeypatch.setattr(sys, "argv", ["flowers_sweep.summary", "model.activation=tanhh"])
+    with warnings.catch_warnings():  # runpy's: the test imported the module already
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(SystemExit) as ended:
+            runpy.run_module("flowers_sweep.summary", run_name="__main__", alter_sys=True)
+    stderr = capsys.readouterr().err
+    assert ended.value.code not in (0, None)
+    assert "tanhh" in stderr
+    assert stderr.startswith("flowers_sweep.summary: error:")
 
 
 def test_a_wrong_formula_is_reported_loudly(monkeypatch, capsys):

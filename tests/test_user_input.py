@@ -19,7 +19,7 @@ from flowers_sweep.models.weights import load_weights
 from flowers_sweep.record.runfolder import claim
 from flowers_sweep.record.runrecord import RUN_CONFIG_FILE
 
-from .helpers.cli import TINY, make_cfg, result, run_cli
+from .helpers.cli import TINY, make_cfg, result, run_app, run_cli
 
 GROUPS = {"model", "dataset", "trainer", "optimizer", "experiment", "case"}
 
@@ -84,18 +84,23 @@ def test_a_bad_value_leaves_the_folder_unclaimed_for_the_corrected_run(tmp_path)
 
 
 @pytest.mark.e2e
-def test_a_typo_added_with_plus_exits_2_in_one_line_before_training(tmp_path, cache_dir):
+def test_a_typo_added_with_plus_exits_2_in_one_line_before_training(
+    tmp_path, monkeypatch, capsys, cache_dir
+):
     """`++` (caught only against the job's own config composed without it); the refused
     run claims no folder (no run_config.json to refuse others by), so the corrected
     command runs there: here through fs.train, which claims the folder as the CLI's
-    job does (a bad value is refused at the same point, claim's `ready`: above)."""
+    job does (a bad value is refused at the same point, claim's `ready`: above).
+    app.main in this process (helpers/cli.run_app): the real command's exit status and
+    line for a value refused before training is test_cli's bad-value test."""
     run_dir = tmp_path / "run"
-    proc = run_cli(*TINY, "model=baseline_cnn", "++trainer.epoch=3", f"hydra.run.dir={run_dir}",
-                   cache=cache_dir)  # fmt: skip
-    assert proc.returncode == 2
-    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("flowers_sweep: error")]
+    code = run_app([*TINY, "model=baseline_cnn", "++trainer.epoch=3",
+                    f"hydra.run.dir={run_dir}"], monkeypatch)  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    (line,) = [x for x in err.splitlines() if x.startswith("flowers_sweep: error")]
     assert "trainer.epoch " in line and "trainer.epochs" in line
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in err
     assert not (run_dir / "metrics.csv").exists()
     assert result(run_dir)["error_type"] == "ConfigError"
     assert not (run_dir / RUN_CONFIG_FILE).exists()

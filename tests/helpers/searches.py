@@ -1,37 +1,47 @@
 """Real Optuna searches that several tests read (conftest.py makes each once a session):
 two launches raced on one folder, and that search continued, confirmed, killed while
-confirming and launched again."""
+confirming and launched again (by app.main in this process)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from flowers_sweep.record.runrecord import RESULT_FILE
 from flowers_sweep.search.confirm import read_chosen
 
-from .cli import HANG_GUARD_S, TINY, run_cli, start_cli
+from .cli import HANG_GUARD_S, TINY, run_app_in_process, start_cli
 
 # A search's trials at their cheapest (one batch an epoch, one block a stage, no weights
 # kept): what a search does with its trials does not depend on how much each one trains.
-TINY_SEARCH = ["-m", "hparams_search=optuna", "case=relu", *TINY, "dataset.train_size=16",
-               "model.layers=[1,1,1,1]", "trainer.keep_weights=none"]  # fmt: skip
+TINY_TRIALS = [*TINY, "dataset.train_size=16", "model.layers=[1,1,1,1]",
+               "trainer.keep_weights=none"]  # fmt: skip
+TINY_SEARCH = ["-m", "hparams_search=optuna", "case=relu", *TINY_TRIALS]
+# docs/tracking.md's search-space example as written (test_docs_commands.py checks that
+# the page still shows it): raced_search runs it, tiny, so that its run is checked too.
+DOCUMENTED_SEARCH = ["-m", "hparams_search=optuna", "case=relu",
+                     "optimizer.lr=tag(log, interval(1e-5, 1e-3))"]  # fmt: skip
 RACED = "lr?1e-3"  # raced_search's sweep folder, named like a URL query
 # The confirmed search: raced_search's 2 trials continued to 4, the 2 best of them run
 # again on 2 fresh seeds each (the fewest a confirmation takes).
-CONFIRMED = [*TINY_SEARCH, "hydra.sweeper.n_trials=4", "hydra.sweeper.confirm.top_k=2",
-             "hydra.sweeper.confirm.seeds=2"]  # fmt: skip
+CONFIRMED = [*DOCUMENTED_SEARCH, *TINY_TRIALS, "hydra.sweeper.n_trials=4",
+             "hydra.sweeper.confirm.top_k=2", "hydra.sweeper.confirm.seeds=2"]  # fmt: skip
 
 
 def race_two_launches(folder: Path, cache: Path) -> None:
-    """Two launches of one search (TINY_SEARCH, 2 trials) started together from the empty
-    working folder folder/cwd into folder/RACED; folder/launches.json: each launch's
-    exit status, stdout and stderr."""
+    """Two launches of one search (DOCUMENTED_SEARCH with TINY_TRIALS, 2 trials) started
+    together from the empty working folder folder/cwd into folder/RACED;
+    folder/launches.json: each launch's exit status, stdout and stderr."""
     (folder / "cwd").mkdir()
-    args = [*TINY_SEARCH, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir='{folder / RACED}'"]
+    args = [*DOCUMENTED_SEARCH, *TINY_TRIALS, "hydra.sweeper.n_trials=2",
+            f"hydra.sweep.dir='{folder / RACED}'"]  # fmt: skip
     procs = [start_cli(*args, cache=cache, cwd=folder / "cwd") for _ in range(2)]
     outs = [p.communicate(timeout=HANG_GUARD_S) for p in procs]
     launches = [{"returncode": p.returncode, "stdout": out, "stderr": err}
@@ -52,7 +62,8 @@ def mtimes(paths: dict[str, Path]) -> dict[str, int]:
 
 def confirm_killed_and_again(folder: Path, cache: Path, raced: Path) -> None:
     """folder/search: a copy of raced's search launched with CONFIRMED, killed (SIGKILL)
-    once 2 of its 4 confirmations have completed, then launched again to its end.
+    once 2 of its 4 confirmations have completed, then launched again to its end (in this
+    process: run_app_in_process).
     folder/launches.json: the killed launch's stdout; what the folder held then (the
     completed confirmations, the chosen trials, each result.json's mtime in ns); the
     relaunch's exit status, stdout and stderr."""
@@ -74,7 +85,11 @@ def confirm_killed_and_again(folder: Path, cache: Path, raced: Path) -> None:
         "stamps": mtimes({n: sweep / "confirm" / n / RESULT_FILE for n in done}),
         "trial_stamps": mtimes({str(n): sweep / str(n) / RESULT_FILE for n in range(4)}),
     }
-    again = run_cli(*args, cache=cache)
-    record["again"] = {"returncode": again.returncode, "stdout": again.stdout,
-                       "stderr": again.stderr}  # fmt: skip
+    # Launched again by app.main in this process, as the CLI calls it (the killed launch
+    # was the real command line): its output as the CLI's would be, on stdout and stderr.
+    with pytest.MonkeyPatch.context() as patch:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = run_app_in_process(args, patch)
+    record["again"] = {"returncode": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
     (folder / "launches.json").write_text(json.dumps(record))
