@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from flowers_sweep.trainer.hardware import to_device
+from flowers_sweep.trainer.hardware import image_by_image, to_device
 
 SCALE = (0.02, 0.33)  # RandomErasing's defaults: the box's share of the area
 RATIO = (0.3, 3.3)  # and its aspect ratio h / w, log-uniform
@@ -54,9 +54,7 @@ def erase(batch: torch.Tensor, boxes: torch.Tensor, per_box: bool | None = None)
     each, so that only the boxes are written; else one mask for the batch, built on the
     batch's device: no host sync."""
     height, width = batch.shape[-2:]
-    if per_box is None:
-        per_box = batch.device.type == "cpu"
-    if per_box:
+    if image_by_image(per_box, batch):
         for i, (top, left, h, w) in enumerate(boxes.tolist()):
             if h > 0:
                 batch[i, :, top : top + h, left : left + w] = 0.0

@@ -39,7 +39,7 @@ import torch
 
 from flowers_sweep.data import colour
 from flowers_sweep.data.geometry import MAGNITUDE_BINS, affine, compose
-from flowers_sweep.trainer.hardware import to_device
+from flowers_sweep.trainer.hardware import image_by_image, to_device
 
 GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
 BLENDS = ("Brightness", "Color", "Contrast", "Sharpness")
@@ -236,7 +236,7 @@ def black_outside(
     if before is None:
         spans = row_spans(compose(*[m[chosen] for m in steps]), height, width)
         cols = torch.arange(width, device=out.device)
-        if _per_image(per_image, out):
+        if image_by_image(per_image, out):
             masks = ((cols >= spans[..., :1]) & (cols < spans[..., 1:])).to(out.dtype)
             for mask, i in zip(masks, chosen.tolist(), strict=True):
                 out[i].mul_(mask)
@@ -265,7 +265,7 @@ def colour_step(
         chosen = (ops == CODE[name]).nonzero()[:, 0]
         if len(chosen) == 0 or (name == "Sharpness" and min(height, width) <= 2):
             continue  # torchvision leaves images of 2 px or less unsharpened
-        if _per_image(per_image, x):
+        if image_by_image(per_image, x):
             for i, v in zip(chosen.tolist(), values[chosen].tolist(), strict=True):
                 _colour_op(name, x[i : i + 1], 1.0 + v, 1.0 - (1.0 + v), v)
             continue
@@ -275,10 +275,6 @@ def colour_step(
         index = to_device(chosen, x.device)
         x.index_copy_(0, index, _colour_op(name, x.index_select(0, index), f, g, m))
     return x
-
-
-def _per_image(per_image: bool | None, x: torch.Tensor) -> bool:
-    return x.device.type == "cpu" if per_image is None else per_image
 
 
 def _colour_op(

@@ -36,6 +36,14 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.pin_memory().to(device, non_blocking=True)
 
 
+def image_by_image(choice: bool | None, batch: torch.Tensor) -> bool:
+    """Whether a per-image step (a policy's op, an erased box) takes the images that drew
+    it one by one, in place (`choice` None: on the CPU, where a gathered copy of them
+    costs more than the step: benchmarks/augment_policy.py), or gathered into one kernel
+    (an accelerator, where a kernel's launch is the cost). `choice`: the caller's say."""
+    return batch.device.type == "cpu" if choice is None else choice
+
+
 def resolve_device(name: str) -> torch.device:
     """`trainer.device` as a torch.device; `cuda` gets the current GPU's index.
 
