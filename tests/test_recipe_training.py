@@ -181,6 +181,10 @@ def test_without_the_key_one_group_in_the_models_order():
         ("trainer.early_stop_patience=0", "trainer.early_stop_patience=0"),
         ("trainer.early_stop_metric=test_acc", "trainer.early_stop_metric='test_acc'"),
         ("optimizer.norm_weight_decay=-0.1", "optimizer.norm_weight_decay=-0.1"),
+        # infinity passes `>= 0`: a number must be finite (this one trained to a NaN)
+        ("optimizer.norm_weight_decay=inf", "optimizer.norm_weight_decay=inf"),
+        ("optimizer.lr=inf", "optimizer.lr=inf"),
+        ("trainer.clip_grad_norm=inf", "trainer.clip_grad_norm=inf"),
     ],
 )
 def test_bad_values_are_refused_in_one_line(override, named):
