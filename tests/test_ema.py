@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 
 import pandas as pd
 import pytest
@@ -203,6 +204,26 @@ def test_no_ema_without_the_key_and_keep_weights_ema_needs_it():
     for value in ("ema", "last_ema"):
         with pytest.raises(ConfigError, match=f"trainer.keep_weights='{value}' is invalid"):
             validate(make_cfg(f"trainer.keep_weights={value}"))
+
+
+def test_settings_that_leave_the_ema_nothing_to_do_are_warned_of(caplog):
+    """ema_every or ema_warmup without ema_decay (no EMA), a warm-up over every epoch
+    (the EMA is the model's copy); the defaults and a shorter warm-up say nothing."""
+    trainer = {"ema_decay": None, "ema_every": 1, "ema_warmup": 0, "epochs": 2}
+    cases = [
+        ({}, None),
+        ({"ema_warmup": 5}, "set without trainer.ema_decay: no EMA is kept"),
+        ({"ema_every": 4}, "set without trainer.ema_decay: no EMA is kept"),
+        ({"ema_decay": 0.9, "ema_warmup": 1}, None),
+        ({"ema_decay": 0.9, "ema_warmup": 2}, "ema_warmup=2 covers all 2 epochs"),
+    ]
+    for change, said in cases:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="flowers_sweep.trainer.ema"):
+            ema = build_ema(with_bn(), OmegaConf.create({**trainer, **change}))
+        assert (ema is None) == ("ema_decay" not in change)
+        warned = [r.getMessage() for r in caplog.records]
+        assert len(warned) == (said is not None) and all(said in w for w in warned), warned
 
 
 @pytest.mark.parametrize(

@@ -24,10 +24,13 @@ model, and so does the first update after them, from which the average starts.
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ModelEma", "build_ema"]
 
@@ -94,8 +97,26 @@ def tensors(model: nn.Module) -> list[torch.Tensor]:
 
 def build_ema(model: nn.Module, trainer: Any) -> ModelEma | None:
     """The run's EMA from the `trainer` node's ema_decay, ema_every and ema_warmup;
-    None when ema_decay is null (no copy is made, nothing changes)."""
-    decay = trainer.get("ema_decay") if trainer is not None else None
-    if decay is None:
+    None when ema_decay is null (no copy is made, nothing changes). Warns of settings
+    that leave the EMA nothing to do: ema_every or ema_warmup without ema_decay (no EMA
+    is kept), a warm-up over every epoch (the EMA is the model's copy)."""
+    if trainer is None:
         return None
-    return ModelEma(model, decay, trainer.get("ema_every", 1), trainer.get("ema_warmup", 0))
+    decay, epochs = trainer.get("ema_decay"), trainer.get("epochs")
+    every, warmup = trainer.get("ema_every", 1), trainer.get("ema_warmup", 0)
+    if decay is None:
+        if (every, warmup) != (1, 0):
+            log.warning(
+                "trainer.ema_every=%s, trainer.ema_warmup=%s set without trainer.ema_decay: "
+                "no EMA is kept",
+                every,
+                warmup,
+            )
+        return None
+    if epochs is not None and warmup >= epochs:
+        log.warning(
+            "trainer.ema_warmup=%d covers all %d epochs: the EMA is the model's copy",
+            warmup,
+            epochs,
+        )
+    return ModelEma(model, decay, every, warmup)
