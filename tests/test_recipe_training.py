@@ -331,3 +331,19 @@ def test_the_report_and_modern_recipes_sweep_side_by_side(tmp_path, cache_dir):
         runs.loc["resnet18-relu-experiment=report", "test_acc_ema"]
     )
     assert (Path(modern["run_dir"]) / "model_ema.pt").is_file()
+
+
+def test_the_preview_names_batch_mixing_and_says_it_is_not_drawn(tmp_path, monkeypatch, cache_dir):
+    """MixUp/CutMix mix whole batches in the training loop, not the per-image views the
+    preview draws: its title names them and says so (docs/data.md)."""
+    from flowers_sweep.data import preview
+
+    titles = []
+    monkeypatch.setattr(preview, "draw", lambda grid, names, title, out: titles.append(title))
+    tiny = [o for o in TINY if o.startswith("dataset.")]
+    argv = ["--out", str(tmp_path / "p.png"), "--images", "2", "--views", "1", *tiny,
+            f"dataset.cache_dir={cache_dir}"]  # fmt: skip
+    assert preview.main(argv) == 0
+    assert preview.main([*argv, "augment.mixup_alpha=0.2"]) == 0
+    plain, mixed = titles
+    assert "MixUp alpha=0.2" in mixed and "not drawn" in mixed and "not drawn" not in plain

@@ -25,6 +25,7 @@ from flowers_sweep.config.composition import compose_config, config_dir_override
 from flowers_sweep.config.validate import validate
 from flowers_sweep.data import batch_augment, decode_workers, describe_augment, load_splits
 from flowers_sweep.data.augment import BatchAugment
+from flowers_sweep.data.geometry import MIXES
 from flowers_sweep.job import outcome
 
 PROG = "flowers_sweep.data.preview"
@@ -159,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     changed = [o for o in overrides if o.startswith(("augment.", "dataset.")) and "root" not in o]
     title += "".join(f"  {o}" for o in changed)[:150]
     title += f"\n{describe_augment(cfg.augment)}"[:200]  # the moves, policy and erasing
+    if any(cfg.augment.get(key, 0) > 0 for _, key in MIXES):  # the loop mixes, not the view
+        title += "\n(MixUp/CutMix not drawn: they mix whole batches in the training loop)"
     draw(grid, names, title, args.out)
     print(args.out)
     return 0
