@@ -101,8 +101,8 @@ def restore(run_dir: Path, weights: str = "last", device: str = "auto") -> Resto
         raise FlowersSweepError(
             f"{weights_file} not found: "
             + (
-                f"this run kept only its {kept[0]} weights (trainer.keep_weights); "
-                f"use --weights {kept[0]}"
+                f"this run kept only its {' and '.join(kept)} weights "
+                f"(trainer.keep_weights); use --weights {' or '.join(kept)}"
                 if kept
                 else "this run kept no weights (trainer.keep_weights=none, or it has not "
                 f"completed: see its {RESULT_FILE})"

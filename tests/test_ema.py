@@ -28,7 +28,7 @@ import flowers_sweep as fs
 from flowers_sweep.aggregate.report import build
 from flowers_sweep.aggregate.tables import selected
 from flowers_sweep.config.validate import validate
-from flowers_sweep.errors import CheckpointError, ConfigError
+from flowers_sweep.errors import CheckpointError, ConfigError, FlowersSweepError
 from flowers_sweep.evaluate import evaluate_run, restore
 from flowers_sweep.evaluate import main as evaluate_main
 from flowers_sweep.models import build_model
@@ -270,6 +270,9 @@ def test_a_run_with_ema_validates_tests_and_keeps_it_for_evaluate_predict_and_re
     kept = torch.load(run_dir / EMA_WEIGHTS_FILE, weights_only=True)
     assert same(restore(run_dir, "ema").model.cpu().state_dict(), kept)
     assert not same(kept, torch.load(run_dir / WEIGHTS_FILE, weights_only=True))
+    both = r"kept only its last and ema weights .*use --weights last or ema$"
+    with pytest.raises(FlowersSweepError, match=both):  # not best_val's: which it kept
+        restore(run_dir, "best_val")
     assert evaluate_run(run_dir, "test", "ema")["top1"] == result["test_acc_ema"]
     started = build_model(cfg.model, result["num_classes"], cfg.dataset.image_size)
     load_weights(started, str(run_dir / EMA_WEIGHTS_FILE), "baseline_cnn")  # model.weights=
