@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers.cli import SHARED_FIXTURES, SLOW, TINY, run_cli
+from .helpers.cli import SHARED_FIXTURES, SHARED_RUN, SLOW, TINY, cli_run_once, run_cli
 from .helpers.shared import made_once
 from .helpers.slurm import slurm_cluster
 from .helpers.state import ProcessState
@@ -75,12 +75,14 @@ def _process_state_left_as_found(tmp_path_factory) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def reference(tmp_path_factory, cache_dir) -> Path:
     """An uninterrupted SLOW run that interrupted, resumed or requeued ones must equal."""
+    return cli_run_once(tmp_path_factory, "reference", SLOW, cache_dir)
 
-    def make(folder: Path) -> None:
-        proc = run_cli(*SLOW, f"hydra.run.dir={folder / 'run'}", cache=cache_dir)
-        assert proc.returncode == 0, proc.stderr[-2000:]
 
-    return made_once(tmp_path_factory, "reference", make) / "run"
+@pytest.fixture(scope="session")
+def shared_run(tmp_path_factory, cache_dir) -> Path:
+    """helpers/cli.SHARED_RUN's run folder, through the real command line: its schedule,
+    optimizer (test_schedules) and precision (test_precision) are read from it."""
+    return cli_run_once(tmp_path_factory, "shared_run", SHARED_RUN, cache_dir)
 
 
 @pytest.fixture(scope="session")

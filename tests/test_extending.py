@@ -17,12 +17,10 @@ from __future__ import annotations
 import csv
 import importlib
 import json
-import logging
 import os
 import re
 import shlex
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +37,7 @@ from flowers_sweep.errors import ConfigError
 from flowers_sweep.models import build_model, count_parameters
 from flowers_sweep.models.activations import ACTIVATIONS
 
-from .helpers.cli import ROOT, TINY, metrics, result, run_app, run_cli
+from .helpers.cli import ROOT, TINY, keep_logging, metrics, result, run_app, run_cli
 from .test_docs_commands import compose_like_the_cli
 
 PAGE = ROOT / "docs" / "extending.md"
@@ -130,17 +128,14 @@ def page_yaml(path: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Iterator[Path]:
-    """The page's `project/` folder: every file it shows, where it shows it. Modules
-    imported from it in this process are forgotten afterwards."""
+def project(tmp_path_factory) -> Path:
+    """The page's `project/` folder: every file it shows, where it shows it (modules a
+    test imports from it are forgotten after the test: conftest.py)."""
     root = tmp_path_factory.mktemp("extending") / "project"
     for rel, text in FILES.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text + "\n")
-    yield root
-    for name, module in list(sys.modules.items()):
-        if str(getattr(module, "__file__", "") or "").startswith(str(root)):
-            del sys.modules[name]
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -178,8 +173,7 @@ def run_in_process(project: Path, command: Command, *extra: str, monkeypatch) ->
     args = [*command.args, *extra]
     if command.module == "flowers_sweep":
         return run_app(args, monkeypatch)
-    monkeypatch.setattr(logging.root, "handlers", list(logging.root.handlers))
-    monkeypatch.setattr(logging.root, "level", logging.root.level)
+    keep_logging(monkeypatch)
     return importlib.import_module(MAINS.get(command.module, command.module)).main(args)
 
 

@@ -18,7 +18,7 @@ from flowers_sweep.trainer.hardware import autocast, grad_scaler, resolve_precis
 from flowers_sweep.trainer.loop import Stepper, eval_one_epoch, train_one_epoch
 from flowers_sweep.trainer.runstate import RunState
 
-from .test_schedules import SHARED_RUN, shared_run
+from .helpers.cli import SHARED_RUN
 
 CPU = torch.device("cpu")
 MEAN, STD = [0.49, 0.48, 0.45], [0.2, 0.2, 0.2]
@@ -129,14 +129,13 @@ def test_eval_under_bf16_matches_fp32_closely():
 
 
 @pytest.mark.e2e
-def test_cli_records_the_precision(tmp_path_factory, cache_dir):
-    """The real command line, precision=32 and channels_last on (test_schedules' run;
+def test_cli_records_the_precision(shared_run):
+    """The real command line, precision=32 and channels_last on (conftest's shared_run;
     bf16 is `auto`'s where native, picked by the test below)."""
-    run_dir = shared_run(tmp_path_factory, cache_dir)
     assert "trainer.precision=32" in SHARED_RUN and "trainer.channels_last=true" in SHARED_RUN
-    result = json.loads((run_dir / "result.json").read_text())
+    result = json.loads((shared_run / "result.json").read_text())
     assert result["status"] == "completed" and result["precision"] == "32"
-    assert "(fp32, channels_last" in (run_dir / "flowers_sweep.log").read_text()
+    assert "(fp32, channels_last" in (shared_run / "flowers_sweep.log").read_text()
 
 
 @pytest.mark.parametrize(

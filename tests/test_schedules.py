@@ -4,7 +4,6 @@ and without warm-up; multistep's fractions of the run; StepLR; any torch.optim c
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,8 +13,7 @@ from flowers_sweep.config.validate import validate
 from flowers_sweep.errors import ConfigError
 from flowers_sweep.optim import build_scheduler, cosine, milestone_epochs
 
-from .helpers.cli import TINY, make_cfg, metrics, result, run_cli
-from .helpers.shared import made_once
+from .helpers.cli import SHARED_RUN, make_cfg, metrics, result
 
 # torch steps CosineAnnealingLR recursively (each epoch's rate is the last one times a
 # ratio of cosines), so after t epochs it carries the rounding of about 2t float64
@@ -114,36 +112,13 @@ def test_the_step_preset_is_torchs_steplr_30_01():
 # --- real runs --------------------------------------------------------------------------
 
 
-# One real run that several files' tests read (made once a session: helpers/shared.py):
-# RMSprop from its target under the cosine preset, kept checkpoint, fp32 channels_last.
-SHARED_RUN = [
-    *TINY, "model=baseline_cnn", "optimizer._target_=torch.optim.RMSprop",
-    "~optimizer.betas", "+optimizer.alpha=0.9", "scheduler=cosine", "trainer.epochs=4",
-    "trainer.keep_checkpoint=true", "trainer.precision=32", "trainer.channels_last=true",
-]  # fmt: skip
-
-
-def shared_run(tmp_path_factory, cache_dir) -> Path:
-    """SHARED_RUN through the real command line, once; its run folder."""
-
-    def make(folder: Path) -> None:
-        proc = run_cli(*SHARED_RUN, f"hydra.run.dir={folder / 'run'}", cache=cache_dir)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-
-    return made_once(tmp_path_factory, "schedules_shared_run", make) / "run"
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, cache_dir) -> Path:
-    return shared_run(tmp_path_factory, cache_dir)
-
-
 @pytest.mark.e2e
-def test_a_cosine_run_records_the_rate_each_epoch_trained_at(run_dir):
+def test_a_cosine_run_records_the_rate_each_epoch_trained_at(shared_run):
     """metrics.csv's lr is the rate read before the epoch's schedule step: epoch e
-    (1-based) trained at the closed form's value for e - 1."""
-    assert result(run_dir)["status"] == "completed"
-    rows = metrics(run_dir)
+    (1-based) trained at the closed form's value for e - 1 (conftest's shared_run: the
+    real command line's run of helpers/cli.SHARED_RUN)."""
+    assert result(shared_run)["status"] == "completed"
+    rows = metrics(shared_run)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     lr = make_cfg(*SHARED_RUN).optimizer.lr
     want = [cosine_rate(e, 4, lr) for e in range(4)]
@@ -151,10 +126,10 @@ def test_a_cosine_run_records_the_rate_each_epoch_trained_at(run_dir):
 
 
 @pytest.mark.e2e
-def test_any_torch_optimizer_trains_from_its_target(run_dir):
+def test_any_torch_optimizer_trains_from_its_target(shared_run):
     """RMSprop takes no betas: the preset's key is dropped (~) and its own added (+)."""
-    assert result(run_dir)["status"] == "completed"
-    saved = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert result(shared_run)["status"] == "completed"
+    saved = torch.load(shared_run / "checkpoint.pt", map_location="cpu", weights_only=True)
     group = saved["optimizer"]["param_groups"][0]
     assert group["alpha"] == 0.9 and "centered" in group and "betas" not in group
     assert {k for s in saved["optimizer"]["state"].values() for k in s} == {"step", "square_avg"}

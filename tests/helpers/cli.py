@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from flowers_sweep.config.command_line import hydra_args
 from flowers_sweep.record.runrecord import METRICS_FILE, RESULT_FILE
 
+from .shared import made_once
 from .state import ProcessState
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +44,13 @@ TINY = [
 # Enough data that an epoch takes a moment (about a second here), so a kill can land
 # between two of them; one block a stage, since depth adds time, not paths.
 SLOW = [*TINY, "dataset.train_size=320", "trainer.epochs=4", "model.layers=[1,1,1,1]"]
+# One real run that several files' tests read (conftest.shared_run): RMSprop from its
+# target under the cosine preset, kept checkpoint, fp32 channels_last.
+SHARED_RUN = [
+    *TINY, "model=baseline_cnn", "optimizer._target_=torch.optim.RMSprop",
+    "~optimizer.betas", "+optimizer.alpha=0.9", "scheduler=cosine", "trainer.epochs=4",
+    "trainer.keep_checkpoint=true", "trainer.precision=32", "trainer.channels_last=true",
+]  # fmt: skip
 COMPARED = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")  # not epoch_s
 
 
@@ -94,6 +102,24 @@ def run_cli(
     )
 
 
+def keep_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The root logger's handlers and level put back after the test: a command's main in
+    this process sets up its logging as the command would (Hydra's, a run's log file)."""
+    monkeypatch.setattr(logging.root, "handlers", list(logging.root.handlers))
+    monkeypatch.setattr(logging.root, "level", logging.root.level)
+
+
+def cli_run_once(factory: pytest.TempPathFactory, name: str, args: list[str], cache: Path) -> Path:
+    """`python -m flowers_sweep ARGS` into a run folder made once a session (shared.made_once),
+    which several tests read; that folder."""
+
+    def make(folder: Path) -> None:
+        proc = run_cli(*args, f"hydra.run.dir={folder / 'run'}", cache=cache)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    return made_once(factory, name, make) / "run"
+
+
 def run_app(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     """app.main as `python -m flowers_sweep ARGV` calls it, in this process; Hydra's log
     set-up (--info, --help) and its config of the current job are undone after the test.
@@ -102,8 +128,7 @@ def run_app(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     from flowers_sweep.app import main
 
     monkeypatch.setattr(sys, "argv", ["flowers_sweep", *hydra_args(argv)])
-    monkeypatch.setattr(logging.root, "handlers", list(logging.root.handlers))
-    monkeypatch.setattr(logging.root, "level", logging.root.level)
+    keep_logging(monkeypatch)
     monkeypatch.setattr(HydraConfig.instance(), "cfg", HydraConfig.instance().cfg)
     try:
         main()
